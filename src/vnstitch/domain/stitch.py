@@ -1,0 +1,132 @@
+"""Stitches: spec (what was asked), status (what is), and the lifecycle state machine."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from vnstitch.domain.resources import BandwidthBps, DurationSeconds, Resource, Strict
+from vnstitch.errors import IllegalTransition
+
+
+class StitchType(str, Enum):
+    DIRECT = "direct"        # VM-to-VM tunnel bypassing intermediate bridges
+    SEGMENT = "segment"      # joins parts of two virtual networks into one logical segment
+    BANDWIDTH = "bandwidth"  # reserves substrate capacity for traffic between two networks
+
+
+class State(str, Enum):
+    PENDING = "PENDING"
+    ESTABLISHING = "ESTABLISHING"
+    ACTIVE = "ACTIVE"
+    ADJUSTING = "ADJUSTING"
+    DEGRADED = "DEGRADED"
+    FAILED = "FAILED"
+    TERMINATING = "TERMINATING"
+    TERMINATED = "TERMINATED"
+
+
+ALLOWED_TRANSITIONS: dict[State, frozenset[State]] = {
+    State.PENDING: frozenset({State.ESTABLISHING, State.FAILED, State.TERMINATING}),
+    State.ESTABLISHING: frozenset({State.ACTIVE, State.FAILED, State.TERMINATING}),
+    State.ACTIVE: frozenset({State.ADJUSTING, State.DEGRADED, State.FAILED, State.TERMINATING}),
+    State.ADJUSTING: frozenset({State.ACTIVE, State.DEGRADED, State.FAILED, State.TERMINATING}),
+    State.DEGRADED: frozenset({State.ACTIVE, State.ADJUSTING, State.FAILED, State.TERMINATING}),
+    State.FAILED: frozenset({State.PENDING, State.ESTABLISHING, State.TERMINATING}),
+    State.TERMINATING: frozenset({State.TERMINATED}),
+    State.TERMINATED: frozenset(),
+}
+
+# States in which the data plane should carry the stitch.
+LIVE_STATES = frozenset({State.ESTABLISHING, State.ACTIVE, State.ADJUSTING, State.DEGRADED})
+
+
+class Endpoint(Strict):
+    network: str
+    tenant: str | None = None   # another tenant's network; default: the stitch's tenant
+    member: str | None = None   # a VM of that network (direct stitches)
+    subnet: str | None = None   # part of the network (segment stitches)
+
+
+class StitchSpec(Strict):
+    type: StitchType
+    from_: Endpoint = Field(alias="from")
+    to: Endpoint
+    bandwidth: BandwidthBps = 0.0
+    max_latency: DurationSeconds | None = Field(default=None, alias="maxLatency")
+    max_loss: float | None = Field(default=None, ge=0, le=1, alias="maxLoss")
+    encryption: Literal["required", "none"] = "required"
+    priority: int = Field(default=100, ge=0, le=1000)
+    origin: Literal["user", "forecast", "intent"] = "user"
+    symmetric: bool = True  # reserve in both directions of each link
+
+    @model_validator(mode="after")
+    def _shape(self) -> "StitchSpec":
+        if self.type is StitchType.DIRECT:
+            for side, end in (("from", self.from_), ("to", self.to)):
+                if not end.member:
+                    raise ValueError(f"{side}.member: a direct stitch joins two VMs; name the member")
+        if self.type is StitchType.BANDWIDTH:
+            if self.bandwidth <= 0:
+                raise ValueError("bandwidth: a bandwidth stitch needs a bandwidth above 0")
+            for side, end in (("from", self.from_), ("to", self.to)):
+                if end.member:
+                    raise ValueError(f"{side}.member: a bandwidth stitch joins networks, not members")
+        return self
+
+    @property
+    def encrypted(self) -> bool:
+        return self.encryption == "required"
+
+
+class Transition(Strict):
+    time: float
+    from_state: State | None = Field(alias="from")
+    to_state: State = Field(alias="to")
+    reason: str
+
+
+class Measured(Strict):
+    latency: float | None = None      # seconds
+    throughput: float | None = None   # bit/s
+    loss: float | None = None         # fraction
+
+
+class StitchStatus(Strict):
+    state: State = State.PENDING
+    path: list[str] = Field(default_factory=list)
+    reserved_bandwidth: float = Field(default=0.0, alias="reservedBandwidth")
+    measured: Measured = Field(default_factory=Measured)
+    observed_generation: int = Field(default=0, alias="observedGeneration")
+    message: str = ""
+    history: list[Transition] = Field(default_factory=list)
+
+
+HISTORY_LIMIT = 50
+
+
+class Stitch(Resource):
+    KIND = "Stitch"
+    PLURAL = "stitches"
+    kind: Literal["Stitch"] = "Stitch"
+    spec: StitchSpec
+    status: StitchStatus = Field(default_factory=StitchStatus)
+
+
+def transition(status: StitchStatus, to: State, now: float, reason: str) -> StitchStatus:
+    """New status moved to `to`, with the move recorded; rejects illegal moves."""
+    if to == status.state:
+        return status
+    if to not in ALLOWED_TRANSITIONS[status.state]:
+        raise IllegalTransition(f"{status.state.value} → {to.value} is not a legal stitch transition",
+                                field="status.state")
+    entry = Transition(time=now, from_state=status.state, to_state=to, reason=reason)
+    history = (status.history + [entry])[-HISTORY_LIMIT:]
+    return status.model_copy(update={"state": to, "history": history, "message": reason})
+
+
+def initial_status(now: float, reason: str = "accepted") -> StitchStatus:
+    return StitchStatus(history=[Transition(time=now, from_state=None, to_state=State.PENDING, reason=reason)],
+                        message=reason)

@@ -1,0 +1,93 @@
+"""Data-plane operations: what the planner asks a driver to do, each with a reason.
+
+Every op is idempotent by contract: applying it when the data plane already matches
+changes nothing. Keys are "tenant/name" strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+
+@dataclass(frozen=True)
+class MemberPlacement:
+    name: str
+    node: str
+    address: str
+
+
+@dataclass(frozen=True)
+class EnsureNetwork:
+    """Bridge per node hosting members, joined across nodes (VXLAN with VNI = vnid)."""
+
+    network: str
+    vnid: int
+    cidr: str
+    members: tuple[MemberPlacement, ...]
+    reason: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class RemoveNetwork:
+    network: str
+    reason: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class StitchEnd:
+    network: str                 # "tenant/name"
+    vnid: int
+    cidr: str                    # the network's (or segment's) address space
+    node: str                    # substrate node where this end attaches
+    member: str | None = None    # VM name (direct stitches)
+    address: str | None = None   # VM address (direct stitches)
+
+
+@dataclass(frozen=True)
+class EnsureStitch:
+    stitch: str
+    type: str                    # direct | segment | bandwidth
+    a: StitchEnd
+    b: StitchEnd
+    path: tuple[str, ...]        # substrate nodes, a.node first, b.node last
+    rate_bps: float              # reserved rate; 0 = not shaped
+    encrypted: bool
+    symmetric: bool = True
+    reason: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class SetStitchRate:
+    stitch: str
+    rate_bps: float
+    reason: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class RemoveStitch:
+    stitch: str
+    reason: str = field(default="", compare=False)
+
+
+Op = Union[EnsureNetwork, RemoveNetwork, EnsureStitch, SetStitchRate, RemoveStitch]
+
+
+def describe(op: Op) -> str:
+    """One line for humans: 'ensure-stitch acme/blue-red over A→B→C at 2 Gbps (reason)'."""
+    from vnstitch.units import format_bandwidth
+
+    if isinstance(op, EnsureNetwork):
+        nodes = sorted({m.node for m in op.members})
+        text = f"ensure-network {op.network} vnid={op.vnid} on {','.join(nodes) or '-'}"
+    elif isinstance(op, RemoveNetwork):
+        text = f"remove-network {op.network}"
+    elif isinstance(op, EnsureStitch):
+        rate = format_bandwidth(op.rate_bps) if op.rate_bps else "unshaped"
+        text = (f"ensure-stitch {op.stitch} ({op.type}{', encrypted' if op.encrypted else ''}) "
+                f"over {'→'.join(op.path)} at {rate}")
+    elif isinstance(op, SetStitchRate):
+        text = f"set-rate {op.stitch} {format_bandwidth(op.rate_bps)}"
+    else:
+        text = f"remove-stitch {op.stitch}"
+    return f"{text}  ({op.reason})" if op.reason else text

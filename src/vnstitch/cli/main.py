@@ -1,0 +1,335 @@
+"""`vnstitch` command line: thin commands over the controller services."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from typing import Sequence
+
+import yaml
+
+from vnstitch import __version__
+from vnstitch.errors import InvalidInput, VnstitchError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+# composition root helpers -------------------------------------------------------------------
+def _store_url(args) -> str:
+    from vnstitch.store import default_store_url
+
+    return args.store or default_store_url()
+
+
+def open_controller(args):
+    """Local services over a store, or the same calls over HTTP when --server is given."""
+    if getattr(args, "server", None):
+        from vnstitch.api.client import RemoteController
+
+        return RemoteController(args.server, token=args.token)
+    from vnstitch.controller.service import Controller
+    from vnstitch.store import open_store
+
+    return Controller(open_store(_store_url(args)))
+
+
+def driver_state_path(args) -> str | None:
+    """Where the driver keeps its state: --driver-state, or beside the SQLite file."""
+    if getattr(args, "driver_state", None):
+        return args.driver_state
+    url = _store_url(args)
+    if url.startswith("sqlite://"):
+        return url[len("sqlite://"):] + (".sim.json" if args.driver == "sim" else ".linux")
+    return None
+
+
+def open_reconciler(args, controller):
+    from vnstitch.controller.reconciler import Reconciler
+    from vnstitch.domain.substrate import Link
+    from vnstitch.drivers import create_driver
+
+    controller.refresh()
+    links = [Link.model_validate(r.value) for r in controller.cache.list("Link")]
+    driver = create_driver(args.driver, driver_state_path(args), topology=links if args.driver == "sim" else None)
+    return Reconciler(controller, driver)
+
+
+def read_input(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}", field="FILE") from None
+
+
+# commands ----------------------------------------------------------------------------------
+def cmd_validate(args) -> int:
+    from vnstitch.domain.registry import parse_documents
+
+    total = 0
+    for path in args.files:
+        resources = parse_documents(read_input(path), source=path)
+        total += len(resources)
+        for res in resources:
+            print(f"{path}: {res.KIND} {res.namespace + '/' if res.namespace else ''}{res.name} ok")
+    print(f"{total} resource(s) valid")
+    return EXIT_OK
+
+
+def cmd_apply(args) -> int:
+    from vnstitch.domain.registry import parse_documents
+
+    resources = []
+    for path in args.filename:
+        resources.extend(parse_documents(read_input(path), source=path))
+    if args.tenant:
+        for res in resources:
+            if res.NAMESPACED and "tenant" not in res.model_fields_set and res.metadata.tenant == "default":
+                res.metadata.tenant = args.tenant
+    controller = open_controller(args)
+    for change in controller.apply(resources, dry_run=args.dry_run):
+        print(f"{change}{' (dry run)' if args.dry_run else ''}")
+    return EXIT_OK
+
+
+def cmd_get(args) -> int:
+    from vnstitch.cli.output import render
+
+    controller = open_controller(args)
+    if args.name:
+        objects = [controller.get(args.kind, args.name, args.tenant)]
+    else:
+        objects = controller.list(args.kind, None if args.all_tenants or not args.tenant else args.tenant)
+    print(render(args.kind, objects, args.output, single=bool(args.name)))
+    return EXIT_OK
+
+
+def cmd_delete(args) -> int:
+    controller = open_controller(args)
+    print(controller.delete(args.kind, args.name, args.tenant))
+    return EXIT_OK
+
+
+def cmd_plan(args) -> int:
+    controller = open_controller(args)
+    reconciler = open_reconciler(args, controller)
+    if getattr(args, "predicted", False):
+        print("no predicted plan: the proactive allocator has not run against this store", file=sys.stderr)
+        return EXIT_ERROR
+    print(reconciler.plan().render())
+    return EXIT_OK
+
+
+def cmd_reconcile(args) -> int:
+    controller = open_controller(args)
+    reconciler = open_reconciler(args, controller)
+    if args.once:
+        result = reconciler.reconcile_once(time.time())
+        print(result.plan.render())
+        for line in result.transitions:
+            print(f"  {line}")
+        for key in result.released:
+            print(f"  {key}: teardown confirmed, reservation released")
+        for op, error in result.errors:
+            print(f"  failed: {error}", file=sys.stderr)
+        return EXIT_ERROR if result.errors else EXIT_OK
+    import signal
+    import threading
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(f"reconciling every {args.interval:g} s and on store changes (Ctrl-C to stop)", file=sys.stderr)
+    try:
+        reconciler.run(stop, interval_s=args.interval)
+    except KeyboardInterrupt:
+        stop.set()
+    finally:
+        reconciler.driver.close()
+    return EXIT_OK
+
+
+def cmd_substrate_import(args) -> int:
+    from vnstitch.topology.importers import load_topology
+    from vnstitch.units import parse_bandwidth, parse_duration
+
+    kwargs = {}
+    if args.default_capacity:
+        kwargs["default_capacity_bps"] = parse_bandwidth(args.default_capacity)
+    if args.default_latency:
+        kwargs["default_latency_s"] = parse_duration(args.default_latency)
+    topology = load_topology(args.path, args.format, **kwargs)
+    for note in topology.notes:
+        print(f"note: {note}", file=sys.stderr)
+    controller = open_controller(args)
+    changes = controller.apply(list(topology.nodes) + list(topology.links), dry_run=args.dry_run)
+    created = sum(c.action == "created" for c in changes)
+    configured = sum(c.action == "configured" for c in changes)
+    print(f"imported {len(topology.nodes)} nodes and {len(topology.links)} links from {topology.source}: "
+          f"{created} created, {configured} updated, {len(changes) - created - configured} unchanged"
+          + (" (dry run)" if args.dry_run else ""))
+    return EXIT_OK
+
+
+def _endpoint(text: str):
+    from vnstitch.domain.stitch import Endpoint
+
+    network, _, member = text.partition("/")
+    return Endpoint(network=network, member=member or None)
+
+
+def cmd_availability(args) -> int:
+    from vnstitch.units import format_bandwidth, parse_bandwidth, parse_duration
+
+    controller = open_controller(args)
+    answer = controller.availability(args.tenant or "default", _endpoint(args.src), _endpoint(args.dst),
+                                     parse_bandwidth(args.bandwidth),
+                                     parse_duration(args.max_latency) if args.max_latency else None)
+    result = {
+        "feasible": answer.feasible,
+        "path": list(answer.path.nodes) if answer.path else None,
+        "latency_ms": round(answer.path.latency_s * 1e3, 3) if answer.path else None,
+        "best_bandwidth_bps": answer.best_bandwidth_bps,
+        "best_latency_ms": round(answer.best_latency_s * 1e3, 3) if answer.best_latency_s is not None else None,
+        "reason": answer.reason,
+    }
+    if args.output == "json":
+        print(json.dumps(result, indent=2))
+    else:
+        print(("yes" if answer.feasible else "no") + (f": {answer.reason}" if answer.reason else ""))
+        if answer.path:
+            print(f"path: {' → '.join(answer.path.nodes)} ({result['latency_ms']} ms)")
+        print(f"best bandwidth within the latency bound: {format_bandwidth(answer.best_bandwidth_bps)}")
+        if answer.best_latency_s is not None:
+            print(f"best latency at that bandwidth: {result['best_latency_ms']} ms")
+    return EXIT_OK if answer.feasible else EXIT_ERROR
+
+
+def cmd_demo(args) -> int:
+    from vnstitch.demo import run_demo
+
+    return run_demo(args)
+
+
+# parser ------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vnstitch", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"vnstitch {__version__}")
+    parser.add_argument("--store", help="sqlite:///PATH (default: under the user data dir, or $VNSTITCH_STORE)",
+                        default=os.environ.get("VNSTITCH_STORE"))
+    parser.add_argument("--server", default=os.environ.get("VNSTITCH_URL"),
+                        help="talk to a vnstitch API server instead of a local store ($VNSTITCH_URL)")
+    parser.add_argument("--token", default=os.environ.get("VNSTITCH_TOKEN"), help="API bearer token ($VNSTITCH_TOKEN)")
+    parser.add_argument("--driver", choices=["sim", "linux"], default=os.environ.get("VNSTITCH_DRIVER", "sim"),
+                        help="data plane (default: sim)")
+    parser.add_argument("--driver-state", help="driver state file/dir (default: beside the store)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="parse resource files exactly as the server does")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("apply", help="create or update resources from files (all or nothing)")
+    p.add_argument("-f", "--filename", action="append", required=True, metavar="FILE", help="file, or - for stdin")
+    p.add_argument("--dry-run", action="store_true", help="validate against the store, change nothing")
+    p.add_argument("--tenant", help="tenant for documents that name none")
+    p.set_defaults(func=cmd_apply)
+
+    p = sub.add_parser("get", help="list or show resources")
+    p.add_argument("kind", help="nodes, links, virtualnetworks, stitches")
+    p.add_argument("name", nargs="?")
+    p.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    p.add_argument("--tenant", help="only this tenant (default: all tenants when listing)")
+    p.add_argument("-A", "--all-tenants", action="store_true")
+    p.set_defaults(func=cmd_get)
+
+    p = sub.add_parser("delete", help="delete a resource (stitches are torn down by the reconciler)")
+    p.add_argument("kind")
+    p.add_argument("name")
+    p.add_argument("--tenant")
+    p.set_defaults(func=cmd_delete)
+
+    p = sub.add_parser("plan", help="print what the reconciler would do, without doing it")
+    p.add_argument("--predicted", action="store_true", help="the predicted network graph for the next horizon")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("reconcile", help="run the reconcile loop (or one pass with --once)")
+    p.add_argument("--once", action="store_true")
+    p.add_argument("--interval", type=float, default=5.0, help="seconds between passes (default 5)")
+    p.set_defaults(func=cmd_reconcile)
+
+    p = sub.add_parser("substrate", help="substrate topology")
+    ssub = p.add_subparsers(dest="substrate_command", metavar="SUBCOMMAND")
+    q = ssub.add_parser("import", help="import SNDlib XML, Topology Zoo GraphML or CFR-RL topology files")
+    q.add_argument("path")
+    q.add_argument("--format", choices=["sndlib", "graphml", "cfr-rl"], help="default: detect from content")
+    q.add_argument("--default-capacity", help="capacity for links whose file gives none (default 10Gbps)")
+    q.add_argument("--default-latency", help="latency for links without coordinates (default 1ms)")
+    q.add_argument("--dry-run", action="store_true")
+    q.set_defaults(func=cmd_substrate_import)
+
+    p = sub.add_parser("availability", help="could X bit/s at ≤ Y ms be stitched between two endpoints? (reserves nothing)")
+    p.add_argument("src", metavar="FROM", help="network or network/vm")
+    p.add_argument("dst", metavar="TO", help="network or network/vm")
+    p.add_argument("--bandwidth", required=True)
+    p.add_argument("--max-latency")
+    p.add_argument("--tenant")
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_availability)
+
+    p = sub.add_parser("demo", help="the end-to-end demo on bundled real data (simulator, no root)")
+    p.add_argument("--workdir", help="where to write the store and outputs (default: ./out/demo)")
+    p.set_defaults(func=cmd_demo)
+
+    for module in ("vnstitch.cli.forecast_cmd", "vnstitch.cli.lab_cmd", "vnstitch.cli.replay_cmd",
+                   "vnstitch.cli.serve_cmd"):
+        _register_optional(sub, module)
+    return parser
+
+
+def _register_optional(sub, module: str) -> None:
+    """Command groups that live in their own modules register themselves when present."""
+    import importlib
+
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name == module:
+            return
+        raise
+    mod.register(sub)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return args.func(args)
+    except VnstitchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # noqa: BLE001 - last line of defence: one line, never a traceback
+        if os.environ.get("VNSTITCH_DEBUG"):
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc} (set VNSTITCH_DEBUG=1 for a traceback)", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""The level-triggered reconcile loop: desired (store) vs observed (driver) → plan → apply → status."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from vnstitch.controller.service import Controller
+from vnstitch.domain.stitch import LIVE_STATES, Measured, State, Stitch, StitchStatus, transition
+from vnstitch.domain.vnet import VirtualNetwork
+from vnstitch.drivers.base import Driver, Observed
+from vnstitch.errors import VnstitchError
+from vnstitch.planning.ops import EnsureNetwork, EnsureStitch, MemberPlacement, Op, SetStitchRate, StitchEnd
+from vnstitch.planning.reconcile import Desired, DesiredStitch, Plan, compute_plan
+from vnstitch.store import Record
+from vnstitch.units import format_bandwidth
+
+log = logging.getLogger("vnstitch.reconciler")
+
+
+@dataclass
+class PassResult:
+    plan: Plan
+    applied: list[tuple[Op, bool]] = field(default_factory=list)
+    errors: list[tuple[Op, str]] = field(default_factory=list)
+    transitions: list[str] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
+
+
+def network_key(tenant: str, name: str) -> str:
+    return f"{tenant}/{name}"
+
+
+class Reconciler:
+    """One controller's reconcile loop. `failpoint(name)` may raise to simulate a crash (tests)."""
+
+    def __init__(self, controller: Controller, driver: Driver,
+                 failpoint: Callable[[str], None] | None = None):
+        self.controller = controller
+        self.driver = driver
+        self.failpoint = failpoint or (lambda name: None)
+
+    # desired state ----------------------------------------------------------------------
+    def desired(self) -> tuple[Desired, dict[str, Record]]:
+        self.controller.refresh()
+        cache = self.controller.cache
+        desired = Desired()
+        vnets: dict[str, VirtualNetwork] = {}
+        for record in cache.list("VirtualNetwork"):
+            vnet = VirtualNetwork.model_validate(record.value)
+            key = network_key(record.namespace, record.name)
+            vnets[key] = vnet
+            desired.networks[key] = EnsureNetwork(
+                key, vnet.spec.vnid, vnet.spec.cidr,
+                tuple(MemberPlacement(m.name, m.node, m.address) for m in vnet.spec.members))
+        records: dict[str, Record] = {}
+        for record in cache.list("Stitch"):
+            key = network_key(record.namespace, record.name)
+            records[key] = record
+            stitch = Stitch.model_validate(record.value)
+            terminating = bool(stitch.metadata.deletion_timestamp) or stitch.status.state in (
+                State.TERMINATING, State.TERMINATED)
+            op = self._stitch_op(key, record.namespace, stitch, vnets) if not terminating else None
+            if op is None and not terminating:
+                continue  # endpoints vanished: leave it to the user to fix or delete
+            desired.stitches[key] = DesiredStitch(op, stitch.status.state.value, terminating)
+        return desired, records
+
+    @staticmethod
+    def _stitch_op(key: str, tenant: str, stitch: Stitch, vnets: dict[str, VirtualNetwork]) -> EnsureStitch | None:
+        ends = []
+        for end, node in ((stitch.spec.from_, stitch.status.path[0] if stitch.status.path else None),
+                          (stitch.spec.to, stitch.status.path[-1] if stitch.status.path else None)):
+            net_key = network_key(end.tenant or tenant, end.network)
+            vnet = vnets.get(net_key)
+            if vnet is None or node is None:
+                return None
+            member = vnet.member(end.member) if end.member else None
+            ends.append(StitchEnd(net_key, vnet.spec.vnid, end.subnet or vnet.spec.cidr, node,
+                                  member.name if member else None, member.address if member else None))
+        return EnsureStitch(key, stitch.spec.type.value, ends[0], ends[1], tuple(stitch.status.path),
+                            stitch.status.reserved_bandwidth, stitch.spec.encrypted, stitch.spec.symmetric)
+
+    def plan(self) -> Plan:
+        desired, _ = self.desired()
+        return compute_plan(desired, self.driver.observe())
+
+    # one pass ---------------------------------------------------------------------------
+    def reconcile_once(self, now: float) -> PassResult:
+        desired, records = self.desired()
+        observed = self.driver.observe()
+        self.failpoint("after_observe")
+        result = PassResult(compute_plan(desired, observed))
+        failed: dict[str, str] = {}
+        touched: dict[str, list[Op]] = {}
+        for op in result.plan.ops:
+            self.failpoint("before_op")
+            try:
+                changed = self.driver.apply(op)
+                result.applied.append((op, changed))
+                touched.setdefault(getattr(op, "stitch", ""), []).append(op)
+            except VnstitchError as exc:
+                log.warning("op failed: %s: %s", op, exc)
+                result.errors.append((op, str(exc)))
+                if hasattr(op, "stitch"):
+                    failed[op.stitch] = str(exc)
+            self.failpoint("after_op")
+        observed = self.driver.observe() if result.plan.ops else observed
+        self.failpoint("before_status")
+        for key, want in desired.stitches.items():
+            record = records[key]
+            if want.terminating:
+                if key not in observed.stitches and key not in failed:
+                    self.failpoint("before_release")
+                    if self.controller.finalize_stitch(record):
+                        result.released.append(key)
+                continue
+            self._update_status(record, want, observed, touched.get(key, []), failed.get(key), now, result)
+        return result
+
+    def _update_status(self, record: Record, want: DesiredStitch, observed: Observed, ops: list[Op],
+                       error: str | None, now: float, result: PassResult) -> None:
+        stitch = Stitch.model_validate(record.value)
+        status = stitch.status
+        have = observed.stitches.get(want.op.stitch)
+        steps: list[tuple[State, str]] = []
+        if error is not None:
+            steps.append((State.FAILED, f"data plane: {error}"))
+        elif have is None:
+            steps.append((State.ESTABLISHING, "establishing"))
+        else:
+            matches = (tuple(have.path) == want.op.path and have.encrypted == want.op.encrypted
+                       and abs(have.rate_bps - want.op.rate_bps) <= 1e-6 * max(1.0, want.op.rate_bps))
+            ensured = [op for op in ops if isinstance(op, EnsureStitch)]
+            rate_set = [op for op in ops if isinstance(op, SetStitchRate)]
+            if ensured and status.state in (State.ACTIVE, State.ADJUSTING, State.DEGRADED):
+                steps.append((State.DEGRADED, ensured[0].reason))
+            if status.state in (State.PENDING, State.FAILED):
+                steps.append((State.ESTABLISHING, "establishing on " + "→".join(want.op.path)))
+            if rate_set:
+                steps.append((State.ADJUSTING, f"rate set to {format_bandwidth(rate_set[0].rate_bps)}"))
+            slo = self._slo_breach(stitch, have)
+            if not matches:
+                steps.append((State.DEGRADED, "data plane does not match the reservation"))
+            elif slo:
+                steps.append((State.DEGRADED, slo))
+            else:
+                steps.append((State.ACTIVE, "established" if status.state in (State.PENDING, State.ESTABLISHING,
+                                                                              State.FAILED) else "up and within SLO"))
+        new = status
+        for state, reason in steps:
+            if state != new.state and state in _reachable(new.state):
+                new = transition(new, state, now, reason)
+                result.transitions.append(f"{want.op.stitch}: {state.value} ({reason})")
+        measured = Measured(latency=have.latency_s, throughput=have.throughput_bps, loss=have.loss) if have else status.measured
+        new = new.model_copy(update={"measured": measured, "observed_generation": stitch.metadata.generation})
+        if new != status:
+            self.controller.write_status(record, new)
+
+    @staticmethod
+    def _slo_breach(stitch: Stitch, have) -> str | None:
+        if not have.healthy:
+            return "tunnel unhealthy"
+        if stitch.spec.max_latency is not None and have.latency_s is not None \
+                and have.latency_s > stitch.spec.max_latency:
+            return f"latency {have.latency_s * 1e3:.1f} ms above {stitch.spec.max_latency * 1e3:.1f} ms"
+        if stitch.spec.max_loss is not None and have.loss is not None and have.loss > stitch.spec.max_loss:
+            return f"loss {have.loss:.3%} above {stitch.spec.max_loss:.3%}"
+        return None
+
+    # loop -------------------------------------------------------------------------------
+    def run(self, stop: threading.Event, interval_s: float = 5.0, clock: Callable[[], float] = time.time) -> None:
+        """Reconcile at every tick and whenever the store changes, until `stop` is set."""
+        store = self.controller.store
+        while not stop.is_set():
+            try:
+                self.reconcile_once(clock())
+            except VnstitchError as exc:
+                log.error("reconcile pass failed: %s", exc)
+            revision = store.revision()  # after our own status writes
+            deadline = time.monotonic() + interval_s
+            while not stop.is_set() and time.monotonic() < deadline:
+                if store.wait(revision, min(0.5, interval_s)):
+                    break
+
+
+def _reachable(state: State) -> frozenset[State]:
+    from vnstitch.domain.stitch import ALLOWED_TRANSITIONS
+
+    return ALLOWED_TRANSITIONS[state]
+
+
+__all__ = ["Reconciler", "PassResult", "LIVE_STATES", "StitchStatus"]

@@ -1,0 +1,478 @@
+"""Use-case services shared by the CLI and the API: apply, delete, query, admit stitches.
+
+Admission (path + reservation + store write) happens in one store transaction guarded by
+the revisions of everything it read, so concurrent controllers never over-reserve a link.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from vnstitch.controller.cache import StateCache
+from vnstitch.domain import ledger as ledgers
+from vnstitch.domain.ledger import LEDGER_KIND, LinkLedger
+from vnstitch.domain.policy import check_stitch_policy
+from vnstitch.domain.registry import KINDS, kind_class
+from vnstitch.domain.resources import Resource
+from vnstitch.domain.stitch import State, Stitch, StitchStatus, initial_status, transition
+from vnstitch.domain.substrate import Link, Node
+from vnstitch.domain.vnet import VirtualNetwork
+from vnstitch.errors import Conflict, InsufficientCapacity, InvalidInput, NotFound, VnstitchError
+from vnstitch.store import Compare, Delete, Put, Record, Store
+
+KIND_ORDER = {"Node": 0, "Link": 1, "VirtualNetwork": 2, "Stitch": 3}
+CACHED_KINDS = ("Node", "Link", "VirtualNetwork", "Stitch", LEDGER_KIND)
+MAX_TXN_RETRIES = 20
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: str
+    namespace: str
+    name: str
+    action: str  # created | configured | unchanged | deleting | deleted
+
+    def __str__(self) -> str:
+        ns = f"{self.namespace}/" if self.namespace else ""
+        return f"{self.kind.lower()}/{ns}{self.name} {self.action}"
+
+
+class _Batch:
+    """Staged writes of one apply: an overlay over the cache plus the compares that guard it."""
+
+    def __init__(self, cache: StateCache):
+        self.cache = cache
+        self.staged: dict[tuple[str, str, str], dict | None] = {}
+        self.compares: dict[tuple[str, str, str], Compare] = {}
+
+    def read(self, kind: str, namespace: str, name: str, guard: bool = True) -> dict | None:
+        key = (kind, namespace, name)
+        if key in self.staged:
+            return self.staged[key]
+        record = self.cache.get(*key)
+        if guard:
+            self.compares.setdefault(key, Compare(kind, namespace, name, record.revision if record else 0))
+        return record.value if record else None
+
+    def write(self, kind: str, namespace: str, name: str, value: dict | None) -> None:
+        self.read(kind, namespace, name)  # guard what we overwrite
+        self.staged[(kind, namespace, name)] = value
+
+    def ops(self) -> list:
+        return [Put(*key, value) if value is not None else Delete(*key) for key, value in self.staged.items()]
+
+
+class Controller:
+    """Services over a store. Thread-safe; every public method refreshes from the store."""
+
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time):
+        self.store = store
+        self.clock = clock
+        self._lock = threading.RLock()
+        self._substrate_dirty = True
+        self._pathfinder = None
+        self._arc_links: dict[tuple[str, str], str] = {}
+        self.cache = StateCache(store, CACHED_KINDS, on_change=self._on_change)
+
+    # cache and derived views -------------------------------------------------------------
+    def _on_change(self, kind: str, old: Record | None, new: Record | None) -> None:
+        if kind in ("Node", "Link"):
+            self._substrate_dirty = True
+
+    def refresh(self) -> None:
+        with self._lock:
+            self.cache.refresh()
+
+    def pathfinder(self):
+        """PathFinder over the current substrate, rebuilt only when nodes or links change."""
+        from vnstitch.pathing.paths import PathFinder
+
+        with self._lock:
+            if self._substrate_dirty or self._pathfinder is None:
+                nodes = [Node.model_validate(r.value) for r in self.cache.list("Node")]
+                links = [Link.model_validate(r.value) for r in self.cache.list("Link")]
+                self._pathfinder = PathFinder(nodes, links)
+                self._arc_links = {}
+                for link in links:
+                    a, b = link.spec.endpoints
+                    self._arc_links[(a, b)] = self._arc_links[(b, a)] = link.metadata.name
+                self._substrate_dirty = False
+            return self._pathfinder
+
+    def ledgers(self, batch: _Batch | None = None) -> dict[str, LinkLedger]:
+        """Every link's ledger (empty for links nobody reserved yet), staged writes included."""
+        out = {}
+        for name, spec in self._links(batch).items():
+            if batch is not None:
+                value = batch.read(LEDGER_KIND, "", name, guard=False)
+            else:
+                record = self.cache.get(LEDGER_KIND, "", name)
+                value = record.value if record else None
+            out[name] = LinkLedger.from_value(name, tuple(spec["endpoints"]), float(spec["capacity"]), value)
+        return out
+
+    def _links(self, batch: _Batch | None) -> dict[str, dict]:
+        links = {r.name: r.value["spec"] for r in self.cache.list("Link")}
+        if batch is not None:
+            for (kind, _, name), value in batch.staged.items():
+                if kind == "Link":
+                    if value is None:
+                        links.pop(name, None)
+                    else:
+                        links[name] = value["spec"]
+        return links
+
+    def _finder_for(self, batch: _Batch | None):
+        """The cached PathFinder, or one over the staged substrate when this batch changes it."""
+        if batch is None or not any(k[0] in ("Node", "Link") for k in batch.staged):
+            return self.pathfinder()
+        from vnstitch.pathing.paths import PathFinder
+
+        nodes = {r.name: r.value for r in self.cache.list("Node")}
+        for (kind, _, name), value in batch.staged.items():
+            if kind == "Node":
+                nodes[name] = value
+        nodes = {k: v for k, v in nodes.items() if v is not None}
+        links = [Link.model_validate({"kind": "Link", "metadata": {"name": name}, "spec": spec})
+                 for name, spec in self._links(batch).items()]
+        for link in links:
+            a, b = link.spec.endpoints
+            self._arc_links[(a, b)] = self._arc_links[(b, a)] = link.metadata.name
+        return PathFinder([Node.model_validate(v) for v in nodes.values()], links)
+
+    def residual(self, ledger_map: dict[str, LinkLedger], ignore: Iterable[str] = ()) -> dict:
+        """Residual bit/s per arc, counting the stitches in `ignore` as released."""
+        ignored = set(ignore)
+        out = {}
+        for ledger in ledger_map.values():
+            a, b = ledger.endpoints
+            for (u, v), table in (((a, b), ledger.forward), ((b, a), ledger.reverse)):
+                out[(u, v)] = ledger.capacity_bps - sum(bps for s, bps in table.items() if s not in ignored)
+        return out
+
+    # reads ---------------------------------------------------------------------------------
+    def get(self, kind: str, name: str, tenant: str | None = None) -> Resource:
+        cls = kind_class(kind)
+        self.refresh()
+        namespace = (tenant or "default") if cls.NAMESPACED else ""
+        record = self.cache.get(cls.KIND, namespace, name)
+        if record is None:
+            raise NotFound(f"{cls.KIND} '{name}' not found" + (f" in tenant '{namespace}'" if namespace else ""),
+                           field="metadata.name")
+        return self._to_resource(cls, record)
+
+    def list(self, kind: str, tenant: str | None = None) -> list[Resource]:
+        cls = kind_class(kind)
+        self.refresh()
+        namespace = tenant if cls.NAMESPACED else None
+        return [self._to_resource(cls, r) for r in self.cache.list(cls.KIND, namespace)]
+
+    @staticmethod
+    def _to_resource(cls: type[Resource], record: Record) -> Resource:
+        resource = cls.model_validate(record.value)
+        resource.metadata.resource_version = record.revision
+        return resource
+
+    # apply -----------------------------------------------------------------------------------
+    def apply(self, resources: list[Resource], dry_run: bool = False) -> list[Change]:
+        """Create or update resources all-or-nothing; validates references, policy and capacity."""
+        ordered = sorted(resources, key=lambda r: KIND_ORDER[r.KIND])
+        seen: set[tuple[str, str, str]] = set()
+        for res in ordered:
+            key = (res.KIND, res.namespace, res.name)
+            if key in seen:
+                raise InvalidInput(f"{res.KIND} '{res.name}' appears twice in the input", field="metadata.name")
+            seen.add(key)
+        for attempt in range(MAX_TXN_RETRIES):
+            with self._lock:
+                self.cache.refresh()
+                now = self.clock()
+                batch = _Batch(self.cache)
+                changes = [self._stage(batch, res, now) for res in ordered]
+                if dry_run or not batch.staged:
+                    return changes
+                result = self.store.txn(list(batch.compares.values()), batch.ops())
+            if result.succeeded:
+                return changes
+            time.sleep(min(0.05, 0.001 * 2 ** attempt))
+        raise Conflict("the store kept changing under this apply; try again")
+
+    def _stage(self, batch: _Batch, res: Resource, now: float) -> Change:
+        stage = {"Node": self._stage_node, "Link": self._stage_link,
+                 "VirtualNetwork": self._stage_vnet, "Stitch": self._stage_stitch}[res.KIND]
+        current = batch.read(res.KIND, res.namespace, res.name)
+        new_value = stage(batch, res, current, now)
+        if new_value is None:
+            return Change(res.KIND, res.namespace, res.name, "unchanged")
+        batch.write(res.KIND, res.namespace, res.name, new_value)
+        return Change(res.KIND, res.namespace, res.name, "configured" if current else "created")
+
+    @staticmethod
+    def _envelope(res: Resource, current: dict | None, now: float, status: dict | None = None) -> dict | None:
+        """Stored form of `res`; None when its spec and labels equal what is stored."""
+        spec = res.model_dump(by_alias=True, mode="json", include={"spec"})["spec"]
+        if current is not None and current["spec"] == spec and current["metadata"].get("labels", {}) == res.metadata.labels:
+            return None
+        meta = current["metadata"] if current else {"creationTimestamp": now, "generation": 0}
+        value = {"apiVersion": res.api_version, "kind": res.KIND,
+                 "metadata": {**meta, "name": res.name, "labels": res.metadata.labels,
+                              "generation": meta.get("generation", 0) + 1},
+                 "spec": spec}
+        if res.NAMESPACED:
+            value["metadata"]["tenant"] = res.metadata.tenant
+        else:
+            value["metadata"].pop("tenant", None)
+        if status is not None:
+            value["status"] = status
+        return value
+
+    def _stage_node(self, batch: _Batch, node: Node, current: dict | None, now: float) -> dict | None:
+        return self._envelope(node, current, now)
+
+    def _stage_link(self, batch: _Batch, link: Link, current: dict | None, now: float) -> dict | None:
+        for index, end in enumerate(link.spec.endpoints):
+            if batch.read("Node", "", end, guard=False) is None:
+                raise InvalidInput(f"unknown node '{end}'", field=f"spec.endpoints[{index}]")
+        a, b = link.spec.endpoints
+        for record in self.cache.list("Link"):
+            ends = set(record.value["spec"]["endpoints"])
+            if record.name != link.name and ends == {a, b}:
+                raise InvalidInput(f"link '{record.name}' already joins {a} and {b}", field="spec.endpoints")
+        if current is not None:
+            if set(current["spec"]["endpoints"]) != {a, b}:
+                self._refuse_if_reserved(batch, link.name, "change the endpoints of")
+            ledger_value = batch.read(LEDGER_KIND, "", link.name)
+            if ledger_value:
+                held = LinkLedger.from_value(link.name, tuple(current["spec"]["endpoints"]), 0, ledger_value)
+                worst = max(held.reserved_bps("forward"), held.reserved_bps("reverse"))
+                if link.spec.capacity + ledgers.EPSILON_BPS < worst:
+                    raise InvalidInput(f"capacity {link.spec.capacity:g} bit/s is below the {worst:g} bit/s "
+                                       "already reserved on this link", field="spec.capacity")
+        return self._envelope(link, current, now)
+
+    def _refuse_if_reserved(self, batch: _Batch, link: str, verb: str) -> None:
+        value = batch.read(LEDGER_KIND, "", link)
+        if value and (value.get("forward") or value.get("reverse")):
+            holders = sorted(set(value.get("forward", {})) | set(value.get("reverse", {})))
+            raise Conflict(f"cannot {verb} link '{link}': reserved by {', '.join(holders[:5])}",
+                           field="metadata.name")
+
+    def _stage_vnet(self, batch: _Batch, vnet: VirtualNetwork, current: dict | None, now: float) -> dict | None:
+        for index, member in enumerate(vnet.spec.members):
+            if batch.read("Node", "", member.node, guard=False) is None:
+                raise InvalidInput(f"unknown node '{member.node}'", field=f"spec.members[{index}].node")
+        for record in self.cache.list("VirtualNetwork"):
+            staged = batch.staged.get(record.key, record.value)
+            if staged and record.key != ("VirtualNetwork", vnet.namespace, vnet.name) \
+                    and staged["spec"]["vnid"] == vnet.spec.vnid:
+                raise InvalidInput(f"VNID {vnet.spec.vnid} is already used by {record.namespace}/{record.name}",
+                                   field="spec.vnid")
+        for key, staged in batch.staged.items():
+            if key[0] == "VirtualNetwork" and staged and key != ("VirtualNetwork", vnet.namespace, vnet.name) \
+                    and staged["spec"]["vnid"] == vnet.spec.vnid:
+                raise InvalidInput(f"VNID {vnet.spec.vnid} is already used by {key[1]}/{key[2]}", field="spec.vnid")
+        if current is not None:
+            members = {m.name for m in vnet.spec.members}
+            for record in self.cache.list("Stitch"):
+                spec = record.value["spec"]
+                for side in ("from", "to"):
+                    end = spec[side]
+                    if (end.get("tenant") or record.namespace) == vnet.namespace and end["network"] == vnet.name \
+                            and end.get("member") and end["member"] not in members:
+                        raise Conflict(f"member '{end['member']}' is used by stitch {record.namespace}/{record.name}",
+                                       field="spec.members")
+        return self._envelope(vnet, current, now)
+
+    # stitch admission -------------------------------------------------------------------
+    def resolve_endpoint(self, batch: _Batch | None, tenant: str, end, field: str) -> tuple[VirtualNetwork, str]:
+        """The endpoint's network and the substrate node where the stitch attaches."""
+        namespace = end.tenant or tenant
+        value = batch.read("VirtualNetwork", namespace, end.network) if batch else (
+            (self.cache.get("VirtualNetwork", namespace, end.network) or Record("", "", "", None, 0, 0)).value)
+        if value is None:
+            raise InvalidInput(f"unknown network '{namespace}/{end.network}'", field=f"{field}.network")
+        vnet = VirtualNetwork.model_validate(value)
+        if end.member:
+            member = vnet.member(end.member)
+            if member is None:
+                raise InvalidInput(f"network '{end.network}' has no member '{end.member}'", field=f"{field}.member")
+            return vnet, member.node
+        if not vnet.spec.members:
+            raise InvalidInput(f"network '{end.network}' has no members to attach a stitch to",
+                               field=f"{field}.network")
+        counts: dict[str, int] = {}
+        for member in vnet.spec.members:
+            counts[member.node] = counts.get(member.node, 0) + 1
+        return vnet, min(counts, key=lambda node: (-counts[node], node))
+
+    def _stage_stitch(self, batch: _Batch, stitch: Stitch, current: dict | None, now: float) -> dict | None:
+        key = f"{stitch.namespace}/{stitch.name}"
+        if current is not None and current["metadata"].get("deletionTimestamp"):
+            raise Conflict(f"stitch '{stitch.name}' is being deleted; wait until it is gone", field="metadata.name")
+        envelope = self._envelope(stitch, current, now)
+        if envelope is None:
+            return None
+        a_net, a_node = self.resolve_endpoint(batch, stitch.namespace, stitch.spec.from_, "spec.from")
+        b_net, b_node = self.resolve_endpoint(batch, stitch.namespace, stitch.spec.to, "spec.to")
+        if a_net.metadata.tenant != stitch.metadata.tenant and b_net.metadata.tenant != stitch.metadata.tenant:
+            raise InvalidInput("a stitch must have at least one endpoint in its own tenant", field="spec.from.tenant")
+        zones = check_stitch_policy(stitch.spec, a_net, b_net)
+        spec = stitch.spec
+        ledger_map = self.ledgers(batch)
+        finder = self._finder_for(batch)
+        path = self._choose_path(finder, spec, key, a_node, b_node, zones, ledger_map)
+        preempted: list[str] = []
+        if path is None:
+            path, preempted = self._path_with_preemption(finder, spec, key, a_node, b_node, zones, ledger_map)
+        # Release what this stitch held before, then reserve along the new path.
+        touched = ledgers.release(ledger_map, key)
+        for victim in preempted:
+            touched.update(ledgers.release({**ledger_map, **touched}, victim))
+        working = {**ledger_map, **touched}
+        if spec.bandwidth > 0:
+            arcs = ledgers.stitch_arcs(path.nodes, spec.symmetric)
+            touched.update(ledgers.reserve(working, self._arc_links, key, arcs, spec.bandwidth))
+        for link, ledger in touched.items():
+            batch.write(LEDGER_KIND, "", link, ledger.to_value())
+        for victim in preempted:
+            self._stage_preemption(batch, victim, key, now)
+        status = StitchStatus.model_validate(current["status"]) if current and current.get("status") \
+            else initial_status(now, "accepted")
+        status = status.model_copy(update={"path": list(path.nodes), "reserved_bandwidth": spec.bandwidth})
+        envelope["status"] = status.model_dump(by_alias=True, mode="json")
+        return envelope
+
+    def _choose_path(self, finder, spec, key, a_node, b_node, zones, ledger_map, ignore=()):
+        found = finder.paths(a_node, b_node, metric="latency", bandwidth_bps=spec.bandwidth,
+                             symmetric=spec.symmetric, max_latency_s=spec.max_latency, allowed_zones=zones,
+                             residual=self.residual(ledger_map, ignore=(key, *ignore)), k=1)
+        return found[0] if found else None
+
+    def _path_with_preemption(self, finder, spec, key, a_node, b_node, zones, ledger_map):
+        """Path freed by pre-empting lower-priority forecast stitches, or the reason there is none."""
+        victims_all = [r for r in self.cache.list("Stitch")
+                       if r.value["spec"].get("origin") == "forecast"
+                       and r.value["spec"].get("priority", 100) < spec.priority
+                       and f"{r.namespace}/{r.name}" != key]
+        candidates = [f"{r.namespace}/{r.name}" for r in victims_all]
+        path = self._choose_path(finder, spec, key, a_node, b_node, zones, ledger_map,
+                                 ignore=candidates) if candidates else None
+        if path is None:
+            availability = finder.availability(
+                a_node, b_node, bandwidth_bps=spec.bandwidth, max_latency_s=spec.max_latency,
+                residual=self.residual(ledger_map, ignore=(key,)), allowed_zones=zones, symmetric=spec.symmetric)
+            raise InsufficientCapacity(f"no path from {a_node} to {b_node}: {availability.reason}",
+                                       field="spec.maxLatency" if "latency" in availability.reason else "spec.bandwidth")
+        # Pre-empt only victims holding capacity on this path, lowest priority first, until it fits.
+        arcs = set(ledgers.stitch_arcs(path.nodes, spec.symmetric))
+        held = ledgers.holdings(ledger_map)
+        on_path = sorted((v for v in candidates if arcs & set(held.get(v, {}))),
+                         key=lambda v: self.cache.get("Stitch", *v.split("/", 1)).value["spec"].get("priority", 100))
+        chosen: list[str] = []
+        for victim in on_path:
+            chosen.append(victim)
+            residual = self.residual(ledger_map, ignore=(key, *chosen))
+            if all(residual[arc] + ledgers.EPSILON_BPS >= spec.bandwidth for arc in arcs):
+                break
+        return path, chosen
+
+    def _stage_preemption(self, batch: _Batch, victim: str, by: str, now: float) -> None:
+        namespace, name = victim.split("/", 1)
+        value = batch.read("Stitch", namespace, name)
+        status = StitchStatus.model_validate(value.get("status", {}))
+        status = transition(status, State.TERMINATING, now, f"pre-empted by higher-priority stitch {by}")
+        status = status.model_copy(update={"reserved_bandwidth": 0.0})
+        new = {**value, "metadata": {**value["metadata"], "deletionTimestamp": now},
+               "status": status.model_dump(by_alias=True, mode="json")}
+        batch.write("Stitch", namespace, name, new)
+
+    # delete --------------------------------------------------------------------------------
+    def delete(self, kind: str, name: str, tenant: str | None = None) -> Change:
+        cls = kind_class(kind)
+        namespace = (tenant or "default") if cls.NAMESPACED else ""
+        for attempt in range(MAX_TXN_RETRIES):
+            with self._lock:
+                self.cache.refresh()
+                now = self.clock()
+                batch = _Batch(self.cache)
+                current = batch.read(cls.KIND, namespace, name)
+                if current is None:
+                    raise NotFound(f"{cls.KIND} '{name}' not found", field="metadata.name")
+                action = self._stage_delete(batch, cls.KIND, namespace, name, current, now)
+                if not batch.staged:
+                    return Change(cls.KIND, namespace, name, action)
+                result = self.store.txn(list(batch.compares.values()), batch.ops())
+            if result.succeeded:
+                return Change(cls.KIND, namespace, name, action)
+            time.sleep(min(0.05, 0.001 * 2 ** attempt))
+        raise Conflict("the store kept changing under this delete; try again")
+
+    def _stage_delete(self, batch: _Batch, kind: str, namespace: str, name: str, current: dict, now: float) -> str:
+        if kind == "Stitch":
+            if current["metadata"].get("deletionTimestamp"):
+                return "deleting"
+            status = StitchStatus.model_validate(current.get("status", {}))
+            status = transition(status, State.TERMINATING, now, "deleted by user")
+            batch.write(kind, namespace, name, {**current, "metadata": {**current["metadata"], "deletionTimestamp": now},
+                                                "status": status.model_dump(by_alias=True, mode="json")})
+            return "deleting"
+        if kind == "VirtualNetwork":
+            users = [f"{r.namespace}/{r.name}" for r in self.cache.list("Stitch")
+                     if any((r.value["spec"][s].get("tenant") or r.namespace) == namespace
+                            and r.value["spec"][s]["network"] == name for s in ("from", "to"))]
+            if users:
+                raise Conflict(f"network '{name}' is used by stitches {', '.join(users[:5])}; delete them first",
+                               field="metadata.name")
+        elif kind == "Node":
+            links = [r.name for r in self.cache.list("Link") if name in r.value["spec"]["endpoints"]]
+            vnets = [f"{r.namespace}/{r.name}" for r in self.cache.list("VirtualNetwork")
+                     if any(m["node"] == name for m in r.value["spec"].get("members", []))]
+            if links or vnets:
+                raise Conflict(f"node '{name}' is used by {', '.join((links + vnets)[:5])}", field="metadata.name")
+        elif kind == "Link":
+            self._refuse_if_reserved(batch, name, "delete")
+            if batch.read(LEDGER_KIND, "", name) is not None:
+                batch.write(LEDGER_KIND, "", name, None)
+        batch.write(kind, namespace, name, None)
+        return "deleted"
+
+    # reconciler support ---------------------------------------------------------------------
+    def finalize_stitch(self, record: Record) -> bool:
+        """Teardown confirmed: delete the stitch and release its reservation in one transaction."""
+        key = f"{record.namespace}/{record.name}"
+        with self._lock:
+            self.cache.refresh()
+            compares = [Compare("Stitch", record.namespace, record.name, record.revision)]
+            ops: list = [Delete("Stitch", record.namespace, record.name)]
+            for link, ledger in ledgers.release(self.ledgers(), key).items():
+                ledger_record = self.cache.get(LEDGER_KIND, "", link)
+                compares.append(Compare(LEDGER_KIND, "", link, ledger_record.revision if ledger_record else 0))
+                ops.append(Put(LEDGER_KIND, "", link, ledger.to_value()))
+            return self.store.txn(compares, ops).succeeded
+
+    def write_status(self, record: Record, status: StitchStatus) -> bool:
+        """CAS the status of a stitch; False when it changed meanwhile (next pass retries)."""
+        value = {**record.value, "status": status.model_dump(by_alias=True, mode="json")}
+        return self.store.txn([Compare(record.kind, record.namespace, record.name, record.revision)],
+                              [Put(record.kind, record.namespace, record.name, value)]).succeeded
+
+    # queries --------------------------------------------------------------------------------
+    def availability(self, tenant: str, from_end, to_end, bandwidth_bps: float,
+                     max_latency_s: float | None = None, symmetric: bool = True):
+        """Could X bit/s at ≤ Y s be stitched between two endpoints now? Reserves nothing."""
+        self.refresh()
+        _, a_node = self.resolve_endpoint(None, tenant, from_end, "from")
+        _, b_node = self.resolve_endpoint(None, tenant, to_end, "to")
+        return self.pathfinder().availability(a_node, b_node, bandwidth_bps=bandwidth_bps,
+                                              max_latency_s=max_latency_s, symmetric=symmetric,
+                                              residual=self.residual(self.ledgers()))
+
+
+def all_kinds() -> list[str]:
+    return sorted(KINDS)
+
+
+__all__ = ["Controller", "Change", "VnstitchError"]

@@ -1,0 +1,69 @@
+"""Explicit registry of resource kinds and the one parser for resource files."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from vnstitch.domain.resources import API_VERSION, Resource, invalid_from_pydantic
+from vnstitch.domain.stitch import Stitch
+from vnstitch.domain.substrate import Link, Node
+from vnstitch.domain.vnet import VirtualNetwork
+from vnstitch.errors import InvalidInput
+
+KINDS: dict[str, type[Resource]] = {cls.KIND: cls for cls in (Node, Link, VirtualNetwork, Stitch)}
+_ALIASES = {
+    **{cls.KIND.lower(): cls for cls in KINDS.values()},
+    **{cls.PLURAL: cls for cls in KINDS.values()},
+    "node": Node, "nodes": Node, "link": Link, "links": Link,
+    "vnet": VirtualNetwork, "vnets": VirtualNetwork, "network": VirtualNetwork, "networks": VirtualNetwork,
+    "stitch": Stitch,
+}
+
+
+def kind_class(name: str) -> type[Resource]:
+    """'stitches', 'Stitch', 'vnet' → the resource class; unknown names list the valid ones."""
+    cls = _ALIASES.get(name) or _ALIASES.get(name.lower())
+    if cls is None:
+        raise InvalidInput(f"unknown kind '{name}' (valid: {', '.join(sorted(c.PLURAL for c in KINDS.values()))})",
+                           field="kind")
+    return cls
+
+
+def parse_resource(doc: Any, where: str = "") -> Resource:
+    """One decoded document → a validated resource; errors name the field (and the document)."""
+    suffix = f" ({where})" if where else ""
+    if not isinstance(doc, dict):
+        raise InvalidInput(f"a resource must be a mapping with apiVersion, kind, metadata, spec{suffix}")
+    if doc.get("apiVersion", API_VERSION) != API_VERSION:
+        raise InvalidInput(f"unsupported apiVersion '{doc.get('apiVersion')}' (use {API_VERSION}){suffix}",
+                           field="apiVersion")
+    kind = doc.get("kind")
+    if kind not in KINDS:
+        raise InvalidInput(f"unknown kind '{kind}' (valid: {', '.join(sorted(KINDS))}){suffix}", field="kind")
+    try:
+        return KINDS[kind].model_validate(doc)
+    except ValidationError as exc:
+        err = invalid_from_pydantic(exc)
+        err.message += suffix
+        raise err from None
+
+
+def parse_documents(text: str, source: str = "input") -> list[Resource]:
+    """Multi-document YAML (or JSON) text → resources, in file order."""
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InvalidInput(f"{source}: malformed YAML{where}: {problem}") from None
+    resources = []
+    for index, doc in enumerate(docs):
+        if isinstance(doc, list):  # a JSON list of objects, as `get -o json` prints
+            resources.extend(parse_resource(d, f"item {i + 1}") for i, d in enumerate(doc))
+        else:
+            resources.append(parse_resource(doc, f"document {index + 1}" if len(docs) > 1 else ""))
+    return resources

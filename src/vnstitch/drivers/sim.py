@@ -1,0 +1,261 @@
+"""Simulator driver: executes ops on in-memory tables and answers reachability and rate questions.
+
+It is an interpreter, not a call recorder: a stitch exists only after EnsureStitch ran,
+traffic crosses between virtual networks only over a stitch that joins them, and a
+traffic matrix fed to `carry` loads the links of the paths that really exist.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from typing import Iterable, Mapping
+
+import networkx as nx
+
+from vnstitch.drivers.base import Observed, ObservedNetwork, ObservedStitch
+from vnstitch.errors import DriverError
+from vnstitch.planning.ops import (
+    EnsureNetwork, EnsureStitch, MemberPlacement, Op, RemoveNetwork, RemoveStitch, SetStitchRate, StitchEnd,
+)
+
+
+@dataclass(frozen=True)
+class Reach:
+    """Answer to 'does traffic from A reach B': over which stitch and links, at what rate."""
+
+    reachable: bool
+    reason: str
+    stitch: str | None = None
+    path: tuple[str, ...] = ()
+    rate_bps: float | None = None  # guaranteed rate; None = best effort
+
+
+@dataclass
+class TrafficReport:
+    """Result of carrying one traffic matrix for one interval."""
+
+    link_load_bps: dict[tuple[str, str], float] = field(default_factory=dict)
+    link_capacity_bps: dict[tuple[str, str], float] = field(default_factory=dict)
+    stitch_carried_bps: dict[str, float] = field(default_factory=dict)
+    isolated_bps: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def overloaded(self) -> dict[tuple[str, str], float]:
+        """Arcs loaded above capacity → excess bit/s."""
+        return {arc: load - self.link_capacity_bps[arc] for arc, load in self.link_load_bps.items()
+                if arc in self.link_capacity_bps and load > self.link_capacity_bps[arc]}
+
+
+class SimDriver:
+    name = "sim"
+    capabilities = frozenset({"encryption", "rate_limit", "counters", "reachability"})
+
+    def __init__(self, state_path: str | None = None, topology: Iterable | None = None):
+        self.state_path = state_path
+        self.networks: dict[str, dict] = {}
+        self.stitches: dict[str, dict] = {}
+        self._graph = nx.DiGraph()
+        if topology is not None:
+            self.set_topology(topology)
+        if state_path and os.path.exists(state_path):
+            self._load()
+
+    # substrate ------------------------------------------------------------------------
+    def set_topology(self, links: Iterable) -> None:
+        """Substrate links (domain `Link` objects) used for intra-network routes and link loads."""
+        graph = nx.DiGraph()
+        for link in links:
+            a, b = link.spec.endpoints
+            for u, v in ((a, b), (b, a)):
+                graph.add_edge(u, v, capacity=link.spec.capacity, latency=link.spec.latency)
+        self._graph = graph
+
+    # ops --------------------------------------------------------------------------------
+    def apply(self, op: Op) -> bool:
+        if isinstance(op, EnsureNetwork):
+            changed = self._ensure_network(op)
+        elif isinstance(op, RemoveNetwork):
+            changed = self._remove_network(op)
+        elif isinstance(op, EnsureStitch):
+            changed = self._ensure_stitch(op)
+        elif isinstance(op, SetStitchRate):
+            changed = self._set_rate(op)
+        elif isinstance(op, RemoveStitch):
+            changed = self.stitches.pop(op.stitch, None) is not None
+        else:
+            raise DriverError(f"sim driver cannot execute {type(op).__name__}", errno=errno.EOPNOTSUPP)
+        if changed:
+            self._save()
+        return changed
+
+    def _ensure_network(self, op: EnsureNetwork) -> bool:
+        want = {"vnid": op.vnid, "cidr": op.cidr,
+                "members": {m.name: {"node": m.node, "address": m.address} for m in op.members}}
+        for key, other in self.networks.items():
+            if key != op.network and other["vnid"] == op.vnid:
+                raise DriverError(f"VNI {op.vnid} already in use by {key}", errno=errno.EEXIST)
+        if self.networks.get(op.network) == want:
+            return False
+        self.networks[op.network] = want
+        return True
+
+    def _remove_network(self, op: RemoveNetwork) -> bool:
+        users = [k for k, s in self.stitches.items() if op.network in (s["a"]["network"], s["b"]["network"])]
+        if users:
+            raise DriverError(f"network {op.network} still carries stitches {', '.join(users)}", errno=errno.EBUSY)
+        return self.networks.pop(op.network, None) is not None
+
+    def _ensure_stitch(self, op: EnsureStitch) -> bool:
+        for end in (op.a, op.b):
+            net = self.networks.get(end.network)
+            if net is None:
+                raise DriverError(f"network {end.network} has no data-plane state", errno=errno.ENOENT)
+            if end.member and end.member not in net["members"]:
+                raise DriverError(f"VM {end.member} is not attached to {end.network}", errno=errno.ENOENT)
+        if len(op.path) < 1 or op.path[0] != op.a.node or op.path[-1] != op.b.node:
+            raise DriverError(f"path {op.path} does not join {op.a.node} and {op.b.node}", errno=errno.EINVAL)
+        missing = [arc for arc in zip(op.path, op.path[1:]) if self._graph.number_of_nodes() and not self._graph.has_edge(*arc)]
+        if missing:
+            raise DriverError(f"no substrate link {missing[0][0]}→{missing[0][1]}", errno=errno.ENETUNREACH)
+        want = {"type": op.type, "a": asdict(op.a), "b": asdict(op.b), "path": list(op.path),
+                "rate_bps": op.rate_bps, "encrypted": op.encrypted, "symmetric": op.symmetric}
+        have = self.stitches.get(op.stitch)
+        if have is not None and {k: have[k] for k in want} == want:
+            return False
+        counters = {"tx_bytes": have["tx_bytes"], "rx_bytes": have["rx_bytes"]} if have else {"tx_bytes": 0, "rx_bytes": 0}
+        self.stitches[op.stitch] = {**want, **counters}
+        return True
+
+    def _set_rate(self, op: SetStitchRate) -> bool:
+        have = self.stitches.get(op.stitch)
+        if have is None:
+            raise DriverError(f"stitch {op.stitch} does not exist", errno=errno.ENOENT)
+        if have["rate_bps"] == op.rate_bps:
+            return False
+        have["rate_bps"] = op.rate_bps
+        return True
+
+    def observe(self) -> Observed:
+        observed = Observed()
+        for key, net in self.networks.items():
+            observed.networks[key] = ObservedNetwork(
+                key, net["vnid"], frozenset(m["node"] for m in net["members"].values()), frozenset(net["members"]))
+        for key, s in self.stitches.items():
+            latency = self._path_latency(s["path"])
+            observed.stitches[key] = ObservedStitch(
+                key, s["type"], tuple(s["path"]), s["rate_bps"], s["encrypted"], True,
+                s["tx_bytes"], s["rx_bytes"], latency_s=latency)
+        return observed
+
+    def close(self) -> None:
+        self._save()
+
+    # questions ------------------------------------------------------------------------
+    def reach(self, src: str, dst: str) -> Reach:
+        """Does traffic from VM `src` reach VM `dst` ('tenant/network/member')?"""
+        src_net, _, src_vm = src.rpartition("/")
+        dst_net, _, dst_vm = dst.rpartition("/")
+        for net, vm in ((src_net, src_vm), (dst_net, dst_vm)):
+            if net not in self.networks or vm not in self.networks[net]["members"]:
+                return Reach(False, f"{net}/{vm} is not attached to the data plane")
+        src_node = self.networks[src_net]["members"][src_vm]["node"]
+        dst_node = self.networks[dst_net]["members"][dst_vm]["node"]
+        if src_net == dst_net:
+            path = self._shortest(src_node, dst_node)
+            return Reach(True, "same virtual network", None, path, None)
+        best: Reach | None = None
+        for key, s in sorted(self.stitches.items()):
+            direction = self._joins(s, src_net, src_vm, dst_net, dst_vm)
+            if direction is None:
+                continue
+            path = tuple(s["path"]) if direction == "forward" else tuple(reversed(s["path"]))
+            full = self._shortest(src_node, path[0])[:-1] + path + self._shortest(path[-1], dst_node)[1:]
+            guaranteed = s["rate_bps"] if s["rate_bps"] and (direction == "forward" or s["symmetric"]) else None
+            candidate = Reach(True, f"over {s['type']} stitch {key}", key, full, guaranteed)
+            if best is None or (candidate.rate_bps or 0) > (best.rate_bps or 0):
+                best = candidate
+        return best or Reach(False, f"no stitch joins {src_net} and {dst_net}")
+
+    @staticmethod
+    def _joins(s: dict, src_net: str, src_vm: str, dst_net: str, dst_vm: str) -> str | None:
+        """'forward' / 'reverse' when stitch `s` carries src → dst, else None."""
+        for direction, x, y in (("forward", s["a"], s["b"]), ("reverse", s["b"], s["a"])):
+            if x["network"] != src_net or y["network"] != dst_net:
+                continue
+            if s["type"] == "direct" and (x["member"] != src_vm or y["member"] != dst_vm):
+                continue
+            return direction
+        return None
+
+    def carry(self, demands_bps: Mapping[tuple[str, str], float], interval_s: float = 300.0) -> TrafficReport:
+        """Load the links with one interval of network-to-network traffic (keys 'tenant/network')."""
+        report = TrafficReport(link_capacity_bps={(u, v): d["capacity"] for u, v, d in self._graph.edges(data=True)})
+        load = report.link_load_bps
+        for (src_net, dst_net), bps in demands_bps.items():
+            if bps <= 0:
+                continue
+            route = self._network_route(src_net, dst_net)
+            if route is None:
+                report.isolated_bps[(src_net, dst_net)] = bps
+                continue
+            stitch, path = route
+            for arc in zip(path, path[1:]):
+                load[arc] = load.get(arc, 0.0) + bps
+            if stitch:
+                report.stitch_carried_bps[stitch] = report.stitch_carried_bps.get(stitch, 0.0) + bps
+                self.stitches[stitch]["tx_bytes"] += int(bps * interval_s / 8)
+        return report
+
+    def _network_route(self, src_net: str, dst_net: str) -> tuple[str | None, tuple[str, ...]] | None:
+        if src_net == dst_net:
+            return None, ()
+        for key, s in sorted(self.stitches.items()):
+            if s["type"] == "direct":
+                continue
+            for direction, x, y in (("forward", s["a"], s["b"]), ("reverse", s["b"], s["a"])):
+                if x["network"] == src_net and y["network"] == dst_net:
+                    path = tuple(s["path"]) if direction == "forward" else tuple(reversed(s["path"]))
+                    return key, path
+        return None
+
+    def _shortest(self, a: str, b: str) -> tuple[str, ...]:
+        if a == b or not self._graph.number_of_nodes():
+            return (a,) if a == b else (a, b)
+        try:
+            return tuple(nx.shortest_path(self._graph, a, b, weight="latency"))
+        except (nx.NetworkXNoPath, nx.NodeNotFound):
+            return (a, b)
+
+    def _path_latency(self, path: list[str]) -> float | None:
+        if not self._graph.number_of_nodes():
+            return None
+        try:
+            return sum(self._graph[u][v]["latency"] for u, v in zip(path, path[1:]))
+        except KeyError:
+            return None
+
+    # persistence (the simulator's "kernel" survives controller restarts) -----------------
+    def _save(self) -> None:
+        if not self.state_path:
+            return
+        directory = os.path.dirname(os.path.abspath(self.state_path))
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".sim-")
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"networks": self.networks, "stitches": self.stitches}, handle)
+        os.replace(tmp, self.state_path)
+
+    def _load(self) -> None:
+        try:
+            with open(self.state_path) as handle:
+                state = json.load(handle)
+        except (OSError, ValueError) as exc:
+            raise DriverError(f"cannot read simulator state {self.state_path}: {exc}") from None
+        self.networks = state.get("networks", {})
+        self.stitches = state.get("stitches", {})
+
+
+__all__ = ["SimDriver", "Reach", "TrafficReport", "MemberPlacement", "StitchEnd"]

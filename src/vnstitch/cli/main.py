@@ -72,13 +72,15 @@ def read_input(path: str) -> str:
 def cmd_validate(args) -> int:
     from vnstitch.domain.registry import parse_documents
 
-    total = 0
+    resources = []
     for path in args.files:
-        resources = parse_documents(read_input(path), source=path)
-        total += len(resources)
-        for res in resources:
+        parsed = parse_documents(read_input(path), source=path)
+        resources.extend(parsed)
+        for res in parsed:
             print(f"{path}: {res.KIND} {res.namespace + '/' if res.namespace else ''}{res.name} ok")
-    print(f"{total} resource(s) valid")
+    if not args.offline:  # references, policies and capacity, as the server would check them now
+        open_controller(args).apply(resources, dry_run=True)
+    print(f"{len(resources)} resource(s) valid" + (" (syntax only)" if args.offline else " against the store"))
     return EXIT_OK
 
 
@@ -233,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="parse resource files exactly as the server does")
     p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--offline", action="store_true", help="check syntax and schema only, not references to the store")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("apply", help="create or update resources from files (all or nothing)")

@@ -1,0 +1,51 @@
+"""The simulator answers reachability, isolation and rate questions from what was applied."""
+
+from vnstitch.drivers.sim import SimDriver
+from vnstitch.planning.ops import EnsureStitch, StitchEnd
+from tests.contract.test_driver_contract import BLUE, GREEN, PATH, RED, direct
+
+
+def bandwidth(rate, symmetric=True):
+    return EnsureStitch("acme/bw", "bandwidth", StitchEnd("acme/blue", 1001, "10.1.0.0/24", "NYCMng"),
+                        StitchEnd("acme/red", 1002, "10.2.0.0/24", "LOSAng"), PATH, rate, True, symmetric)
+
+
+def test_isolation_until_stitched_and_only_for_stitched_pairs(abilene):
+    sim = SimDriver(topology=abilene.links)
+    for op in (BLUE, RED, GREEN):
+        sim.apply(op)
+    assert sim.reach("acme/blue/blue-1", "acme/blue/blue-2").reachable  # same network
+    assert not sim.reach("acme/blue/blue-1", "acme/red/red-1").reachable
+    sim.apply(direct(50e6))
+    answer = sim.reach("acme/blue/blue-1", "acme/red/red-1")
+    assert answer.reachable and answer.stitch == "acme/d" and answer.rate_bps == 50e6
+    assert answer.path == PATH
+    assert sim.reach("acme/red/red-1", "acme/blue/blue-1").path == tuple(reversed(PATH))
+    # a direct stitch joins two VMs only: blue-2 and green stay isolated
+    assert not sim.reach("acme/blue/blue-2", "acme/red/red-1").reachable
+    assert not sim.reach("acme/blue/blue-1", "acme/green/green-1").reachable
+
+
+def test_blue2_reaches_red_over_bandwidth_stitch_via_its_own_network(abilene):
+    sim = SimDriver(topology=abilene.links)
+    for op in (BLUE, RED):
+        sim.apply(op)
+    sim.apply(bandwidth(2e9, symmetric=False))
+    forward = sim.reach("acme/blue/blue-2", "acme/red/red-1")
+    assert forward.reachable and forward.path[0] == "CHINng" and forward.path[-1] == "LOSAng"
+    assert forward.rate_bps == 2e9
+    assert sim.reach("acme/red/red-1", "acme/blue/blue-2").rate_bps is None  # not reserved backwards
+
+
+def test_traffic_matrix_loads_the_stitch_path_and_reports_overload(abilene):
+    sim = SimDriver(topology=abilene.links)
+    for op in (BLUE, RED, GREEN):
+        sim.apply(op)
+    sim.apply(bandwidth(2e9))
+    report = sim.carry({("acme/blue", "acme/red"): 12e9, ("acme/blue", "acme/green"): 1e9}, interval_s=300)
+    arcs = list(zip(PATH, PATH[1:]))
+    assert all(report.link_load_bps[arc] == 12e9 for arc in arcs)
+    assert set(report.overloaded()) == set(arcs)  # 12 Gbit/s over 9.92 Gbit/s links
+    assert report.isolated_bps == {("acme/blue", "acme/green"): 1e9}
+    assert report.stitch_carried_bps == {"acme/bw": 12e9}
+    assert sim.observe().stitches["acme/bw"].tx_bytes == int(12e9 * 300 / 8)

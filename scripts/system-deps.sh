@@ -1,0 +1,31 @@
+#!/bin/sh
+# Install the Debian packages the Linux data-plane tests and benches need (idempotent, quiet).
+# Skips everything when the packages are already installed; does nothing when not root.
+set -eu
+
+PACKAGES="iproute2 nftables wireguard-tools wireguard-go iperf3 tcpdump iputils-ping procps"
+
+missing=""
+for pkg in $PACKAGES; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $pkg"
+    fi
+done
+
+if [ -z "$missing" ]; then
+    exit 0
+fi
+
+if [ "$(id -u)" != "0" ]; then
+    echo "system-deps: not root; missing:$missing (the Linux tests will be skipped)" >&2
+    exit 0
+fi
+
+echo "system-deps: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+# iperf3 asks whether to start a daemon; answer no.
+echo "iperf3 iperf3/start_daemon boolean false" | debconf-set-selections 2>/dev/null || true
+if ! apt-get install -y -qq --no-install-recommends $missing >/dev/null 2>&1; then
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi

@@ -1,0 +1,163 @@
+"""Netlink sockets per network namespace, tool invocation, and kernel errors as DriverError."""
+
+from __future__ import annotations
+
+import errno as errno_codes
+import os
+import subprocess
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+from pyroute2 import IPRoute, netns
+from pyroute2.netlink.exceptions import NetlinkError
+
+from vnstitch.errors import DriverError
+
+NETNS_DIR = "/var/run/netns"
+
+
+def netns_exists(name: str) -> bool:
+    return os.path.exists(os.path.join(NETNS_DIR, name))
+
+
+def list_netns(prefix: str) -> list[str]:
+    try:
+        return sorted(n for n in os.listdir(NETNS_DIR) if n.startswith(prefix))
+    except FileNotFoundError:
+        return []
+
+
+@contextmanager
+def kernel_errors(what: str) -> Iterator[None]:
+    """Turn netlink/OS failures into DriverError, keeping the errno."""
+    try:
+        yield
+    except DriverError:
+        raise
+    except NetlinkError as exc:
+        raise DriverError(f"{what}: {os.strerror(exc.code) if exc.code else exc}", errno=exc.code) from exc
+    except OSError as exc:
+        raise DriverError(f"{what}: {exc.strerror or exc}", errno=exc.errno) from exc
+
+
+def tolerate(*codes: int):
+    """Context manager swallowing netlink errors with the given errnos (EEXIST on add, ENOENT on del)."""
+
+    @contextmanager
+    def _cm() -> Iterator[None]:
+        try:
+            yield
+        except NetlinkError as exc:
+            if exc.code not in codes:
+                raise
+    return _cm()
+
+
+EEXIST = errno_codes.EEXIST
+ENOENT = errno_codes.ENOENT
+ESRCH = errno_codes.ESRCH
+ENODEV = errno_codes.ENODEV
+EADDRNOTAVAIL = errno_codes.EADDRNOTAVAIL
+
+
+class Namespaces:
+    """One cached rtnetlink socket per namespace (opening one costs a fork in pyroute2)."""
+
+    def __init__(self) -> None:
+        self._sockets: dict[str, IPRoute] = {}
+
+    def __call__(self, name: str) -> IPRoute:
+        sock = self._sockets.get(name)
+        if sock is None:
+            if not netns_exists(name):
+                raise DriverError(f"network namespace {name} does not exist", errno=errno_codes.ENOENT)
+            with kernel_errors(f"open netlink socket in {name}"):
+                sock = IPRoute(netns=name)
+            self._sockets[name] = sock
+        return sock
+
+    def create(self, name: str) -> bool:
+        """ip netns add NAME (no-op when it exists); True when created."""
+        if netns_exists(name):
+            return False
+        with kernel_errors(f"ip netns add {name}"):
+            netns.create(name)
+        return True
+
+    def remove(self, name: str) -> bool:
+        """ip netns del NAME; True when it existed."""
+        self.forget(name)
+        if not netns_exists(name):
+            return False
+        with kernel_errors(f"ip netns del {name}"):
+            netns.remove(name)
+        return True
+
+    def forget(self, name: str) -> None:
+        sock = self._sockets.pop(name, None)
+        if sock is not None:
+            sock.close()
+
+    def close(self) -> None:
+        for name in list(self._sockets):
+            self.forget(name)
+
+
+def ifindex(ipr: IPRoute, ifname: str) -> int | None:
+    """Index of a link by name in the socket's namespace, or None."""
+    found = ipr.link_lookup(ifname=ifname)
+    return found[0] if found else None
+
+
+def link_attrs(ipr: IPRoute, index: int) -> dict:
+    msg = ipr.link("get", index=index)[0]
+    return {"ifname": msg.get("IFLA_IFNAME"), "mtu": msg.get("IFLA_MTU"), "master": msg.get("IFLA_MASTER"),
+            "up": bool(msg["flags"] & 1), "operstate": msg.get("IFLA_OPERSTATE"),
+            "kind": (msg.get(("IFLA_LINKINFO", "IFLA_INFO_KIND"))), "stats": msg.get("IFLA_STATS64"),
+            "address": msg.get("IFLA_ADDRESS")}
+
+
+def run_in(ns: str | None, argv: list[str], stdin: str | None = None, check: bool = True,
+           what: str | None = None) -> subprocess.CompletedProcess:
+    """Run a tool inside a namespace (`ip netns exec NS ...`); never pass secrets in argv."""
+    full = (["ip", "netns", "exec", ns] if ns else []) + argv
+    proc = subprocess.run(full, input=stdin, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip().splitlines()
+        raise DriverError(f"{what or ' '.join(argv)}: {detail[-1] if detail else 'exit ' + str(proc.returncode)}",
+                          errno=errno_codes.EIO)
+    return proc
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.002) -> None:
+    """Poll until the kernel shows the change; DriverError(ETIMEDOUT) otherwise."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if predicate():
+            return
+        if time.monotonic() > deadline:
+            raise DriverError(f"timed out after {timeout_s:g}s waiting for {what}", errno=errno_codes.ETIMEDOUT)
+        time.sleep(interval_s)
+
+
+def set_sysctls(ns: str, values: dict[str, str | int]) -> None:
+    """ip netns exec NS sysctl -w k=v ... (one call for all keys)."""
+    run_in(ns, ["sysctl", "-q", "-w"] + [f"{k}={v}" for k, v in values.items()], what=f"sysctl in {ns}")
+
+
+def pid_alive(pid: int | None, needle: str | None = None) -> bool:
+    """True when pid runs (not a zombie) and, if given, its command line contains needle."""
+    if not pid:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            state = handle.read().rsplit(b")", 1)[1].split()[0]
+        if state in (b"Z", b"X"):
+            return False
+        if needle is not None:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                return needle.encode() in handle.read()
+        return True
+    except (OSError, IndexError):
+        return False

@@ -1,0 +1,131 @@
+"""wireguard-go processes and their UAPI socket (the protocol `wg` speaks), keys never in argv."""
+
+from __future__ import annotations
+
+import errno as errno_codes
+import os
+import signal
+import socket
+import subprocess
+import time
+
+from vnstitch.drivers.linux.kernel import pid_alive, wait_until
+from vnstitch.errors import DriverError
+
+SOCKET_DIR = "/var/run/wireguard"
+TUNNEL_MTU = 1420  # 1500 substrate - 80 (IPv6-sized WireGuard overhead, as wg-quick assumes)
+
+
+def socket_path(ifname: str) -> str:
+    return os.path.join(SOCKET_DIR, f"{ifname}.sock")
+
+
+def start(ns: str, ifname: str, log_path: str) -> subprocess.Popen:
+    """ip netns exec NS wireguard-go -f IFNAME  (foreground, own session: survives the controller)."""
+    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LOG_LEVEL": "error",
+           "WG_PROCESS_FOREGROUND": "1"}
+    stale = socket_path(ifname)
+    if os.path.exists(stale):
+        os.unlink(stale)
+    log = open(log_path, "ab")
+    try:
+        return subprocess.Popen(["ip", "netns", "exec", ns, "wireguard-go", "-f", ifname], env=env,
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                                close_fds=True)
+    except OSError as exc:
+        raise DriverError(f"cannot start wireguard-go for {ifname}: {exc.strerror}", errno=exc.errno) from exc
+    finally:
+        log.close()
+
+
+def wait_ready(ifname: str, proc: subprocess.Popen | None, timeout_s: float = 5.0) -> None:
+    """Wait until the UAPI socket answers (the tun device exists by then)."""
+    def ready() -> bool:
+        if proc is not None and proc.poll() is not None:
+            raise DriverError(f"wireguard-go for {ifname} exited with {proc.returncode}", errno=errno_codes.ECHILD)
+        try:
+            uapi(ifname, "get=1\n\n", timeout_s=0.2)
+            return True
+        except DriverError:
+            return False
+    wait_until(ready, timeout_s, f"wireguard-go {ifname}", interval_s=0.001)
+
+
+def stop(pid: int | None, ifname: str, timeout_s: float = 3.0) -> bool:
+    """kill wireguard-go (only if the pid still is ours); True when something was stopped."""
+    stopped = False
+    if pid_alive(pid, needle=ifname):
+        try:
+            os.kill(pid, signal.SIGTERM)
+            stopped = True
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + timeout_s
+        while pid_alive(pid) and time.monotonic() < deadline:
+            _reap(pid)
+            time.sleep(0.002)
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        _reap(pid)
+    if os.path.exists(socket_path(ifname)):
+        os.unlink(socket_path(ifname))
+    return stopped
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def uapi(ifname: str, request: str, timeout_s: float = 2.0) -> dict[str, list[str]]:
+    """One UAPI exchange (`wg show`/`wg set` equivalent); returns key → values."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout_s)
+    try:
+        sock.connect(socket_path(ifname))
+        sock.sendall(request.encode())
+        data = b""
+        while not data.endswith(b"\n\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except OSError as exc:
+        raise DriverError(f"wireguard UAPI {ifname}: {exc.strerror or exc}", errno=exc.errno) from exc
+    finally:
+        sock.close()
+    out: dict[str, list[str]] = {}
+    for line in data.decode().splitlines():
+        if "=" in line:
+            key, value = line.split("=", 1)
+            out.setdefault(key, []).append(value)
+    code = int(out.get("errno", ["0"])[-1])
+    if code:
+        raise DriverError(f"wireguard UAPI {ifname} refused the request", errno=code)
+    return out
+
+
+def configure(ifname: str, private_hex: str, listen_port: int, peer_public_hex: str, endpoint: str,
+              allowed_ips: list[str]) -> None:
+    """wg set IFNAME private-key FILE listen-port P peer PUB endpoint E allowed-ips A persistent-keepalive 25."""
+    lines = ["set=1", f"private_key={private_hex}", f"listen_port={listen_port}", "replace_peers=true",
+             f"public_key={peer_public_hex}", f"endpoint={endpoint}", "persistent_keepalive_interval=25",
+             "replace_allowed_ips=true"] + [f"allowed_ip={ip}" for ip in allowed_ips]
+    uapi(ifname, "\n".join(lines) + "\n\n")
+
+
+def read_config(ifname: str) -> dict:
+    """wg show IFNAME dump, without the private key leaving this function except as a digest check."""
+    raw = uapi(ifname, "get=1\n\n")
+    peer = {
+        "public_key": raw.get("public_key", [None])[0],
+        "endpoint": raw.get("endpoint", [None])[0],
+        "allowed_ips": sorted(raw.get("allowed_ip", [])),
+        "tx_bytes": int(raw.get("tx_bytes", ["0"])[0]),
+        "rx_bytes": int(raw.get("rx_bytes", ["0"])[0]),
+        "last_handshake_s": int(raw.get("last_handshake_time_sec", ["0"])[0]),
+    }
+    return {"private_key": raw.get("private_key", [None])[0], "listen_port": int(raw.get("listen_port", ["0"])[0]),
+            "peer": peer}

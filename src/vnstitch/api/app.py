@@ -1,0 +1,92 @@
+"""The composition root of the server: `create_app(settings)` picks the store and driver,
+wires auth, limits, metrics and the in-process reconciler, and mounts one router per resource."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from typing import Callable
+
+from fastapi import FastAPI
+
+from vnstitch import __version__
+from vnstitch.api.auth import Authenticator, create_token, has_admin
+from vnstitch.api.context import ApiContext
+from vnstitch.api.errors import install_error_handlers
+from vnstitch.api.idempotency import IdempotencyKeys
+from vnstitch.api.limits import RateLimiter
+from vnstitch.api.metrics import RequestMetrics
+from vnstitch.api.middleware import BodyLimitAndMetrics
+from vnstitch.api.settings import Settings
+from vnstitch.controller.service import Controller
+from vnstitch.errors import InvalidInput
+from vnstitch.store import Store, open_store
+
+log = logging.getLogger("vnstitch.api")
+
+DESCRIPTION = """Forecast-driven stitching of virtual networks. Objects are shaped like Kubernetes
+resources; errors are `{code, message, field}`; authenticate with `Authorization: Bearer <token>`."""
+
+
+class MissingAdminToken(InvalidInput):
+    """The server refuses to start without an admin token (unless --dev)."""
+
+
+def create_app(settings: Settings, store: Store | None = None, driver=None,
+               clock: Callable[[], float] = time.time) -> FastAPI:
+    """A ready app. `store`/`driver` may be injected (tests); otherwise chosen from settings."""
+    store = store or open_store(settings.store_url)
+    dev_token = None
+    if not has_admin(store):
+        if not settings.dev:
+            raise MissingAdminToken("no admin token configured: run `vnstitch token create --tenant <t> "
+                                    "--role admin` first (or `vnstitch serve --dev` for a throwaway one)",
+                                    field="token")
+        dev_token, _ = create_token(store, "default", "admin", description="--dev")
+    controller = Controller(store, clock=clock)
+    context = ApiContext(
+        settings=settings, store=store, controller=controller,
+        authenticator=Authenticator(store, settings.token_cache_s),
+        limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
+        idempotency=IdempotencyKeys(store, settings.idempotency_ttl_s, settings.idempotency_wait_s, clock=clock),
+        metrics=RequestMetrics())
+    if settings.reconcile:
+        context.worker = _make_worker(settings, controller, driver, context.idempotency, clock)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if context.worker is not None:
+            context.worker.start()
+        try:
+            yield
+        finally:
+            if context.worker is not None:
+                context.worker.stop()
+
+    app = FastAPI(title="vnstitch", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                  docs_url="/docs", redoc_url=None)
+    app.state.ctx = context
+    app.state.dev_token = dev_token
+    install_error_handlers(app)
+    from vnstitch.api.routes import apply, availability, links, nodes, policies, stitches, system, virtualnetworks
+
+    for module in (system, virtualnetworks, stitches, policies, nodes, links, availability, apply):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimitAndMetrics, max_body_bytes=settings.max_body_bytes, metrics=context.metrics)
+    return app
+
+
+def _make_worker(settings: Settings, controller: Controller, driver, idempotency: IdempotencyKeys, clock):
+    from vnstitch.api.background import ReconcileWorker
+    from vnstitch.controller.reconciler import Reconciler
+    from vnstitch.domain.substrate import Link
+    from vnstitch.drivers import create_driver
+
+    if driver is None:
+        controller.refresh()
+        links = [Link.model_validate(r.value) for r in controller.cache.list("Link")]
+        driver = create_driver(settings.driver, settings.driver_state,
+                               topology=links if settings.driver == "sim" else None)
+    return ReconcileWorker(Reconciler(controller, driver), settings.tick_s, settings.reconcile_min_interval_s,
+                           clock=clock, housekeeping=idempotency.purge)

@@ -1,0 +1,128 @@
+"""RemoteController: the controller's methods over HTTP, for `vnstitch --server URL ...`.
+
+Error answers are raised again as the same VnstitchError subclasses the server raised.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from vnstitch.api.errors import RateLimited, ServerUnreachable, error_classes
+from vnstitch.controller.service import Change
+from vnstitch.domain.registry import kind_class
+from vnstitch.domain.resources import Resource
+from vnstitch.errors import VnstitchError
+
+PATHS = {"Node": "substrate/nodes", "Link": "substrate/links", "VirtualNetwork": "virtualnetworks",
+         "Stitch": "stitches"}
+PAGE_SIZE = 500
+
+
+def wire_form(res: Resource) -> dict:
+    """What to send: no status (the controller writes it), no tenant unless one was given."""
+    body = res.model_dump(by_alias=True, mode="json", exclude_none=True)
+    body.pop("status", None)
+    if "tenant" not in res.metadata.model_fields_set:
+        body["metadata"].pop("tenant", None)
+    return body
+
+
+def raise_for_error(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        payload = response.json()
+        code, message, field = payload["code"], payload["message"], payload.get("field")
+    except (ValueError, KeyError, TypeError):
+        raise ServerUnreachable(f"server answered {response.status_code}: {response.text[:200]}") from None
+    cls = error_classes().get(code)
+    if cls is RateLimited:
+        raise RateLimited(message, retry_after_s=float(response.headers.get("Retry-After", "1")))
+    if cls is None:
+        err = VnstitchError(message, field)
+        err.code, err.http_status = code, response.status_code  # type: ignore[misc]
+        raise err
+    raise cls(message, field=field)
+
+
+class RemoteController:
+    def __init__(self, url: str, token: str | None = None, timeout_s: float = 30.0,
+                 transport: httpx.BaseTransport | None = None):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ServerUnreachable(f"cannot reach {self.url}: {exc}") from None
+        raise_for_error(response)
+        return response
+
+    @staticmethod
+    def _params(tenant: str | None, **extra: Any) -> dict:
+        params = {k: v for k, v in extra.items() if v is not None}
+        if tenant:
+            params["tenant"] = tenant
+        return params
+
+    def refresh(self) -> None:
+        """Nothing to refresh: every call reads the server's current state."""
+
+    def apply(self, resources: list[Resource], dry_run: bool = False) -> list[Change]:
+        body = {"items": [wire_form(r) for r in resources], "dryRun": dry_run}
+        answer = self._call("POST", "/v1/apply", json=body).json()
+        return [Change(c["kind"], c.get("tenant") or "", c["name"], c["action"]) for c in answer["changes"]]
+
+    def get(self, kind: str, name: str, tenant: str | None = None) -> Resource:
+        cls = kind_class(kind)
+        path = f"/v1/{PATHS[cls.KIND]}/{name}"
+        data = self._call("GET", path, params=self._params(tenant if cls.NAMESPACED else None)).json()
+        return cls.model_validate(data)
+
+    def list(self, kind: str, tenant: str | None = None) -> list[Resource]:
+        cls = kind_class(kind)
+        out: list[Resource] = []
+        token = None
+        while True:
+            params = self._params(tenant if cls.NAMESPACED else None, limit=PAGE_SIZE)
+            if token:
+                params["continue"] = token
+            page = self._call("GET", f"/v1/{PATHS[cls.KIND]}", params=params).json()
+            out.extend(cls.model_validate(item) for item in page["items"])
+            token = page["metadata"].get("continue")
+            if not token:
+                return out
+
+    def delete(self, kind: str, name: str, tenant: str | None = None) -> Change:
+        cls = kind_class(kind)
+        data = self._call("DELETE", f"/v1/{PATHS[cls.KIND]}/{name}",
+                          params=self._params(tenant if cls.NAMESPACED else None)).json()
+        return Change(data["kind"], data.get("tenant") or "", data["name"], data["action"])
+
+    def availability(self, tenant: str | None, from_end, to_end, bandwidth_bps: float,
+                     max_latency_s: float | None = None, symmetric: bool = True):
+        from vnstitch.pathing.paths import Availability, Path
+
+        def end(e) -> dict:
+            return e.model_dump(by_alias=True, mode="json", exclude_none=True)
+
+        body = {"from": end(from_end), "to": end(to_end), "bandwidth": bandwidth_bps, "symmetric": symmetric}
+        if max_latency_s is not None:
+            body["maxLatency"] = max_latency_s
+        data = self._call("POST", "/v1/availability", json=body, params=self._params(tenant)).json()
+        path = data.get("path")
+        if path is not None:
+            nodes = tuple(path["nodes"])
+            path = Path(nodes, tuple(path["links"]), tuple(zip(nodes, nodes[1:])), path["latency"], path["cost"],
+                        path["bottleneckBandwidth"])
+        return Availability(data["feasible"], path, data["bestBandwidth"], data.get("bestLatency"), data["reason"])
+
+    def whoami(self) -> dict:
+        return self._call("GET", "/v1/whoami").json()

@@ -1,0 +1,180 @@
+"""The same six routes for every resource kind: list (and watch), create, read, replace,
+patch, delete. Operation ids are derived from the kind, so they stay stable."""
+
+import hashlib
+import json
+from typing import Any, Optional
+
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
+from fastapi.responses import StreamingResponse
+
+from vnstitch.api import watch as watching
+from vnstitch.api.auth import Principal
+from vnstitch.api.context import ctx, principal
+from vnstitch.api.routes._common import (
+    ERRORS, check_api_version, dump, json_response, list_body, list_scope, merge_patch, paginate, parse_selector,
+    place, resolve_tenant, selector_matches, write,
+)
+from vnstitch.api.schemas import DeleteResult, WatchEvent, list_model
+from vnstitch.domain.registry import parse_resource
+from vnstitch.domain.resources import NAME_PATTERN, Resource
+from vnstitch.errors import InvalidInput
+
+NDJSON, SSE = "application/x-ndjson", "text/event-stream"
+SERVER_SET_METADATA = ("generation", "creationTimestamp", "deletionTimestamp")
+
+
+def plural_of(kind: str) -> str:
+    return kind + ("es" if kind.endswith(("ch", "s")) else "s")
+
+
+def tenant_query():
+    return Query(None, pattern=NAME_PATTERN, max_length=63,
+                 description="tenant to act in (default: the token's; only admins may name another)")
+
+
+def resource_router(cls: type[Resource], path: str, tag: str) -> APIRouter:
+    kind, plural = cls.KIND, plural_of(cls.KIND)
+    namespaced = cls.NAMESPACED
+    write_role = "member" if namespaced else "admin"
+    router = APIRouter(prefix=f"/v1/{path}", tags=[tag], responses=ERRORS)
+    list_schema = list_model(cls)
+
+    def tenant_of(who: Principal, tenant: Optional[str]) -> Optional[str]:
+        return resolve_tenant(who, tenant) if namespaced else None
+
+    @router.get("", operation_id=f"list{plural}", summary=f"List or watch {cls.PLURAL}",
+                responses={200: {"model": list_schema, "description": f"{kind}List, or a watch stream",
+                                 "content": {NDJSON: {"schema": WatchEvent.model_json_schema()},
+                                             SSE: {"schema": {"type": "string"}}}}})
+    def list_objects(request: Request, who: Principal = Depends(principal),
+                     tenant: Optional[str] = tenant_query(),
+                     labelSelector: Optional[str] = Query(None, max_length=1024,
+                                                          description="a=b,c!=d,e,!f"),
+                     limit: Optional[int] = Query(None, ge=1, le=1000),
+                     continue_: Optional[str] = Query(None, alias="continue", max_length=1024),
+                     watch: bool = Query(False, description="stream changes (NDJSON, or SSE with "
+                                                           "Accept: text/event-stream)"),
+                     resourceVersion: Optional[int] = Query(None, ge=0,
+                                                            description="watch: start after this revision"),
+                     timeoutSeconds: Optional[int] = Query(None, ge=0, le=3600,
+                                                           description="watch: end the stream after this")):
+        context = ctx(request)
+        scope = list_scope(who, tenant) if namespaced else None
+        selector = parse_selector(labelSelector)
+        since = context.store.revision()
+        items = [dump(r) for r in context.controller.list(kind, scope)]
+        items = [o for o in items if selector_matches(selector, o["metadata"].get("labels", {}))]
+        if watch:
+            def visible(namespace: str, value: dict) -> bool:
+                return (scope is None or namespace == scope) and \
+                    selector_matches(selector, value.get("metadata", {}).get("labels", {}))
+
+            def render(value: dict, revision: int) -> dict:
+                return {**value, "metadata": {**value.get("metadata", {}), "resourceVersion": revision}}
+
+            limit_s = context.settings.watch_max_s
+            timeout = min(limit_s, timeoutSeconds if timeoutSeconds is not None else limit_s)
+            sse = SSE in request.headers.get("accept", "")
+            start = resourceVersion if resourceVersion is not None else since
+            initial = None if resourceVersion is not None else items
+            return StreamingResponse(watching.stream(context.store, kind, visible, render, initial, start,
+                                                     timeout, sse), media_type=SSE if sse else NDJSON)
+        page, next_token = paginate(items, limit, continue_)
+        return json_response(list_body(kind, page, since, next_token))
+
+    @router.post("", status_code=201, operation_id=f"create{kind}", summary=f"Create a {kind}",
+                 responses={201: {"model": cls, "description": "created"}})
+    def create_object(request: Request, body: cls, who: Principal = Depends(principal),
+                      tenant: Optional[str] = tenant_query(),
+                      dryRun: bool = Query(False),
+                      idempotency_key: Optional[str] = Header(None, alias="Idempotency-Key", max_length=255,
+                                                              description="retries with the same key create "
+                                                                          "one object")):
+        context = ctx(request)
+        who.require(write_role, f"create {cls.PLURAL}")
+        check_api_version(body)
+        place(cls, who, body, tenant)
+
+        def create():
+            changes = write(context, [body], "create", dryRun)
+            obj = dump(body) if dryRun else dump(context.controller.get(kind, body.name, body.namespace or None))
+            return 201, obj, {"Vnstitch-Change": changes[0].action}
+
+        if idempotency_key is None:
+            status, obj, headers = create()
+        else:
+            canonical = json.dumps([kind, body.namespace, dryRun, dump(body)], sort_keys=True)
+            fingerprint = hashlib.sha256(canonical.encode()).hexdigest()
+            status, obj, headers, replayed = context.idempotency.run(body.namespace, who.token_id, idempotency_key,
+                                                                     fingerprint, create)
+            if replayed:
+                headers = {**headers, "Idempotent-Replayed": "true"}
+        return json_response(obj, status, headers)
+
+    @router.get("/{name}", operation_id=f"read{kind}", summary=f"Read a {kind}",
+                responses={200: {"model": cls}})
+    def read_object(request: Request, name: str = Path(max_length=253), who: Principal = Depends(principal),
+                    tenant: Optional[str] = tenant_query()):
+        return json_response(dump(ctx(request).controller.get(kind, name, tenant_of(who, tenant))))
+
+    @router.put("/{name}", operation_id=f"replace{kind}", summary=f"Create or replace a {kind}",
+                responses={200: {"model": cls, "description": "replaced"},
+                           201: {"model": cls, "description": "created"}})
+    def replace_object(request: Request, body: cls, name: str = Path(max_length=253),
+                       who: Principal = Depends(principal), tenant: Optional[str] = tenant_query(),
+                       dryRun: bool = Query(False)):
+        context = ctx(request)
+        who.require(write_role, f"change {cls.PLURAL}")
+        check_api_version(body)
+        if body.metadata.name != name:
+            raise InvalidInput(f"metadata.name '{body.metadata.name}' differs from the name in the path '{name}'",
+                               field="metadata.name")
+        place(cls, who, body, tenant)
+        changes = write(context, [body], "replace", dryRun)
+        obj = dump(body) if dryRun else dump(context.controller.get(kind, name, body.namespace or None))
+        return json_response(obj, 201 if changes[0].action == "created" else 200,
+                             {"Vnstitch-Change": changes[0].action})
+
+    @router.patch("/{name}", operation_id=f"patch{kind}", summary=f"Merge-patch a {kind} (RFC 7386)",
+                  responses={200: {"model": cls}})
+    def patch_object(request: Request, name: str = Path(max_length=253),
+                     patch: dict[str, Any] = Body(..., media_type="application/merge-patch+json"),
+                     who: Principal = Depends(principal), tenant: Optional[str] = tenant_query(),
+                     dryRun: bool = Query(False)):
+        context = ctx(request)
+        who.require(write_role, f"change {cls.PLURAL}")
+        current = dump(context.controller.get(kind, name, tenant_of(who, tenant)))
+        meta = current["metadata"]
+        base = {"apiVersion": current["apiVersion"], "kind": kind, "spec": current["spec"],
+                "metadata": {k: v for k, v in meta.items() if k not in SERVER_SET_METADATA + ("resourceVersion",)}}
+        merged = merge_patch(base, patch)
+        if not isinstance(merged.get("metadata"), dict):
+            raise InvalidInput("metadata must be an object", field="metadata")
+        merged.pop("status", None)  # status is written by the controller only
+        for key in SERVER_SET_METADATA:
+            merged["metadata"].pop(key, None)
+        if merged["metadata"].get("name") != name:
+            raise InvalidInput("a patch cannot rename an object", field="metadata.name")
+        if namespaced and merged["metadata"].get("tenant") != meta.get("tenant"):
+            raise InvalidInput("a patch cannot move an object to another tenant", field="metadata.tenant")
+        res = parse_resource(merged)
+        if namespaced:
+            res.metadata.tenant = meta["tenant"]
+        changes = write(context, [res], "replace", dryRun)
+        obj = dump(res) if dryRun else dump(context.controller.get(kind, name, res.namespace or None))
+        return json_response(obj, 200, {"Vnstitch-Change": changes[0].action})
+
+    @router.delete("/{name}", operation_id=f"delete{kind}", summary=f"Delete a {kind}",
+                   responses={200: {"model": DeleteResult}})
+    def delete_object(request: Request, name: str = Path(max_length=253), who: Principal = Depends(principal),
+                      tenant: Optional[str] = tenant_query()):
+        context = ctx(request)
+        who.require(write_role, f"delete {cls.PLURAL}")
+        scope = tenant_of(who, tenant)
+        with context.write_lock(scope or ""):
+            change = context.controller.delete(kind, name, scope)
+        return json_response({"kind": kind, "tenant": change.namespace or None, "name": name,
+                              "action": change.action})
+
+    return router

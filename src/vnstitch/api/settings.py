@@ -1,0 +1,25 @@
+"""Server settings; the composition root fills them from flags. No default secrets live here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Settings:
+    store_url: str | None = None        # None: vnstitch.store.default_store_url()
+    driver: str = "sim"
+    driver_state: str | None = None
+    dev: bool = False                   # make and print an admin token when none exists
+    reconcile: bool = True              # run the reconciler inside the server
+    tick_s: float = 5.0                 # reconcile at least this often (and on store changes)
+    reconcile_min_interval_s: float = 0.05  # debounce passes triggered by bursts of writes
+    max_body_bytes: int = 1 << 20
+    rate_limit_per_s: float = 200.0     # per token; 0 disables
+    rate_limit_burst: int = 400
+    quota_stitches: int = 1000          # per tenant
+    quota_bandwidth_bps: float = 1e12   # per tenant, sum of spec.bandwidth of its stitches
+    idempotency_ttl_s: float = 24 * 3600.0
+    idempotency_wait_s: float = 10.0    # how long a duplicate waits for the first request
+    token_cache_s: float = 1.0          # a revoked token stops working within this time
+    watch_max_s: int = 3600

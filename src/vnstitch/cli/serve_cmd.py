@@ -1,0 +1,96 @@
+"""`vnstitch serve` (the API server with the reconciler inside) and `vnstitch token ...`."""
+
+from __future__ import annotations
+
+import sys
+
+EXIT_OK = 0
+
+
+def _store(args):
+    from vnstitch.store import default_store_url, open_store
+
+    return open_store(args.store or default_store_url())
+
+
+def cmd_serve(args) -> int:
+    import uvicorn
+
+    from vnstitch.api.app import create_app
+    from vnstitch.api.settings import Settings
+    from vnstitch.cli.main import driver_state_path
+    from vnstitch.units import parse_bandwidth
+
+    settings = Settings(store_url=args.store, driver=args.driver, driver_state=driver_state_path(args),
+                        dev=args.dev, tick_s=args.tick, max_body_bytes=args.max_body,
+                        rate_limit_per_s=args.rate_limit, rate_limit_burst=args.rate_burst,
+                        quota_stitches=args.quota_stitches, quota_bandwidth_bps=parse_bandwidth(args.quota_bandwidth),
+                        reconcile=not args.no_reconcile)
+    app = create_app(settings)
+    if app.state.dev_token:
+        print(f"--dev: admin token for tenant 'default' (shown once): {app.state.dev_token}", file=sys.stderr)
+    print(f"serving on http://{args.host}:{args.port} (reconcile every {args.tick:g} s and on changes)",
+          file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning",
+                timeout_keep_alive=30)
+    return EXIT_OK
+
+
+def cmd_token_create(args) -> int:
+    from vnstitch.api.auth import create_token
+
+    token, token_id = create_token(_store(args), args.tenant, args.role, description=args.description or "")
+    print(token)
+    print(f"token {token_id}: tenant {args.tenant}, role {args.role} (store it now: it is not shown again)",
+          file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_token_list(args) -> int:
+    from vnstitch.api.auth import list_tokens
+
+    rows = [["ID", "TENANT", "ROLE", "DESCRIPTION"]] + [
+        [t["id"], t["tenant"], t["role"], t["description"]] for t in list_tokens(_store(args))]
+    if len(rows) == 1:
+        print("No tokens.")
+        return EXIT_OK
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    return EXIT_OK
+
+
+def cmd_token_revoke(args) -> int:
+    from vnstitch.api.auth import revoke_token
+
+    count = revoke_token(_store(args), args.id)
+    print(f"revoked {count} token(s)")
+    return EXIT_OK
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("serve", help="run the REST API server (reconciler included)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8470)
+    p.add_argument("--dev", action="store_true", help="make and print an admin token when none exists")
+    p.add_argument("--tick", type=float, default=5.0, help="seconds between reconcile passes (default 5)")
+    p.add_argument("--no-reconcile", action="store_true", help="API only (another process reconciles)")
+    p.add_argument("--max-body", type=int, default=1 << 20, help="largest request body in bytes (default 1 MiB)")
+    p.add_argument("--rate-limit", type=float, default=200.0, help="requests/s per token (0: off; default 200)")
+    p.add_argument("--rate-burst", type=int, default=400, help="burst per token (default 400)")
+    p.add_argument("--quota-stitches", type=int, default=1000, help="stitches per tenant (default 1000)")
+    p.add_argument("--quota-bandwidth", default="1Tbps", help="reserved bandwidth per tenant (default 1Tbps)")
+    p.set_defaults(func=cmd_serve)
+
+    p = subparsers.add_parser("token", help="API tokens (stored hashed in the store)")
+    tsub = p.add_subparsers(dest="token_command", metavar="SUBCOMMAND")
+    q = tsub.add_parser("create", help="make a token; prints it once")
+    q.add_argument("--tenant", required=True)
+    q.add_argument("--role", required=True, choices=["reader", "member", "admin"])
+    q.add_argument("--description")
+    q.set_defaults(func=cmd_token_create)
+    q = tsub.add_parser("list", help="token ids, tenants and roles (never the tokens)")
+    q.set_defaults(func=cmd_token_list)
+    q = tsub.add_parser("revoke", help="delete a token by id (prefix of at least 6 characters)")
+    q.add_argument("id")
+    q.set_defaults(func=cmd_token_revoke)

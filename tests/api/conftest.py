@@ -1,0 +1,97 @@
+"""Fixtures: an app over a real SQLite file with the Abilene substrate and four tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from fastapi.testclient import TestClient
+
+from vnstitch.api.app import create_app
+from vnstitch.api.auth import create_token
+from vnstitch.api.settings import Settings
+from vnstitch.controller.service import Controller
+from vnstitch.data import data_path
+from vnstitch.store.sqlite import SQLiteStore
+from vnstitch.topology.importers import load_topology
+
+ROLES = ("none", "other", "reader", "member", "admin")
+
+
+def vnet(name: str, vnid: int, cidr: str, members: list[tuple[str, str, str]], **extra) -> dict:
+    spec = {"vnid": vnid, "cidr": cidr, "members": [{"name": m, "node": n, "address": a} for m, n, a in members]}
+    spec.update(extra)
+    return {"apiVersion": "vnstitch.io/v1", "kind": "VirtualNetwork", "metadata": {"name": name}, "spec": spec}
+
+
+def stitch(name: str, src: str, dst: str, bandwidth="10Mbps", **extra) -> dict:
+    spec = {"type": "bandwidth", "from": {"network": src}, "to": {"network": dst}, "bandwidth": bandwidth}
+    spec.update(extra)
+    return {"apiVersion": "vnstitch.io/v1", "kind": "Stitch", "metadata": {"name": name}, "spec": spec}
+
+
+@dataclass
+class Api:
+    client: TestClient
+    tokens: dict[str, str]
+    app: object
+
+    def headers(self, who: str, **extra: str) -> dict:
+        token = self.tokens.get(who)
+        out = {"Authorization": f"Bearer {token}"} if token else {}
+        out.update(extra)
+        return out
+
+    def call(self, who: str, method: str, path: str, **kwargs):
+        headers = {**self.headers(who), **kwargs.pop("headers", {})}
+        return self.client.request(method, path, headers=headers, **kwargs)
+
+
+def make_store(tmp_path) -> SQLiteStore:
+    store = SQLiteStore(str(tmp_path / "state.db"))
+    topology = load_topology(data_path("abilene.xml"))
+    Controller(store).apply(list(topology.nodes) + list(topology.links))
+    return store
+
+
+def make_tokens(store) -> dict[str, str]:
+    return {"admin": create_token(store, "ops", "admin")[0],
+            "member": create_token(store, "acme", "member")[0],
+            "reader": create_token(store, "acme", "reader")[0],
+            "other": create_token(store, "globex", "member")[0]}
+
+
+@pytest.fixture
+def make_api(tmp_path):
+    """Factory: make_api(**settings) → Api, closed at teardown."""
+    opened = []
+
+    def factory(**overrides) -> Api:
+        store = make_store(tmp_path / f"s{len(opened)}")
+        tokens = make_tokens(store)
+        settings = Settings(**{"reconcile": False, "rate_limit_per_s": 0, **overrides})
+        app = create_app(settings, store=store)
+        client = TestClient(app)
+        client.__enter__()
+        opened.append(client)
+        return Api(client, tokens, app)
+
+    yield factory
+    for client in opened:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def api(make_api) -> Api:
+    return make_api()
+
+
+@pytest.fixture
+def seeded(api) -> Api:
+    """acme has networks web (10.0.0.0/24 at NYC) and db (10.1.0.0/24 at LA) and a stitch."""
+    api.call("member", "POST", "/v1/virtualnetworks",
+             json=vnet("web", 100, "10.0.0.0/24", [("w1", "NYCMng", "10.0.0.1")])).raise_for_status()
+    api.call("member", "POST", "/v1/virtualnetworks",
+             json=vnet("db", 101, "10.1.0.0/24", [("d1", "LOSAng", "10.1.0.1")])).raise_for_status()
+    api.call("member", "POST", "/v1/stitches", json=stitch("web-db", "web", "db")).raise_for_status()
+    return api

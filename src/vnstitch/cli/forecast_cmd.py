@@ -1,0 +1,197 @@
+"""`vnstitch forecast eval|train|predict`: backtest, train and use traffic forecasters."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    """Add the `forecast` command group to an argparse subparsers object."""
+    parser = subparsers.add_parser("forecast", help="traffic forecasting: eval, train, predict",
+                                   description="Backtest, train and run traffic forecasters.")
+    sub = parser.add_subparsers(dest="forecast_command", metavar="{eval,train,predict}")
+    sub.required = True
+
+    ev = sub.add_parser("eval", help="rolling-origin backtest (60%% train, 15%% calibrate, 25%% test)")
+    _data_args(ev)
+    ev.add_argument("--horizon", default="1,12", help="comma-separated steps ahead to score (default 1,12)")
+    ev.add_argument("--models", default=None, help="comma-separated model names (default: all)")
+    ev.add_argument("--option", action="append", default=[], metavar="MODEL.KEY=VALUE",
+                    help="model option, e.g. lstm.epochs=4 (repeatable)")
+    ev.add_argument("--json", type=Path, help="write results as JSON to this file")
+    ev.add_argument("--plot", type=Path, help="write a PNG of forecast vs actual for the largest pairs")
+    ev.add_argument("--no-calibrate", action="store_true", help="skip conformal calibration")
+    ev.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ev.add_argument("--quiet", action="store_true", help="no progress bars")
+    ev.set_defaults(func=cmd_eval)
+
+    tr = sub.add_parser("train", help="fit a model (and calibrate it) and save it to a file")
+    _data_args(tr)
+    tr.add_argument("--model", required=True, help="model name")
+    tr.add_argument("--out", required=True, type=Path, help="model file to write (.npz)")
+    tr.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="model option (repeatable)")
+    tr.add_argument("--calibration-fraction", type=float, default=0.2,
+                    help="last fraction of the data kept for conformal calibration (0 = none; default 0.2)")
+    tr.add_argument("--calendar", type=Path, help="YAML list of scheduled events (name, start, duration_seconds, repeat)")
+    tr.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    tr.set_defaults(func=cmd_train)
+
+    pr = sub.add_parser("predict", help="load a saved model and forecast from the end of a history")
+    _data_args(pr)
+    pr.add_argument("--model-file", required=True, type=Path, help="file written by `forecast train`")
+    pr.add_argument("--horizon", type=int, default=12, help="steps ahead (default 12)")
+    pr.add_argument("--origin", type=int, default=None, help="index of the last history step (default: the last)")
+    pr.add_argument("--pairs", default=None, help="comma-separated SRC->DST pairs to print (default: the 5 largest)")
+    pr.add_argument("--out", type=Path, help="write all pairs to .csv or .json instead of printing")
+    pr.add_argument("--destinations", action="store_true", help="also print destination shares per source")
+    pr.set_defaults(func=cmd_predict)
+    return parser
+
+
+def _data_args(parser) -> None:
+    parser.add_argument("--dataset", default="abilene",
+                        help="abilene (bundled 14 days), abilene-full (needs --data-dir) or a data file path")
+    parser.add_argument("--data-dir", type=Path, default=None, help="folder that relative dataset paths are read from")
+
+
+def _options(items, prefix: str | None = None) -> dict:
+    """'model.key=value' (or 'key=value') strings → {model: {key: value}}, values parsed as YAML scalars."""
+    import yaml
+
+    out: dict = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"option '{item}' is not KEY=VALUE")
+        value = yaml.safe_load(raw)
+        if prefix is None:
+            model, dot, name = key.partition(".")
+            if not dot:
+                raise ValueError(f"option '{item}' must be MODEL.KEY=VALUE")
+            out.setdefault(model, {})[name] = value
+        else:
+            out[key] = value
+    return out
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def cmd_eval(args) -> int:
+    """Run the backtest and print a table; optionally write JSON and a PNG."""
+    from vnstitch.forecast import ForecastInputError, available_forecasters, load_dataset
+    from vnstitch.forecast.backtest import DEFAULT_MODELS, plot_runs, results_table, run_backtest
+
+    try:
+        horizons = [int(h) for h in str(args.horizon).split(",") if h.strip()]
+        models = [m.strip() for m in args.models.split(",")] if args.models else list(DEFAULT_MODELS)
+        unknown = [m for m in models if m not in available_forecasters()]
+        if unknown:
+            return _fail(f"unknown model(s) {unknown}; valid: {', '.join(available_forecasters())}")
+        options = _options(args.option)
+        if args.threads:
+            for name in ("lstm", "gru"):
+                options.setdefault(name, {}).setdefault("num_threads", args.threads)
+        series = load_dataset(args.dataset, args.data_dir)
+        runs = run_backtest(series, models, horizons, options, calibrate=not args.no_calibrate,
+                            progress=not args.quiet)
+    except (ForecastInputError, ValueError) as exc:
+        return _fail(str(exc))
+    rows = [row for run in runs for row in run.results]
+    print(f"dataset {args.dataset}: {series.n_steps} steps x {series.n_pairs} pairs, "
+          f"interval {series.interval_seconds:g} s; split 60/15/25; "
+          f"{'conformal-calibrated' if not args.no_calibrate else 'uncalibrated'} intervals")
+    print(results_table(rows))
+    if args.json:
+        args.json.write_text(json.dumps({"dataset": args.dataset, "results": rows}, indent=2) + "\n")
+    if args.plot:
+        hmax = max(horizons)
+        best = min(runs, key=lambda r: next(x["nmae"] for x in r.results if x["horizon"] == hmax))
+        plot_runs(series, best, hmax, args.plot)
+    return 0
+
+
+def cmd_train(args) -> int:
+    """Fit a model on the dataset (minus the calibration tail), calibrate and save it."""
+    from vnstitch.forecast import ConformalForecaster, EventCalendar, ForecastInputError, get_forecaster, load_dataset
+
+    try:
+        options = _options(args.option, prefix="")
+        if args.threads and args.model in ("lstm", "gru"):
+            options.setdefault("num_threads", args.threads)
+        model = get_forecaster(args.model, **options)
+        series = load_dataset(args.dataset, args.data_dir)
+        calendar = EventCalendar.from_yaml(args.calendar) if args.calendar else None
+        if not 0 <= args.calibration_fraction < 1:
+            return _fail("--calibration-fraction must be in [0, 1)")
+        stop = series.n_steps - int(series.n_steps * args.calibration_fraction)
+        model.fit(series.slice(0, stop), calendar=calendar)
+        if args.calibration_fraction > 0:
+            model = ConformalForecaster(model).calibrate(series, stop, series.n_steps,
+                                                         getattr(model, "max_horizon", 12))
+        path = model.save(args.out)
+    except (ForecastInputError, ValueError, TypeError) as exc:
+        return _fail(str(exc))
+    print(f"saved {args.model} fitted on {stop} steps x {series.n_pairs} pairs to {path}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    """Forecast from the end of the history (or --origin) and print or write the result."""
+    import numpy as np
+
+    from vnstitch.forecast import ForecastInputError, destination_shares, load_dataset, load_forecaster
+    from vnstitch.forecast.series import pair_label, parse_pair
+
+    try:
+        model = load_forecaster(args.model_file)
+        series = load_dataset(args.dataset, args.data_dir)
+        origin = series.n_steps - 1 if args.origin is None else args.origin
+        if not 0 <= origin < series.n_steps:
+            return _fail(f"--origin {origin} outside 0..{series.n_steps - 1}")
+        history = series.slice(max(0, origin + 1 - model.context_steps), origin + 1)
+        forecast = model.predict(history, args.horizon)
+        chosen = [parse_pair(p) for p in args.pairs.split(",")] if args.pairs else None
+        missing = [p for p in chosen or [] if p not in forecast.pairs]
+        if missing:
+            return _fail(f"unknown pair {pair_label(missing[0])} (not in the model)")
+    except (ForecastInputError, ValueError) as exc:
+        return _fail(str(exc))
+    if args.out:
+        if args.out.suffix == ".json":
+            args.out.write_text(json.dumps(forecast.to_dict()) + "\n")
+        else:
+            forecast.to_frame().to_csv(args.out, index=False)
+        print(f"wrote {forecast.mean.shape[0]} pairs x {forecast.horizon} steps to {args.out}")
+    else:
+        shown = chosen or [forecast.pairs[i] for i in np.argsort(-forecast.mean[:, 0])[:5]]
+        frame = forecast.select(shown).to_frame()
+        print(f"model {model.name}; history ends {series.timestamps[origin]}; Mbit/s")
+        print(frame.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    if args.destinations:
+        for src, shares in destination_shares(forecast).items():
+            top = np.argsort(-shares.mean[:, 0])[:3]
+            parts = [f"{shares.destinations[i]} {shares.mean[i, 0]:.2f} [{shares.quantile(0.05)[i, 0]:.2f}, "
+                     f"{shares.quantile(0.95)[i, 0]:.2f}]" for i in top]
+            print(f"{src}: " + "; ".join(parts))
+    return 0
+
+
+def main(argv=None) -> int:
+    """Stand-alone entry point: python -m vnstitch.cli.forecast_cmd forecast eval ..."""
+    parser = argparse.ArgumentParser(prog="vnstitch")
+    register(parser.add_subparsers(dest="command", required=True))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] != "forecast" and argv[0] not in ("-h", "--help"):
+        argv = ["forecast", *argv]
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

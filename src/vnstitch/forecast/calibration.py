@@ -1,0 +1,135 @@
+"""Conformal calibration: shift a model's 80%/90% bands so they reach coverage on held-out data."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from .base import Forecaster, log_values
+from .errors import ForecastInputError
+from .series import TrafficSeries
+
+
+class ConformalForecaster(Forecaster):
+    """Conformalised quantile bands (CQR) in log1p space, one offset per horizon step and coverage.
+
+    For coverage c the band (q_(1-c)/2, q_(1+c)/2) of the wrapped model is moved out (or in)
+    by the ceil((n+1)c)/n quantile of max(lo − y, y − hi) over a calibration split. Means
+    and the median are left as the wrapped model made them.
+    """
+
+    def __init__(self, base: Forecaster, coverages: Sequence[float] = (0.8, 0.9)):
+        super().__init__(base.quantile_levels)
+        self.base = base
+        self.coverages = tuple(float(c) for c in coverages)
+        self.name = base.name
+        self.offsets = np.zeros((0, len(self.coverages)))  # (steps, coverages), log1p units
+        self._bands = [self._band(c) for c in self.coverages]
+        for flag, value in base.capabilities().items():
+            setattr(self, flag, value)
+        if base.fitted:
+            self.pairs, self.interval_seconds, self.calendar = base.pairs, base.interval_seconds, base.calendar
+
+    def _band(self, coverage: float) -> tuple[int, int]:
+        levels = np.asarray(self.quantile_levels)
+        lo, hi = np.flatnonzero(np.isclose(levels, (1 - coverage) / 2)), np.flatnonzero(np.isclose(levels, (1 + coverage) / 2))
+        if not (lo.size and hi.size):
+            raise ForecastInputError(f"coverage {coverage} needs quantiles {(1 - coverage) / 2:g} and "
+                                     f"{(1 + coverage) / 2:g}; model has {self.quantile_levels}")
+        return int(lo[0]), int(hi[0])
+
+    @property
+    def min_history_steps(self) -> int:
+        return self.base.min_history_steps
+
+    @property
+    def context_steps(self) -> int:
+        return self.base.context_steps
+
+    def get_config(self) -> dict[str, Any]:
+        return {"coverages": list(self.coverages)}
+
+    def _fit(self, series: TrafficSeries) -> None:
+        raise ForecastInputError("fit the wrapped model, then call calibrate() on held-out data")
+
+    def fit(self, *args, **kwargs):
+        """Fit the wrapped model (calibrate afterwards on data it has not seen)."""
+        self.base.fit(*args, **kwargs)
+        self.pairs, self.interval_seconds, self.calendar = self.base.pairs, self.base.interval_seconds, self.base.calendar
+        return self
+
+    def calibrate(self, series: TrafficSeries, start: int, stop: int | None = None, horizon: int = 12,
+                  pairs_mask: np.ndarray | None = None, progress=None) -> "ConformalForecaster":
+        """Fit offsets on targets in steps [start, stop) of `series`, histories from the steps before."""
+        self.base._check_fitted()
+        stop = series.n_steps if stop is None else stop
+        origins = np.arange(max(start - 1, self.base.min_history_steps - 1), stop - 1)
+        if len(origins) < 2:
+            raise ForecastInputError(f"calibration split [{start}, {stop}) is too short")
+        _, quant = self.base.predict_origins(series, origins, horizon, progress=progress)
+        self.offsets = conformal_offsets(series, origins, quant, self._bands, self.coverages, pairs_mask)
+        self.pairs, self.interval_seconds, self.calendar = self.base.pairs, self.base.interval_seconds, self.base.calendar
+        self.fitted = True
+        return self
+
+    def adjust(self, quant: np.ndarray) -> np.ndarray:
+        """Apply the offsets to quantiles shaped (..., levels, pairs, horizon)."""
+        out = np.log1p(np.maximum(quant, 0.0))
+        horizon = quant.shape[-1]
+        steps = np.minimum(np.arange(horizon), len(self.offsets) - 1)
+        for (lo, hi), offset in zip(self._bands, self.offsets[steps].T):
+            out[..., lo, :, :] -= offset
+            out[..., hi, :, :] += offset
+        return np.expm1(out)
+
+    def _predict_arrays(self, values_mbps, observed, timestamps, horizon):
+        mean, quant = self.base._predict_arrays(values_mbps, observed, timestamps, horizon)
+        return mean, self.adjust(quant)
+
+    def predict_origins(self, series, origins, horizon, progress=None):
+        mean, quant = self.base.predict_origins(series, origins, horizon, progress=progress)
+        return mean, self.adjust(quant)
+
+    def to_state(self):
+        meta, arrays = super().to_state()
+        base_meta, base_arrays = self.base.to_state()
+        meta["base"] = base_meta
+        arrays = {**arrays, **{f"base/{k}": v for k, v in base_arrays.items()}}
+        return meta, arrays
+
+    def _state(self):
+        return {}, {"conformal_offsets": self.offsets}
+
+    def _restore(self, params, arrays):
+        self.offsets = np.asarray(arrays["conformal_offsets"], float)
+
+    @classmethod
+    def from_saved(cls, meta, arrays) -> "ConformalForecaster":
+        """Rebuild wrapper and wrapped model from one saved file."""
+        from .registry import forecaster_from_state
+
+        base = forecaster_from_state(meta["base"], {k[5:]: v for k, v in arrays.items() if k.startswith("base/")})
+        return cls(base, **meta["config"]).from_state(meta, arrays)
+
+
+def conformal_offsets(series: TrafficSeries, origins: np.ndarray, quant: np.ndarray, bands, coverages,
+                      pairs_mask: np.ndarray | None = None) -> np.ndarray:
+    """(steps, coverages) offsets from quantiles (N, Q, P, H) at origins, targets origin + step."""
+    horizon = quant.shape[-1]
+    log_vals = log_values(series.values_mbps)
+    offsets = np.zeros((horizon, len(coverages)))
+    use = np.ones(series.n_pairs, bool) if pairs_mask is None else np.asarray(pairs_mask, bool)
+    for h in range(horizon):
+        keep = origins + h + 1 < series.n_steps
+        rows = origins[keep] + h + 1
+        y = log_vals[rows][:, use]
+        ok = series.observed[rows][:, use]
+        for c, ((lo, hi), coverage) in enumerate(zip(bands, coverages)):
+            lo_q = np.log1p(quant[keep, lo][:, use, h])
+            hi_q = np.log1p(quant[keep, hi][:, use, h])
+            scores = np.maximum(lo_q - y, y - hi_q)[ok]
+            n = scores.size
+            level = min(1.0, np.ceil((n + 1) * coverage) / n)
+            offsets[h, c] = np.quantile(scores, level, method="higher")
+    return offsets

@@ -143,7 +143,7 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str, inter
 
 def set_sysctls(ns: str, values: dict[str, str | int]) -> None:
     """ip netns exec NS sysctl -w k=v ... (one call for all keys)."""
-    run_in(ns, ["sysctl", "-q", "-w"] + [f"{k}={v}" for k, v in values.items()], what=f"sysctl in {ns}")
+    run_in(ns, ["sysctl", "-q", "-e", "-w"] + [f"{k}={v}" for k, v in values.items()], what=f"sysctl in {ns}")
 
 
 def pid_alive(pid: int | None, needle: str | None = None) -> bool:

@@ -84,6 +84,12 @@ def _ensure_bridge(nss: Namespaces, lab: LabLayout, vnid: int, node: str, peers:
             ipr.link("add", ifname=bridge, kind="bridge")
             br_index = ifindex(ipr, bridge)
             changed = True
+            # The bridge is L2 only: never answer ARP for the node's addresses (the stitch
+            # gateways' 169.254 addresses must be answered by their own veth, not the bridge).
+            # Bridged frames must not traverse the IP forward hook (br_netfilter, when loaded),
+            # or the default-deny policy between networks would also cut traffic inside one.
+            set_sysctls(ns, {f"net.ipv4.conf.{bridge}.arp_ignore": 8, "net.bridge.bridge-nf-call-iptables": 0,
+                             "net.bridge.bridge-nf-call-ip6tables": 0, "net.bridge.bridge-nf-call-arptables": 0})
         changed |= ensure_link_up(ipr, br_index, mtu=NETWORK_MTU)
         vx_index = ifindex(ipr, vxlan)
         if vx_index is None:

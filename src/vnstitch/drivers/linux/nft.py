@@ -23,6 +23,7 @@ _BASE = f"""table inet {TABLE} {{
         iifname "vg*" drop
         iifname "vw*" drop
         iifname "vt*" drop
+        iifname "br*" drop
     }}
 }}
 """

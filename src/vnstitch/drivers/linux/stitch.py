@@ -18,7 +18,6 @@ from vnstitch.errors import DriverError
 from vnstitch.planning.ops import EnsureStitch, StitchEnd
 
 SIDES = ("a", "b")
-IFF_NOARP = 0x80
 
 
 @dataclass
@@ -112,21 +111,32 @@ def ensure_tunnel_config(ctx: StitchContext, op: EnsureStitch, names: StitchName
     return changed
 
 
+def _vxlan_mac(names: StitchNames, side: str) -> str:
+    return "02:" + ":".join(names.hash[i:i + 2] for i in range(0, 8, 2)) + (":0a" if side == "a" else ":0b")
+
+
 def _ensure_vxlan_tunnel(ctx: StitchContext, op: EnsureStitch, names: StitchNames, side: str) -> bool:
-    """Unencrypted: a point-to-point VXLAN on the stitch's own port; both ends share one MAC so no ARP."""
+    """Unencrypted: a point-to-point VXLAN on the stitch's own port; the far end's gateway
+    address is a permanent neighbour with the far end's MAC, so nothing ARPs over it."""
     end, remote = _ends(op, side)
+    other = "b" if side == "a" else "a"
     ipr = ctx.nss(ctx.lab.node_ns(end.node))
     ifname = names.vxlan_if(side)
     changed = False
     if ifindex(ipr, ifname) is None:
-        mac = "02:" + ":".join(names.hash[i:i + 2] for i in range(0, 8, 2)) + ":01"
-        # ip link add vtHASHs type vxlan id 1 local ADDR remote PEER dstport PORT; ip link set vtHASHs address MAC arp off
+        # ip link add vtHASHs address MAC type vxlan id 1 local ADDR remote PEER dstport PORT nolearning
         ipr.link("add", ifname=ifname, kind="vxlan", vxlan_id=1, vxlan_local=ctx.lab.nodes[end.node].address,
                  vxlan_group=ctx.lab.nodes[remote.node].address, vxlan_port=names.port("a"), vxlan_learning=0,
-                 address=mac)
-        ipr.link("set", index=ifindex(ipr, ifname), flags=IFF_NOARP, change=IFF_NOARP)
+                 address=_vxlan_mac(names, side))
         changed = True
-    changed |= ensure_link_up(ipr, ifindex(ipr, ifname), mtu=NETWORK_MTU - 30)
+    index = ifindex(ipr, ifname)
+    changed |= ensure_link_up(ipr, index, mtu=NETWORK_MTU - 30)
+    far_gw, far_mac = names.gateway_address(other), _vxlan_mac(names, other)
+    have = [n for n in ipr.get_neighbours(ifindex=index) if n.get("NDA_DST") == far_gw]
+    if not have or have[0].get("NDA_LLADDR") != far_mac or not have[0]["state"] & 0x80:
+        # ip neigh replace FAR_GW lladdr FAR_MAC dev vtHASHs nud permanent
+        ipr.neigh("replace", ifindex=index, dst=far_gw, lladdr=far_mac, state=0x80)
+        changed = True
     return changed
 
 
@@ -181,7 +191,8 @@ def ensure_end(ctx: StitchContext, op: EnsureStitch, names: StitchNames, side: s
         local_dst, remote_dst = _dst(end, direct), _dst(remote, direct)
         changed |= routing.ensure_routes(ipr, names.table, [
             {"dst": local_dst, "oif": gw_index},
-            {"dst": remote_dst, "oif": tun_index},
+            {"dst": remote_dst, "oif": tun_index,
+             "gateway": None if op.encrypted else names.gateway_address("b" if side == "a" else "a")},
             {"dst": "0.0.0.0/0", "type": "unreachable"},
         ])
         changed |= routing.ensure_rules(ipr, names.table, iifnames=[gw_if, tun_name])

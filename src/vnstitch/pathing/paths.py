@@ -170,12 +170,15 @@ class PathFinder:
         if query.src == query.dst:
             return Availability(True, self._zero_path(src), math.inf, 0.0, "")
         bound = math.inf if max_latency_s is None else max_latency_s
+        limit = bound * (1 + 1e-9) + _EPS
         mask = query.allowed & (query.residual_bps >= bandwidth_bps)
-        dist = self._distances(self._latency_s, mask, query.src)
-        best_latency = float(dist[query.dst]) if math.isfinite(dist[query.dst]) else None
-        feasible = best_latency is not None and best_latency <= bound * (1 + 1e-9) + _EPS
-        path = self._best(query, mask, metric, max_latency_s) if feasible else None
-        widest = self._widest_within(query, bound, at_least_bps=bandwidth_bps if feasible else None)
+        fastest = self._shortest(query, self._latency_s, mask)  # lowest latency with the bandwidth
+        best_latency = fastest.latency_s if fastest else None
+        feasible = fastest is not None and fastest.latency_s <= limit
+        path = None
+        if feasible:
+            path = fastest if metric == "latency" else self._best(query, mask, metric, max_latency_s)
+        widest = self._widest_within(query, bound, known=fastest if feasible else None)
         best_bw = widest.bottleneck_bps if widest else 0.0
         reason = "" if feasible else self._reason(query, src, dst, bandwidth_bps, max_latency_s,
                                                   best_latency, widest)
@@ -337,31 +340,32 @@ class PathFinder:
             pass
         return found
 
-    def _widest_within(self, query: _Query, bound: float, at_least_bps: float | None = None) -> Path | None:
+    def _widest_within(self, query: _Query, bound: float, known: Path | None = None) -> Path | None:
         """Path with the most free bandwidth among those within the latency bound (binary search).
 
-        Candidates are the distinct residuals, capped by the widest arc leaving src and entering
-        dst; `at_least_bps` is a bandwidth already known to fit, which raises the floor.
+        Candidates are the distinct residuals above a path known to fit (`known`, else the
+        lowest-latency path), capped by the widest arc leaving src and entering dst.
         """
         limit = bound * (1 + 1e-9) + _EPS
         free, allowed = query.residual_bps, query.allowed
-        leaving, entering = allowed & (self._tail == query.src), allowed & (self._head == query.dst)
-        if not leaving.any() or not entering.any():
+        best = known or self._shortest(query, self._latency_s, allowed, limit=limit)
+        if best is None or best.latency_s > limit:
             return None
+        leaving, entering = allowed & (self._tail == query.src), allowed & (self._head == query.dst)
         cap = min(free[leaving].max(), free[entering].max())
         candidates = free[allowed]
-        floor = -np.inf if at_least_bps is None else at_least_bps
-        thresholds = np.unique(candidates[(candidates <= cap) & (candidates >= floor)])
-        best = None
-        low, high = 0, len(thresholds) - 1
+        thresholds = np.unique(candidates[(candidates <= cap) & (candidates > best.bottleneck_bps)])
+        best_index, low, high = -1, 0, len(thresholds) - 1
         while low <= high:
             middle = (low + high) // 2
-            mask = query.allowed & (query.residual_bps >= thresholds[middle])
-            path = self._shortest(query, self._latency_s, mask, limit=limit)
-            if path is not None and path.latency_s <= limit:
-                best, low = path, middle + 1
+            mask = allowed & (free >= thresholds[middle])
+            reached_s = self._distances(self._latency_s, mask, query.src, limit=limit)[query.dst]
+            if math.isfinite(reached_s) and reached_s <= limit:
+                best_index, low = middle, middle + 1
             else:
                 high = middle - 1
+        if best_index >= 0:
+            best = self._shortest(query, self._latency_s, allowed & (free >= thresholds[best_index]), limit=limit)
         return best
 
     # ------------------------------------------------------------ results

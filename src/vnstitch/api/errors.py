@@ -135,6 +135,18 @@ def validation_error(exc: RequestValidationError) -> InvalidInput:
     return InvalidInput(message, field=field or None)
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route offers for this path (Starlette names only the first route's)."""
+    from starlette.routing import Match
+
+    allowed: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match in (Match.FULL, Match.PARTIAL) and getattr(route, "methods", None):
+            allowed |= set(route.methods)
+    return sorted(allowed)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Every error leaves as JSON {code, message, field}; tracebacks only go to the log."""
 
@@ -158,6 +170,8 @@ def install_error_handlers(app: FastAPI) -> None:
         response.status_code = exc.status_code
         for key, value in (exc.headers or {}).items():
             response.headers[key] = value
+        if exc.status_code == 405:
+            response.headers["Allow"] = ", ".join(_allowed_methods(request))
         return response
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:

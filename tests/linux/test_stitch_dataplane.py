@@ -1,0 +1,163 @@
+"""Encryption on the wire, bandwidth under competition, restart without loss, clean teardown."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from vnstitch.drivers.linux.layout import StitchNames
+from vnstitch.planning.ops import RemoveStitch
+
+
+def _names(lab, key):
+    record = lab.driver.state["stitches"][key]
+    return StitchNames(record["hash"], record["index"])
+
+
+def test_encrypted_stitch_crosses_substrate_only_as_wireguard_udp(lab):
+    op = lab.stitch_op("b1-r1", "direct", {"network": "blue", "member": "blue-1"},
+                       {"network": "red", "member": "red-1"}, path=("n1", "n2", "n3"))
+    lab.driver.apply(op)
+    names = _names(lab, "acme/b1-r1")
+    transit = lab.ns("n2")
+    table = f"""table inet vnstest {{
+        chain transit {{ type filter hook forward priority raw; policy accept;
+            ip saddr 10.1.0.11 ip daddr 10.2.0.21 counter
+            ip saddr 10.2.0.21 ip daddr 10.1.0.11 counter
+            udp dport {{ {names.port('a')}, {names.port('b')} }} counter
+        }}
+    }}"""
+    subprocess.run(["ip", "netns", "exec", transit, "nft", "-f", "-"], input=table, text=True, check=True)
+    try:
+        assert lab.pings("blue-1", "10.2.0.21", count=10)
+        assert lab.tcp_works("red-1", "10.2.0.21", "blue-1")
+        out = subprocess.run(["ip", "netns", "exec", transit, "nft", "-j", "list", "chain", "inet", "vnstest", "transit"],
+                             capture_output=True, text=True, check=True).stdout
+        counts = [expr["counter"]["packets"] for item in json.loads(out)["nftables"] if "rule" in item
+                  for expr in item["rule"]["expr"] if "counter" in expr]
+        plaintext_out, plaintext_back, wireguard_udp = counts
+        assert plaintext_out == 0 and plaintext_back == 0, "VM addresses must never appear on the substrate"
+        assert wireguard_udp >= 20, "the stitch's packets cross n2 as WireGuard UDP"
+    finally:
+        subprocess.run(["ip", "netns", "exec", transit, "nft", "delete", "table", "inet", "vnstest"])
+
+    # Keys: 0600 files, never in process arguments or in what observe() returns.
+    key_dir = os.path.join(lab.directory, "keys")
+    for name in os.listdir(key_dir):
+        assert os.stat(os.path.join(key_dir, name)).st_mode & 0o077 == 0
+        secret = open(os.path.join(key_dir, name)).read().strip()
+        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        assert secret not in ps
+        assert secret not in repr(lab.driver.observe())
+        assert secret not in json.dumps(lab.driver.wireguard_status("acme/b1-r1"))
+
+
+def _iperf(lab, client, server_ip, port, seconds):
+    return lab.spawn(client, "iperf3", "-c", server_ip, "-p", str(port), "-t", str(seconds), "-J",
+                     "--connect-timeout", "2000")
+
+
+def _received_bps(proc) -> float:
+    out, _ = proc.communicate(timeout=30)
+    return json.loads(out)["end"]["sum_received"]["bits_per_second"]
+
+
+def test_bandwidth_stitch_holds_its_rate_against_a_competing_flow(lab):
+    # Lab scale 0.01: 5 Gbps links are 50 Mbit/s; a 2 Gbps stitch is 20 Mbit/s in the lab.
+    op = lab.stitch_op("blue-red", "bandwidth", {"network": "blue"}, {"network": "red"}, bandwidth="2Gbps",
+                       path=("n1", "n2", "n3"))
+    assert lab.driver.apply(op) is True
+    target = 20e6
+    lab.spawn("red-1", "iperf3", "-s", "-p", "5301")
+    lab.spawn("blue-2", "iperf3", "-s", "-p", "5302")
+    time.sleep(0.3)
+    alone = _received_bps(_iperf(lab, "blue-1", "10.2.0.21", 5301, 3))
+    assert 0.85 * target <= alone <= 1.15 * target, f"stitch alone: {alone / 1e6:.1f} Mbit/s"
+
+    competitor = _iperf(lab, "blue-1", "10.1.0.12", 5302, 5)   # same n1→n2 link, default class
+    time.sleep(1.0)
+    contended = _received_bps(_iperf(lab, "blue-1", "10.2.0.21", 5301, 3))
+    other = _received_bps(competitor)
+    assert 0.85 * target <= contended <= 1.15 * target, f"stitch under load: {contended / 1e6:.1f} Mbit/s"
+    assert other > 10e6, f"the competing flow still gets the rest ({other / 1e6:.1f} Mbit/s)"
+
+    seen = lab.driver.observe().stitches["acme/blue-red"]
+    assert seen.healthy and abs(seen.rate_bps - 2e9) < 2e9 * 0.01
+    # Every link of the path carries the stitch's class and its bytes.
+    for node, egress in (("n1", "sub1"), ("n2", "sub2")):
+        classes = lab.run(node, "tc", "-s", "class", "show", "dev", egress).stdout
+        assert f"1:{0x100 + _names(lab, 'acme/blue-red').index:x}" in classes
+
+
+def test_continuous_ping_survives_controller_restart(lab):
+    op = lab.stitch_op("b1-r1", "direct", {"network": "blue", "member": "blue-1"},
+                       {"network": "red", "member": "red-1"})
+    lab.driver.apply(op)
+    assert lab.pings("blue-1", "10.2.0.21")
+    pids = dict(lab.driver.state["stitches"]["acme/b1-r1"]["pids"])
+    ping = lab.spawn("blue-1", "ping", "-n", "-q", "-i", "0.01", "-c", "300", "-W", "1", "10.2.0.21")
+
+    lab.driver.close()                       # restart 1: drop the driver object, new one, re-apply
+    lab.driver = lab.create_driver()
+    assert lab.driver.apply(op) is False
+
+    # Restart 2: a controller process applies the plan and is SIGKILLed.
+    script = ("import sys, pickle; from vnstitch.drivers.linux import create_driver;"
+              "d = create_driver(sys.argv[1]); op = pickle.loads(bytes.fromhex(sys.argv[2]));"
+              "print(d.apply(op), flush=True); import time; time.sleep(60)")
+    import pickle
+    controller = subprocess.Popen([sys.executable, "-c", script, lab.directory, pickle.dumps(op).hex()],
+                                  stdout=subprocess.PIPE, text=True)
+    assert controller.stdout.readline().strip() == "False"
+    controller.send_signal(signal.SIGKILL)
+    controller.wait()
+    lab.driver.close()
+    lab.driver = lab.create_driver()
+    assert lab.driver.apply(op) is False
+
+    out, _ = ping.communicate(timeout=30)
+    assert " 0% packet loss" in out, out
+    assert lab.driver.state["stitches"]["acme/b1-r1"]["pids"] == pids, "wireguard-go kept running"
+
+
+def test_teardown_leaves_nothing(tmp_path):
+    from tests.linux.conftest import LAB_FILE, leftovers
+    from vnstitch.drivers.linux import create_driver
+    from vnstitch.lab import builder
+    from vnstitch.lab.stitching import stitch_op
+    from vnstitch.lab.topology import parse
+
+    name, directory = f"td{os.getpid() % 10000}", str(tmp_path / "lab")
+    try:
+        builder.up(str(LAB_FILE), name=name, directory=directory)
+        driver = create_driver(directory)
+        stitch = parse(str(LAB_FILE.parent / "lab-stitch.yaml")).stitches[0]
+        op = stitch_op(driver.lab, driver.state["networks"], stitch)
+        driver.apply(op)
+        names = StitchNames(driver.state["stitches"][op.stitch]["hash"], driver.state["stitches"][op.stitch]["index"])
+        pids = list(driver.state["stitches"][op.stitch]["pids"].values())
+        assert driver.apply(RemoveStitch(op.stitch)) is True
+        for node in ("n1", "n2", "n3"):
+            ns = driver.lab.node_ns(node)
+            links = subprocess.run(["ip", "-n", ns, "-o", "link"], capture_output=True, text=True).stdout
+            assert names.hash not in links
+            assert f"lookup {names.table}" not in subprocess.run(["ip", "-n", ns, "rule"], capture_output=True,
+                                                                 text=True).stdout
+            assert "st_" not in subprocess.run(["ip", "netns", "exec", ns, "nft", "list", "ruleset"],
+                                               capture_output=True, text=True).stdout
+        for pid in pids:
+            assert not os.path.exists(f"/proc/{pid}/cmdline") or open(f"/proc/{pid}/cmdline").read() == ""
+        driver.apply(op)                          # a live stitch at `lab down`
+        driver.close()
+    finally:
+        builder.down(directory, name=name)
+    assert leftovers(name) == []
+    assert not [f for f in os.listdir("/var/run/wireguard") if names.hash in f] if os.path.isdir(
+        "/var/run/wireguard") else True
+    ps = subprocess.run(["ps", "-eo", "stat,args"], capture_output=True, text=True).stdout
+    assert not [line for line in ps.splitlines() if names.hash in line and not line.startswith("Z")]
+    assert not [f for f in os.listdir(directory) if f.endswith(".json")]

@@ -82,3 +82,46 @@ def seeded(api) -> Api:
              json=vnet("db", 101, "10.1.0.0/24", [("d1", "LOSAng", "10.1.0.1")])).raise_for_status()
     api.call("member", "POST", "/v1/stitches", json=stitch("web-db", "web", "db")).raise_for_status()
     return api
+
+
+@dataclass
+class Live:
+    url: str
+    tokens: dict[str, str]
+    app: object
+    store: object
+
+    def headers(self, who: str) -> dict:
+        return {"Authorization": f"Bearer {self.tokens[who]}"}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def live(tmp_path):
+    """A real uvicorn server on 127.0.0.1 (free port) over a SQLite file, reconciler inside."""
+    import threading
+    import time
+
+    import uvicorn
+
+    store = make_store(tmp_path)
+    tokens = make_tokens(store)
+    app = create_app(Settings(tick_s=0.5, rate_limit_per_s=0), store=store)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    yield Live(f"http://127.0.0.1:{port}", tokens, app, store)
+    server.should_exit = True
+    thread.join(10)

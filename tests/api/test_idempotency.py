@@ -1,0 +1,77 @@
+"""Idempotency-Key: retried and concurrent creates with one key make exactly one object."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+
+from vnstitch.domain.ledger import LEDGER_KIND
+from tests.api.payloads import stitch, vnet
+
+CONCURRENT = 20
+
+
+def _seed(live) -> None:
+    with httpx.Client(base_url=live.url, headers=live.headers("member")) as client:
+        for body in (vnet("web", 100, "10.0.0.0/24", [("w1", "NYCMng", "10.0.0.1")]),
+                     vnet("db", 101, "10.1.0.0/24", [("d1", "LOSAng", "10.1.0.1")])):
+            client.post("/v1/virtualnetworks", json=body).raise_for_status()
+
+
+def _holders(store) -> set[str]:
+    out = set()
+    for record in store.list(LEDGER_KIND):
+        out |= set(record.value.get("forward", {})) | set(record.value.get("reverse", {}))
+    return out
+
+
+def _fire(live, body, headers) -> list[httpx.Response]:
+    barrier = threading.Barrier(CONCURRENT)
+
+    def one(_):
+        with httpx.Client(base_url=live.url, headers={**live.headers("member"), **headers}, timeout=30) as client:
+            barrier.wait()
+            return client.post("/v1/stitches", json=body)
+
+    with ThreadPoolExecutor(CONCURRENT) as pool:
+        return list(pool.map(one, range(CONCURRENT)))
+
+
+def test_twenty_concurrent_requests_with_one_key_create_one_stitch_and_one_reservation(live):
+    _seed(live)
+    responses = _fire(live, stitch("burst", "web", "db", "100Mbps"), {"Idempotency-Key": "burst-1"})
+    assert [r.status_code for r in responses] == [201] * CONCURRENT, [r.text for r in responses if r.status_code != 201]
+    bodies = {r.json()["metadata"]["resourceVersion"] for r in responses}
+    assert len(bodies) == 1, "every duplicate replays the first answer"
+    assert sum(r.headers.get("Idempotent-Replayed") == "true" for r in responses) == CONCURRENT - 1
+    assert [r.name for r in live.store.list("Stitch", "acme")] == ["burst"]
+    assert _holders(live.store) == {"acme/burst"}
+
+
+def test_twenty_concurrent_creates_without_a_key_still_make_one(live):
+    _seed(live)
+    responses = _fire(live, stitch("plain", "web", "db", "100Mbps"), {})
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [201] + [409] * (CONCURRENT - 1)
+    assert _holders(live.store) == {"acme/plain"}
+
+
+def test_key_reused_with_another_body_is_refused_and_failures_are_not_remembered(seeded):
+    key = {"Idempotency-Key": "k-1"}
+    first = seeded.call("member", "POST", "/v1/stitches", json=stitch("s1", "web", "db"), headers=key)
+    assert first.status_code == 201
+    again = seeded.call("member", "POST", "/v1/stitches", json=stitch("s1", "web", "db"), headers=key)
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()
+    other = seeded.call("member", "POST", "/v1/stitches", json=stitch("s2", "web", "db"), headers=key)
+    assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
+    # A failed create frees its key: the retry runs again (and succeeds once the cause is fixed).
+    missing = stitch("s3", "web", "nowhere")
+    failed = seeded.call("member", "POST", "/v1/stitches", json=missing, headers={"Idempotency-Key": "k-2"})
+    assert failed.status_code == 422
+    seeded.call("member", "POST", "/v1/virtualnetworks",
+                json=vnet("nowhere", 102, "10.2.0.0/24", [("n1", "STTLng", "10.2.0.1")])).raise_for_status()
+    retried = seeded.call("member", "POST", "/v1/stitches", json=missing, headers={"Idempotency-Key": "k-2"})
+    assert retried.status_code == 201

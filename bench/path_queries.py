@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--topology", type=Path, default=DEFAULT_TOPOLOGY)
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=20240601)
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "path_queries.json")
+    parser.add_argument("--out", type=Path, default=REPO / "out" / "bench" / "path_queries.json")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()

@@ -136,14 +136,13 @@ def validation_error(exc: RequestValidationError) -> InvalidInput:
 
 
 def _allowed_methods(request: Request) -> list[str]:
-    """Every method some route offers for this path (Starlette names only the first route's)."""
-    from starlette.routing import Match
-
+    """Every documented method for this path (Starlette names only the first route's)."""
+    parts = request.url.path.strip("/").split("/")
     allowed: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match in (Match.FULL, Match.PARTIAL) and getattr(route, "methods", None):
-            allowed |= set(route.methods)
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        pattern = template.strip("/").split("/")
+        if len(pattern) == len(parts) and all(p == q or p.startswith("{") for p, q in zip(pattern, parts)):
+            allowed |= {method.upper() for method in operations}
     return sorted(allowed)
 
 

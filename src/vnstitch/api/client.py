@@ -12,7 +12,7 @@ import httpx
 from vnstitch.api.errors import RateLimited, ServerUnreachable, error_classes
 from vnstitch.controller.service import Change
 from vnstitch.domain.registry import kind_class
-from vnstitch.domain.resources import Resource
+from vnstitch.domain.resources import DEFAULT_TENANT, Resource
 from vnstitch.errors import VnstitchError
 
 PATHS = {"Node": "substrate/nodes", "Link": "substrate/links", "VirtualNetwork": "virtualnetworks",
@@ -116,6 +116,8 @@ class RemoteController:
         body = {"from": end(from_end), "to": end(to_end), "bandwidth": bandwidth_bps, "symmetric": symmetric}
         if max_latency_s is not None:
             body["maxLatency"] = max_latency_s
+        # The CLI passes "default" when no --tenant was given; over HTTP that means the token's tenant.
+        tenant = None if tenant == DEFAULT_TENANT else tenant
         data = self._call("POST", "/v1/availability", json=body, params=self._params(tenant)).json()
         path = data.get("path")
         if path is not None:

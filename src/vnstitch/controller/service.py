@@ -47,6 +47,7 @@ class _Batch:
         self.cache = cache
         self.staged: dict[tuple[str, str, str], dict | None] = {}
         self.compares: dict[tuple[str, str, str], Compare] = {}
+        self.ledger_view = None  # one lazily filled view of the ledgers per batch
 
     def read(self, kind: str, namespace: str, name: str, guard: bool = True) -> dict | None:
         key = (kind, namespace, name)
@@ -65,6 +66,38 @@ class _Batch:
         return [Put(*key, value) if value is not None else Delete(*key) for key, value in self.staged.items()]
 
 
+class _LedgerView(dict):
+    """Ledgers by link name, read lazily (staged versions first), with the residual per arc kept current."""
+
+    def __init__(self, controller: "Controller", batch: _Batch | None):
+        super().__init__()
+        self._controller, self._batch = controller, batch
+        self.residual = dict(controller._residual)
+        self.staged_links: set[str] = set()
+
+    def __missing__(self, link: str) -> LinkLedger:
+        base = self._controller._ledgers.get(link)
+        if base is None:
+            spec = self._batch.read("Link", "", link, guard=False)["spec"] if self._batch else None
+            if spec is None:
+                raise KeyError(link)
+            base = LinkLedger(link, tuple(spec["endpoints"]), float(spec["capacity"]))
+        self[link] = base
+        return base
+
+    def set(self, link: str, ledger: LinkLedger) -> None:
+        """Stage a new version of a link's ledger and update the residual of its two arcs."""
+        self[link] = ledger
+        self.staged_links.add(link)
+        a, b = ledger.endpoints
+        self.residual[(a, b)] = ledger.residual_bps("forward")
+        self.residual[(b, a)] = ledger.residual_bps("reverse")
+
+    def holders_of(self, stitch: str) -> dict[str, LinkLedger]:
+        links = set(self._controller._holders.get(stitch, ())) | self.staged_links
+        return {link: self[link] for link in links if stitch in self[link].forward or stitch in self[link].reverse}
+
+
 class Controller:
     """Services over a store. Thread-safe; every public method refreshes from the store."""
 
@@ -75,16 +108,48 @@ class Controller:
         self._substrate_dirty = True
         self._pathfinder = None
         self._arc_links: dict[tuple[str, str], str] = {}
+        self._ledgers: dict[str, LinkLedger] = {}           # link → its ledger, kept current from events
+        self._residual: dict[tuple[str, str], float] = {}   # arc → free bit/s
+        self._holders: dict[str, set[str]] = {}             # stitch key → links where it holds capacity
+        self._ledger_dirty: set[str] = set()
         self.cache = StateCache(store, CACHED_KINDS, on_change=self._on_change)
 
     # cache and derived views -------------------------------------------------------------
     def _on_change(self, kind: str, old: Record | None, new: Record | None) -> None:
         if kind in ("Node", "Link"):
             self._substrate_dirty = True
+        if kind in ("Link", LEDGER_KIND):
+            self._ledger_dirty.add((new or old).name)
+
+    def _sync_ledgers(self) -> None:
+        """Fold changed links and ledgers into the ledger, residual and holder indexes."""
+        for name in self._ledger_dirty:
+            old = self._ledgers.pop(name, None)
+            if old is not None:
+                for stitch in set(old.forward) | set(old.reverse):
+                    self._holders.get(stitch, set()).discard(name)
+                a, b = old.endpoints
+                self._residual.pop((a, b), None)
+                self._residual.pop((b, a), None)
+            link = self.cache.get("Link", "", name)
+            if link is None:
+                continue
+            record = self.cache.get(LEDGER_KIND, "", name)
+            spec = link.value["spec"]
+            ledger = LinkLedger.from_value(name, tuple(spec["endpoints"]), float(spec["capacity"]),
+                                           record.value if record else None)
+            self._ledgers[name] = ledger
+            a, b = ledger.endpoints
+            self._residual[(a, b)] = ledger.residual_bps("forward")
+            self._residual[(b, a)] = ledger.residual_bps("reverse")
+            for stitch in set(ledger.forward) | set(ledger.reverse):
+                self._holders.setdefault(stitch, set()).add(name)
+        self._ledger_dirty.clear()
 
     def refresh(self) -> None:
         with self._lock:
             self.cache.refresh()
+            self._sync_ledgers()
 
     def pathfinder(self):
         """PathFinder over the current substrate, rebuilt only when nodes or links change."""
@@ -102,17 +167,13 @@ class Controller:
                 self._substrate_dirty = False
             return self._pathfinder
 
-    def ledgers(self, batch: _Batch | None = None) -> dict[str, LinkLedger]:
+    def ledgers(self, batch: _Batch | None = None) -> "_LedgerView":
         """Every link's ledger (empty for links nobody reserved yet), staged writes included."""
-        out = {}
-        for name, spec in self._links(batch).items():
-            if batch is not None:
-                value = batch.read(LEDGER_KIND, "", name, guard=False)
-            else:
-                record = self.cache.get(LEDGER_KIND, "", name)
-                value = record.value if record else None
-            out[name] = LinkLedger.from_value(name, tuple(spec["endpoints"]), float(spec["capacity"]), value)
-        return out
+        if batch is None:
+            return _LedgerView(self, None)
+        if batch.ledger_view is None:
+            batch.ledger_view = _LedgerView(self, batch)
+        return batch.ledger_view
 
     def _links(self, batch: _Batch | None) -> dict[str, dict]:
         links = {r.name: r.value["spec"] for r in self.cache.list("Link")}
@@ -143,14 +204,14 @@ class Controller:
             self._arc_links[(a, b)] = self._arc_links[(b, a)] = link.metadata.name
         return PathFinder([Node.model_validate(v) for v in nodes.values()], links)
 
-    def residual(self, ledger_map: dict[str, LinkLedger], ignore: Iterable[str] = ()) -> dict:
+    def residual(self, ledger_map: _LedgerView, ignore: Iterable[str] = ()) -> dict:
         """Residual bit/s per arc, counting the stitches in `ignore` as released."""
-        ignored = set(ignore)
-        out = {}
-        for ledger in ledger_map.values():
-            a, b = ledger.endpoints
-            for (u, v), table in (((a, b), ledger.forward), ((b, a), ledger.reverse)):
-                out[(u, v)] = ledger.capacity_bps - sum(bps for s, bps in table.items() if s not in ignored)
+        out = dict(ledger_map.residual)
+        for stitch in ignore:
+            for ledger in ledger_map.holders_of(stitch).values():
+                a, b = ledger.endpoints
+                out[(a, b)] += ledger.forward.get(stitch, 0.0)
+                out[(b, a)] += ledger.reverse.get(stitch, 0.0)
         return out
 
     # reads ---------------------------------------------------------------------------------
@@ -188,7 +249,7 @@ class Controller:
             seen.add(key)
         for attempt in range(MAX_TXN_RETRIES):
             with self._lock:
-                self.cache.refresh()
+                self.refresh()
                 now = self.clock()
                 batch = _Batch(self.cache)
                 changes = [self._stage(batch, res, now) for res in ordered]
@@ -197,6 +258,32 @@ class Controller:
                 result = self.store.txn(list(batch.compares.values()), batch.ops())
             if result.succeeded:
                 return changes
+            time.sleep(min(0.05, 0.001 * 2 ** attempt))
+        raise Conflict("the store kept changing under this apply; try again")
+
+    def apply_each(self, resources: list[Resource]) -> list[Change | VnstitchError]:
+        """Admit each resource on its own merits, all in one transaction (group commit: one fsync).
+
+        A refused resource gets its error in the result and leaves no trace; the others land.
+        """
+        for attempt in range(MAX_TXN_RETRIES):
+            with self._lock:
+                self.refresh()
+                now = self.clock()
+                batch = _Batch(self.cache)
+                results: list[Change | VnstitchError] = []
+                for res in resources:
+                    staged, compares = dict(batch.staged), dict(batch.compares)
+                    try:
+                        results.append(self._stage(batch, res, now))
+                    except VnstitchError as exc:
+                        batch.staged, batch.compares, batch.ledger_view = staged, compares, None
+                        results.append(exc)
+                if not batch.staged:
+                    return results
+                result = self.store.txn(list(batch.compares.values()), batch.ops())
+            if result.succeeded:
+                return results
             time.sleep(min(0.05, 0.001 * 2 ** attempt))
         raise Conflict("the store kept changing under this apply; try again")
 
@@ -328,14 +415,16 @@ class Controller:
         if path is None:
             path, preempted = self._path_with_preemption(finder, spec, key, a_node, b_node, zones, ledger_map)
         # Release what this stitch held before, then reserve along the new path.
-        touched = ledgers.release(ledger_map, key)
+        touched = ledgers.release(ledger_map.holders_of(key), key)
         for victim in preempted:
-            touched.update(ledgers.release({**ledger_map, **touched}, victim))
-        working = {**ledger_map, **touched}
+            touched.update(ledgers.release({**ledger_map.holders_of(victim), **touched}, victim))
+        for link, ledger in touched.items():
+            ledger_map.set(link, ledger)  # the view now answers with the released versions
         if spec.bandwidth > 0:
             arcs = ledgers.stitch_arcs(path.nodes, spec.symmetric)
-            touched.update(ledgers.reserve(working, self._arc_links, key, arcs, spec.bandwidth))
+            touched.update(ledgers.reserve(ledger_map, self._arc_links, key, arcs, spec.bandwidth))
         for link, ledger in touched.items():
+            ledger_map.set(link, ledger)
             batch.write(LEDGER_KIND, "", link, ledger.to_value())
         for victim in preempted:
             self._stage_preemption(batch, victim, key, now)
@@ -368,7 +457,7 @@ class Controller:
                                        field="spec.maxLatency" if "latency" in availability.reason else "spec.bandwidth")
         # Pre-empt only victims holding capacity on this path, lowest priority first, until it fits.
         arcs = set(ledgers.stitch_arcs(path.nodes, spec.symmetric))
-        held = ledgers.holdings(ledger_map)
+        held = {v: ledgers.holdings(ledger_map.holders_of(v)).get(v, {}) for v in candidates}
         on_path = sorted((v for v in candidates if arcs & set(held.get(v, {}))),
                          key=lambda v: self.cache.get("Stitch", *v.split("/", 1)).value["spec"].get("priority", 100))
         chosen: list[str] = []
@@ -395,7 +484,7 @@ class Controller:
         namespace = (tenant or "default") if cls.NAMESPACED else ""
         for attempt in range(MAX_TXN_RETRIES):
             with self._lock:
-                self.cache.refresh()
+                self.refresh()
                 now = self.clock()
                 batch = _Batch(self.cache)
                 current = batch.read(cls.KIND, namespace, name)
@@ -444,10 +533,10 @@ class Controller:
         """Teardown confirmed: delete the stitch and release its reservation in one transaction."""
         key = f"{record.namespace}/{record.name}"
         with self._lock:
-            self.cache.refresh()
+            self.refresh()
             compares = [Compare("Stitch", record.namespace, record.name, record.revision)]
             ops: list = [Delete("Stitch", record.namespace, record.name)]
-            for link, ledger in ledgers.release(self.ledgers(), key).items():
+            for link, ledger in ledgers.release(self.ledgers().holders_of(key), key).items():
                 ledger_record = self.cache.get(LEDGER_KIND, "", link)
                 compares.append(Compare(LEDGER_KIND, "", link, ledger_record.revision if ledger_record else 0))
                 ops.append(Put(LEDGER_KIND, "", link, ledger.to_value()))

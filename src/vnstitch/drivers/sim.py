@@ -36,12 +36,15 @@ class Reach:
 
 @dataclass
 class TrafficReport:
-    """Result of carrying one traffic matrix for one interval."""
+    """Result of carrying one traffic matrix for one interval (all rates in bit/s)."""
 
-    link_load_bps: dict[tuple[str, str], float] = field(default_factory=dict)
+    link_load_bps: dict[tuple[str, str], float] = field(default_factory=dict)       # offered load per arc
     link_capacity_bps: dict[tuple[str, str], float] = field(default_factory=dict)
     stitch_carried_bps: dict[str, float] = field(default_factory=dict)
-    isolated_bps: dict[tuple[str, str], float] = field(default_factory=dict)
+    isolated_bps: dict[tuple[str, str], float] = field(default_factory=dict)        # no stitch, no route
+    delivered_bps: dict[tuple[str, str], float] = field(default_factory=dict)       # per network pair
+    dropped_bps: dict[tuple[str, str], float] = field(default_factory=dict)
+    route: dict[tuple[str, str], tuple[str | None, tuple[str, ...]]] = field(default_factory=dict)
 
     def overloaded(self) -> dict[tuple[str, str], float]:
         """Arcs loaded above capacity → excess bit/s."""
@@ -58,6 +61,7 @@ class SimDriver:
         self.networks: dict[str, dict] = {}
         self.stitches: dict[str, dict] = {}
         self._graph = nx.DiGraph()
+        self._routes: dict[tuple[str, str], tuple[str, ...]] = {}
         if topology is not None:
             self.set_topology(topology)
         if state_path and os.path.exists(state_path):
@@ -72,6 +76,7 @@ class SimDriver:
             for u, v in ((a, b), (b, a)):
                 graph.add_edge(u, v, capacity=link.spec.capacity, latency=link.spec.latency)
         self._graph = graph
+        self._routes = {}
 
     # ops --------------------------------------------------------------------------------
     def apply(self, op: Op) -> bool:
@@ -190,24 +195,66 @@ class SimDriver:
             return direction
         return None
 
-    def carry(self, demands_bps: Mapping[tuple[str, str], float], interval_s: float = 300.0) -> TrafficReport:
-        """Load the links with one interval of network-to-network traffic (keys 'tenant/network')."""
+    def carry(self, demands_bps: Mapping[tuple[str, str], float], interval_s: float = 300.0,
+              default_route: bool = False) -> TrafficReport:
+        """Carry one interval of network-to-network traffic (keys 'tenant/network').
+
+        Traffic on a stitch gets up to its reserved rate; the rest (and, with `default_route`,
+        traffic of unstitched pairs over the shortest path, as a routed backbone would) is best
+        effort and shares what the guaranteed traffic leaves of each link. Where best effort
+        exceeds that, each link drops the same fraction of it, and a flow loses what its
+        most congested link drops (a bottleneck model: downstream links see the thinned flow).
+        """
         report = TrafficReport(link_capacity_bps={(u, v): d["capacity"] for u, v, d in self._graph.edges(data=True)})
-        load = report.link_load_bps
-        for (src_net, dst_net), bps in demands_bps.items():
+        guaranteed: dict[tuple[str, str], float] = {}
+        best_effort: dict[tuple[str, str], float] = {}
+        flows = []  # (pair, stitch, arcs, guaranteed bps, best-effort bps)
+        for pair, bps in demands_bps.items():
             if bps <= 0:
                 continue
-            route = self._network_route(src_net, dst_net)
+            route = self._network_route(*pair)
+            if route is None and default_route:
+                route = (None, self._shortest(self._attach_node(pair[0]), self._attach_node(pair[1])))
             if route is None:
-                report.isolated_bps[(src_net, dst_net)] = bps
+                report.isolated_bps[pair] = bps
+                report.dropped_bps[pair] = bps
                 continue
             stitch, path = route
-            for arc in zip(path, path[1:]):
-                load[arc] = load.get(arc, 0.0) + bps
+            report.route[pair] = route
+            sure = 0.0
             if stitch:
+                s = self.stitches[stitch]
+                forward = s["a"]["network"] == pair[0]
+                if s["rate_bps"] > 0 and (forward or s["symmetric"]):
+                    sure = min(bps, s["rate_bps"])
                 report.stitch_carried_bps[stitch] = report.stitch_carried_bps.get(stitch, 0.0) + bps
-                self.stitches[stitch]["tx_bytes"] += int(bps * interval_s / 8)
+            arcs = list(zip(path, path[1:]))
+            for arc in arcs:
+                guaranteed[arc] = guaranteed.get(arc, 0.0) + sure
+                best_effort[arc] = best_effort.get(arc, 0.0) + bps - sure
+            flows.append((pair, stitch, arcs, sure, bps - sure))
+        drop_fraction = {}
+        for arc in set(guaranteed) | set(best_effort):
+            offered = guaranteed.get(arc, 0.0) + best_effort.get(arc, 0.0)
+            report.link_load_bps[arc] = offered
+            room = max(0.0, report.link_capacity_bps.get(arc, float("inf")) - guaranteed.get(arc, 0.0))
+            extra = best_effort.get(arc, 0.0)
+            drop_fraction[arc] = (extra - room) / extra if extra > room else 0.0
+        for pair, stitch, arcs, sure, extra in flows:
+            survive = 1.0 - max((drop_fraction[arc] for arc in arcs), default=0.0)  # its bottleneck
+            delivered = sure + extra * survive
+            report.delivered_bps[pair] = delivered
+            report.dropped_bps[pair] = sure + extra - delivered
+            if stitch:
+                self.stitches[stitch]["tx_bytes"] += int(delivered * interval_s / 8)
         return report
+
+    def _attach_node(self, network: str) -> str:
+        members = self.networks[network]["members"].values()
+        counts: dict[str, int] = {}
+        for member in members:
+            counts[member["node"]] = counts.get(member["node"], 0) + 1
+        return min(counts, key=lambda node: (-counts[node], node))
 
     def _network_route(self, src_net: str, dst_net: str) -> tuple[str | None, tuple[str, ...]] | None:
         if src_net == dst_net:
@@ -224,10 +271,12 @@ class SimDriver:
     def _shortest(self, a: str, b: str) -> tuple[str, ...]:
         if a == b or not self._graph.number_of_nodes():
             return (a,) if a == b else (a, b)
-        try:
-            return tuple(nx.shortest_path(self._graph, a, b, weight="latency"))
-        except (nx.NetworkXNoPath, nx.NodeNotFound):
-            return (a, b)
+        if (a, b) not in self._routes:
+            try:
+                self._routes[(a, b)] = tuple(nx.shortest_path(self._graph, a, b, weight="latency"))
+            except (nx.NetworkXNoPath, nx.NodeNotFound):
+                self._routes[(a, b)] = (a, b)
+        return self._routes[(a, b)]
 
     def _path_latency(self, path: list[str]) -> float | None:
         if not self._graph.number_of_nodes():

@@ -120,11 +120,34 @@ def cmd_delete(args) -> int:
 
 def cmd_plan(args) -> int:
     controller = open_controller(args)
-    reconciler = open_reconciler(args, controller)
     if getattr(args, "predicted", False):
-        print("no predicted plan: the proactive allocator has not run against this store", file=sys.stderr)
-        return EXIT_ERROR
+        return _print_predicted(controller, args)
+    reconciler = open_reconciler(args, controller)
     print(reconciler.plan().render())
+    return EXIT_OK
+
+
+def _print_predicted(controller, args) -> int:
+    """The allocator's predicted network graph for the next horizon (written by the proactive loop)."""
+    from vnstitch.units import format_bandwidth
+
+    records = controller.store.list("PredictedGraph")
+    if not records:
+        print("error: no predicted graph in this store: the proactive allocator has not run against it "
+              "(run `vnstitch demo`, or a replay with the proactive strategy)", file=sys.stderr)
+        return EXIT_ERROR
+    graph = records[-1].value
+    if args.output == "json":
+        print(json.dumps(graph, indent=2))
+        return EXIT_OK
+    print(f"predicted stitches for the horizon after interval {graph['step']}:")
+    for s in graph["stitches"]:
+        print(f"  {s['from']} → {s['to']}  {format_bandwidth(s['bandwidthBps'])}  over {'→'.join(s['path'])}")
+    hot = sorted(graph["links"], key=lambda l: -l["predictedLoadBps"])[:5]
+    print("busiest links (predicted mean load): " + ", ".join(
+        f"{'→'.join(l['arc'])} {format_bandwidth(l['predictedLoadBps'])}" for l in hot))
+    for d in graph["decisions"]:
+        print(f"  decision: {d['action']} {'→'.join(d['pair'])}: {d['reason']}")
     return EXIT_OK
 
 
@@ -260,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plan", help="print what the reconciler would do, without doing it")
     p.add_argument("--predicted", action="store_true", help="the predicted network graph for the next horizon")
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("reconcile", help="run the reconcile loop (or one pass with --once)")

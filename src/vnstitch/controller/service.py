@@ -20,7 +20,7 @@ from vnstitch.domain.resources import Resource
 from vnstitch.domain.stitch import State, Stitch, StitchStatus, initial_status, transition
 from vnstitch.domain.substrate import Link, Node
 from vnstitch.domain.vnet import VirtualNetwork
-from vnstitch.errors import Conflict, InsufficientCapacity, InvalidInput, NotFound, VnstitchError
+from vnstitch.errors import Conflict, InsufficientCapacity, InvalidInput, NotFound, PolicyDenied, VnstitchError
 from vnstitch.store import Compare, Delete, Put, Record, Store
 
 KIND_ORDER = {"Node": 0, "Link": 1, "VirtualNetwork": 2, "Stitch": 3}
@@ -64,6 +64,12 @@ class _Batch:
 
     def ops(self) -> list:
         return [Put(*key, value) if value is not None else Delete(*key) for key, value in self.staged.items()]
+
+
+@dataclass(frozen=True)
+class _PinnedPath:
+    nodes: tuple[str, ...]
+    latency_s: float
 
 
 class _LedgerView(dict):
@@ -410,8 +416,11 @@ class Controller:
         spec = stitch.spec
         ledger_map = self.ledgers(batch)
         finder = self._finder_for(batch)
-        path = self._choose_path(finder, spec, key, a_node, b_node, zones, ledger_map)
         preempted: list[str] = []
+        if spec.path is not None:
+            path = self._explicit_path(finder, spec, a_node, b_node, zones)
+        else:
+            path = self._choose_path(finder, spec, key, a_node, b_node, zones, ledger_map)
         if path is None:
             path, preempted = self._path_with_preemption(finder, spec, key, a_node, b_node, zones, ledger_map)
         # Release what this stitch held before, then reserve along the new path.
@@ -433,6 +442,27 @@ class Controller:
         status = status.model_copy(update={"path": list(path.nodes), "reserved_bandwidth": spec.bandwidth})
         envelope["status"] = status.model_dump(by_alias=True, mode="json")
         return envelope
+
+    def _explicit_path(self, finder, spec, a_node: str, b_node: str, zones):
+        """The pinned route, checked: it joins the endpoints over real links within zones and latency."""
+        nodes = list(spec.path)
+        if not nodes or nodes[0] != a_node or nodes[-1] != b_node:
+            raise InvalidInput(f"the path must run from {a_node} to {b_node}", field="spec.path")
+        if len(set(nodes)) != len(nodes):
+            raise InvalidInput("the path visits a node twice", field="spec.path")
+        latency = 0.0
+        for index, (u, v) in enumerate(zip(nodes, nodes[1:])):
+            link = self._arc_links.get((u, v))
+            if link is None:
+                raise InvalidInput(f"no link joins {u} and {v}", field=f"spec.path[{index + 1}]")
+            link_spec = self.cache.get("Link", "", link).value["spec"]
+            node_zone = (self.cache.get("Node", "", v).value.get("spec") or {}).get("trustZone", "default")
+            if zones is not None and (link_spec.get("trustZone", "default") not in zones or node_zone not in zones):
+                raise PolicyDenied(f"link {link} or node {v} is outside the allowed trust zones", field="spec.path")
+            latency += float(link_spec.get("latency", 0.001))
+        if spec.max_latency is not None and latency > spec.max_latency + 1e-12:
+            raise InsufficientCapacity(f"the path takes {latency * 1e3:.3g} ms, above maxLatency", field="spec.maxLatency")
+        return _PinnedPath(tuple(nodes), latency)
 
     def _choose_path(self, finder, spec, key, a_node, b_node, zones, ledger_map, ignore=()):
         found = finder.paths(a_node, b_node, metric="latency", bandwidth_bps=spec.bandwidth,

@@ -61,6 +61,7 @@ class StitchSpec(Strict):
     priority: int = Field(default=100, ge=0, le=1000)
     origin: Literal["user", "forecast", "intent"] = "user"
     symmetric: bool = True  # reserve in both directions of each link
+    path: list[str] | None = None  # explicit substrate route (as the allocator pins); default: computed
 
     @model_validator(mode="after")
     def _shape(self) -> "StitchSpec":

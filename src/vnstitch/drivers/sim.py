@@ -268,6 +268,14 @@ class SimDriver:
                     return key, path
         return None
 
+    def default_path(self, a: str, b: str) -> tuple[str, ...]:
+        """The route unstitched traffic takes between two substrate nodes (lowest latency)."""
+        return self._shortest(a, b)
+
+    def path_latency(self, path) -> float:
+        """Propagation latency of a node path in seconds (0 without a topology)."""
+        return self._path_latency(list(path)) or 0.0
+
     def _shortest(self, a: str, b: str) -> tuple[str, ...]:
         if a == b or not self._graph.number_of_nodes():
             return (a,) if a == b else (a, b)

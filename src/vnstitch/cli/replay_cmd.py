@@ -1,0 +1,102 @@
+"""`vnstitch replay`: play real traffic matrices through the controller and simulator, per strategy."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from vnstitch.errors import InvalidInput
+
+DATASETS = ("abilene",)
+TOPOLOGIES = ("abilene",)
+
+
+def _strategies(values: list[str] | None) -> tuple[str, ...]:
+    from vnstitch.replay import STRATEGIES
+
+    if not values:
+        return STRATEGIES
+    out = []
+    for value in values:
+        out.extend(v.strip() for v in value.split(",") if v.strip())
+    for name in out:
+        if name not in STRATEGIES:
+            raise InvalidInput(f"unknown strategy '{name}' (valid: {', '.join(STRATEGIES)})", field="--strategy")
+    return tuple(dict.fromkeys(out))
+
+
+def replay_config(args):
+    from vnstitch.planning.allocator import AllocatorConfig
+    from vnstitch.replay import STEPS_PER_DAY, ReplayConfig
+
+    if args.dataset not in DATASETS:
+        raise InvalidInput(f"unknown dataset '{args.dataset}' (valid: {', '.join(DATASETS)})", field="--dataset")
+    if args.topology not in TOPOLOGIES:
+        raise InvalidInput(f"unknown topology '{args.topology}' (valid: {', '.join(TOPOLOGIES)})", field="--topology")
+    if not 0 < args.quantile < 1:
+        raise InvalidInput("quantile must lie between 0 and 1", field="--quantile")
+    if args.horizon < 1 or args.steps < 1:
+        raise InvalidInput("horizon and steps must be at least 1", field="--horizon")
+    return ReplayConfig(scale=args.scale, start_step=args.day * STEPS_PER_DAY if args.start is None else args.start,
+                        steps=args.steps, horizon=args.horizon, quantile=args.quantile,
+                        strategies=_strategies(args.strategy),
+                        allocator=AllocatorConfig(quantile=args.quantile, congestion_threshold=args.threshold))
+
+
+def cmd_replay(args) -> int:
+    from vnstitch.replay import render_table, run_replay
+
+    report = run_replay(replay_config(args), model_name=args.model, model_path=args.model_file, epochs=args.epochs,
+                        json_path=args.json, plot_dir=args.plot, store_url=args.record_store,
+                        log=lambda msg: print(msg, file=sys.stderr))
+    window = report["window"]
+    print(f"Abilene replay: {window['hours']:g} h from {window['start']}, scale {report['scale']:g}, "
+          f"forecaster {report['model'] or '-'} (p{report['quantile'] * 100:.0f}, {report['horizon']} steps ahead)")
+    print(render_table(report))
+    if args.json:
+        print(f"results: {args.json}")
+    for path in report.get("plots", []):
+        print(f"plot: {path}")
+    return 0
+
+
+def add_replay_arguments(p) -> None:
+    from vnstitch.replay import STEPS_PER_DAY
+
+    p.add_argument("--dataset", default="abilene", help="traffic matrices (bundled: abilene)")
+    p.add_argument("--topology", default="abilene", help="substrate (bundled: abilene, SNDlib capacities)")
+    p.add_argument("--scale", type=float, default=10.0, help="traffic multiplier (default 10: static overloads links)")
+    p.add_argument("--strategy", action="append", help="static, reactive, proactive, oracle (repeat or comma-separate; default all)")
+    p.add_argument("--day", type=int, default=12, help="replay this day of the 14 bundled ones, 0-based (default 12)")
+    p.add_argument("--start", type=int, help="or: first replayed 5-minute interval")
+    p.add_argument("--steps", type=int, default=STEPS_PER_DAY, help="intervals to replay (default 288 = one day)")
+    p.add_argument("--horizon", type=int, default=3, help="forecast intervals ahead (default 3 = 15 min)")
+    p.add_argument("--quantile", type=float, default=0.9, help="forecast quantile that sizes stitches (default 0.9)")
+    p.add_argument("--threshold", type=float, default=0.9, help="predicted link utilisation that counts as congestion")
+    p.add_argument("--model", default="gru", help="forecaster for the proactive strategy (default gru)")
+    p.add_argument("--model-file", help="load the model from here if it exists, else train and save it here")
+    p.add_argument("--epochs", type=int, help="training epochs for gru/lstm")
+    p.add_argument("--json", help="write the results as JSON here")
+    p.add_argument("--plot", metavar="DIR", help="write PNG plots into DIR")
+    p.add_argument("--record-store", help=argparse_suppress())
+
+
+def argparse_suppress():
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("replay", help="replay real traffic through the controller under each strategy")
+    add_replay_arguments(p)
+    p.set_defaults(func=cmd_replay)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="vnstitch")
+    register(parser.add_subparsers())
+    parsed = parser.parse_args()
+    sys.exit(parsed.func(parsed))

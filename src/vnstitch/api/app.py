@@ -15,7 +15,7 @@ from vnstitch.api.auth import Authenticator, create_token, has_admin
 from vnstitch.api.context import ApiContext
 from vnstitch.api.errors import install_error_handlers
 from vnstitch.api.idempotency import IdempotencyKeys
-from vnstitch.api.limits import RateLimiter
+from vnstitch.api.limits import RateLimiter, TenantUsage
 from vnstitch.api.metrics import RequestMetrics
 from vnstitch.api.middleware import BodyLimitAndMetrics
 from vnstitch.api.settings import Settings
@@ -50,7 +50,7 @@ def create_app(settings: Settings, store: Store | None = None, driver=None,
         authenticator=Authenticator(store, settings.token_cache_s),
         limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
         idempotency=IdempotencyKeys(store, settings.idempotency_ttl_s, settings.idempotency_wait_s, clock=clock),
-        metrics=RequestMetrics())
+        metrics=RequestMetrics(), usage=TenantUsage(store))
     if settings.reconcile:
         context.worker = _make_worker(settings, controller, driver, context.idempotency, clock)
 

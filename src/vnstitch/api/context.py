@@ -11,7 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from vnstitch.api.auth import Authenticator, Principal
 from vnstitch.api.idempotency import IdempotencyKeys
-from vnstitch.api.limits import RateLimiter
+from vnstitch.api.limits import RateLimiter, TenantUsage
 from vnstitch.api.metrics import RequestMetrics
 from vnstitch.api.settings import Settings
 from vnstitch.controller.service import Controller
@@ -27,6 +27,7 @@ class ApiContext:
     limiter: RateLimiter
     idempotency: IdempotencyKeys
     metrics: RequestMetrics
+    usage: TenantUsage
     worker: object | None = None
     _locks: dict = field(default_factory=lambda: defaultdict(threading.Lock))
     _locks_guard: threading.Lock = field(default_factory=threading.Lock)

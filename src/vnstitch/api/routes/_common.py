@@ -12,7 +12,6 @@ from fastapi.responses import JSONResponse
 
 from vnstitch.api.auth import Principal
 from vnstitch.api.context import ApiContext
-from vnstitch.api.limits import check_stitch_quota
 from vnstitch.api.schemas import ErrorBody
 from vnstitch.domain.resources import API_VERSION, NAME_PATTERN, Resource
 from vnstitch.errors import Conflict, InvalidInput, NotFound
@@ -169,8 +168,7 @@ def write(context: ApiContext, resources: Iterable[Resource], mode: str, dry_run
                 stitches_by_tenant.setdefault(res.namespace, []).append(dump(res))
         settings = context.settings
         for tenant, incoming in stitches_by_tenant.items():
-            check_stitch_quota(tenant, [r.value for r in controller.cache.list("Stitch", tenant)], incoming,
-                               settings.quota_stitches, settings.quota_bandwidth_bps)
+            context.usage.check(tenant, incoming, settings.quota_stitches, settings.quota_bandwidth_bps)
         return controller.apply(resources, dry_run=dry_run)
     finally:
         for lock in reversed(locks):

@@ -11,7 +11,7 @@ import numpy as np
 
 from .errors import ForecastInputError, HistoryTooShortError, NotFittedError, UnknownPairError
 from .features import EventCalendar
-from .result import QUANTILE_LEVELS, Forecast
+from .result import QUANTILE_LEVELS, Forecast, tidy_quantiles
 from .series import Pair, TrafficSeries, pair_label
 
 FORMAT_VERSION = 1
@@ -111,7 +111,7 @@ class Forecaster(ABC):
             quants.append(qv)
             if progress is not None:
                 progress.update(1)
-        return np.stack(means), np.stack(quants)
+        return np.maximum(np.stack(means), 0.0), tidy_quantiles(np.stack(quants), axis=1)
 
     def as_history(self, history, timestamps=None, observed=None, pairs=None) -> TrafficSeries:
         """Validate a history (series or array) against the fitted pairs and window."""

@@ -7,16 +7,18 @@ from typing import Any, Sequence
 import numpy as np
 
 from .base import Forecaster, log_values
+from .result import tidy_quantiles
 from .errors import ForecastInputError
 from .series import TrafficSeries
 
 
 class ConformalForecaster(Forecaster):
-    """Conformalised quantile bands (CQR) in log1p space, one offset per horizon step and coverage.
+    """Conformalised quantile bands (CQR, width-scaled) in log1p space, per horizon step and coverage.
 
-    For coverage c the band (q_(1-c)/2, q_(1+c)/2) of the wrapped model is moved out (or in)
-    by the ceil((n+1)c)/n quantile of max(lo − y, y − hi) over a calibration split. Means
-    and the median are left as the wrapped model made them.
+    For coverage c the band [lo, hi] = (q_(1-c)/2, q_(1+c)/2) of the wrapped model becomes
+    [lo − Q·w, hi + Q·w], w = hi − lo, with Q the ceil((n+1)c)/n quantile of
+    max(lo − y, y − hi) / w over a calibration split; scaling by w keeps small and large
+    pairs comparable. Means and the median are left as the wrapped model made them.
     """
 
     def __init__(self, base: Forecaster, coverages: Sequence[float] = (0.8, 0.9)):
@@ -68,20 +70,23 @@ class ConformalForecaster(Forecaster):
         if len(origins) < 2:
             raise ForecastInputError(f"calibration split [{start}, {stop}) is too short")
         _, quant = self.base.predict_origins(series, origins, horizon, progress=progress)
-        self.offsets = conformal_offsets(series, origins, quant, self._bands, self.coverages, pairs_mask)
+        self.offsets = conformal_offsets(series, origins, quant, self._bands, self.coverages, pairs_mask, stop)
         self.pairs, self.interval_seconds, self.calendar = self.base.pairs, self.base.interval_seconds, self.base.calendar
         self.fitted = True
         return self
 
     def adjust(self, quant: np.ndarray) -> np.ndarray:
         """Apply the offsets to quantiles shaped (..., levels, pairs, horizon)."""
-        out = np.log1p(np.maximum(quant, 0.0))
+        logq = np.log1p(np.maximum(quant, 0.0))
+        out = logq.copy()
         horizon = quant.shape[-1]
         steps = np.minimum(np.arange(horizon), len(self.offsets) - 1)
         for (lo, hi), offset in zip(self._bands, self.offsets[steps].T):
-            out[..., lo, :, :] -= offset
-            out[..., hi, :, :] += offset
-        return np.expm1(out)
+            low = logq[..., lo, :, :]
+            width = np.maximum(logq[..., hi, :, :] - low, 0.0)
+            out[..., lo, :, :] = np.where(low > 0, np.maximum(low - offset * width, 0.0), 0.0)  # 0 is a floor
+            out[..., hi, :, :] = logq[..., hi, :, :] + offset * width
+        return tidy_quantiles(np.expm1(out), axis=-3)
 
     def _predict_arrays(self, values_mbps, observed, timestamps, horizon):
         mean, quant = self.base._predict_arrays(values_mbps, observed, timestamps, horizon)
@@ -114,21 +119,24 @@ class ConformalForecaster(Forecaster):
 
 
 def conformal_offsets(series: TrafficSeries, origins: np.ndarray, quant: np.ndarray, bands, coverages,
-                      pairs_mask: np.ndarray | None = None) -> np.ndarray:
-    """(steps, coverages) offsets from quantiles (N, Q, P, H) at origins, targets origin + step."""
+                      pairs_mask: np.ndarray | None = None, stop: int | None = None) -> np.ndarray:
+    """(steps, coverages) width-scaled offsets from quantiles (N, Q, P, H) at origins; targets before stop."""
     horizon = quant.shape[-1]
     log_vals = log_values(series.values_mbps)
     offsets = np.zeros((horizon, len(coverages)))
     use = np.ones(series.n_pairs, bool) if pairs_mask is None else np.asarray(pairs_mask, bool)
     for h in range(horizon):
-        keep = origins + h + 1 < series.n_steps
+        keep = origins + h + 1 < (series.n_steps if stop is None else stop)
         rows = origins[keep] + h + 1
         y = log_vals[rows][:, use]
         ok = series.observed[rows][:, use]
         for c, ((lo, hi), coverage) in enumerate(zip(bands, coverages)):
             lo_q = np.log1p(quant[keep, lo][:, use, h])
             hi_q = np.log1p(quant[keep, hi][:, use, h])
-            scores = np.maximum(lo_q - y, y - hi_q)[ok]
+            width = np.maximum(hi_q - lo_q, 1e-9)
+            live = ok & (hi_q - lo_q > 1e-9)
+            below = np.where(lo_q > 0, lo_q - y, -np.inf)  # a band starting at 0 cannot be missed from below
+            scores = (np.maximum(below, y - hi_q) / width)[live]
             n = scores.size
             level = min(1.0, np.ceil((n + 1) * coverage) / n)
             offsets[h, c] = np.quantile(scores, level, method="higher")

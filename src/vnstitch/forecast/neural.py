@@ -10,6 +10,7 @@ import numpy as np
 from .base import Forecaster, log_values
 from .errors import ForecastInputError
 from .features import time_features
+from .result import tidy_quantiles
 from .series import TrafficSeries
 
 DAY_SECONDS = 86400
@@ -32,7 +33,7 @@ class RNNForecaster(Forecaster):
                  head_size: int = 128, max_horizon: int = 12, epochs: int = 12, batch_size: int = 512,
                  samples_per_epoch: int = 60000, learning_rate: float = 2e-3, weight_power: float = 1.0,
                  truncate_probability: float = 0.3, validation_fraction: float = 0.1, seed: int = 0,
-                 num_threads: int | None = None, quantile_levels=None):
+                 num_threads: int | None = None, week_lag: bool = False, quantile_levels=None):
         super().__init__(**({"quantile_levels": quantile_levels} if quantile_levels else {}))
         if cell not in ("lstm", "gru"):
             raise ForecastInputError(f"cell must be 'lstm' or 'gru'; got '{cell}'")
@@ -45,6 +46,7 @@ class RNNForecaster(Forecaster):
         self.samples_per_epoch, self.learning_rate = int(samples_per_epoch), float(learning_rate)
         self.weight_power, self.truncate_probability = float(weight_power), float(truncate_probability)
         self.validation_fraction, self.seed, self.num_threads = float(validation_fraction), int(seed), num_threads
+        self.week_lag = bool(week_lag)
         self.scale = np.zeros(0)       # per pair: typical |one-step change| in log1p space
         self.level = np.zeros(0)       # per pair: mean log1p rate over the fit data
         self.network_state: dict[str, np.ndarray] = {}
@@ -54,7 +56,7 @@ class RNNForecaster(Forecaster):
     def get_config(self) -> dict[str, Any]:
         keys = ("cell", "window", "min_window", "hidden_size", "head_size", "max_horizon", "epochs", "batch_size",
                 "samples_per_epoch", "learning_rate", "weight_power", "truncate_probability",
-                "validation_fraction", "seed", "num_threads")
+                "validation_fraction", "seed", "num_threads", "week_lag")
         return {**super().get_config(), **{k: getattr(self, k) for k in keys}}
 
     @property
@@ -63,7 +65,7 @@ class RNNForecaster(Forecaster):
 
     @property
     def context_steps(self) -> int:
-        return self.window + self._week_steps
+        return self.window + (self._week_steps if self.week_lag else self._day_steps)
 
     @property
     def _day_steps(self) -> int:
@@ -93,7 +95,7 @@ class RNNForecaster(Forecaster):
         seq_time = feats[rows]                                           # (B, W, F)
         steps = np.arange(1, hmax + 1)
         lag_feats = []
-        for period in (self._day_steps, self._week_steps):
+        for period in (self._day_steps, self._week_steps) if self.week_lag else (self._day_steps,):
             past_now = origins - period
             past_future = origins[:, None] + steps[None, :] - period
             ok = (past_now >= 0)[:, None] & (past_future >= 0)
@@ -109,7 +111,8 @@ class RNNForecaster(Forecaster):
         return x.astype(np.float32), head.astype(np.float32), last, scale
 
     def _head_size_in(self) -> int:
-        return 3 + self._n_time + 4 * self.max_horizon + (self._n_time - 4) * self.max_horizon
+        lags = 2 if self.week_lag else 1
+        return 3 + self._n_time + 2 * lags * self.max_horizon + (self._n_time - 4) * self.max_horizon
 
     # ------------------------------------------------------------------ fit
     def _fit(self, series: TrafficSeries) -> None:
@@ -228,7 +231,7 @@ class RNNForecaster(Forecaster):
             quants.append(quant)
             if progress is not None:
                 progress.update(len(chunk))
-        return np.concatenate(means), np.concatenate(quants)
+        return np.maximum(np.concatenate(means), 0.0), tidy_quantiles(np.concatenate(quants), axis=1)
 
     def _predict_many(self, log_vals, observed, timestamps, origins, horizon):
         """mean (N, P, H) and quantiles (N, Q, P, H) for origins into the given arrays."""

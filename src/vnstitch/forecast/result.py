@@ -13,6 +13,11 @@ from .series import Pair, pair_label
 QUANTILE_LEVELS: tuple[float, ...] = (0.05, 0.1, 0.5, 0.9, 0.95)
 
 
+def tidy_quantiles(quantile_values, axis: int) -> np.ndarray:
+    """Sort quantiles along the level axis (no crossing) and clip them at 0 Mbit/s."""
+    return np.sort(np.maximum(np.asarray(quantile_values, float), 0.0), axis=axis)
+
+
 @dataclass(frozen=True)
 class Forecast:
     """mean (pairs, horizon) and quantile_values (levels, pairs, horizon), same units as the input."""
@@ -27,7 +32,7 @@ class Forecast:
     @classmethod
     def build(cls, pairs, timestamps, mean, quantile_levels, quantile_values, model="") -> "Forecast":
         """Sort quantiles (no crossing), clip at 0 and freeze the arrays."""
-        qv = np.sort(np.maximum(np.asarray(quantile_values, float), 0.0), axis=0)
+        qv = tidy_quantiles(quantile_values, axis=0)
         mean = np.maximum(np.asarray(mean, float), 0.0)
         for arr in (qv, mean):
             arr.setflags(write=False)
@@ -40,6 +45,7 @@ class Forecast:
     def quantile(self, level: float) -> np.ndarray:
         """Quantile at `level` (pairs, horizon); linear between stored levels, exact at them."""
         levels = np.asarray(self.quantile_levels)
+        level = float(round(level, 9))
         if not levels[0] <= level <= levels[-1]:
             raise ForecastInputError(f"quantile {level} outside the forecast's levels {self.quantile_levels}")
         hit = np.flatnonzero(np.isclose(levels, level))

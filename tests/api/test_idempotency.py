@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from vnstitch.domain.ledger import LEDGER_KIND
+from vnstitch.domain.ledger import LEDGER_KIND, held_by
 from tests.api.payloads import stitch, vnet
 
 CONCURRENT = 20
@@ -20,11 +20,17 @@ def _seed(live) -> None:
             client.post("/v1/virtualnetworks", json=body).raise_for_status()
 
 
-def _holders(store) -> set[str]:
-    out = set()
+def _reserved_once(store) -> bool:
+    """The ledger holds exactly the one stitch's reservation: once per arc of its path, not twice."""
+    (only,) = store.list("Stitch", "acme")
+    expected = {arc: bps for arc, bps in held_by(only.value).items()}
+    totals = {}
     for record in store.list(LEDGER_KIND):
-        out |= set(record.value.get("forward", {})) | set(record.value.get("reverse", {}))
-    return out
+        a, b = store.get("Link", "", record.name).value["spec"]["endpoints"]
+        for arc, bps in (((a, b), record.value["forward"]), ((b, a), record.value["reverse"])):
+            if bps:
+                totals[arc] = bps
+    return bool(expected) and totals == expected
 
 
 def _fire(live, body, headers) -> list[httpx.Response]:
@@ -47,7 +53,7 @@ def test_twenty_concurrent_requests_with_one_key_create_one_stitch_and_one_reser
     assert len(bodies) == 1, "every duplicate replays the first answer"
     assert sum(r.headers.get("Idempotent-Replayed") == "true" for r in responses) == CONCURRENT - 1
     assert [r.name for r in live.store.list("Stitch", "acme")] == ["burst"]
-    assert _holders(live.store) == {"acme/burst"}
+    assert _reserved_once(live.store)
 
 
 def test_twenty_concurrent_creates_without_a_key_still_make_one(live):
@@ -55,7 +61,7 @@ def test_twenty_concurrent_creates_without_a_key_still_make_one(live):
     responses = _fire(live, stitch("plain", "web", "db", "100Mbps"), {})
     codes = sorted(r.status_code for r in responses)
     assert codes == [201] + [409] * (CONCURRENT - 1)
-    assert _holders(live.store) == {"acme/plain"}
+    assert _reserved_once(live.store)
 
 
 def test_key_reused_with_another_body_is_refused_and_failures_are_not_remembered(seeded):

@@ -7,7 +7,7 @@ from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from vnstitch.controller.service import Controller
-from vnstitch.domain.ledger import EPSILON_BPS, LEDGER_KIND, stitch_arcs
+from vnstitch.domain.ledger import LEDGER_KIND, held_by
 from vnstitch.domain.registry import parse_resource
 from vnstitch.errors import Conflict, InsufficientCapacity, NotFound, VnstitchError
 from vnstitch.store.memory import MemoryStore
@@ -27,24 +27,21 @@ def substrate():
 
 
 def check_invariants(store):
+    """Every ledger total equals the sum of what the stored stitches hold, and stays within capacity."""
     capacity = {f"{a}--{b}": cap for a, b, cap in LINKS}
     ends = {f"{a}--{b}": (a, b) for a, b, _ in LINKS}
-    held: dict = {}
+    totals: dict = {}
     for record in store.list(LEDGER_KIND):
-        for direction in ("forward", "reverse"):
-            table = record.value[direction]
-            assert sum(table.values()) <= capacity[record.name] + EPSILON_BPS, (record.name, direction, table)
-            a, b = ends[record.name]
-            arc = (a, b) if direction == "forward" else (b, a)
-            for s, bps in table.items():
-                held.setdefault(s, {})[arc] = bps
-    expected = {}
+        a, b = ends[record.name]
+        for direction, arc in (("forward", (a, b)), ("reverse", (b, a))):
+            assert record.value[direction] <= capacity[record.name], (record.name, direction, record.value)
+            if record.value[direction]:
+                totals[arc] = record.value[direction]
+    expected: dict = {}
     for record in store.list("Stitch"):
-        status, spec = record.value["status"], record.value["spec"]
-        if status["reservedBandwidth"] > 0:
-            expected[f"{record.namespace}/{record.name}"] = {
-                arc: status["reservedBandwidth"] for arc in stitch_arcs(status["path"], spec["symmetric"])}
-    assert held == expected
+        for arc, bps in held_by(record.value).items():
+            expected[arc] = expected.get(arc, 0) + bps
+    assert totals == expected
 
 
 def random_op(controller, rng, names):
@@ -56,7 +53,7 @@ def random_op(controller, rng, names):
             src, dst = rng.sample(range(len(NODES)), 2)
             controller.apply([stitch(name, f"n{src}", f"n{dst}", bandwidth=rng.choice([0.5e9, 1e9, 2e9, 3e9, 5e9]),
                                      origin=rng.choice(["user", "forecast"]), priority=rng.randint(0, 300),
-                                     symmetric=rng.random() < 0.5)])
+                                     symmetric=int(name[1:]) % 2 == 0)])  # fixed per name: it cannot change
         elif choice < 0.75:
             controller.delete("stitches", name, "acme")
         else:

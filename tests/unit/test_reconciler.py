@@ -4,7 +4,8 @@ import pytest
 
 from vnstitch.controller.reconciler import Reconciler
 from vnstitch.controller.service import Controller
-from vnstitch.domain.ledger import LEDGER_KIND
+from vnstitch.domain.ledger import LEDGER_KIND, held_by
+from vnstitch.domain.substrate import link_name
 from vnstitch.drivers.sim import SimDriver
 from vnstitch.planning.ops import RemoveStitch
 from vnstitch.store.sqlite import SQLiteStore
@@ -36,8 +37,14 @@ def converged(controller, driver):
         assert status["state"] == "ACTIVE", (key, status["state"])
         assert driver.stitches[key]["path"] == status["path"]
         assert driver.stitches[key]["rate_bps"] == status["reservedBandwidth"]
-    held = {s for r in controller.cache.list(LEDGER_KIND) for d in ("forward", "reverse") for s in r.value[d]}
-    assert held == {k for k, st in live.items() if st["reservedBandwidth"] > 0}
+    totals = {(r.name, d): r.value[d] for r in controller.cache.list(LEDGER_KIND) for d in ("forward", "reverse") if r.value[d]}
+    expected: dict = {}
+    for r in controller.cache.list("Stitch"):
+        for (u, v), bps in held_by(r.value).items():
+            link = controller.cache.get("Link", "", link_name(u, v))
+            key = (link.name, "forward" if (u, v) == tuple(link.value["spec"]["endpoints"]) else "reverse")
+            expected[key] = expected.get(key, 0) + bps
+    assert totals == expected
 
 
 def test_lifecycle_establish_adjust_terminate(controller, store, clock, abilene):

@@ -2,7 +2,8 @@
 
 import pytest
 
-from vnstitch.domain.ledger import LEDGER_KIND
+from vnstitch.domain.ledger import LEDGER_KIND, held_by
+from vnstitch.domain.substrate import link_name
 from vnstitch.errors import Conflict, InsufficientCapacity, InvalidInput, NotFound, PolicyDenied
 from tests.helpers import stitch, vnet
 
@@ -11,12 +12,20 @@ RED = vnet("red", 1002, "10.2.0.0/24", [("red-1", "LOSAng", "10.2.0.11")])
 
 
 def reserved(controller):
+    """(link, direction) → reserved bit/s, for the links that hold anything."""
     controller.refresh()
+    return {(r.name, d): r.value[d] for r in controller.cache.list(LEDGER_KIND) for d in ("forward", "reverse")
+            if r.value[d]}
+
+
+def live_holdings(controller):
+    """The same, computed from the stitches' own status (the invariant: both agree)."""
     out = {}
-    for r in controller.cache.list(LEDGER_KIND):
-        for direction in ("forward", "reverse"):
-            for s, bps in r.value[direction].items():
-                out[(r.name, direction, s)] = bps
+    for s in controller.list("stitches"):
+        for arc, bps in held_by(s.to_dict()).items():
+            link = link_name(*arc)
+            direction = "forward" if arc == tuple(controller.get("link", link).spec.endpoints) else "reverse"
+            out[(link, direction)] = out.get((link, direction), 0) + bps
     return out
 
 
@@ -118,9 +127,9 @@ def test_higher_priority_preempts_forecast_stitches(controller, clock):
     victims = [s for s in controller.list("stitches", "acme") if s.status.state.value == "TERMINATING"]
     assert victims and all(v.spec.origin == "forecast" for v in victims)
     assert all("pre-empted by higher-priority stitch acme/vip" in v.status.history[-1].reason for v in victims)
-    # ledger equals the live (non-terminating) stitches' reservations
-    live = {f"acme/{s.name}" for s in controller.list("stitches", "acme") if s.status.state.value != "TERMINATING"}
-    assert {k[2] for k in reserved(controller)} == live
+    # the ledger equals what the stitches still hold; the victims hold nothing
+    assert all(v.status.reserved_bandwidth == 0 for v in victims)
+    assert reserved(controller) == live_holdings(controller) != {}
 
 
 def test_user_stitches_are_never_preempted(controller):
@@ -145,7 +154,7 @@ def test_delete_guards(controller):
     assert controller.delete("stitches", "s", "acme").action == "deleting"
     assert controller.get("stitch", "s", "acme").status.state.value == "TERMINATING"
     # reservation is still held until teardown is confirmed
-    assert reserved(controller)
+    assert reserved(controller) == live_holdings(controller) != {}
 
 
 def test_availability_reserves_nothing(controller):

@@ -84,7 +84,7 @@ def state_lines(controller, worker=None) -> list[str]:
               "# TYPE vnstitch_link_reserved_bps gauge"]
     for record in cache.list(LEDGER_KIND):
         for direction in ("forward", "reverse"):
-            total = sum(float(v) for v in (record.value.get(direction) or {}).values())
+            total = float(record.value.get(direction) or 0)
             lines.append(f"vnstitch_link_reserved_bps{_labels(link=record.name, direction=direction)} {total:g}")
     lines += ["# HELP vnstitch_link_measured_bps Measured stitch throughput crossing the link (bit/s).",
               "# TYPE vnstitch_link_measured_bps gauge"]

@@ -99,9 +99,13 @@ class _LedgerView(dict):
         self.residual[(a, b)] = ledger.residual_bps("forward")
         self.residual[(b, a)] = ledger.residual_bps("reverse")
 
-    def holders_of(self, stitch: str) -> dict[str, LinkLedger]:
-        links = set(self._controller._holders.get(stitch, ())) | self.staged_links
-        return {link: self[link] for link in links if stitch in self[link].forward or stitch in self[link].reverse}
+    def holdings_of(self, stitch: str) -> dict[tuple[str, str], int]:
+        """Arc → bit/s the stitch ('tenant/name') holds, as staged in this batch or stored."""
+        namespace, name = stitch.split("/", 1)
+        if self._batch is not None:
+            return ledgers.held_by(self._batch.read("Stitch", namespace, name, guard=False))
+        record = self._controller.cache.get("Stitch", namespace, name)
+        return ledgers.held_by(record.value if record else None)
 
 
 class Controller:
@@ -116,7 +120,6 @@ class Controller:
         self._arc_links: dict[tuple[str, str], str] = {}
         self._ledgers: dict[str, LinkLedger] = {}           # link → its ledger, kept current from events
         self._residual: dict[tuple[str, str], float] = {}   # arc → free bit/s
-        self._holders: dict[str, set[str]] = {}             # stitch key → links where it holds capacity
         self._ledger_dirty: set[str] = set()
         self.cache = StateCache(store, CACHED_KINDS, on_change=self._on_change)
 
@@ -128,12 +131,10 @@ class Controller:
             self._ledger_dirty.add((new or old).name)
 
     def _sync_ledgers(self) -> None:
-        """Fold changed links and ledgers into the ledger, residual and holder indexes."""
+        """Fold changed links and ledgers into the ledger and residual indexes."""
         for name in self._ledger_dirty:
             old = self._ledgers.pop(name, None)
             if old is not None:
-                for stitch in set(old.forward) | set(old.reverse):
-                    self._holders.get(stitch, set()).discard(name)
                 a, b = old.endpoints
                 self._residual.pop((a, b), None)
                 self._residual.pop((b, a), None)
@@ -142,14 +143,11 @@ class Controller:
                 continue
             record = self.cache.get(LEDGER_KIND, "", name)
             spec = link.value["spec"]
-            ledger = LinkLedger.from_value(name, tuple(spec["endpoints"]), float(spec["capacity"]),
-                                           record.value if record else None)
+            ledger = LinkLedger.from_value(name, spec["endpoints"], spec["capacity"], record.value if record else None)
             self._ledgers[name] = ledger
             a, b = ledger.endpoints
             self._residual[(a, b)] = ledger.residual_bps("forward")
             self._residual[(b, a)] = ledger.residual_bps("reverse")
-            for stitch in set(ledger.forward) | set(ledger.reverse):
-                self._holders.setdefault(stitch, set()).add(name)
         self._ledger_dirty.clear()
 
     def refresh(self) -> None:
@@ -172,6 +170,11 @@ class Controller:
                     self._arc_links[(a, b)] = self._arc_links[(b, a)] = link.metadata.name
                 self._substrate_dirty = False
             return self._pathfinder
+
+    def arc_links(self) -> dict[tuple[str, str], str]:
+        """Arc → name of the link that carries it (built with the PathFinder)."""
+        self.pathfinder()
+        return self._arc_links
 
     def ledgers(self, batch: _Batch | None = None) -> "_LedgerView":
         """Every link's ledger (empty for links nobody reserved yet), staged writes included."""
@@ -214,10 +217,8 @@ class Controller:
         """Residual bit/s per arc, counting the stitches in `ignore` as released."""
         out = dict(ledger_map.residual)
         for stitch in ignore:
-            for ledger in ledger_map.holders_of(stitch).values():
-                a, b = ledger.endpoints
-                out[(a, b)] += ledger.forward.get(stitch, 0.0)
-                out[(b, a)] += ledger.reverse.get(stitch, 0.0)
+            for arc, bps in ledger_map.holdings_of(stitch).items():
+                out[arc] += bps
         return out
 
     # reads ---------------------------------------------------------------------------------
@@ -339,9 +340,9 @@ class Controller:
                 self._refuse_if_reserved(batch, link.name, "change the endpoints of")
             ledger_value = batch.read(LEDGER_KIND, "", link.name)
             if ledger_value:
-                held = LinkLedger.from_value(link.name, tuple(current["spec"]["endpoints"]), 0, ledger_value)
+                held = LinkLedger.from_value(link.name, current["spec"]["endpoints"], 0, ledger_value)
                 worst = max(held.reserved_bps("forward"), held.reserved_bps("reverse"))
-                if link.spec.capacity + ledgers.EPSILON_BPS < worst:
+                if link.spec.capacity < worst:
                     raise InvalidInput(f"capacity {link.spec.capacity:g} bit/s is below the {worst:g} bit/s "
                                        "already reserved on this link", field="spec.capacity")
         return self._envelope(link, current, now)
@@ -349,8 +350,10 @@ class Controller:
     def _refuse_if_reserved(self, batch: _Batch, link: str, verb: str) -> None:
         value = batch.read(LEDGER_KIND, "", link)
         if value and (value.get("forward") or value.get("reverse")):
-            holders = sorted(set(value.get("forward", {})) | set(value.get("reverse", {})))
-            raise Conflict(f"cannot {verb} link '{link}': reserved by {', '.join(holders[:5])}",
+            ends = set(self.cache.get("Link", "", link).value["spec"]["endpoints"])
+            holders = sorted(f"{r.namespace}/{r.name}" for r in self.cache.list("Stitch")
+                             if any(set(arc) == ends for arc in ledgers.held_by(r.value)))
+            raise Conflict(f"cannot {verb} link '{link}': reserved by {', '.join(holders[:5]) or 'stitches'}",
                            field="metadata.name")
 
     def _stage_vnet(self, batch: _Batch, vnet: VirtualNetwork, current: dict | None, now: float) -> dict | None:
@@ -405,6 +408,9 @@ class Controller:
         key = f"{stitch.namespace}/{stitch.name}"
         if current is not None and current["metadata"].get("deletionTimestamp"):
             raise Conflict(f"stitch '{stitch.name}' is being deleted; wait until it is gone", field="metadata.name")
+        if current is not None and current["spec"].get("symmetric", True) != stitch.spec.symmetric:
+            raise InvalidInput("symmetric cannot change on an existing stitch; delete and recreate it",
+                               field="spec.symmetric")
         envelope = self._envelope(stitch, current, now)
         if envelope is None:
             return None
@@ -423,16 +429,12 @@ class Controller:
             path = self._choose_path(finder, spec, key, a_node, b_node, zones, ledger_map)
         if path is None:
             path, preempted = self._path_with_preemption(finder, spec, key, a_node, b_node, zones, ledger_map)
-        # Release what this stitch held before, then reserve along the new path.
-        touched = ledgers.release(ledger_map.holders_of(key), key)
-        for victim in preempted:
-            touched.update(ledgers.release({**ledger_map.holders_of(victim), **touched}, victim))
-        for link, ledger in touched.items():
-            ledger_map.set(link, ledger)  # the view now answers with the released versions
-        if spec.bandwidth > 0:
-            arcs = ledgers.stitch_arcs(path.nodes, spec.symmetric)
-            touched.update(ledgers.reserve(ledger_map, self._arc_links, key, arcs, spec.bandwidth))
-        for link, ledger in touched.items():
+        # Release what this stitch and its victims held, reserve along the new path: one net change.
+        wanted = {arc: ledgers.as_reservation(spec.bandwidth) for arc in ledgers.stitch_arcs(path.nodes, spec.symmetric)} \
+            if spec.bandwidth > 0 else {}
+        deltas = ledgers.net_deltas((ledger_map.holdings_of(key), -1), (wanted, +1),
+                                    *((ledger_map.holdings_of(victim), -1) for victim in preempted))
+        for link, ledger in ledgers.apply_deltas(ledger_map, self.arc_links(), deltas).items():
             ledger_map.set(link, ledger)
             batch.write(LEDGER_KIND, "", link, ledger.to_value())
         for victim in preempted:
@@ -487,14 +489,14 @@ class Controller:
                                        field="spec.maxLatency" if "latency" in availability.reason else "spec.bandwidth")
         # Pre-empt only victims holding capacity on this path, lowest priority first, until it fits.
         arcs = set(ledgers.stitch_arcs(path.nodes, spec.symmetric))
-        held = {v: ledgers.holdings(ledger_map.holders_of(v)).get(v, {}) for v in candidates}
+        held = {v: ledger_map.holdings_of(v) for v in candidates}
         on_path = sorted((v for v in candidates if arcs & set(held.get(v, {}))),
                          key=lambda v: self.cache.get("Stitch", *v.split("/", 1)).value["spec"].get("priority", 100))
         chosen: list[str] = []
         for victim in on_path:
             chosen.append(victim)
             residual = self.residual(ledger_map, ignore=(key, *chosen))
-            if all(residual[arc] + ledgers.EPSILON_BPS >= spec.bandwidth for arc in arcs):
+            if all(residual[arc] >= ledgers.as_reservation(spec.bandwidth) for arc in arcs):
                 break
         return path, chosen
 
@@ -566,7 +568,8 @@ class Controller:
             self.refresh()
             compares = [Compare("Stitch", record.namespace, record.name, record.revision)]
             ops: list = [Delete("Stitch", record.namespace, record.name)]
-            for link, ledger in ledgers.release(self.ledgers().holders_of(key), key).items():
+            deltas = ledgers.net_deltas((ledgers.held_by(record.value), -1))
+            for link, ledger in ledgers.apply_deltas(self.ledgers(), self.arc_links(), deltas).items():
                 ledger_record = self.cache.get(LEDGER_KIND, "", link)
                 compares.append(Compare(LEDGER_KIND, "", link, ledger_record.revision if ledger_record else 0))
                 ops.append(Put(LEDGER_KIND, "", link, ledger.to_value()))

@@ -1,30 +1,33 @@
-"""Reservations ledger: per link and direction, which stitch holds how many bit/s.
+"""Reservations ledger: per link and direction, how many bit/s stitches hold (integers, exact).
 
-Stored as one `LinkLedger` object per link so that admitting a stitch is one
-transaction guarded by the revisions of exactly the links on its path.
+Stored as one small `LinkLedger` object per link ({"forward": bps, "reverse": bps}) so that
+admitting a stitch is one transaction guarded by the revisions of exactly the links on its
+path, and an object's size does not grow with the number of stitches crossing it. What each
+stitch holds is derived from its own status (path × reserved bandwidth, both directions when
+symmetric); the invariant is that every ledger total equals the sum over the stitches.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Iterable, Mapping
 
 from vnstitch.errors import InsufficientCapacity
 
 LEDGER_KIND = "LinkLedger"
 FORWARD, REVERSE = "forward", "reverse"
-EPSILON_BPS = 1e-3  # float noise allowance when comparing sums to capacity
+Arc = tuple[str, str]
 
 
-@dataclass
+@dataclass(frozen=True)
 class LinkLedger:
-    """Reservations on one full-duplex link; forward = endpoints[0] → endpoints[1]."""
+    """Reserved totals on one full-duplex link; forward = endpoints[0] → endpoints[1]."""
 
     link: str
     endpoints: tuple[str, str]
     capacity_bps: float
-    forward: dict[str, float] = field(default_factory=dict)
-    reverse: dict[str, float] = field(default_factory=dict)
+    forward_bps: int = 0
+    reverse_bps: int = 0
 
     def direction(self, from_node: str, to_node: str) -> str:
         if (from_node, to_node) == self.endpoints:
@@ -33,80 +36,81 @@ class LinkLedger:
             return REVERSE
         raise ValueError(f"{from_node}→{to_node} is not an arc of link {self.link}")
 
-    def table(self, direction: str) -> dict[str, float]:
-        return self.forward if direction == FORWARD else self.reverse
-
-    def reserved_bps(self, direction: str) -> float:
-        return sum(self.table(direction).values())
+    def reserved_bps(self, direction: str) -> int:
+        return self.forward_bps if direction == FORWARD else self.reverse_bps
 
     def residual_bps(self, direction: str) -> float:
         return self.capacity_bps - self.reserved_bps(direction)
 
     def to_value(self) -> dict:
-        return {"forward": dict(self.forward), "reverse": dict(self.reverse)}
+        return {FORWARD: self.forward_bps, REVERSE: self.reverse_bps}
 
     @classmethod
-    def from_value(cls, link: str, endpoints: tuple[str, str], capacity_bps: float,
-                   value: Mapping | None) -> "LinkLedger":
+    def from_value(cls, link: str, endpoints: Iterable[str], capacity_bps: float, value: Mapping | None) -> "LinkLedger":
         value = value or {}
-        return cls(link, tuple(endpoints), capacity_bps, dict(value.get(FORWARD, {})),
-                   dict(value.get(REVERSE, {})))
-
-    def copy(self) -> "LinkLedger":
-        return LinkLedger(self.link, self.endpoints, self.capacity_bps, dict(self.forward), dict(self.reverse))
+        return cls(link, tuple(endpoints), float(capacity_bps), int(value.get(FORWARD, 0)), int(value.get(REVERSE, 0)))
 
 
-def path_arcs(path: Iterable[str]) -> list[tuple[str, str]]:
+def as_reservation(bandwidth_bps: float) -> int:
+    """Reservations are whole bit/s, so ledger sums are exact."""
+    return int(round(bandwidth_bps))
+
+
+def path_arcs(path: Iterable[str]) -> list[Arc]:
     nodes = list(path)
     return list(zip(nodes, nodes[1:]))
 
 
-def stitch_arcs(path: Iterable[str], symmetric: bool) -> list[tuple[str, str]]:
+def stitch_arcs(path: Iterable[str], symmetric: bool) -> list[Arc]:
     """Arcs a stitch reserves: its path, plus the reverse arcs when symmetric."""
     arcs = path_arcs(path)
     return arcs + [(v, u) for u, v in arcs] if symmetric else arcs
 
 
-def reserve(ledgers: dict[str, LinkLedger], arc_links: Mapping[tuple[str, str], str], stitch: str,
-            arcs: Iterable[tuple[str, str]], bandwidth_bps: float) -> dict[str, LinkLedger]:
-    """Copies of the touched ledgers with `stitch` holding `bandwidth_bps` on every arc.
+def held_by(stitch_value: Mapping | None) -> dict[Arc, int]:
+    """What a stored stitch holds: arc → bit/s, from its status and spec."""
+    if not stitch_value:
+        return {}
+    status = stitch_value.get("status") or {}
+    bps = as_reservation(status.get("reservedBandwidth", 0))
+    if bps <= 0 or len(status.get("path", [])) < 2:
+        return {}
+    return {arc: bps for arc in stitch_arcs(status["path"], stitch_value["spec"].get("symmetric", True))}
 
-    Replaces what `stitch` held before on those ledgers; all-or-nothing: raises
-    InsufficientCapacity naming the first arc that would go over capacity.
+
+def apply_deltas(ledgers: Mapping[str, LinkLedger], arc_links: Mapping[Arc, str],
+                 deltas: Mapping[Arc, int]) -> dict[str, LinkLedger]:
+    """New versions of the touched ledgers with `deltas` (arc → ±bit/s) applied, all or nothing.
+
+    Raises InsufficientCapacity naming the first arc that would go over its capacity.
     """
     updated: dict[str, LinkLedger] = {}
-    for u, v in arcs:
+    for (u, v), delta in deltas.items():
+        if delta == 0:
+            continue
         link = arc_links[(u, v)]
-        ledger = updated.get(link) or ledgers[link].copy()
-        table = ledger.table(ledger.direction(u, v))
-        table[stitch] = bandwidth_bps
-        if ledger.reserved_bps(ledger.direction(u, v)) > ledger.capacity_bps + EPSILON_BPS:
-            raise InsufficientCapacity(
-                f"link {link} ({u}→{v}) has {max(0.0, ledger.capacity_bps - ledger.reserved_bps(ledger.direction(u, v)) + bandwidth_bps):.6g} bit/s free, "
-                f"{bandwidth_bps:.6g} asked", field="spec.bandwidth")
-        updated[link] = ledger
+        ledger = updated.get(link) or ledgers[link]
+        field = "forward_bps" if ledger.direction(u, v) == FORWARD else "reverse_bps"
+        updated[link] = replace(ledger, **{field: getattr(ledger, field) + delta})
+    for (u, v), delta in deltas.items():
+        if delta <= 0:
+            continue
+        ledger = updated[arc_links[(u, v)]]
+        direction = ledger.direction(u, v)
+        if ledger.reserved_bps(direction) > ledger.capacity_bps:
+            free = ledger.capacity_bps - (ledger.reserved_bps(direction) - delta)
+            raise InsufficientCapacity(f"link {ledger.link} ({u}→{v}) has {max(0.0, free):.6g} bit/s free, "
+                                       f"{delta:.6g} asked", field="spec.bandwidth")
+    for ledger in updated.values():
+        if min(ledger.forward_bps, ledger.reverse_bps) < 0:  # would mean a double release: a bug, never data
+            raise AssertionError(f"ledger of {ledger.link} went negative: {ledger}")
     return updated
 
 
-def release(ledgers: Mapping[str, LinkLedger], stitch: str) -> dict[str, LinkLedger]:
-    """Copies of the ledgers where `stitch` held something, with its entries removed."""
-    updated: dict[str, LinkLedger] = {}
-    for link, ledger in ledgers.items():
-        if stitch in ledger.forward or stitch in ledger.reverse:
-            copy = ledger.copy()
-            copy.forward.pop(stitch, None)
-            copy.reverse.pop(stitch, None)
-            updated[link] = copy
-    return updated
-
-
-def holdings(ledgers: Mapping[str, LinkLedger]) -> dict[str, dict[tuple[str, str], float]]:
-    """Per stitch: arc → bit/s it holds (for invariant checks and reporting)."""
-    out: dict[str, dict[tuple[str, str], float]] = {}
-    for ledger in ledgers.values():
-        a, b = ledger.endpoints
-        for stitch, bps in ledger.forward.items():
-            out.setdefault(stitch, {})[(a, b)] = bps
-        for stitch, bps in ledger.reverse.items():
-            out.setdefault(stitch, {})[(b, a)] = bps
+def net_deltas(*changes: tuple[Mapping[Arc, int], int]) -> dict[Arc, int]:
+    """Sum holdings with signs: net_deltas((old, -1), (new, +1)) → arc → change."""
+    out: dict[Arc, int] = {}
+    for holdings, sign in changes:
+        for arc, bps in holdings.items():
+            out[arc] = out.get(arc, 0) + sign * bps
     return out

@@ -7,7 +7,8 @@ A pair is *at risk* on a route when, with every other pair at its forecast mean 
 at its upper quantile (default p90, the max over the horizon), some link of the route would
 run above `congestion_threshold` of its capacity. At-risk pairs, largest first, get a
 bandwidth stitch sized to their upper quantile on the candidate path (k shortest with enough
-unreserved capacity) that minimises the predicted peak utilisation. A stitch is resized when
+unreserved capacity): the lowest-latency one that stays under the threshold, else the one with
+the lowest predicted peak utilisation. A stitch is resized when
 the upper quantile leaves a band around its reservation, rerouted when its own path turns
 hot, and terminated once the pair has been safe on its default route for `terminate_after`
 intervals in a row.
@@ -121,7 +122,10 @@ def allocate(state: AllocatorState, mean_bps: Mapping[Pair, float], upper_bps: M
         candidates = finder.paths(pair[0], pair[1], bandwidth_bps=size, symmetric=False,
                                   residual=residual, k=config.k_paths)
         scored = [(peak(pair, c.nodes, current)[0], c.latency_s, c.nodes) for c in candidates]
-        return min(scored) if scored else None
+        if not scored:
+            return None
+        # the shortest path that stays under the threshold; failing that, the lowest peak
+        return min(scored, key=lambda x: (x[0] if x[0] > config.congestion_threshold else 0.0, x[1]))
 
     decisions: list[Decision] = []
 
@@ -183,8 +187,8 @@ def allocate(state: AllocatorState, mean_bps: Mapping[Pair, float], upper_bps: M
         if risk <= limit and not above_pair_threshold:
             continue
         choice = best_path(pair, size, path, 0.0)
-        if choice is None:
-            continue  # no path has the room: left best effort (the TE stage may split it)
+        if choice is None or (choice[0] >= risk and not above_pair_threshold):
+            continue  # no path has the room, or none relieves the hot link: left best effort
         move(pair, path, choice[2], 0.0, size)
         held[pair] = Held(choice[2], size)
         why = (f"forecast p{config.quantile * 100:.0f} {_mbps(size)} (mean {_mbps(mean_bps.get(pair, 0.0))}) would load "

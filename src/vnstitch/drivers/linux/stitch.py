@@ -89,7 +89,7 @@ def ensure_tunnel_config(ctx: StitchContext, op: EnsureStitch, names: StitchName
     changed = False
     for side in SIDES:
         ifname = names.wg_if(side)
-        wireguard.wait_ready(ifname, ctx.procs.get(ifname))
+        wireguard.wait_ready(ifname, ctx.procs.get(ifname), log_path=os.path.join(ctx.state_dir, f"{ifname}.log"))
         end, remote = _ends(op, side)
         other = "b" if side == "a" else "a"
         want = {"private_key": private[side].hex(), "listen_port": names.port(side),

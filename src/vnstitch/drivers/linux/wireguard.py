@@ -38,11 +38,25 @@ def start(ns: str, ifname: str, log_path: str) -> subprocess.Popen:
         log.close()
 
 
-def wait_ready(ifname: str, proc: subprocess.Popen | None, timeout_s: float = 5.0) -> None:
+def _tail(path: str) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, 2)
+            handle.seek(max(0, handle.tell() - 2000))
+            return handle.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def wait_ready(ifname: str, proc: subprocess.Popen | None, timeout_s: float = 5.0, log_path: str = "") -> None:
     """Wait until the UAPI socket answers (the tun device exists by then)."""
     def ready() -> bool:
         if proc is not None and proc.poll() is not None:
-            raise DriverError(f"wireguard-go for {ifname} exited with {proc.returncode}", errno=errno_codes.ECHILD)
+            hint = ""
+            if log_path and "too many open files" in _tail(log_path):
+                hint = " (each wireguard-go takes an inotify instance: raise fs.inotify.max_user_instances)"
+            raise DriverError(f"wireguard-go for {ifname} exited with {proc.returncode}{hint}",
+                              errno=errno_codes.EMFILE if hint else errno_codes.ECHILD)
         try:
             uapi(ifname, "get=1\n\n", timeout_s=0.2)
             return True

@@ -78,7 +78,8 @@ class _LedgerView(dict):
     def __init__(self, controller: "Controller", batch: _Batch | None):
         super().__init__()
         self._controller, self._batch = controller, batch
-        self.residual = dict(controller._residual)
+        self.residual = controller._residual_vector().copy()
+        self._positions = controller._arc_positions
         self.staged_links: set[str] = set()
 
     def __missing__(self, link: str) -> LinkLedger:
@@ -96,8 +97,9 @@ class _LedgerView(dict):
         self[link] = ledger
         self.staged_links.add(link)
         a, b = ledger.endpoints
-        self.residual[(a, b)] = ledger.residual_bps("forward")
-        self.residual[(b, a)] = ledger.residual_bps("reverse")
+        if (a, b) in self._positions:  # a link staged in this very batch is not in the vector yet
+            self.residual[self._positions[(a, b)]] = ledger.residual_bps("forward")
+            self.residual[self._positions[(b, a)]] = ledger.residual_bps("reverse")
 
     def holdings_of(self, stitch: str) -> dict[tuple[str, str], int]:
         """Arc → bit/s the stitch ('tenant/name') holds, as staged in this batch or stored."""
@@ -120,8 +122,14 @@ class Controller:
         self._arc_links: dict[tuple[str, str], str] = {}
         self._ledgers: dict[str, LinkLedger] = {}           # link → its ledger, kept current from events
         self._residual: dict[tuple[str, str], float] = {}   # arc → free bit/s
+        self._arc_positions: dict[tuple[str, str], int] = {}  # arc → index in the PathFinder's vectors
+        self._residual_arr = None                           # free bit/s per arc, PathFinder order
+        self._vnets: dict[tuple[str, str, int], VirtualNetwork] = {}  # parsed networks by revision
         self._ledger_dirty: set[str] = set()
         self.cache = StateCache(store, CACHED_KINDS, on_change=self._on_change)
+        # Compares every reconciler write carries (leader election sets one on the leader key's
+        # create revision, so a deposed leader's writes fail instead of landing).
+        self.fence: list[Compare] = []
 
     # cache and derived views -------------------------------------------------------------
     def _on_change(self, kind: str, old: Record | None, new: Record | None) -> None:
@@ -148,7 +156,23 @@ class Controller:
             a, b = ledger.endpoints
             self._residual[(a, b)] = ledger.residual_bps("forward")
             self._residual[(b, a)] = ledger.residual_bps("reverse")
+            if self._residual_arr is not None and (a, b) in self._arc_positions:
+                self._residual_arr[self._arc_positions[(a, b)]] = self._residual[(a, b)]
+                self._residual_arr[self._arc_positions[(b, a)]] = self._residual[(b, a)]
         self._ledger_dirty.clear()
+
+    def _residual_vector(self):
+        """Residual per arc as a numpy vector in the current PathFinder's arc order."""
+        import numpy as np
+
+        finder = self.pathfinder()
+        if self._residual_arr is None:
+            self._arc_positions = finder.arc_positions()
+            self._residual_arr = finder.capacity_vector()
+            for arc, free in self._residual.items():
+                if arc in self._arc_positions:
+                    self._residual_arr[self._arc_positions[arc]] = free
+        return self._residual_arr if isinstance(self._residual_arr, np.ndarray) else None
 
     def refresh(self) -> None:
         with self._lock:
@@ -164,6 +188,7 @@ class Controller:
                 nodes = [Node.model_validate(r.value) for r in self.cache.list("Node")]
                 links = [Link.model_validate(r.value) for r in self.cache.list("Link")]
                 self._pathfinder = PathFinder(nodes, links)
+                self._residual_arr = None
                 self._arc_links = {}
                 for link in links:
                     a, b = link.spec.endpoints
@@ -213,12 +238,12 @@ class Controller:
             self._arc_links[(a, b)] = self._arc_links[(b, a)] = link.metadata.name
         return PathFinder([Node.model_validate(v) for v in nodes.values()], links)
 
-    def residual(self, ledger_map: _LedgerView, ignore: Iterable[str] = ()) -> dict:
-        """Residual bit/s per arc, counting the stitches in `ignore` as released."""
-        out = dict(ledger_map.residual)
+    def residual(self, ledger_map: _LedgerView, ignore: Iterable[str] = ()):
+        """Residual bit/s per arc (a vector in PathFinder order), counting `ignore`d stitches as released."""
+        out = ledger_map.residual.copy()
         for stitch in ignore:
             for arc, bps in ledger_map.holdings_of(stitch).items():
-                out[arc] += bps
+                out[self._arc_positions[arc]] += bps
         return out
 
     # reads ---------------------------------------------------------------------------------
@@ -383,14 +408,30 @@ class Controller:
         return self._envelope(vnet, current, now)
 
     # stitch admission -------------------------------------------------------------------
+    def _vnet(self, batch: _Batch | None, namespace: str, name: str) -> VirtualNetwork | None:
+        """A network as this batch sees it; stored ones are parsed once per revision."""
+        key = ("VirtualNetwork", namespace, name)
+        if batch is not None:
+            batch.read(*key)  # guard: the policy we check must still hold at commit
+            if key in batch.staged:
+                value = batch.staged[key]
+                return VirtualNetwork.model_validate(value) if value else None
+        record = self.cache.get(*key)
+        if record is None:
+            return None
+        cached = self._vnets.get((namespace, name, record.revision))
+        if cached is None:
+            if len(self._vnets) > 10_000:
+                self._vnets.clear()
+            cached = self._vnets[(namespace, name, record.revision)] = VirtualNetwork.model_validate(record.value)
+        return cached
+
     def resolve_endpoint(self, batch: _Batch | None, tenant: str, end, field: str) -> tuple[VirtualNetwork, str]:
         """The endpoint's network and the substrate node where the stitch attaches."""
         namespace = end.tenant or tenant
-        value = batch.read("VirtualNetwork", namespace, end.network) if batch else (
-            (self.cache.get("VirtualNetwork", namespace, end.network) or Record("", "", "", None, 0, 0)).value)
-        if value is None:
+        vnet = self._vnet(batch, namespace, end.network)
+        if vnet is None:
             raise InvalidInput(f"unknown network '{namespace}/{end.network}'", field=f"{field}.network")
-        vnet = VirtualNetwork.model_validate(value)
         if end.member:
             member = vnet.member(end.member)
             if member is None:
@@ -466,10 +507,17 @@ class Controller:
             raise InsufficientCapacity(f"the path takes {latency * 1e3:.3g} ms, above maxLatency", field="spec.maxLatency")
         return _PinnedPath(tuple(nodes), latency)
 
+    def _for_finder(self, finder, residual):
+        """The residual vector, or a dict when `finder` is a one-off over a staged substrate."""
+        if finder is self._pathfinder:
+            return residual
+        return {arc: float(residual[i]) for arc, i in self._arc_positions.items()}
+
     def _choose_path(self, finder, spec, key, a_node, b_node, zones, ledger_map, ignore=()):
+        residual = self._for_finder(finder, self.residual(ledger_map, ignore=(key, *ignore)))
         found = finder.paths(a_node, b_node, metric="latency", bandwidth_bps=spec.bandwidth,
                              symmetric=spec.symmetric, max_latency_s=spec.max_latency, allowed_zones=zones,
-                             residual=self.residual(ledger_map, ignore=(key, *ignore)), k=1)
+                             residual=residual, k=1)
         return found[0] if found else None
 
     def _path_with_preemption(self, finder, spec, key, a_node, b_node, zones, ledger_map):
@@ -484,7 +532,8 @@ class Controller:
         if path is None:
             availability = finder.availability(
                 a_node, b_node, bandwidth_bps=spec.bandwidth, max_latency_s=spec.max_latency,
-                residual=self.residual(ledger_map, ignore=(key,)), allowed_zones=zones, symmetric=spec.symmetric)
+                residual=self._for_finder(finder, self.residual(ledger_map, ignore=(key,))), allowed_zones=zones,
+                symmetric=spec.symmetric)
             raise InsufficientCapacity(f"no path from {a_node} to {b_node}: {availability.reason}",
                                        field="spec.maxLatency" if "latency" in availability.reason else "spec.bandwidth")
         # Pre-empt only victims holding capacity on this path, lowest priority first, until it fits.
@@ -496,7 +545,7 @@ class Controller:
         for victim in on_path:
             chosen.append(victim)
             residual = self.residual(ledger_map, ignore=(key, *chosen))
-            if all(residual[arc] >= ledgers.as_reservation(spec.bandwidth) for arc in arcs):
+            if all(residual[self._arc_positions[arc]] >= ledgers.as_reservation(spec.bandwidth) for arc in arcs):
                 break
         return path, chosen
 
@@ -573,12 +622,12 @@ class Controller:
                 ledger_record = self.cache.get(LEDGER_KIND, "", link)
                 compares.append(Compare(LEDGER_KIND, "", link, ledger_record.revision if ledger_record else 0))
                 ops.append(Put(LEDGER_KIND, "", link, ledger.to_value()))
-            return self.store.txn(compares, ops).succeeded
+            return self.store.txn(compares + self.fence, ops).succeeded
 
     def write_status(self, record: Record, status: StitchStatus) -> bool:
         """CAS the status of a stitch; False when it changed meanwhile (next pass retries)."""
         value = {**record.value, "status": status.model_dump(by_alias=True, mode="json")}
-        return self.store.txn([Compare(record.kind, record.namespace, record.name, record.revision)],
+        return self.store.txn([Compare(record.kind, record.namespace, record.name, record.revision), *self.fence],
                               [Put(record.kind, record.namespace, record.name, value)]).succeeded
 
     # queries --------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ symmetric); the invariant is that every ledger total equals the sum over the sti
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 from vnstitch.errors import InsufficientCapacity
@@ -90,8 +90,12 @@ def apply_deltas(ledgers: Mapping[str, LinkLedger], arc_links: Mapping[Arc, str]
             continue
         link = arc_links[(u, v)]
         ledger = updated.get(link) or ledgers[link]
-        field = "forward_bps" if ledger.direction(u, v) == FORWARD else "reverse_bps"
-        updated[link] = replace(ledger, **{field: getattr(ledger, field) + delta})
+        forward = (u, v) == ledger.endpoints
+        if not forward and (v, u) != ledger.endpoints:
+            raise ValueError(f"{u}→{v} is not an arc of link {link}")
+        updated[link] = LinkLedger(ledger.link, ledger.endpoints, ledger.capacity_bps,
+                                   ledger.forward_bps + (delta if forward else 0),
+                                   ledger.reverse_bps + (0 if forward else delta))
     for (u, v), delta in deltas.items():
         if delta <= 0:
             continue

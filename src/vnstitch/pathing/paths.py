@@ -128,6 +128,14 @@ class PathFinder:
     def nodes(self) -> list[str]:
         return list(self._names)
 
+    def arc_positions(self) -> dict[Arc, int]:
+        """Arc → its position in a residual vector (pass `residual` as a numpy array in this order)."""
+        return dict(self._arc_by_name)
+
+    def capacity_vector(self) -> np.ndarray:
+        """Capacity per arc in residual-vector order (a fresh copy)."""
+        return self._capacity_bps.copy()
+
     def capacity_bps(self, arc: Arc) -> float:
         """Full capacity of one arc; NotFound for an unknown arc."""
         i = self._arc_by_name.get(tuple(arc))
@@ -208,7 +216,12 @@ class PathFinder:
         """Residual per arc (both directions when symmetric) and the arcs zones/exclusions allow."""
         src_i, dst_i = self._node(src, "src"), self._node(dst, "dst")
         free = self._capacity_bps
-        if residual:
+        if isinstance(residual, np.ndarray):  # already in arc order (see arc_positions): no conversion
+            if residual.shape != free.shape:
+                raise InvalidInput(f"residual vector has {residual.shape[0]} arcs, the substrate {free.shape[0]}",
+                                   field="residual")
+            free = residual
+        elif residual:
             free = free.copy()
             where = np.fromiter(map(self._arc_by_name.get, residual.keys(), itertools.repeat(-1)),
                                 dtype=np.int64, count=len(residual))

@@ -42,6 +42,9 @@ class Reconciler:
         self.controller = controller
         self.driver = driver
         self.failpoint = failpoint or (lambda name: None)
+        # Parsed desired state by object revision: a pass re-parses only what changed.
+        self._network_cache: dict[str, tuple[int, VirtualNetwork, EnsureNetwork]] = {}
+        self._stitch_cache: dict[str, tuple[tuple[int, ...], DesiredStitch | None]] = {}
 
     # desired state ----------------------------------------------------------------------
     def desired(self) -> tuple[Desired, dict[str, Record]]:
@@ -49,25 +52,45 @@ class Reconciler:
         cache = self.controller.cache
         desired = Desired()
         vnets: dict[str, VirtualNetwork] = {}
+        network_revisions: dict[str, int] = {}
         for record in cache.list("VirtualNetwork"):
-            vnet = VirtualNetwork.model_validate(record.value)
             key = network_key(record.namespace, record.name)
-            vnets[key] = vnet
-            desired.networks[key] = EnsureNetwork(
-                key, vnet.spec.vnid, vnet.spec.cidr,
-                tuple(MemberPlacement(m.name, m.node, m.address) for m in vnet.spec.members))
+            hit = self._network_cache.get(key)
+            if hit is None or hit[0] != record.revision:
+                vnet = VirtualNetwork.model_validate(record.value)
+                hit = (record.revision, vnet, EnsureNetwork(
+                    key, vnet.spec.vnid, vnet.spec.cidr,
+                    tuple(MemberPlacement(m.name, m.node, m.address) for m in vnet.spec.members)))
+                self._network_cache[key] = hit
+            network_revisions[key] = record.revision
+            vnets[key], desired.networks[key] = hit[1], hit[2]
+        for gone in set(self._network_cache) - set(vnets):
+            del self._network_cache[gone]
         records: dict[str, Record] = {}
         for record in cache.list("Stitch"):
             key = network_key(record.namespace, record.name)
             records[key] = record
-            stitch = Stitch.model_validate(record.value)
-            terminating = bool(stitch.metadata.deletion_timestamp) or stitch.status.state in (
-                State.TERMINATING, State.TERMINATED)
-            op = self._stitch_op(key, record.namespace, stitch, vnets) if not terminating else None
-            if op is None and not terminating:
-                continue  # endpoints vanished: leave it to the user to fix or delete
-            desired.stitches[key] = DesiredStitch(op, stitch.status.state.value, terminating)
+            spec = record.value["spec"]
+            ends = [network_key(spec[side].get("tenant") or record.namespace, spec[side]["network"]) for side in ("from", "to")]
+            version = (record.revision, *(network_revisions.get(e, -1) for e in ends))
+            hit = self._stitch_cache.get(key)
+            if hit is None or hit[0] != version:
+                hit = (version, self._desired_stitch(key, record, vnets))
+                self._stitch_cache[key] = hit
+            if hit[1] is not None:
+                desired.stitches[key] = hit[1]
+        for gone in set(self._stitch_cache) - set(records):
+            del self._stitch_cache[gone]
         return desired, records
+
+    def _desired_stitch(self, key: str, record: Record, vnets: dict[str, VirtualNetwork]) -> DesiredStitch | None:
+        stitch = Stitch.model_validate(record.value)
+        terminating = bool(stitch.metadata.deletion_timestamp) or stitch.status.state in (
+            State.TERMINATING, State.TERMINATED)
+        op = self._stitch_op(key, record.namespace, stitch, vnets) if not terminating else None
+        if op is None and not terminating:
+            return None  # endpoints vanished: leave it to the user to fix or delete
+        return DesiredStitch(op, stitch.status.state.value, terminating)
 
     @staticmethod
     def _stitch_op(key: str, tenant: str, stitch: Stitch, vnets: dict[str, VirtualNetwork]) -> EnsureStitch | None:

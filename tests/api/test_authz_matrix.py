@@ -118,6 +118,7 @@ ROUTES = [
     Route("DELETE", "/v1/policies/web", tenant_write()),
     Route("POST", "/v1/availability", tenant_read(),
           body=lambda who: {"from": {"network": "web"}, "to": {"network": "db"}, "bandwidth": "1Gbps"}),
+    Route("GET", "/v1/predictedgraph", tenant_read()),
     Route("POST", "/v1/apply", tenant_write(),
           body=lambda who: {"items": [{**WEB, "metadata": {"name": "web", "labels": {"applied": who}}}]}),
     Route("GET", "/v1/substrate/nodes", cluster_read(), tenant=False),

@@ -172,3 +172,13 @@ def test_reconciler_inside_the_server_activates_stitches_and_metrics_show_them(l
             assert time.monotonic() < deadline + 10
             time.sleep(0.05)
         assert 'vnstitch_link_reserved_bps{link="NYCMng--WASHng",direction="forward"} 0' in client.get("/metrics").text
+
+
+def test_predicted_graph_is_served_per_tenant(api):
+    """The allocator's predicted graph, written to the store by the proactive loop, is readable per tenant."""
+    graph = {"step": 7, "stitches": [{"from": "a", "to": "b", "bandwidthBps": 5e8, "path": ["a", "b"]}],
+             "links": [], "decisions": []}
+    api.app.state.ctx.controller.store.put("PredictedGraph", "acme", "current", graph)
+    body = api.call("member", "GET", "/v1/predictedgraph").json()
+    assert body["kind"] == "PredictedGraph" and body["spec"] == graph
+    assert api.call("other", "GET", "/v1/predictedgraph").json()["spec"]["stitches"] == []

@@ -69,9 +69,11 @@ def create_app(settings: Settings, store: Store | None = None, driver=None,
     app.state.ctx = context
     app.state.dev_token = dev_token
     install_error_handlers(app)
-    from vnstitch.api.routes import apply, availability, links, nodes, policies, stitches, system, virtualnetworks
+    from vnstitch.api.routes import (
+        apply, availability, links, nodes, policies, predicted, stitches, system, virtualnetworks,
+    )
 
-    for module in (system, virtualnetworks, stitches, policies, nodes, links, availability, apply):
+    for module in (system, virtualnetworks, stitches, policies, nodes, links, availability, apply, predicted):
         app.include_router(module.router)
     app.add_middleware(BodyLimitAndMetrics, max_body_bytes=settings.max_body_bytes, metrics=context.metrics)
     return app
@@ -88,5 +90,15 @@ def _make_worker(settings: Settings, controller: Controller, driver, idempotency
         links = [Link.model_validate(r.value) for r in controller.cache.list("Link")]
         driver = create_driver(settings.driver, settings.driver_state,
                                topology=links if settings.driver == "sim" else None)
+    election = None
+    elect = settings.leader_election
+    if elect is None:
+        elect = bool(getattr(controller.store, "replicated", False))
+    if elect:
+        from vnstitch.controller.election import LeaderElection
+
+        election = LeaderElection(controller.store, settings.replica_id, settings.leader_ttl_s)
+        controller.fence = election.fence()  # nothing the reconciler writes lands before it leads
     return ReconcileWorker(Reconciler(controller, driver), settings.tick_s, settings.reconcile_min_interval_s,
-                           clock=clock, housekeeping=idempotency.purge)
+                           clock=clock, housekeeping=idempotency.purge, election=election,
+                           relist_s=settings.relist_s)

@@ -41,7 +41,7 @@ class ReplayConfig:
     scale: float = 10.0
     start_step: int = 12 * STEPS_PER_DAY      # first replayed interval (day 13 of the bundled 14)
     steps: int = STEPS_PER_DAY                 # one day
-    horizon: int = 3                           # forecast intervals ahead (15 minutes)
+    horizon: int = 2                           # forecast intervals ahead (10 minutes)
     quantile: float = 0.9
     strategies: tuple[str, ...] = STRATEGIES
     allocator: AllocatorConfig = field(default_factory=AllocatorConfig)

@@ -44,7 +44,7 @@ def test_adjust_when_forecast_leaves_the_band_and_terminate_after_hysteresis():
     busy = {("a", "d"): 5 * G, ("b", "d"): 4 * G, ("a", "b"): 1 * G}
     bigger = run(held, busy, {**busy, ("a", "d"): 8 * G})
     assert [(d.action, d.bandwidth_bps) for d in bigger.decisions] == [("adjust", 8 * G)]
-    same = run(held, busy, {**busy, ("a", "d"): 6.5 * G})        # inside ±15%: leave it
+    same = run(held, busy, {**busy, ("a", "d"): 6.5 * G})        # inside ±10% of 6: leave it
     assert same.decisions == []
     quiet = {("a", "d"): 1 * G, ("b", "d"): 1 * G, ("a", "b"): 1 * G}
     state = held

@@ -70,7 +70,7 @@ def add_replay_arguments(p) -> None:
     p.add_argument("--day", type=int, default=12, help="replay this day of the 14 bundled ones, 0-based (default 12)")
     p.add_argument("--start", type=int, help="or: first replayed 5-minute interval")
     p.add_argument("--steps", type=int, default=STEPS_PER_DAY, help="intervals to replay (default 288 = one day)")
-    p.add_argument("--horizon", type=int, default=3, help="forecast intervals ahead (default 3 = 15 min)")
+    p.add_argument("--horizon", type=int, default=2, help="forecast intervals ahead (default 2 = 10 min)")
     p.add_argument("--quantile", type=float, default=0.9, help="forecast quantile that sizes stitches (default 0.9)")
     p.add_argument("--threshold", type=float, default=0.9, help="predicted link utilisation that counts as congestion")
     p.add_argument("--model", default="gru", help="forecaster for the proactive strategy (default gru)")

@@ -28,7 +28,7 @@ class AllocatorConfig:
     quantile: float = 0.9                 # which forecast quantile sizes a stitch
     congestion_threshold: float = 0.9     # predicted utilisation that counts as congestion
     pair_threshold_bps: float | None = None  # any pair forecast above this gets a stitch
-    adjust_band: float = 0.15             # resize when the upper quantile leaves ±15% of the reservation
+    adjust_band: float = 0.10             # resize when the upper quantile leaves ±10% of the reservation
     hysteresis: float = 0.8               # "safe" = predicted utilisation under hysteresis × threshold
     terminate_after: int = 3              # consecutive safe intervals before terminating
     k_paths: int = 3

@@ -147,7 +147,8 @@ def run_strategy(name: str, demand_mbps: np.ndarray, nodes: list[str], topology,
             mean, upper = _strategy_view(name, step, demand_mbps, config, predict)
             mean_bps = {p: mean[index[p[0]], index[p[1]]] * 1e6 for p in pairs}
             upper_bps = {p: upper[index[p[0]], index[p[1]]] * 1e6 for p in pairs}
-            allocation = allocate(state, mean_bps, upper_bps, default_paths, capacity, world.finder, alloc_config)
+            allocation = allocate(state, mean_bps, upper_bps, default_paths, capacity, world.finder, alloc_config,
+                                  latency_bound_s=latency_bound)
             state = _apply(world, allocation, state, result)
             if store is not None:
                 _record_prediction(world, allocation, step)

@@ -70,3 +70,14 @@ def test_per_pair_threshold_reserves_on_the_best_path():
     result = run(AllocatorState(), mean, config=AllocatorConfig(pair_threshold_bps=1.5 * G))
     assert [(d.action, d.pair, d.path) for d in result.decisions] == [("establish", ("a", "d"), ("a", "b", "d"))]
     assert "per-pair threshold" in result.decisions[0].reason
+
+
+def test_latency_bound_keeps_a_pair_off_a_detour():
+    mean = {("a", "d"): 5 * G, ("b", "d"): 4 * G, ("a", "b"): 1 * G}
+    upper = {("a", "d"): 6 * G, ("b", "d"): 4.5 * G, ("a", "b"): 1 * G}
+    strict = allocate(AllocatorState(), mean, upper, DEFAULT, CAPACITY, FINDER, AllocatorConfig(),
+                      latency_bound_s={pair: 0.005 for pair in DEFAULT})  # every detour takes ≥ 10 ms
+    assert strict.decisions == []
+    loose = allocate(AllocatorState(), mean, upper, DEFAULT, CAPACITY, FINDER, AllocatorConfig(),
+                     latency_bound_s={**{pair: 0.005 for pair in DEFAULT}, ("a", "d"): 0.015})
+    assert [(d.pair, d.path) for d in loose.decisions] == [(("a", "d"), ("a", "c", "d"))]

@@ -82,8 +82,10 @@ def _mbps(x: float) -> str:
 
 def allocate(state: AllocatorState, mean_bps: Mapping[Pair, float], upper_bps: Mapping[Pair, float],
              default_paths: Mapping[Pair, tuple[str, ...]], capacity_bps: Mapping[Arc, float],
-             finder, config: AllocatorConfig = AllocatorConfig()) -> Allocation:
-    """One control interval of decisions. `finder` is a PathFinder over the same substrate."""
+             finder, config: AllocatorConfig = AllocatorConfig(),
+             latency_bound_s: Mapping[Pair, float] | None = None) -> Allocation:
+    """One control interval of decisions. `finder` is a PathFinder over the same substrate;
+    `latency_bound_s` keeps each pair's stitch within its latency SLA."""
     held = dict(state.held)
     routes = {pair: held[pair].path if pair in held else default_paths[pair] for pair in default_paths}
     load: dict[Arc, float] = {}
@@ -119,8 +121,9 @@ def allocate(state: AllocatorState, mean_bps: Mapping[Pair, float], upper_bps: M
         residual = {arc: capacity_bps[arc] - reserved.get(arc, 0.0)
                     + (current_res if arc in set(_arcs(current)) and pair in held else 0.0)
                     for arc in capacity_bps}
+        bound = latency_bound_s.get(pair) if latency_bound_s else None
         candidates = finder.paths(pair[0], pair[1], bandwidth_bps=size, symmetric=False,
-                                  residual=residual, k=config.k_paths)
+                                  residual=residual, k=config.k_paths, max_latency_s=bound)
         scored = [(peak(pair, c.nodes, current)[0], c.latency_s, c.nodes) for c in candidates]
         if not scored:
             return None

@@ -30,10 +30,12 @@ class RNNForecaster(Forecaster):
     supports_variable_length = True
 
     def __init__(self, cell: str = "lstm", window: int = 72, min_window: int = 12, hidden_size: int = 64,
-                 head_size: int = 128, max_horizon: int = 12, epochs: int = 12, batch_size: int = 512,
-                 samples_per_epoch: int = 60000, learning_rate: float = 2e-3, weight_power: float = 1.0,
+                 head_size: int = 128, max_horizon: int = 12, epochs: int = 6, batch_size: int = 512,
+                 samples_per_epoch: int = 40000, learning_rate: float = 2e-3, weight_power: float = 1.0,
                  truncate_probability: float = 0.3, validation_fraction: float = 0.1, seed: int = 0,
-                 num_threads: int | None = None, week_lag: bool = False, quantile_levels=None):
+                 num_threads: int | None = None, predict_threads: int = 1, week_lag: bool = False,
+                 node_totals: bool = True,
+                 quantile_levels=None):
         super().__init__(**({"quantile_levels": quantile_levels} if quantile_levels else {}))
         if cell not in ("lstm", "gru"):
             raise ForecastInputError(f"cell must be 'lstm' or 'gru'; got '{cell}'")
@@ -46,7 +48,8 @@ class RNNForecaster(Forecaster):
         self.samples_per_epoch, self.learning_rate = int(samples_per_epoch), float(learning_rate)
         self.weight_power, self.truncate_probability = float(weight_power), float(truncate_probability)
         self.validation_fraction, self.seed, self.num_threads = float(validation_fraction), int(seed), num_threads
-        self.week_lag = bool(week_lag)
+        self.week_lag, self.predict_threads = bool(week_lag), int(predict_threads)
+        self.node_totals = bool(node_totals)
         self.scale = np.zeros(0)       # per pair: typical |one-step change| in log1p space
         self.level = np.zeros(0)       # per pair: mean log1p rate over the fit data
         self.network_state: dict[str, np.ndarray] = {}
@@ -56,7 +59,7 @@ class RNNForecaster(Forecaster):
     def get_config(self) -> dict[str, Any]:
         keys = ("cell", "window", "min_window", "hidden_size", "head_size", "max_horizon", "epochs", "batch_size",
                 "samples_per_epoch", "learning_rate", "weight_power", "truncate_probability",
-                "validation_fraction", "seed", "num_threads", "week_lag")
+                "validation_fraction", "seed", "num_threads", "predict_threads", "week_lag", "node_totals")
         return {**super().get_config(), **{k: getattr(self, k) for k in keys}}
 
     @property
@@ -80,7 +83,18 @@ class RNNForecaster(Forecaster):
         return 4 + (len(self.calendar.names) if self.calendar else 0)
 
     # ------------------------------------------------------------------ features
-    def _inputs(self, log_vals, observed, feats, origins, pair_idx, horizon, lengths=None):
+    def _totals(self, values_mbps: np.ndarray, observed: np.ndarray) -> np.ndarray:
+        """(steps, pairs, 2): log1p of the pair's source total and destination total rates."""
+        vals = np.where(observed, values_mbps, 0.0)
+        srcs = sorted({p[0] for p in self.pairs})
+        dsts = sorted({p[1] for p in self.pairs})
+        src_idx = np.array([srcs.index(p[0]) for p in self.pairs])
+        dst_idx = np.array([dsts.index(p[1]) for p in self.pairs])
+        src_tot = vals @ np.eye(len(srcs))[src_idx]     # (steps, sources) via one-hot membership
+        dst_tot = vals @ np.eye(len(dsts))[dst_idx]
+        return np.log1p(np.stack([src_tot[:, src_idx], dst_tot[:, dst_idx]], axis=2))
+
+    def _inputs(self, log_vals, observed, feats, origins, pair_idx, horizon, lengths=None, totals=None):
         """Arrays for the network from padded history arrays; origins index the last history step."""
         w, hmax = self.window, self.max_horizon
         offsets = np.arange(-w + 1, 1)
@@ -107,8 +121,16 @@ class RNNForecaster(Forecaster):
         future_time = feats[future_rows][:, :, 4:].reshape(len(origins), -1)  # calendar flags of target steps
         static = np.stack([(self.level[pair_idx] - 3.0) / 2.0, np.log(scale), (last - 3.0) / 2.0], axis=1)
         head = np.concatenate([static, feats[origins], *lag_feats, future_time], axis=1)
-        x = np.concatenate([seq[..., None], ob[..., None].astype(float), seq_time], axis=2)
+        parts = [seq[..., None], ob[..., None].astype(float), seq_time]
+        if self.node_totals:
+            tot = totals[rows, pair_idx[:, None]]                        # (B, W, 2)
+            parts.append(np.clip((tot - tot[:, -1:, :]) * 10.0, -20, 20))
+        x = np.concatenate(parts, axis=2)
         return x.astype(np.float32), head.astype(np.float32), last, scale
+
+    @property
+    def _n_seq(self) -> int:
+        return 2 + self._n_time + (2 if self.node_totals else 0)
 
     def _head_size_in(self) -> int:
         lags = 2 if self.week_lag else 1
@@ -133,6 +155,7 @@ class RNNForecaster(Forecaster):
         log_p = np.vstack([np.zeros((pad, series.n_pairs)), log_vals])
         obs_p = np.vstack([np.zeros((pad, series.n_pairs), bool), obs])
         feats_p = np.vstack([np.repeat(feats[:1], pad, axis=0), feats])
+        totals_p = np.concatenate([np.zeros((pad, series.n_pairs, 2)), self._totals(series.values_mbps, obs)])
         origin_lo = pad + self.min_window - 1
         origin_hi = pad + series.n_steps - 1 - self.max_horizon
         if origin_hi <= origin_lo:
@@ -142,7 +165,7 @@ class RNNForecaster(Forecaster):
         active = np.flatnonzero(obs.any(axis=0) & (self.level > 1e-4))
         weight = np.expm1(self.level) * self.scale
         weight = (weight / weight[active].mean()) ** self.weight_power if active.size else np.ones_like(weight)
-        self._net = _build_network(self.cell, 2 + self._n_time, self.hidden_size, self._head_size_in(),
+        self._net = _build_network(self.cell, self._n_seq, self.hidden_size, self._head_size_in(),
                                    self.head_size, self.max_horizon, self.quantile_levels)
         opt = torch.optim.Adam(self._net.parameters(), lr=self.learning_rate)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.epochs))
@@ -153,7 +176,8 @@ class RNNForecaster(Forecaster):
             if truncate:
                 cut = rng.random(len(origins)) < self.truncate_probability
                 lengths = np.where(cut, rng.integers(self.min_window, self.window + 1, len(origins)), self.window)
-            x, head, last, scale = self._inputs(log_p, obs_p, feats_p, origins, pairs, self.max_horizon, lengths)
+            x, head, last, scale = self._inputs(log_p, obs_p, feats_p, origins, pairs, self.max_horizon, lengths,
+                                                totals_p)
             rows = origins[:, None] + np.arange(1, self.max_horizon + 1)[None, :]
             target = (log_p[rows, pairs[:, None]] - last[:, None]) / scale[:, None]
             ok = obs_p[rows, pairs[:, None]]
@@ -235,7 +259,7 @@ class RNNForecaster(Forecaster):
 
     def _predict_many(self, log_vals, observed, timestamps, origins, horizon):
         """mean (N, P, H) and quantiles (N, Q, P, H) for origins into the given arrays."""
-        torch = _torch(self.num_threads)
+        torch = _torch(None)
         net = self._network()
         n_pairs = log_vals.shape[1]
         pad = self.window
@@ -247,9 +271,15 @@ class RNNForecaster(Forecaster):
         feats_p = np.vstack([np.repeat(feats[:1], pad, axis=0), feats])
         orig = np.repeat(np.asarray(origins) + pad, n_pairs)
         pairs = np.tile(np.arange(n_pairs), len(origins))
-        x, head, last, scale = self._inputs(log_p, obs_p, feats_p, orig, pairs, self.max_horizon)
-        with torch.no_grad():
-            out = net(torch.from_numpy(x), torch.from_numpy(head)).numpy().astype(float)  # (B, Hmax, Q)
+        totals_p = np.concatenate([np.zeros((pad, n_pairs, 2)), self._totals(np.expm1(log_vals), observed)])
+        x, head, last, scale = self._inputs(log_p, obs_p, feats_p, orig, pairs, self.max_horizon, None, totals_p)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self.predict_threads)  # one small batch: extra threads only add sync cost
+        try:
+            with torch.no_grad():
+                out = net(torch.from_numpy(x), torch.from_numpy(head)).numpy().astype(float)  # (B, Hmax, Q)
+        finally:
+            torch.set_num_threads(threads)
         out = _extend(out, horizon)
         log_q = last[:, None, None] + scale[:, None, None] * out
         quant = np.expm1(log_q).reshape(len(origins), n_pairs, horizon, -1).transpose(0, 3, 1, 2)
@@ -259,7 +289,7 @@ class RNNForecaster(Forecaster):
     def _network(self):
         if self._net is None:
             torch = _torch(self.num_threads)
-            self._net = _build_network(self.cell, 2 + self._n_time, self.hidden_size, self._head_size_in(),
+            self._net = _build_network(self.cell, self._n_seq, self.hidden_size, self._head_size_in(),
                                        self.head_size, self.max_horizon, self.quantile_levels)
             self._net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in self.network_state.items()})
             self._net.eval()

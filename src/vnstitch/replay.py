@@ -108,13 +108,14 @@ def network_name(node: str) -> str:
     return f"pop-{node}"
 
 
-def stitch_name(pair: tuple[str, str]) -> str:
-    return f"fc-{pair[0]}-{pair[1]}"
+def stitch_name(pair: tuple[str, str], part: int = 0) -> str:
+    """fc-A-B for a pair's main stitch, fc-A-B-p1… for the further parts of a TE split."""
+    return f"fc-{pair[0]}-{pair[1]}" + (f"-p{part}" if part else "")
 
 
-def _stitch_doc(pair, bandwidth_bps: float, path) -> object:
+def _stitch_doc(pair, bandwidth_bps: float, path, part: int = 0) -> object:
     return parse_resource({
-        "kind": "Stitch", "metadata": {"name": stitch_name(pair), "tenant": TENANT},
+        "kind": "Stitch", "metadata": {"name": stitch_name(pair, part), "tenant": TENANT},
         "spec": {"type": "bandwidth", "from": {"network": network_name(pair[0])},
                  "to": {"network": network_name(pair[1])}, "bandwidth": round(bandwidth_bps),
                  "origin": "forecast", "priority": 10, "symmetric": False, "path": list(path)}})
@@ -167,11 +168,11 @@ def run_strategy(name: str, demand_mbps: np.ndarray, nodes: list[str], topology,
             if delivered < offered * 0.999 or world.sim.path_latency(route) > latency_bound[pair]:
                 result.sla_violations += 1
         for pair, held in state.held.items():
-            result.reserved_bps_intervals += held.reserved_bps
+            result.reserved_bps_intervals += held.total_bps
             result.used_bps_intervals += float(demand_mbps[step, index[pair[0]], index[pair[1]]]) * 1e6
         for pair in track_pairs:
             held = state.held.get(pair)
-            result.reserved_series[f"{pair[0]}->{pair[1]}"].append(held.reserved_bps / 1e6 if held else 0.0)
+            result.reserved_series[f"{pair[0]}->{pair[1]}"].append(held.total_bps / 1e6 if held else 0.0)
         if progress:
             progress()
     return result
@@ -189,32 +190,55 @@ def _strategy_view(name: str, step: int, demand_mbps: np.ndarray, config: Replay
 
 
 def _apply(world: World, allocation, old_state: AllocatorState, result: StrategyResult) -> AllocatorState:
-    """Turn decisions into stitch resources, admit them, reconcile; drop what admission refused."""
+    """Turn decisions into stitch resources (one per part), admit them, reconcile.
+
+    A part that admission refuses keeps what it had before (or nothing); the allocator's state
+    is rebuilt from what really landed.
+    """
+    from vnstitch.planning.allocator import Held
+
     held = dict(allocation.state.held)
-    docs, names = [], []
+    docs, owners = [], []
+    stale: list[str] = []
+    for decision in allocation.decisions:
+        before = old_state.held[decision.pair].parts if decision.pair in old_state.held else ()
+        parts = () if decision.action == "terminate" else decision.all_parts
+        stale += [stitch_name(decision.pair, i) for i in range(len(parts), len(before))]
+        for i, (path, bps) in enumerate(parts):
+            docs.append(_stitch_doc(decision.pair, bps, path, i))
+            owners.append((decision, i))
+    landed: dict[tuple[str, str], dict[int, tuple]] = {}
+    for (decision, i), outcome in zip(owners, world.controller.apply_each(docs) if docs else []):
+        if isinstance(outcome, VnstitchError):
+            result.refused += 1
+            before = old_state.held[decision.pair].parts if decision.pair in old_state.held else ()
+            if i < len(before):
+                landed.setdefault(decision.pair, {})[i] = before[i]  # the stored stitch is unchanged
+        else:
+            landed.setdefault(decision.pair, {})[i] = decision.all_parts[i]
+            before = old_state.held[decision.pair].parts if decision.pair in old_state.held else ()
+            if i < len(before):
+                result.adjusted += 1
+            else:
+                result.established += 1
     for decision in allocation.decisions:
         if decision.action == "terminate":
-            try:
-                world.controller.delete("stitches", stitch_name(decision.pair), TENANT)
-            except VnstitchError:
-                pass
-            result.terminated += 1
+            continue
+        parts = [landed.get(decision.pair, {}).get(i) for i in range(len(decision.all_parts))]
+        kept = [part for part in parts if part]
+        failed = [i for i, part in enumerate(parts) if part is None]
+        stale += [stitch_name(decision.pair, i) for i in failed]  # a refused new part leaves nothing
+        if not kept:
+            held.pop(decision.pair, None)
         else:
-            docs.append(_stitch_doc(decision.pair, decision.bandwidth_bps, decision.path))
-            names.append(decision)
-    if docs:
-        for decision, outcome in zip(names, world.controller.apply_each(docs)):
-            if isinstance(outcome, VnstitchError):
-                result.refused += 1
-                previous = old_state.held.get(decision.pair)
-                if previous is None:
-                    held.pop(decision.pair, None)
-                else:
-                    held[decision.pair] = previous
-            elif decision.action == "establish":
-                result.established += 1
-            else:
-                result.adjusted += 1
+            safe = held[decision.pair].safe_intervals if decision.pair in held else 0
+            held[decision.pair] = Held(kept[0][0], kept[0][1], safe, tuple(kept[1:]))
+    for name in stale:
+        try:
+            world.controller.delete("stitches", name, TENANT)
+            result.terminated += 1
+        except VnstitchError:
+            pass  # never created (refused), or already going
     world.reconciler.reconcile_once(world.now)
     return AllocatorState(held)
 
@@ -222,8 +246,8 @@ def _apply(world: World, allocation, old_state: AllocatorState, result: Strategy
 def _record_prediction(world: World, allocation, step: int) -> None:
     """Store the predicted network graph for `vnstitch plan --predicted` and the API."""
     value = {"step": step, "stitches": [
-        {"from": p[0], "to": p[1], "bandwidthBps": h.reserved_bps, "path": list(h.path)}
-        for p, h in sorted(allocation.state.held.items())],
+        {"from": p[0], "to": p[1], "bandwidthBps": bps, "path": list(path)}
+        for p, h in sorted(allocation.state.held.items()) for path, bps in h.parts],
         "links": [{"arc": list(arc), "predictedLoadBps": round(load)} for arc, load in sorted(allocation.predicted_load_bps.items())],
         "decisions": [{"action": d.action, "pair": list(d.pair), "bandwidthBps": d.bandwidth_bps, "reason": d.reason}
                       for d in allocation.decisions]}

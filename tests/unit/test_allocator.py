@@ -57,12 +57,20 @@ def test_adjust_when_forecast_leaves_the_band_and_terminate_after_hysteresis():
     assert state.held == {}
 
 
-def test_no_stitch_when_no_path_has_room():
+def test_te_splits_a_pair_no_single_path_can_relieve():
     mean = {("a", "d"): 6 * G, ("b", "d"): 4 * G, ("a", "b"): 5 * G}
     occupied = AllocatorState({("a", "b"): Held(("a", "c", "d", "b"), 5 * G)})  # a–c–d has 5 Gbit/s free
     result = run(occupied, mean, config=AllocatorConfig(terminate_after=99))
-    assert [d for d in result.decisions if d.pair == ("a", "d")] == []  # neither path has 6 Gbit/s unreserved
-    assert ("a", "d") not in result.state.held
+    (decision,) = [d for d in result.decisions if d.pair == ("a", "d")]
+    # a–b–d alone would keep b→d at 100%; a–c–d cannot hold 6 Gbit/s: the LP splits the pair
+    assert decision.action == "establish" and len(decision.parts) == 2
+    parts = dict(decision.parts)
+    assert set(parts) == {("a", "b", "d"), ("a", "c", "d")}
+    assert abs(sum(parts.values()) - 6 * G) < 1 and parts[("a", "c", "d")] <= 5 * G
+    assert "TE split" in decision.reason
+    assert result.predicted_load_bps[("b", "d")] < 0.9 * 10 * G  # the hot link is relieved
+    held = result.state.held[("a", "d")]
+    assert held.total_bps == decision.bandwidth_bps and len(held.parts) == 2
 
 
 def test_per_pair_threshold_reserves_on_the_best_path():

@@ -66,3 +66,18 @@ def test_reservation_protects_stitched_traffic_from_best_effort(abilene):
     assert unrouted.dropped_bps[("acme/blue", "acme/green")] == 1e9  # isolated without default routing
     routed = sim.carry({("acme/blue", "acme/green"): 1e9}, default_route=True)
     assert routed.delivered_bps[("acme/blue", "acme/green")] == 1e9
+
+
+def test_a_split_pair_divides_its_traffic_by_reserved_rate(abilene):
+    sim = SimDriver(topology=abilene.links)
+    for op in (BLUE, RED):
+        sim.apply(op)
+    south = ("NYCMng", "WASHng", "ATLAng", "HSTNng", "LOSAng")
+    sim.apply(bandwidth(2e9, symmetric=False))                      # north: PATH
+    sim.apply(EnsureStitch("acme/bw-p1", "bandwidth", StitchEnd("acme/blue", 1001, "10.1.0.0/24", "NYCMng"),
+                           StitchEnd("acme/red", 1002, "10.2.0.0/24", "LOSAng"), south, 1e9, True, False))
+    report = sim.carry({("acme/blue", "acme/red"): 3e9})
+    assert report.link_load_bps[("NYCMng", "CHINng")] == 2e9
+    assert report.link_load_bps[("NYCMng", "WASHng")] == 1e9
+    assert report.delivered_bps[("acme/blue", "acme/red")] == 3e9
+    assert report.stitch_carried_bps == {"acme/bw": 2e9, "acme/bw-p1": 1e9}

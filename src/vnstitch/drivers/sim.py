@@ -212,27 +212,31 @@ class SimDriver:
         for pair, bps in demands_bps.items():
             if bps <= 0:
                 continue
-            route = self._network_route(*pair)
-            if route is None and default_route:
-                route = (None, self._shortest(self._attach_node(pair[0]), self._attach_node(pair[1])))
-            if route is None:
+            routes = self._network_routes(*pair)
+            if not routes and default_route:
+                routes = [(None, self._shortest(self._attach_node(pair[0]), self._attach_node(pair[1])))]
+            if not routes:
                 report.isolated_bps[pair] = bps
                 report.dropped_bps[pair] = bps
                 continue
-            stitch, path = route
-            report.route[pair] = route
-            sure = 0.0
-            if stitch:
-                s = self.stitches[stitch]
-                forward = s["a"]["network"] == pair[0]
-                if s["rate_bps"] > 0 and (forward or s["symmetric"]):
-                    sure = min(bps, s["rate_bps"])
-                report.stitch_carried_bps[stitch] = report.stitch_carried_bps.get(stitch, 0.0) + bps
-            arcs = list(zip(path, path[1:]))
-            for arc in arcs:
-                guaranteed[arc] = guaranteed.get(arc, 0.0) + sure
-                best_effort[arc] = best_effort.get(arc, 0.0) + bps - sure
-            flows.append((pair, stitch, arcs, sure, bps - sure))
+            report.route[pair] = routes[0]
+            # several stitches for one pair (a TE split): traffic divides in proportion to their rates
+            rates = [self.stitches[key]["rate_bps"] if key else 0.0 for key, _ in routes]
+            total_rate = sum(rates)
+            for (stitch, path), rate in zip(routes, rates):
+                share = bps * (rate / total_rate if total_rate else 1.0 / len(routes))
+                sure = 0.0
+                if stitch:
+                    s = self.stitches[stitch]
+                    forward = s["a"]["network"] == pair[0]
+                    if s["rate_bps"] > 0 and (forward or s["symmetric"]):
+                        sure = min(share, s["rate_bps"])
+                    report.stitch_carried_bps[stitch] = report.stitch_carried_bps.get(stitch, 0.0) + share
+                arcs = list(zip(path, path[1:]))
+                for arc in arcs:
+                    guaranteed[arc] = guaranteed.get(arc, 0.0) + sure
+                    best_effort[arc] = best_effort.get(arc, 0.0) + share - sure
+                flows.append((pair, stitch, arcs, sure, share - sure))
         drop_fraction = {}
         for arc in set(guaranteed) | set(best_effort):
             offered = guaranteed.get(arc, 0.0) + best_effort.get(arc, 0.0)
@@ -243,8 +247,8 @@ class SimDriver:
         for pair, stitch, arcs, sure, extra in flows:
             survive = 1.0 - max((drop_fraction[arc] for arc in arcs), default=0.0)  # its bottleneck
             delivered = sure + extra * survive
-            report.delivered_bps[pair] = delivered
-            report.dropped_bps[pair] = sure + extra - delivered
+            report.delivered_bps[pair] = report.delivered_bps.get(pair, 0.0) + delivered
+            report.dropped_bps[pair] = report.dropped_bps.get(pair, 0.0) + sure + extra - delivered
             if stitch:
                 self.stitches[stitch]["tx_bytes"] += int(delivered * interval_s / 8)
         return report
@@ -256,17 +260,19 @@ class SimDriver:
             counts[member["node"]] = counts.get(member["node"], 0) + 1
         return min(counts, key=lambda node: (-counts[node], node))
 
-    def _network_route(self, src_net: str, dst_net: str) -> tuple[str | None, tuple[str, ...]] | None:
+    def _network_routes(self, src_net: str, dst_net: str) -> list[tuple[str | None, tuple[str, ...]]]:
+        """Every network-level stitch that carries src → dst, with its path in that direction."""
         if src_net == dst_net:
-            return None, ()
+            return [(None, ())]
+        routes = []
         for key, s in sorted(self.stitches.items()):
             if s["type"] == "direct":
                 continue
             for direction, x, y in (("forward", s["a"], s["b"]), ("reverse", s["b"], s["a"])):
                 if x["network"] == src_net and y["network"] == dst_net:
-                    path = tuple(s["path"]) if direction == "forward" else tuple(reversed(s["path"]))
-                    return key, path
-        return None
+                    routes.append((key, tuple(s["path"]) if direction == "forward" else tuple(reversed(s["path"]))))
+                    break
+        return routes
 
     def default_path(self, a: str, b: str) -> tuple[str, ...]:
         """The route unstitched traffic takes between two substrate nodes (lowest latency)."""

@@ -10,7 +10,7 @@ import time
 
 import networkx as nx
 
-from vnstitch.drivers.linux import wireguard
+from vnstitch.drivers.linux import nft, wireguard
 from vnstitch.drivers.linux.driver import LinuxDriver
 from vnstitch.drivers.linux.kernel import (
     Namespaces, ifindex, kernel_errors, list_netns, netns_exists, set_sysctls, NETNS_DIR,
@@ -75,6 +75,7 @@ def up(path: str, name: str | None = None, scale: float = DEFAULT_SCALE, directo
             _ensure_link(nss, layout, link)
         for node in layout.nodes.values():
             _ensure_underlay_routes(nss, layout, node)
+            nft.ensure_base(node.netns)  # default deny between networks from the start
     finally:
         nss.close()
     driver = LinuxDriver(directory)

@@ -12,7 +12,7 @@ from typing import Iterator
 
 from vnstitch.drivers.base import Observed, ObservedNetwork, ObservedStitch
 from vnstitch.drivers.linux import nft, routing, stitch as stitch_mod, wireguard
-from vnstitch.drivers.linux.kernel import ENOENT, Namespaces, ifindex, netns_exists, pid_alive
+from vnstitch.drivers.linux.kernel import ENOENT, Namespaces, netns_exists, pid_alive
 from vnstitch.drivers.linux.layout import (
     DRIVER_FILE, LabLayout, StitchNames, bridge_ifname, load_layout, member_ifname, short_hash, state_dir,
     write_json,
@@ -52,30 +52,46 @@ class LinuxDriver:
         self.lab: LabLayout = lab
         self.nss = Namespaces()
         self._procs: dict = {}
+        self._stamp: tuple | None = None   # the state file as we last read or wrote it
         self.state = self._load()
 
     # --- state ------------------------------------------------------------------------
 
+    def _state_path(self) -> str:
+        return os.path.join(self.state_dir, DRIVER_FILE)
+
+    def _file_stamp(self) -> tuple | None:
+        try:
+            st = os.stat(self._state_path())
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
     def _load(self) -> dict:
         try:
-            with open(os.path.join(self.state_dir, DRIVER_FILE)) as handle:
+            with open(self._state_path()) as handle:
+                self._stamp = (lambda st: (st.st_ino, st.st_mtime_ns, st.st_size))(os.fstat(handle.fileno()))
                 data = json.load(handle)
         except FileNotFoundError:
+            self._stamp = None
             data = {}
         data.setdefault("networks", {})
         data.setdefault("stitches", {})
         return data
 
     def _save(self) -> None:
-        write_json(os.path.join(self.state_dir, DRIVER_FILE), self.state)
+        write_json(self._state_path(), self.state)
+        self._stamp = self._file_stamp()
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        """One writer at a time per state dir (re-read state: another instance may have applied ops)."""
+        """One writer at a time per state dir; re-read the state when another instance changed it
+        (the file is replaced atomically, so a new inode/mtime/size means a new state)."""
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         with open(os.path.join(self.state_dir, ".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            self.state = self._load()
+            if self._stamp is None or self._file_stamp() != self._stamp:
+                self.state = self._load()
             yield
 
     def _context(self) -> stitch_mod.StitchContext:
@@ -151,21 +167,21 @@ class LinuxDriver:
                     return changed or True
                 self._remove_stitch(op.stitch)  # different shape: rebuild
                 record = None
+        # fresh: allocated now, so nothing named after it exists and build() may skip reading lists
         fresh = record is None
         if fresh:
+            stitch_mod.validate(ctx, op)
             record = {"index": self._allocate_index(), "hash": short_hash(self.lab.name, op.stitch),
                       "op": op_to_dict(op), "pids": {}}
             self.state["stitches"][op.stitch] = record
-            self._save()  # before touching the kernel: a crash mid-build leaves a record to clean up
         names = StitchNames(record["hash"], record["index"])
         try:
-            changed = stitch_mod.start_tunnel_processes(ctx, op, names, record)
-            if changed:
+            if fresh:
+                # wireguard-go first (it starts in the background), then record the stitch with its
+                # pids before anything else: a crash mid-build leaves a record to clean up.
+                stitch_mod.start_tunnel_processes(ctx, op, names, record)
                 self._save()
-            changed |= stitch_mod.ensure_tunnel_config(ctx, op, names, record)
-            for side in stitch_mod.SIDES:
-                changed |= stitch_mod.ensure_end(ctx, op, names, side, fresh)
-            changed |= stitch_mod.ensure_path(ctx, op, names)
+            changed = stitch_mod.build(ctx, op, names, record, fresh)
         except Exception as exc:
             log.warning("stitch %s failed (%s); rolling back", op.stitch, exc)
             try:
@@ -176,7 +192,8 @@ class LinuxDriver:
             if isinstance(exc, DriverError):
                 raise
             raise DriverError(f"stitch {op.stitch}: {exc}", errno=getattr(exc, "errno", None)) from exc
-        self._save()
+        if changed or fresh:
+            self._save()
         return changed or fresh
 
     def _set_rate(self, op: SetStitchRate) -> bool:
@@ -203,56 +220,61 @@ class LinuxDriver:
     # --- observe ----------------------------------------------------------------------
 
     def observe(self) -> Observed:
+        """Read the kernel back: one link, rule, nft and class dump per namespace, shared by all stitches."""
         self.state = self._load()
+        snap = _Snapshot(self.nss, self.lab)
         observed = Observed()
         for key, record in self.state["networks"].items():
-            nodes = set()
-            for node in self.lab.nodes:
-                if ifindex(self.nss(self.lab.node_ns(node)), bridge_ifname(record["vnid"])) is not None:
-                    nodes.add(node)
+            nodes = {node for node in self.lab.nodes if bridge_ifname(record["vnid"]) in snap.links(node)}
             if not nodes:
                 continue
             members = set()
             for m in record["members"]:
-                if m["node"] in nodes and netns_exists(self.lab.vm_ns(m["name"])) and ifindex(
-                        self.nss(self.lab.node_ns(m["node"])), member_ifname(self.lab.name, key, m["name"])):
+                if m["node"] in nodes and netns_exists(self.lab.vm_ns(m["name"])) and (
+                        member_ifname(self.lab.name, key, m["name"]) in snap.links(m["node"])):
                     members.add(m["name"])
             observed.networks[key] = ObservedNetwork(key, record["vnid"], frozenset(nodes), frozenset(members))
         for key, record in self.state["stitches"].items():
-            observed.stitches[key] = self._observe_stitch(key, record)
+            observed.stitches[key] = self._observe_stitch(key, record, snap)
         return observed
 
-    def _observe_stitch(self, key: str, record: dict) -> ObservedStitch:
+    def _observe_stitch(self, key: str, record: dict, snap: "_Snapshot") -> ObservedStitch:
         op = op_from_dict(record["op"])
         names = StitchNames(record["hash"], record["index"])
         healthy, encrypted, tx, rx = True, False, 0, 0
         for side, end in (("a", op.a), ("b", op.b)):
-            ipr = self.nss(self.lab.node_ns(end.node))
-            if ifindex(ipr, names.gateway_if(side)) is None:
+            links = snap.links(end.node)
+            if names.gateway_if(side) not in links:
                 healthy = False
-            if ifindex(ipr, names.wg_if(side)) is not None:
+            if names.wg_if(side) in links:
                 encrypted = True
                 if not pid_alive(record.get("pids", {}).get(side), needle=names.wg_if(side)):
                     healthy = False
-            elif ifindex(ipr, names.vxlan_if(side)) is None:
+            elif names.vxlan_if(side) not in links:
                 healthy = False
-            if routing.count_rules(ipr, names.table) < 2:
+            if snap.rules(end.node).get(names.table, 0) < 2:
                 healthy = False
-            rules = nft.read_chain(self.lab.node_ns(end.node), nft.chain_name(f"{names.hash}{side}"))
+            rules = snap.nft_chain(end.node, nft.chain_name(f"{names.hash}{side}"))
             if rules is None:
                 healthy = False
             elif side == "a":
                 counters = nft.chain_counters(rules)
                 tx, rx = (counters + [0, 0])[:2]
-        for node in op.path[1:-1]:
-            if routing.count_rules(self.nss(self.lab.node_ns(node)), names.table) < 1:
+        try:
+            pinned = stitch_mod.pin_routes(self.lab, op)
+        except KeyError:
+            pinned, healthy = {}, False
+        for node in pinned:
+            if node not in self.lab.nodes or snap.rules(node).get(names.table, 0) < 1:
                 healthy = False
         rate = 0.0
-        egresses = stitch_mod.shaped_egresses(self.lab, op.path, op.symmetric)
+        try:
+            egresses = stitch_mod.shaped_egresses(self.lab, op.path, op.symmetric)
+        except KeyError:
+            egresses, healthy = [], False
         if egresses:
             node, egress, _ = egresses[0]
-            ipr = self.nss(self.lab.node_ns(node))
-            cls = routing.htb_classes(ipr, ifindex(ipr, egress)).get(names.class_minor)
+            cls = snap.classes(node, egress).get(names.class_minor)
             if cls is not None and self.lab.scale > 0:
                 rate = cls["rate_bps"] / self.lab.scale
             elif op.rate_bps > 0:
@@ -280,6 +302,51 @@ class LinuxDriver:
         for proc in self._procs.values():
             proc.poll()
         self._procs.clear()
+
+
+class _Snapshot:
+    """Kernel lists read once per namespace for one observe() (they grow with the stitches)."""
+
+    def __init__(self, nss: Namespaces, lab: LabLayout):
+        self.nss, self.lab = nss, lab
+        self._links: dict[str, dict[str, int]] = {}
+        self._rules: dict[str, dict[int, int]] = {}
+        self._nft: dict[str, dict | None] = {}
+        self._classes: dict[tuple[str, str], dict] = {}
+
+    def _ipr(self, node: str):
+        ns = self.lab.node_ns(node)
+        return self.nss(ns) if node in self.lab.nodes and netns_exists(ns) else None
+
+    def links(self, node: str) -> dict[str, int]:
+        """ip -n NODE link show → name → index."""
+        if node not in self._links:
+            ipr = self._ipr(node)
+            self._links[node] = {} if ipr is None else {
+                m.get("IFLA_IFNAME"): m["index"] for m in ipr.get_links()}
+        return self._links[node]
+
+    def rules(self, node: str) -> dict[int, int]:
+        """ip -n NODE rule → rules per stitch table."""
+        if node not in self._rules:
+            ipr = self._ipr(node)
+            self._rules[node] = {} if ipr is None else routing.rules_per_table(ipr)
+        return self._rules[node]
+
+    def nft_chain(self, node: str, chain: str) -> list[dict] | None:
+        """nft -j list table inet vnstitch (once per node) → the chain's rules."""
+        if node not in self._nft:
+            self._nft[node] = nft.read_table(self.lab.node_ns(node)) if self._ipr(node) is not None else None
+        table = self._nft[node]
+        return None if table is None else table["chains"].get(chain)
+
+    def classes(self, node: str, egress: str) -> dict:
+        """tc -s class show dev EGRESS."""
+        if (node, egress) not in self._classes:
+            index = self.links(node).get(egress)
+            ipr = self._ipr(node)
+            self._classes[(node, egress)] = {} if index is None or ipr is None else routing.htb_classes(ipr, index)
+        return self._classes[(node, egress)]
 
 
 __all__ = ["LinuxDriver", "MemberPlacement"]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno as errno_codes
 import os
 import subprocess
+import threading
 import time
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Callable, Iterator, TypeVar
 
 from pyroute2 import IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
@@ -15,6 +17,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from vnstitch.errors import DriverError
 
 NETNS_DIR = "/var/run/netns"
+T = TypeVar("T")
 
 
 def netns_exists(name: str) -> bool:
@@ -128,6 +131,42 @@ def run_in(ns: str | None, argv: list[str], stdin: str | None = None, check: boo
         raise DriverError(f"{what or ' '.join(argv)}: {detail[-1] if detail else 'exit ' + str(proc.returncode)}",
                           errno=errno_codes.EIO)
     return proc
+
+
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def in_netns(ns: str, fn: Callable[[], T]) -> T:
+    """Run fn in a thread that joined namespace `ns` (setns is per thread): in-process `ip netns exec`.
+
+    Children started from that thread (subprocess) are born in `ns` too.
+    """
+    result: dict = {}
+
+    def body() -> None:
+        try:
+            fd = os.open(os.path.join(NETNS_DIR, ns), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            result["error"] = DriverError(f"network namespace {ns}: {exc.strerror}", errno=exc.errno)
+            return
+        try:
+            if _libc.setns(fd, CLONE_NEWNET) != 0:
+                code = ctypes.get_errno()
+                result["error"] = DriverError(f"setns {ns}: {os.strerror(code)}", errno=code)
+                return
+            result["value"] = fn()
+        except BaseException as exc:  # handed to the caller's thread below
+            result["error"] = exc
+        finally:
+            os.close(fd)
+
+    thread = threading.Thread(target=body, name=f"netns-{ns}", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.002) -> None:

@@ -1,12 +1,23 @@
-"""nftables per substrate node: default deny between virtual networks, one chain per stitch end."""
+"""nftables per substrate node: default deny between virtual networks, one chain per stitch end.
+
+Scripts run through libnftables (the library behind `nft`) in a thread joined to the node's
+namespace: one atomic transaction per call, about 1 ms instead of 10–20 ms for
+`ip netns exec NS nft -f -` (which stays as the fallback where the library cannot be loaded).
+"""
 
 from __future__ import annotations
 
+import ctypes
+import errno as errno_codes
+import ipaddress
 import json
+import threading
 
-from vnstitch.drivers.linux.kernel import run_in
+from vnstitch.drivers.linux.kernel import in_netns, run_in
+from vnstitch.errors import DriverError
 
 TABLE = "vnstitch"
+_OUTPUT_JSON = 1 << 4          # NFT_CTX_OUTPUT_JSON in libnftables.h
 
 # Forwarded traffic in a node namespace is either substrate transit or stitch traffic;
 # anything else (one network reaching another) hits the drop policy.
@@ -28,12 +39,88 @@ _BASE = f"""table inet {TABLE} {{
 }}
 """
 
+_ERRNO_BY_TEXT = {"No such file or directory": errno_codes.ENOENT, "File exists": errno_codes.EEXIST,
+                  "Device or resource busy": errno_codes.EBUSY, "Operation not permitted": errno_codes.EPERM}
+
+
+class _Lib:
+    """ctypes binding of the five libnftables calls we use; None when the library is missing."""
+
+    _instance: "_Lib | None | bool" = False
+    _lock = threading.Lock()
+
+    def __init__(self, lib: ctypes.CDLL):
+        lib.nft_ctx_new.restype = ctypes.c_void_p
+        lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
+        lib.nft_ctx_free.argtypes = [ctypes.c_void_p]
+        lib.nft_ctx_buffer_output.argtypes = [ctypes.c_void_p]
+        lib.nft_ctx_buffer_error.argtypes = [ctypes.c_void_p]
+        lib.nft_ctx_output_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_uint]
+        lib.nft_ctx_get_output_buffer.argtypes = [ctypes.c_void_p]
+        lib.nft_ctx_get_output_buffer.restype = ctypes.c_char_p
+        lib.nft_ctx_get_error_buffer.argtypes = [ctypes.c_void_p]
+        lib.nft_ctx_get_error_buffer.restype = ctypes.c_char_p
+        lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        self.lib = lib
+
+    @classmethod
+    def get(cls) -> "_Lib | None":
+        with cls._lock:
+            if cls._instance is False:
+                try:
+                    cls._instance = cls(ctypes.CDLL("libnftables.so.1"))
+                except OSError:
+                    cls._instance = None
+            return cls._instance  # type: ignore[return-value]
+
+    def run(self, script: str, json_output: bool) -> tuple[int, str, str]:
+        """nft -f - (in the calling thread's namespace): (rc, stdout, stderr)."""
+        lib = self.lib
+        ctx = lib.nft_ctx_new(0)
+        if not ctx:
+            raise DriverError("libnftables: cannot allocate a context", errno=errno_codes.ENOMEM)
+        try:
+            lib.nft_ctx_buffer_output(ctx)
+            lib.nft_ctx_buffer_error(ctx)
+            if json_output:
+                lib.nft_ctx_output_set_flags(ctx, _OUTPUT_JSON)
+            rc = lib.nft_run_cmd_from_buffer(ctx, script.encode())
+            out = (lib.nft_ctx_get_output_buffer(ctx) or b"").decode()
+            err = (lib.nft_ctx_get_error_buffer(ctx) or b"").decode()
+            return rc, out, err
+        finally:
+            lib.nft_ctx_free(ctx)
+
+
+def run(ns: str, script: str, json_output: bool = False, what: str = "nft") -> str:
+    """nft [-j] -f - inside `ns` as one transaction; DriverError (errno from the message) on failure."""
+    lib = _Lib.get()
+    if lib is not None:
+        rc, out, err = in_netns(ns, lambda: lib.run(script, json_output))
+    else:
+        proc = run_in(ns, ["nft"] + (["-j"] if json_output else []) + ["-f", "-"], stdin=script, check=False)
+        rc, out, err = proc.returncode, proc.stdout, proc.stderr
+    if rc != 0:
+        lines = [line for line in err.splitlines() if line.startswith("Error:")] or err.strip().splitlines() or [
+            f"exit {rc}"]
+        code = next((c for text, c in _ERRNO_BY_TEXT.items() if text in err), errno_codes.EIO)
+        raise DriverError(f"{what} in {ns}: {lines[0]}", errno=code)
+    return out
+
+
+def _base_present(ns: str) -> bool:
+    try:
+        run(ns, f"list chain inet {TABLE} forward\n")
+        return True
+    except DriverError:
+        return False
+
 
 def ensure_base(ns: str) -> bool:
-    """nft add table inet vnstitch ... (only when missing: rules are not idempotent to add)."""
-    if run_in(ns, ["nft", "list", "chain", "inet", TABLE, "forward"], check=False).returncode == 0:
+    """nft -f BASE (only when the forward chain is missing: rules are not idempotent to add)."""
+    if _base_present(ns):
         return False
-    run_in(ns, ["nft", "-f", "-"], stdin=_BASE, what=f"nft base ruleset in {ns}")
+    run(ns, _BASE, what="nft base ruleset")
     return True
 
 
@@ -49,12 +136,30 @@ def stitch_rules(gateway_if: str, tunnel_if: str, local: str, remote: str) -> li
     ]
 
 
-def read_chain(ns: str, chain: str) -> list[dict] | None:
-    """nft -j list chain inet vnstitch CHAIN → rule expressions, None when absent."""
-    proc = run_in(ns, ["nft", "-j", "list", "chain", "inet", TABLE, chain], check=False)
-    if proc.returncode != 0:
+def read_table(ns: str) -> dict | None:
+    """nft -j list table inet vnstitch → {"chains": {name: [rule]}, "map": {ifname: chain}}; None when absent."""
+    try:
+        out = run(ns, f"list table inet {TABLE}\n", json_output=True)
+    except DriverError:
         return None
-    return [item["rule"] for item in json.loads(proc.stdout)["nftables"] if "rule" in item]
+    chains: dict[str, list[dict]] = {}
+    jumps: dict[str, str] = {}
+    for item in json.loads(out)["nftables"]:
+        if "chain" in item:
+            chains.setdefault(item["chain"]["name"], [])
+        elif "rule" in item:
+            chains.setdefault(item["rule"]["chain"], []).append(item["rule"])
+        elif "map" in item and item["map"]["name"] == "stitch_in":
+            for key, verdict in item["map"].get("elem", []):
+                target = (verdict.get("jump") or verdict.get("goto") or {}).get("target")
+                jumps[key] = target
+    return {"chains": chains, "map": jumps}
+
+
+def read_chain(ns: str, chain: str) -> list[dict] | None:
+    """The rules of one chain of our table, None when absent."""
+    table = read_table(ns)
+    return None if table is None else table["chains"].get(chain)
 
 
 def chain_counters(rules: list[dict]) -> list[int]:
@@ -69,38 +174,80 @@ def chain_counters(rules: list[dict]) -> list[int]:
     return out
 
 
-def ensure_stitch(ns: str, chain: str, gateway_if: str, tunnel_if: str, local: str, remote: str,
-                  fresh: bool = False) -> bool:
-    """Create the stitch chain and map entries unless the kernel already has exactly them
-    (`fresh`: the stitch was just allocated, skip reading the kernel)."""
-    wanted = stitch_rules(gateway_if, tunnel_if, local, remote)
-    existing = None if fresh else read_chain(ns, chain)
-    if existing is not None and len(existing) == len(wanted) and _has_elements(ns, chain, gateway_if, tunnel_if):
-        return False
-    script = "\n".join([
+def _json_addr(cidr: str):
+    net = ipaddress.ip_network(cidr, strict=False)
+    if net.prefixlen == net.max_prefixlen:
+        return str(net.network_address)
+    return {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}
+
+
+def _rule_shape(rule: dict) -> tuple:
+    """(iifname, oifname, saddr, daddr, verdict) of a rule as nft -j lists it."""
+    matched: dict = {}
+    verdict = None
+    for expr in rule.get("expr", []):
+        if "match" in expr:
+            left, right = expr["match"]["left"], expr["match"]["right"]
+            key = (left.get("meta") or {}).get("key") or (left.get("payload") or {}).get("field")
+            matched[key] = json.dumps(right, sort_keys=True)
+        elif "accept" in expr:
+            verdict = "accept"
+    return (matched.get("iifname"), matched.get("oifname"), matched.get("saddr"), matched.get("daddr"), verdict)
+
+
+def _wanted_shapes(gateway_if: str, tunnel_if: str, local: str, remote: str) -> list[tuple]:
+    dump = lambda value: json.dumps(value, sort_keys=True)  # noqa: E731
+    return [(dump(gateway_if), dump(tunnel_if), dump(_json_addr(local)), dump(_json_addr(remote)), "accept"),
+            (dump(tunnel_if), dump(gateway_if), dump(_json_addr(remote)), dump(_json_addr(local)), "accept")]
+
+
+def _stitch_script(chain: str, gateway_if: str, tunnel_if: str, local: str, remote: str) -> str:
+    return "\n".join([
         f"add chain inet {TABLE} {chain}",
         f"flush chain inet {TABLE} {chain}",
-        *[f"add rule inet {TABLE} {chain} {rule}" for rule in wanted],
+        *[f"add rule inet {TABLE} {chain} {rule}" for rule in stitch_rules(gateway_if, tunnel_if, local, remote)],
         f'add element inet {TABLE} stitch_in {{ "{gateway_if}" : jump {chain}, "{tunnel_if}" : jump {chain} }}',
     ]) + "\n"
-    run_in(ns, ["nft", "-f", "-"], stdin=script, what=f"nft stitch chain {chain}")
+
+
+def ensure_stitch(ns: str, chain: str, gateway_if: str, tunnel_if: str, local: str, remote: str,
+                  fresh: bool = False) -> bool:
+    """One transaction: (re)write the stitch chain and its map entries, unless the kernel already
+    has exactly them (`fresh`: the stitch was just allocated, so skip reading). Creates the base
+    table first where it is missing."""
+    if not fresh:
+        table = read_table(ns)
+        if table is not None:
+            have = [_rule_shape(rule) for rule in table["chains"].get(chain) or []]
+            if (have == _wanted_shapes(gateway_if, tunnel_if, local, remote)
+                    and table["map"].get(gateway_if) == chain and table["map"].get(tunnel_if) == chain):
+                return False
+    script = _stitch_script(chain, gateway_if, tunnel_if, local, remote)
+    try:
+        run(ns, script, what=f"nft stitch chain {chain}")
+    except DriverError:
+        if not ensure_base(ns):
+            raise
+        run(ns, script, what=f"nft stitch chain {chain}")
     return True
 
 
-def _has_elements(ns: str, chain: str, *ifnames: str) -> bool:
-    proc = run_in(ns, ["nft", "-j", "list", "map", "inet", TABLE, "stitch_in"], check=False)
-    if proc.returncode != 0:
-        return False
-    text = proc.stdout
-    return all(f'"{name}"' in text for name in ifnames) and chain in text
-
-
 def remove_stitch(ns: str, chain: str, *ifnames: str) -> bool:
-    """nft delete element ...; nft delete chain ... (tolerates absence)."""
-    existed = read_chain(ns, chain) is not None
-    script = "".join(f'delete element inet {TABLE} stitch_in {{ "{name}" }}\n' for name in ifnames)
-    for line in script.splitlines():  # each may be absent on its own
-        run_in(ns, ["nft", line], check=False)
-    if existed:
-        run_in(ns, ["nft", "delete", "chain", "inet", TABLE, chain], check=False)
-    return existed
+    """One transaction that removes the map entries and the chain whether or not they exist
+    (each is added first, so the deletes cannot fail on absence). False when our table is gone."""
+    entries = ", ".join(f'"{name}" : jump {chain}' for name in ifnames)
+    keys = ", ".join(f'"{name}"' for name in ifnames)
+    script = "\n".join([
+        f"add chain inet {TABLE} {chain}",
+        f"add element inet {TABLE} stitch_in {{ {entries} }}",
+        f"delete element inet {TABLE} stitch_in {{ {keys} }}",
+        f"flush chain inet {TABLE} {chain}",
+        f"delete chain inet {TABLE} {chain}",
+    ]) + "\n"
+    try:
+        run(ns, script, what=f"nft remove {chain}")
+    except DriverError as exc:
+        if exc.errno == errno_codes.ENOENT:    # no table in this namespace: nothing of ours
+            return False
+        raise
+    return True

@@ -5,10 +5,11 @@ from __future__ import annotations
 import socket
 
 from vnstitch.drivers.linux.kernel import EEXIST, ENOENT, ESRCH, ifindex, tolerate
-from vnstitch.drivers.linux.layout import DEFAULT_CLASS_MINOR, LINK_CLASS_MINOR
+from vnstitch.drivers.linux.layout import DEFAULT_CLASS_MINOR, LINK_CLASS_MINOR, UNREACHABLE_PREF
 
 ETH_P_IP = 0x0800
 RTN_UNREACHABLE = 7
+FR_ACT_TO_TBL = 1
 
 
 def _route_key(msg) -> tuple:
@@ -16,13 +17,27 @@ def _route_key(msg) -> tuple:
     return (f"{dst}/{msg['dst_len']}", msg["type"], msg.get("RTA_OIF"), msg.get("RTA_GATEWAY"))
 
 
-def ensure_routes(ipr, table: int, wanted: list[dict]) -> bool:
-    """ip route replace ... table T for each wanted route not already there.
+def _route_args(route: dict, table: int) -> dict:
+    net, _, plen = route["dst"].partition("/")
+    kwargs = {"dst": net, "dst_len": int(plen), "table": table}
+    if route.get("type") == "unreachable":
+        kwargs["type"] = "unreachable"
+    else:
+        kwargs["oif"] = route["oif"]
+        if route.get("gateway"):
+            kwargs["gateway"] = route["gateway"]
+            kwargs["flags"] = 4  # RTNH_F_ONLINK
+    return kwargs
+
+
+def ensure_routes(ipr, table: int, wanted: list[dict], fresh: bool = False) -> bool:
+    """ip route replace ... table T for each wanted route not already there (`fresh`: table T
+    was just allocated, so write without dumping routes first).
 
     A wanted route: {"dst": "10.1.0.0/24", "oif": 7} or with "gateway", or {"dst": "0.0.0.0/0",
     "type": "unreachable"}.
     """
-    present = {_route_key(m) for m in ipr.get_routes(family=socket.AF_INET, table=table)}
+    present = set() if fresh else {_route_key(m) for m in ipr.get_routes(family=socket.AF_INET, table=table)}
     changed = False
     for route in wanted:
         net, _, plen = route["dst"].partition("/")
@@ -30,74 +45,84 @@ def ensure_routes(ipr, table: int, wanted: list[dict]) -> bool:
         key = (f"{net}/{plen}", rtype, route.get("oif"), route.get("gateway"))
         if key in present:
             continue
-        kwargs = {"dst": net, "dst_len": int(plen), "table": table}
-        if rtype == RTN_UNREACHABLE:
-            kwargs["type"] = "unreachable"
-        else:
-            kwargs["oif"] = route["oif"]
-            if route.get("gateway"):
-                kwargs["gateway"] = route["gateway"]
-                kwargs["flags"] = 4  # RTNH_F_ONLINK
         # ip route replace DST [via GW onlink] dev OIF table T   |   ip route replace unreachable default table T
-        ipr.route("replace", **kwargs)
+        ipr.route("replace", **_route_args(route, table))
         changed = True
     return changed
 
 
-def ensure_rules(ipr, table: int, iifnames: list[str] = (), dports: list[int] = ()) -> bool:
-    """ip rule add iif X lookup T pref T; ip rule add ipproto udp dport P lookup T pref T."""
-    present_iif, present_dport = set(), set()
-    for msg in ipr.get_rules(family=socket.AF_INET, priority=table):
-        if msg.get("FRA_TABLE") != table:
-            continue
-        if msg.get("FRA_IIFNAME"):
-            present_iif.add(msg.get("FRA_IIFNAME"))
-        dport = _port_range(msg)
-        if dport:
-            present_dport.add(dport[0])
+def remove_routes(ipr, table: int, routes: list[dict]) -> bool:
+    """ip route del [unreachable] DST table T for each route spec ({"dst", "type"}); absent ones are fine."""
     changed = False
-    for name in iifnames:
-        if name not in present_iif:
-            with tolerate(EEXIST):
-                ipr.rule("add", table=table, priority=table, iifname=name)
-            changed = True
-    for port in dports:
-        if port not in present_dport:
-            with tolerate(EEXIST):
-                ipr.rule("add", table=table, priority=table, ip_proto=17, dport_range=f"{port}:{port}")
-            changed = True
-    return changed
-
-
-def count_rules(ipr, table: int) -> int:
-    return sum(1 for m in ipr.get_rules(family=socket.AF_INET, priority=table) if m.get("FRA_TABLE") == table)
-
-
-def remove_rules_and_table(ipr, table: int) -> bool:
-    """ip rule del pref T (all of them); ip route flush table T."""
-    changed = False
-    for msg in ipr.get_rules(family=socket.AF_INET, priority=table):
-        if msg.get("FRA_TABLE") == table and msg.get("FRA_PRIORITY") == table:
-            with tolerate(ENOENT, ESRCH):
-                ipr.rule("del", table=table, priority=table, **_rule_match(msg))
-            changed = True
-    for msg in ipr.get_routes(family=socket.AF_INET, table=table):
+    for route in routes:
+        net, _, plen = route["dst"].partition("/")
         with tolerate(ESRCH, ENOENT):
-            ipr.route("del", table=table, dst=msg.get("RTA_DST") or "0.0.0.0", dst_len=msg["dst_len"],
-                      type=msg["type"])
+            ipr.route("del", table=table, dst=net, dst_len=int(plen), type=route.get("type", "unicast"))
+            changed = True
+    return changed
+
+
+def _rule_specs(table: int, iifnames, dport_range) -> list[dict]:
+    """Each selector twice: `lookup T` at pref T, then `unreachable` at UNREACHABLE_PREF, after every
+    stitch's lookup rule, so what table T does not route stops there instead of reaching main."""
+    selectors = [{"iifname": name} for name in iifnames]
+    if dport_range:
+        selectors.append({"ip_proto": 17, "dport_range": f"{dport_range[0]}:{dport_range[1]}"})
+    specs = []
+    for selector in selectors:
+        specs.append({"table": table, "priority": table, **selector})
+        specs.append({"priority": UNREACHABLE_PREF, "action": "unreachable", **selector})
+    return specs
+
+
+def _spec_key(spec: dict) -> tuple:
+    return (spec["priority"], spec.get("table", 0) if "table" in spec else -1, spec.get("iifname"),
+            spec.get("dport_range"))
+
+
+def _msg_key(msg) -> tuple:
+    port = _port_range(msg)
+    table = msg.get("FRA_TABLE") if msg["action"] == FR_ACT_TO_TBL else -1
+    return (msg.get("FRA_PRIORITY", 0), table, msg.get("FRA_IIFNAME"),
+            f"{port[0]}:{port[1]}" if port else None)
+
+
+def ensure_rules(ipr, table: int, iifnames: list[str] = (), dport_range: tuple[int, int] | None = None,
+                 fresh: bool = False) -> bool:
+    """ip rule add pref T iif X lookup T; ip rule add pref T ipproto udp dport P1-P2 lookup T; each
+    with its `ip rule add pref 32700 ... unreachable` twin (`fresh`: add without dumping the rule list).
+
+    Rules, unlike routes and addresses, do not wake wireguard-go's netlink listeners.
+    """
+    present = set() if fresh else {_msg_key(m) for m in ipr.get_rules(family=socket.AF_INET)}
+    changed = False
+    for spec in _rule_specs(table, iifnames, dport_range):
+        if _spec_key(spec) in present:
+            continue
+        with tolerate(EEXIST):
+            ipr.rule("add", **spec)
         changed = True
     return changed
 
 
-def _rule_match(msg) -> dict:
-    out = {}
-    if msg.get("FRA_IIFNAME"):
-        out["iifname"] = msg.get("FRA_IIFNAME")
-    port_range = _port_range(msg)
-    if port_range:
-        out["ip_proto"] = 17
-        out["dport_range"] = f"{port_range[0]}:{port_range[1]}"
-    return out
+def rules_per_table(ipr) -> dict[int, int]:
+    """ip rule list, `lookup T` rules at pref T counted by table (one dump for every stitch in a namespace)."""
+    counts: dict[int, int] = {}
+    for msg in ipr.get_rules(family=socket.AF_INET):
+        table = msg.get("FRA_TABLE")
+        if msg["action"] == FR_ACT_TO_TBL and table is not None and msg.get("FRA_PRIORITY") == table:
+            counts[table] = counts.get(table, 0) + 1
+    return counts
+
+
+def remove_rules(ipr, table: int, iifnames: list[str] = (), dport_range: tuple[int, int] | None = None) -> bool:
+    """ip rule del (each rule ensure_rules would make); absent ones are fine."""
+    changed = False
+    for spec in _rule_specs(table, iifnames, dport_range):
+        with tolerate(ENOENT, ESRCH):
+            ipr.rule("del", **spec)
+            changed = True
+    return changed
 
 
 def _port_range(msg) -> tuple[int, int] | None:

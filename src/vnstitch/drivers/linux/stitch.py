@@ -1,16 +1,26 @@
 """One stitch in the kernel: attachment veths, tunnel (wireguard-go or VXLAN), policy routes
-pinned to the path, nftables allow rules, HTB classes. Built end by end; every step ensure-style."""
+pinned to the path, nftables allow rules, HTB classes.
+
+`build` runs every step ensure-style. With `fresh` (the driver just allocated the stitch, so
+nothing named after it can exist) steps write without first dumping lists that grow with the
+number of stitches (rules, routes, nft map); either way the netlink ack, the UAPI errno and
+the nft transaction result mean the kernel holds the change, and a final `ip route get` per
+end checks that traffic from the gateway is routed into the tunnel.
+"""
 
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
 import subprocess
 from dataclasses import dataclass, field
 
+from pyroute2.netlink.exceptions import NetlinkError
+
 from vnstitch.drivers.linux import keys, nft, routing, wireguard
 from vnstitch.drivers.linux.kernel import (
-    ENOENT, ESRCH, Namespaces, ifindex, kernel_errors, pid_alive, tolerate,
+    EEXIST, ENODEV, ENOENT, ESRCH, Namespaces, ifindex, kernel_errors, pid_alive, tolerate,
 )
 from vnstitch.drivers.linux.layout import NETWORK_MTU, LabLayout, StitchNames, bridge_ifname
 from vnstitch.drivers.linux.network import ensure_address, ensure_link_up
@@ -27,10 +37,24 @@ class StitchContext:
     state_dir: str
     members_of: dict[str, list[dict]]             # network key → [{"name","node","address"}]
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)   # wg ifname → process we started
+    indexes: dict[tuple[str, str], int] = field(default_factory=dict)  # (netns, ifname) → ifindex, one build
+
+    def ifindex(self, ns: str, ifname: str) -> int | None:
+        """ip -n NS link show IFNAME, remembered for the rest of this build (links we made do not move)."""
+        index = self.indexes.get((ns, ifname))
+        if index is None:
+            index = ifindex(self.nss(ns), ifname)
+            if index is not None:
+                self.indexes[(ns, ifname)] = index
+        return index
 
 
 def _ends(op: EnsureStitch, side: str) -> tuple[StitchEnd, StitchEnd]:
     return (op.a, op.b) if side == "a" else (op.b, op.a)
+
+
+def _other(side: str) -> str:
+    return "b" if side == "a" else "a"
 
 
 def _dst(end: StitchEnd, direct: bool) -> str:
@@ -45,16 +69,76 @@ def key_path(ctx: StitchContext, ifname: str) -> str:
     return os.path.join(ctx.state_dir, "keys", f"{ifname}.key")
 
 
-# --- build ---------------------------------------------------------------------------------
+def tunnel_if(op: EnsureStitch, names: StitchNames, side: str) -> str:
+    return names.wg_if(side) if op.encrypted else names.vxlan_if(side)
+
+
+def tunnel_mtu(op: EnsureStitch) -> int:
+    return wireguard.TUNNEL_MTU if op.encrypted else NETWORK_MTU - 30
+
+
+def port_range(names: StitchNames) -> tuple[int, int]:
+    """The stitch's two UDP ports are adjacent: one `ip rule dport A-B` pins both."""
+    ports = sorted({names.port("a"), names.port("b")})
+    return ports[0], ports[-1]
+
+
+def validate(ctx: StitchContext, op: EnsureStitch) -> None:
+    """Reject a bad path before anything is created."""
+    path = list(op.path)
+    if not path or path[0] != op.a.node or path[-1] != op.b.node:
+        raise DriverError(f"stitch {op.stitch}: path must run from {op.a.node} to {op.b.node}", field="path",
+                          errno=22)
+    for node in path:
+        if node not in ctx.lab.nodes:
+            raise DriverError(f"stitch {op.stitch}: unknown node {node} on path", field="path", errno=ENOENT)
+    for u, v in zip(path, path[1:]):
+        try:
+            ctx.lab.link_between(u, v)
+        except KeyError as exc:
+            raise DriverError(f"stitch {op.stitch}: no substrate link {u}–{v}", field="path", errno=ENOENT) from exc
+
+
+def build(ctx: StitchContext, op: EnsureStitch, names: StitchNames, record: dict, fresh: bool) -> bool:
+    """Every piece of the stitch, cheapest order first: wireguard-go starts (in the background)
+    before the veths, routes and rules are made, so its start-up overlaps them; the tunnel is
+    brought up last, far end first, so the first handshake finds its peer listening."""
+    validate(ctx, op)
+    ctx.indexes.clear()
+    changed = start_tunnel_processes(ctx, op, names, record)
+    for side in SIDES:
+        changed |= ensure_attachment(ctx, op, names, side, fresh)
+        changed |= _ensure_vm_routes(ctx, op, names, side, fresh)
+    changed |= ensure_path(ctx, op, names, fresh)
+    for side in SIDES:
+        end, remote = _ends(op, side)
+        direct = op.type == "direct"
+        changed |= nft.ensure_stitch(ctx.lab.node_ns(end.node), nft.chain_name(f"{names.hash}{side}"),
+                                     names.gateway_if(side), tunnel_if(op, names, side), _dst(end, direct),
+                                     _dst(remote, direct), fresh=fresh)
+    if op.rate_bps > 0 or not fresh:
+        changed |= ensure_rate(ctx, op, names, op.rate_bps)
+    changed |= ensure_tunnel(ctx, op, names, record, fresh)
+    for side in SIDES:
+        changed |= ensure_end_routing(ctx, op, names, side, fresh)
+    for side in SIDES:
+        verify_end(ctx, op, names, side)
+    return changed
+
+
+# --- tunnel --------------------------------------------------------------------------------
 
 def start_tunnel_processes(ctx: StitchContext, op: EnsureStitch, names: StitchNames, record: dict) -> bool:
-    """Start wireguard-go for both ends at once (they take ~10 ms each) unless already running."""
+    """Start wireguard-go for both ends at once unless already running; does not wait for them."""
     if not op.encrypted:
         return False
     changed = False
     for side in SIDES:
         ifname = names.wg_if(side)
         pid = record.get("pids", {}).get(side)
+        ours = ctx.procs.get(ifname)
+        if ours is not None and ours.pid == pid and ours.poll() is None:
+            continue  # started by this op and still starting up: wait_ready() waits for it
         if pid_alive(pid, needle=ifname) and os.path.exists(wireguard.socket_path(ifname)):
             continue
         end, _ = _ends(op, side)
@@ -81,33 +165,46 @@ def ensure_keys(ctx: StitchContext, names: StitchNames, record: dict) -> dict[st
     return private
 
 
-def ensure_tunnel_config(ctx: StitchContext, op: EnsureStitch, names: StitchNames, record: dict) -> bool:
-    """wg set each end: its key, its port, the other end as the only peer."""
+def ensure_tunnel(ctx: StitchContext, op: EnsureStitch, names: StitchNames, record: dict, fresh: bool) -> bool:
+    """wireguard-go: wg set each end (its key, its port, the other end as the only peer), then
+    ip link set vw… mtu 1420 up, end b before end a. Unencrypted: the VXLAN pair."""
     if not op.encrypted:
-        return False
+        changed = False
+        for side in SIDES:
+            changed |= _ensure_vxlan_tunnel(ctx, op, names, side)
+        return changed
     private = ensure_keys(ctx, names, record)
     changed = False
     for side in SIDES:
         ifname = names.wg_if(side)
         wireguard.wait_ready(ifname, ctx.procs.get(ifname), log_path=os.path.join(ctx.state_dir, f"{ifname}.log"))
-        end, remote = _ends(op, side)
-        other = "b" if side == "a" else "a"
+        _, remote = _ends(op, side)
+        other = _other(side)
         want = {"private_key": private[side].hex(), "listen_port": names.port(side),
                 "peer_key": base64.b64decode(record["public"][other]).hex(),
                 "endpoint": f"{ctx.lab.nodes[remote.node].address}:{names.port(other)}",
                 "allowed": [_dst(remote, op.type == "direct")]}
-        have = wireguard.read_config(ifname)
-        if (have["private_key"] != want["private_key"] or have["listen_port"] != want["listen_port"]
-                or have["peer"]["public_key"] != want["peer_key"] or have["peer"]["endpoint"] != want["endpoint"]
-                or have["peer"]["allowed_ips"] != want["allowed"]):
-            wireguard.configure(ifname, want["private_key"], want["listen_port"], want["peer_key"],
-                                want["endpoint"], want["allowed"])
-            changed = True
+        if not fresh:
+            have = wireguard.read_config(ifname)
+            if (have["private_key"] == want["private_key"] and have["listen_port"] == want["listen_port"]
+                    and have["peer"]["public_key"] == want["peer_key"] and have["peer"]["endpoint"] == want["endpoint"]
+                    and have["peer"]["allowed_ips"] == want["allowed"]):
+                continue
+        wireguard.configure(ifname, want["private_key"], want["listen_port"], want["peer_key"],
+                            want["endpoint"], want["allowed"])
+        changed = True
+    for side in ("b", "a"):
+        end, _ = _ends(op, side)
         ipr = ctx.nss(ctx.lab.node_ns(end.node))
-        index = ifindex(ipr, ifname)
+        index = ctx.ifindex(ctx.lab.node_ns(end.node), names.wg_if(side))
         if index is None:
-            raise DriverError(f"wireguard-go did not create {ifname}", errno=ENOENT)
-        changed |= ensure_link_up(ipr, index, mtu=wireguard.TUNNEL_MTU)
+            raise DriverError(f"wireguard-go did not create {names.wg_if(side)}", errno=ENOENT)
+        with kernel_errors(f"tunnel {names.wg_if(side)} on {end.node}"):
+            if fresh:
+                ipr.link("set", index=index, mtu=wireguard.TUNNEL_MTU, state="up")  # ip link set vw… mtu M up
+                changed = True
+            else:
+                changed |= ensure_link_up(ipr, index, mtu=wireguard.TUNNEL_MTU)
     return changed
 
 
@@ -119,89 +216,150 @@ def _ensure_vxlan_tunnel(ctx: StitchContext, op: EnsureStitch, names: StitchName
     """Unencrypted: a point-to-point VXLAN on the stitch's own port; the far end's gateway
     address is a permanent neighbour with the far end's MAC, so nothing ARPs over it."""
     end, remote = _ends(op, side)
-    other = "b" if side == "a" else "a"
+    other = _other(side)
     ipr = ctx.nss(ctx.lab.node_ns(end.node))
     ifname = names.vxlan_if(side)
     changed = False
-    if ifindex(ipr, ifname) is None:
-        # ip link add vtHASHs address MAC type vxlan id 1 local ADDR remote PEER dstport PORT nolearning
-        ipr.link("add", ifname=ifname, kind="vxlan", vxlan_id=1, vxlan_local=ctx.lab.nodes[end.node].address,
-                 vxlan_group=ctx.lab.nodes[remote.node].address, vxlan_port=names.port("a"), vxlan_learning=0,
-                 address=_vxlan_mac(names, side))
-        changed = True
-    index = ifindex(ipr, ifname)
-    changed |= ensure_link_up(ipr, index, mtu=NETWORK_MTU - 30)
-    far_gw, far_mac = names.gateway_address(other), _vxlan_mac(names, other)
-    have = [n for n in ipr.get_neighbours(ifindex=index) if n.get("NDA_DST") == far_gw]
-    if not have or have[0].get("NDA_LLADDR") != far_mac or not have[0]["state"] & 0x80:
-        # ip neigh replace FAR_GW lladdr FAR_MAC dev vtHASHs nud permanent
-        ipr.neigh("replace", ifindex=index, dst=far_gw, lladdr=far_mac, state=0x80)
-        changed = True
+    with kernel_errors(f"vxlan {ifname} on {end.node}"):
+        if ifindex(ipr, ifname) is None:
+            # ip link add vtHASHs address MAC type vxlan id 1 local ADDR remote PEER dstport PORT nolearning
+            ipr.link("add", ifname=ifname, kind="vxlan", vxlan_id=1, vxlan_local=ctx.lab.nodes[end.node].address,
+                     vxlan_group=ctx.lab.nodes[remote.node].address, vxlan_port=names.port("a"), vxlan_learning=0,
+                     address=_vxlan_mac(names, side))
+            changed = True
+        index = ctx.ifindex(ctx.lab.node_ns(end.node), ifname)
+        changed |= ensure_link_up(ipr, index, mtu=NETWORK_MTU - 30)
+        far_gw, far_mac = names.gateway_address(other), _vxlan_mac(names, other)
+        have = [n for n in ipr.get_neighbours(ifindex=index) if n.get("NDA_DST") == far_gw]
+        if not have or have[0].get("NDA_LLADDR") != far_mac or not have[0]["state"] & 0x80:
+            # ip neigh replace FAR_GW lladdr FAR_MAC dev vtHASHs nud permanent
+            ipr.neigh("replace", ifindex=index, dst=far_gw, lladdr=far_mac, state=0x80)
+            changed = True
     return changed
 
 
-def tunnel_if(op: EnsureStitch, names: StitchNames, side: str) -> str:
-    return names.wg_if(side) if op.encrypted else names.vxlan_if(side)
+# --- ends ----------------------------------------------------------------------------------
 
-
-def tunnel_mtu(op: EnsureStitch) -> int:
-    return wireguard.TUNNEL_MTU if op.encrypted else NETWORK_MTU - 30
-
-
-def ensure_end(ctx: StitchContext, op: EnsureStitch, names: StitchNames, side: str, fresh: bool) -> bool:
-    """Attachment veth + gateway address, routes and rules in table T, VM routes, nft chain."""
+def ensure_attachment(ctx: StitchContext, op: EnsureStitch, names: StitchNames, side: str, fresh: bool) -> bool:
+    """The attachment veth, gateway side up. `direct`: the other side up in the VM, and instead of an
+    address on the gateway (an address change wakes every wireguard-go in the node's namespace)
+    permanent neighbours both ways. Otherwise the other side joins the network's bridge and the
+    gateway holds its 169.254 address, so the network's members can ARP for it."""
     direct = op.type == "direct"
-    end, remote = _ends(op, side)
+    end, _ = _ends(op, side)
     node_ns = ctx.lab.node_ns(end.node)
     ipr = ctx.nss(node_ns)
-    gw_if, peer_if, gw_addr = names.gateway_if(side), names.peer_if(side), names.gateway_address(side)
+    gw_if, peer_if = names.gateway_if(side), names.peer_if(side)
     mtu = tunnel_mtu(op)
+    peer_ns = ctx.lab.vm_ns(end.member) if direct else node_ns
     changed = False
-    if not op.encrypted:
-        changed |= _ensure_vxlan_tunnel(ctx, op, names, side)
     with kernel_errors(f"stitch {op.stitch} end {side} on {end.node}"):
-        peer_ns = ctx.lab.vm_ns(end.member) if direct else node_ns
         peer_ipr = ctx.nss(peer_ns)
-        if ifindex(ipr, gw_if) is None:
+        created = False
+        if fresh or ifindex(ipr, gw_if) is None:
+            peer = {"ifname": peer_if, "mtu": mtu if direct else NETWORK_MTU, "address": names.peer_mac(side)}
             if direct:
-                # ip -n NODE link add vgHASHs type veth peer name vpHASHs netns VM
-                ipr.link("add", ifname=gw_if, kind="veth", peer={"ifname": peer_if, "net_ns_fd": peer_ns})
-            else:
-                # ip -n NODE link add vgHASHs type veth peer name vpHASHs
-                ipr.link("add", ifname=gw_if, kind="veth", peer=peer_if)
-            changed = True
-        gw_index = ifindex(ipr, gw_if)
-        changed |= ensure_link_up(ipr, gw_index, mtu=mtu)
-        # ip -n NODE addr add 169.254.x.y/32 dev vgHASHs
-        changed |= ensure_address(ipr, gw_index, gw_addr, 32)
-        peer_index = ifindex(peer_ipr, peer_if)
+                peer["net_ns_fd"] = peer_ns
+            try:
+                # ip -n NODE link add vgHASHs address MAC mtu M up type veth peer name vpHASHs address MAC
+                #    mtu M [netns VM]
+                ipr.link("add", ifname=gw_if, kind="veth", mtu=mtu, state="up", address=names.gateway_mac(side),
+                         peer=peer)
+                created = changed = True
+            except NetlinkError as exc:  # fresh but present (a stray from outside): converge below
+                if exc.code != EEXIST:
+                    raise
+        gw_index = ctx.ifindex(node_ns, gw_if)
+        if gw_index is None:
+            raise DriverError(f"{gw_if} vanished from {node_ns}", errno=ENOENT)
+        if not created:
+            changed |= ensure_link_up(ipr, gw_index, mtu=mtu)
+        peer_index = ctx.ifindex(peer_ns, peer_if)
         if peer_index is None:
             raise DriverError(f"{peer_if} vanished from {peer_ns}", errno=ENOENT)
         if direct:
-            changed |= ensure_link_up(peer_ipr, peer_index, mtu=mtu)
+            if created:
+                peer_ipr.link("set", index=peer_index, state="up")  # ip -n VM link set vpHASHs up
+            else:
+                changed |= ensure_link_up(peer_ipr, peer_index, mtu=mtu)
+            gw_mac = names.gateway_mac(side) if created else _link_mac(ipr, gw_index)
+            peer_mac = names.peer_mac(side) if created else _link_mac(peer_ipr, peer_index)
+            # ip -n VM neigh replace 169.254.x.y lladdr GW_MAC dev vpHASHs nud permanent
+            changed |= _ensure_neighbour(peer_ipr, peer_index, names.gateway_address(side), gw_mac, created)
+            # ip -n NODE neigh replace VM_ADDR lladdr PEER_MAC dev vgHASHs nud permanent
+            changed |= _ensure_neighbour(ipr, gw_index, end.address, peer_mac, created)
         else:
+            # ip -n NODE addr add 169.254.x.y/32 dev vgHASHs
+            if created:
+                with tolerate(EEXIST):
+                    ipr.addr("add", index=gw_index, address=names.gateway_address(side), prefixlen=32)
+            else:
+                changed |= ensure_address(ipr, gw_index, names.gateway_address(side), 32)
             bridge = ifindex(ipr, bridge_ifname(end.vnid))
             if bridge is None:
                 raise DriverError(f"network {end.network} has no bridge on {end.node}", errno=ENOENT)
             # ip link set vpHASHs master brVNID up
-            changed |= ensure_link_up(peer_ipr, peer_index, mtu=NETWORK_MTU, master=bridge)
-
-        tun_name = tunnel_if(op, names, side)
-        tun_index = ifindex(ipr, tun_name)
-        local_dst, remote_dst = _dst(end, direct), _dst(remote, direct)
-        changed |= routing.ensure_routes(ipr, names.table, [
-            {"dst": local_dst, "oif": gw_index},
-            {"dst": remote_dst, "oif": tun_index,
-             "gateway": None if op.encrypted else names.gateway_address("b" if side == "a" else "a")},
-            {"dst": "0.0.0.0/0", "type": "unreachable"},
-        ])
-        changed |= routing.ensure_rules(ipr, names.table, iifnames=[gw_if, tun_name])
-        changed |= _ensure_vm_routes(ctx, op, names, side)
-    if fresh:
-        nft.ensure_base(node_ns)
-    changed |= nft.ensure_stitch(node_ns, nft.chain_name(f"{names.hash}{side}"), gw_if, tun_name,
-                                 local_dst, remote_dst, fresh=fresh)
+            if created:
+                peer_ipr.link("set", index=peer_index, master=bridge, state="up")
+            else:
+                changed |= ensure_link_up(peer_ipr, peer_index, mtu=NETWORK_MTU, master=bridge)
     return changed
+
+
+def _link_mac(ipr, index: int) -> str:
+    return ipr.link("get", index=index)[0].get("IFLA_ADDRESS")
+
+
+def _ensure_neighbour(ipr, index: int, address: str, mac: str, fresh: bool) -> bool:
+    """ip neigh replace ADDRESS lladdr MAC dev X nud permanent, unless it is there already."""
+    if not fresh:
+        for msg in ipr.get_neighbours(ifindex=index, family=2):
+            if (msg.get("NDA_DST") == address and msg.get("NDA_LLADDR") == mac and msg["state"] & 0x80
+                    and msg["ifindex"] == index):
+                return False
+    ipr.neigh("replace", ifindex=index, dst=address, lladdr=mac, state=0x80)
+    return True
+
+
+def ensure_end_routing(ctx: StitchContext, op: EnsureStitch, names: StitchNames, side: str, fresh: bool) -> bool:
+    """Table T on the end node: local dst → gateway veth, remote dst → tunnel;
+    `ip rule iif vg… / iif <tunnel> lookup T` (and their `unreachable` twins)."""
+    direct = op.type == "direct"
+    end, remote = _ends(op, side)
+    ipr = ctx.nss(ctx.lab.node_ns(end.node))
+    gw_if, tun_name = names.gateway_if(side), tunnel_if(op, names, side)
+    with kernel_errors(f"routes of {op.stitch} end {side} on {end.node}"):
+        node_ns = ctx.lab.node_ns(end.node)
+        gw_index, tun_index = ctx.ifindex(node_ns, gw_if), ctx.ifindex(node_ns, tun_name)
+        if gw_index is None or tun_index is None:
+            raise DriverError(f"{gw_if} or {tun_name} missing on {end.node}", errno=ENOENT)
+        changed = routing.ensure_routes(ipr, names.table, [
+            {"dst": _dst(end, direct), "oif": gw_index},
+            {"dst": _dst(remote, direct), "oif": tun_index,
+             "gateway": None if op.encrypted else names.gateway_address(_other(side))},
+        ], fresh=fresh)
+        changed |= routing.ensure_rules(ipr, names.table, iifnames=[gw_if, tun_name], fresh=fresh)
+    return changed
+
+
+def verify_end(ctx: StitchContext, op: EnsureStitch, names: StitchNames, side: str) -> None:
+    """ip route get REMOTE from LOCAL iif vg…: the kernel must route the end's traffic into the tunnel."""
+    direct = op.type == "direct"
+    end, remote = _ends(op, side)
+    ipr = ctx.nss(ctx.lab.node_ns(end.node))
+    src = end.address if direct else str(ipaddress.ip_network(end.cidr, strict=False).network_address + 1)
+    dst = str(ipaddress.ip_network(_dst(remote, direct), strict=False).network_address)
+    if not direct:
+        dst = str(ipaddress.ip_address(dst) + 1)
+    node_ns = ctx.lab.node_ns(end.node)
+    tun_index = ctx.ifindex(node_ns, tunnel_if(op, names, side))
+    with kernel_errors(f"stitch {op.stitch}: route check on {end.node}"):
+        # ip route get REMOTE from LOCAL iif vgHASHs
+        found = ipr.route("get", dst=dst, src=src, iif=ctx.ifindex(node_ns, names.gateway_if(side)))
+    oif = found[0].get("RTA_OIF") if found else None
+    if tun_index is None or oif != tun_index:
+        raise DriverError(f"stitch {op.stitch}: {end.node} does not route {src}→{dst} into the tunnel",
+                          errno=ENOENT)
 
 
 def _vm_targets(ctx: StitchContext, op: EnsureStitch, names: StitchNames, side: str) -> list[tuple[str, str, str]]:
@@ -212,7 +370,8 @@ def _vm_targets(ctx: StitchContext, op: EnsureStitch, names: StitchNames, side: 
     return [(ctx.lab.vm_ns(m["name"]), "eth0", None) for m in ctx.members_of.get(end.network, [])]
 
 
-def _ensure_vm_routes(ctx: StitchContext, op: EnsureStitch, names: StitchNames, side: str) -> bool:
+def _ensure_vm_routes(ctx: StitchContext, op: EnsureStitch, names: StitchNames, side: str,
+                      fresh: bool = False) -> bool:
     """ip -n VM route replace REMOTE via 169.254.x.y dev DEV onlink [src ADDR] mtu M."""
     _, remote = _ends(op, side)
     remote_dst = _dst(remote, op.type == "direct")
@@ -221,51 +380,60 @@ def _ensure_vm_routes(ctx: StitchContext, op: EnsureStitch, names: StitchNames, 
     changed = False
     for vm_ns, dev, src in _vm_targets(ctx, op, names, side):
         vm = ctx.nss(vm_ns)
-        index = ifindex(vm, dev)
+        index = ctx.ifindex(vm_ns, dev)
         if index is None:
             continue
-        have = [m for m in vm.get_routes(family=2, table=254)   # dump: a lookup would fail when absent
-                if m["dst_len"] == int(plen) and m.get("RTA_DST") == net]
-        if have and have[0].get("RTA_GATEWAY") == gw and have[0].get("RTA_OIF") == index:
-            continue
+        if not fresh:
+            have = [m for m in vm.get_routes(family=2, table=254)   # dump: a lookup would fail when absent
+                    if m["dst_len"] == int(plen) and m.get("RTA_DST") == net]
+            if have and have[0].get("RTA_GATEWAY") == gw and have[0].get("RTA_OIF") == index:
+                continue
         kwargs = {"dst": net, "dst_len": int(plen), "gateway": gw, "oif": index, "flags": 4,
                   "metrics": {"RTAX_MTU": tunnel_mtu(op)}}
         if src:
             kwargs["prefsrc"] = src
-        vm.route("replace", **kwargs)
+        with kernel_errors(f"route in {vm_ns}"):
+            vm.route("replace", **kwargs)
         changed = True
     return changed
 
 
-def ensure_path(ctx: StitchContext, op: EnsureStitch, names: StitchNames) -> bool:
-    """Pin the tunnel's UDP packets to the path: per node, `ip rule ipproto udp dport P lookup T`
-    and in T the next hop towards each end; HTB classes at the reserved rate when rate > 0."""
-    lab, path = ctx.lab, list(op.path)
-    if not path or path[0] != op.a.node or path[-1] != op.b.node:
-        raise DriverError(f"stitch {op.stitch}: path must run from {op.a.node} to {op.b.node}", field="path",
-                          errno=22)
-    ports = sorted({names.port("a"), names.port("b")})
-    addr_a, addr_b = lab.nodes[op.a.node].address, lab.nodes[op.b.node].address
-    changed = False
+# --- path ----------------------------------------------------------------------------------
+
+def pin_routes(lab: LabLayout, op: EnsureStitch) -> dict[str, list[tuple[str, str]]]:
+    """Per path node, the (far node, next hop) routes that pin the tunnel's UDP to the path, only on
+    nodes where the path leaves the underlay's own next hop (elsewhere the main table already
+    sends it along the path, and every route change wakes each wireguard-go in that namespace)."""
+    path = list(op.path)
+    a_node, b_node = op.a.node, op.b.node
+    out: dict[str, list[tuple[str, str]]] = {}
     for i, node in enumerate(path):
-        if node not in lab.nodes:
-            raise DriverError(f"stitch {op.stitch}: unknown node {node} on path", field="path", errno=ENOENT)
-        ipr = ctx.nss(lab.node_ns(node))
-        wanted = []
+        hops = []
+        if i + 1 < len(path):
+            hops.append((b_node, path[i + 1]))
+        if i > 0:
+            hops.append((a_node, path[i - 1]))
+        if any(lab.next_hop.get(node, {}).get(far) != hop for far, hop in hops):
+            out[node] = hops
+    return out
+
+
+def ensure_path(ctx: StitchContext, op: EnsureStitch, names: StitchNames, fresh: bool = False) -> bool:
+    """Pin the tunnel's UDP packets to the path where the underlay would not: on such a node,
+    `ip rule ipproto udp dport A-B lookup T` and in T the next hop towards each end."""
+    lab = ctx.lab
+    changed = False
+    for node, hops in pin_routes(lab, op).items():
+        ns = lab.node_ns(node)
+        ipr = ctx.nss(ns)
         with kernel_errors(f"pin {op.stitch} on {node}"):
-            if i + 1 < len(path):
-                _, egress, _ = lab.link_between(node, path[i + 1])
-                wanted.append({"dst": f"{addr_b}/32", "oif": ifindex(ipr, egress),
-                               "gateway": lab.nodes[path[i + 1]].address})
-            if i > 0:
-                _, egress, _ = lab.link_between(node, path[i - 1])
-                wanted.append({"dst": f"{addr_a}/32", "oif": ifindex(ipr, egress),
-                               "gateway": lab.nodes[path[i - 1]].address})
-            if len(path) > 1:
-                changed |= routing.ensure_routes(ipr, names.table, wanted + [{"dst": "0.0.0.0/0",
-                                                                               "type": "unreachable"}])
-                changed |= routing.ensure_rules(ipr, names.table, dports=ports)
-    changed |= ensure_rate(ctx, op, names, op.rate_bps)
+            wanted = []
+            for far, hop in hops:
+                _, egress, _ = lab.link_between(node, hop)
+                wanted.append({"dst": f"{lab.nodes[far].address}/32", "oif": ctx.ifindex(ns, egress),
+                               "gateway": lab.nodes[hop].address})
+            changed |= routing.ensure_routes(ipr, names.table, wanted, fresh=fresh)
+            changed |= routing.ensure_rules(ipr, names.table, dport_range=port_range(names), fresh=fresh)
     return changed
 
 
@@ -300,18 +468,18 @@ def ensure_rate(ctx: StitchContext, op: EnsureStitch, names: StitchNames, rate_b
 # --- teardown ------------------------------------------------------------------------------
 
 def teardown(ctx: StitchContext, op: EnsureStitch, names: StitchNames, record: dict) -> bool:
-    """Remove every piece of the stitch that exists; tolerant of anything already gone."""
+    """Remove every piece of the stitch the spec describes, tolerant of anything already gone:
+    signal wireguard-go, delete links, nft entries, rules and routes, then wait for the processes."""
     changed = False
+    stopping = []
     for side in SIDES:
         ifname = names.wg_if(side)
         proc = ctx.procs.pop(ifname, None)
-        changed |= wireguard.stop(record.get("pids", {}).get(side) or (proc.pid if proc else None), ifname)
-        if proc is not None:
-            proc.poll()
-        try:
-            os.unlink(key_path(ctx, ifname))
-        except FileNotFoundError:
-            pass
+        pid = record.get("pids", {}).get(side) or (proc.pid if proc else None)
+        if wireguard.signal_stop(pid, ifname):
+            changed = True
+        stopping.append((pid, ifname, proc))
+    direct = op.type == "direct"
     for side in SIDES:
         end, remote = _ends(op, side)
         if end.node not in ctx.lab.nodes:
@@ -322,7 +490,7 @@ def teardown(ctx: StitchContext, op: EnsureStitch, names: StitchNames, record: d
         except DriverError:
             continue
         # VM routes over eth0 outlive the gateway; the direct ones die with the veth.
-        if op.type != "direct":
+        if not direct:
             net, _, plen = _dst(remote, False).partition("/")
             for vm_ns, _, _ in _vm_targets(ctx, op, names, side):
                 try:
@@ -332,21 +500,34 @@ def teardown(ctx: StitchContext, op: EnsureStitch, names: StitchNames, record: d
                 except DriverError:
                     pass
         for name in (names.gateway_if(side), names.wg_if(side), names.vxlan_if(side)):
-            index = ifindex(ipr, name)
-            if index is not None:
-                with tolerate(ENOENT, 19):
-                    ipr.link("del", index=index)  # ip link del NAME
+            with kernel_errors(f"ip link del {name}"), tolerate(ENODEV, ENOENT):
+                ipr.link("del", ifname=name)  # ip link del NAME
                 changed = True
         changed |= nft.remove_stitch(node_ns, nft.chain_name(f"{names.hash}{side}"), names.gateway_if(side),
                                      names.wg_if(side), names.vxlan_if(side))
-    for node in set(op.path) | {op.a.node, op.b.node}:
-        if node in ctx.lab.nodes:
-            try:
-                changed |= routing.remove_rules_and_table(ctx.nss(ctx.lab.node_ns(node)), names.table)
-            except DriverError:
-                pass
-    try:
-        changed |= ensure_rate(ctx, op, names, 0)
-    except (DriverError, KeyError):
-        pass
+        changed |= routing.remove_rules(ipr, names.table, iifnames=[names.gateway_if(side), tunnel_if(op, names, side)])
+        # the routes in T via the veth and the tunnel went with those links
+    pinned = [{"dst": f"{ctx.lab.nodes[n].address}/32"} for n in (op.a.node, op.b.node) if n in ctx.lab.nodes]
+    for node in dict.fromkeys(list(op.path) + [op.a.node, op.b.node]):
+        if node not in ctx.lab.nodes:
+            continue
+        try:
+            ipr = ctx.nss(ctx.lab.node_ns(node))
+        except DriverError:
+            continue
+        changed |= routing.remove_rules(ipr, names.table, dport_range=port_range(names))
+        changed |= routing.remove_routes(ipr, names.table, pinned)
+    if op.rate_bps > 0:
+        try:
+            changed |= ensure_rate(ctx, op, names, 0)
+        except (DriverError, KeyError):
+            pass
+    for pid, ifname, proc in stopping:
+        wireguard.wait_stopped(pid, ifname)
+        if proc is not None:
+            proc.poll()
+        try:
+            os.unlink(key_path(ctx, ifname))
+        except FileNotFoundError:
+            pass
     return changed

@@ -17,22 +17,29 @@ _QUANTITY = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-zA-Zµ/
 MAX_BANDWIDTH_BPS = 10e12  # 10 Tbit/s: anything above is a typo, not a link
 
 
-def parse_bandwidth(value: str | int | float) -> float:
-    """'2Gbps', '500 Mbit/s', 1e9 → bit/s; a bare number is bit/s."""
+def _parse_quantity(value: str | int | float, units: dict[str, float], what: str, example: str,
+                    unit_names: str) -> float:
+    """A bare number, or a number with one of `units` (case-insensitive); never negative."""
     if isinstance(value, bool):
-        raise ValueError("bandwidth must be a number or a quantity like '2Gbps'")
+        raise ValueError(f"{what} must be a number or a quantity like '{example}'")
     if isinstance(value, (int, float)):
-        bps = float(value)
+        number = float(value)
     else:
         match = _QUANTITY.match(str(value))
         if not match:
-            raise ValueError(f"'{value}' is not a bandwidth (e.g. '2Gbps', '500Mbps')")
-        number, unit = float(match.group(1)), match.group(2).lower()
-        if unit and unit not in _BW_UNITS:
-            raise ValueError(f"unknown bandwidth unit '{match.group(2)}' (use bps, Kbps, Mbps, Gbps, Tbps)")
-        bps = number * _BW_UNITS.get(unit, 1.0)
-    if bps != bps or bps < 0:
-        raise ValueError("bandwidth must not be negative")
+            raise ValueError(f"'{value}' is not a {what} (e.g. '{example}')")
+        unit = match.group(2).lower()
+        if unit and unit not in units:
+            raise ValueError(f"unknown {what} unit '{match.group(2)}' (use {unit_names})")
+        number = float(match.group(1)) * units.get(unit, 1.0)
+    if number != number or number < 0:
+        raise ValueError(f"{what} must not be negative")
+    return number
+
+
+def parse_bandwidth(value: str | int | float) -> float:
+    """'2Gbps', '500 Mbit/s', 1e9 → bit/s; a bare number is bit/s."""
+    bps = _parse_quantity(value, _BW_UNITS, "bandwidth", "2Gbps", "bps, Kbps, Mbps, Gbps, Tbps")
     if bps > MAX_BANDWIDTH_BPS:
         raise ValueError(f"bandwidth {bps:g} bit/s is absurd (limit {MAX_BANDWIDTH_BPS:g})")
     return bps
@@ -40,21 +47,7 @@ def parse_bandwidth(value: str | int | float) -> float:
 
 def parse_duration(value: str | int | float) -> float:
     """'30ms', '1.5s', 0.02 → seconds; a bare number is seconds."""
-    if isinstance(value, bool):
-        raise ValueError("duration must be a number or a quantity like '30ms'")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        match = _QUANTITY.match(str(value))
-        if not match:
-            raise ValueError(f"'{value}' is not a duration (e.g. '30ms', '2s')")
-        number, unit = float(match.group(1)), match.group(2).lower()
-        if unit and unit not in _TIME_UNITS:
-            raise ValueError(f"unknown time unit '{match.group(2)}' (use ns, us, ms, s, min, h)")
-        seconds = number * _TIME_UNITS.get(unit, 1.0)
-    if seconds != seconds or seconds < 0:
-        raise ValueError("duration must not be negative")
-    return seconds
+    return _parse_quantity(value, _TIME_UNITS, "duration", "30ms", "ns, us, ms, s, min, h")
 
 
 def format_bandwidth(bps: float) -> str:
@@ -71,15 +64,4 @@ _BYTE_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9
 
 def parse_bytes(value: str | int | float) -> int:
     """'64Gi', '1TB', 4096 → bytes."""
-    if isinstance(value, bool):
-        raise ValueError("size must be a number or a quantity like '64Gi'")
-    if isinstance(value, (int, float)):
-        size = float(value)
-    else:
-        match = _QUANTITY.match(str(value))
-        if not match or match.group(2).lower() not in _BYTE_UNITS:
-            raise ValueError(f"'{value}' is not a size (e.g. '64Gi', '500GB')")
-        size = float(match.group(1)) * _BYTE_UNITS[match.group(2).lower()]
-    if size < 0:
-        raise ValueError("size must not be negative")
-    return int(size)
+    return int(_parse_quantity(value, _BYTE_UNITS, "size", "64Gi", "B, KB, MB, GB, TB, KiB, MiB, GiB, TiB"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, TypeVar
 
 from vnstitch.controller.cache import StateCache
 from vnstitch.domain import ledger as ledgers
@@ -23,6 +23,7 @@ from vnstitch.domain.vnet import VirtualNetwork
 from vnstitch.errors import Conflict, InsufficientCapacity, InvalidInput, NotFound, PolicyDenied, VnstitchError
 from vnstitch.store import Compare, Delete, Put, Record, Store
 
+T = TypeVar("T")
 KIND_ORDER = {"Node": 0, "Link": 1, "VirtualNetwork": 2, "Stitch": 3}
 CACHED_KINDS = ("Node", "Link", "VirtualNetwork", "Stitch", LEDGER_KIND)
 MAX_TXN_RETRIES = 20
@@ -279,45 +280,43 @@ class Controller:
             if key in seen:
                 raise InvalidInput(f"{res.KIND} '{res.name}' appears twice in the input", field="metadata.name")
             seen.add(key)
-        for attempt in range(MAX_TXN_RETRIES):
-            with self._lock:
-                self.refresh()
-                now = self.clock()
-                batch = _Batch(self.cache)
-                changes = [self._stage(batch, res, now) for res in ordered]
-                if dry_run or not batch.staged:
-                    return changes
-                result = self.store.txn(list(batch.compares.values()), batch.ops())
-            if result.succeeded:
-                return changes
-            time.sleep(min(0.05, 0.001 * 2 ** attempt))
-        raise Conflict("the store kept changing under this apply; try again")
+        def stage(batch: _Batch, now: float) -> list[Change]:
+            return [self._stage(batch, res, now) for res in ordered]
+
+        return self._transact(stage, dry_run=dry_run)
 
     def apply_each(self, resources: list[Resource]) -> list[Change | VnstitchError]:
         """Admit each resource on its own merits, all in one transaction (group commit: one fsync).
 
         A refused resource gets its error in the result and leaves no trace; the others land.
         """
+        def stage(batch: _Batch, now: float) -> list[Change | VnstitchError]:
+            results: list[Change | VnstitchError] = []
+            for res in resources:
+                staged, compares = dict(batch.staged), dict(batch.compares)
+                try:
+                    results.append(self._stage(batch, res, now))
+                except VnstitchError as exc:
+                    batch.staged, batch.compares, batch.ledger_view = staged, compares, None
+                    results.append(exc)
+            return results
+
+        return self._transact(stage)
+
+    def _transact(self, stage: Callable[[_Batch, float], "T"], dry_run: bool = False) -> "T":
+        """Stage against a fresh view and commit guarded by what was read; retry when the store moved."""
         for attempt in range(MAX_TXN_RETRIES):
             with self._lock:
                 self.refresh()
-                now = self.clock()
                 batch = _Batch(self.cache)
-                results: list[Change | VnstitchError] = []
-                for res in resources:
-                    staged, compares = dict(batch.staged), dict(batch.compares)
-                    try:
-                        results.append(self._stage(batch, res, now))
-                    except VnstitchError as exc:
-                        batch.staged, batch.compares, batch.ledger_view = staged, compares, None
-                        results.append(exc)
-                if not batch.staged:
-                    return results
+                outcome = stage(batch, self.clock())
+                if dry_run or not batch.staged:
+                    return outcome
                 result = self.store.txn(list(batch.compares.values()), batch.ops())
             if result.succeeded:
-                return results
+                return outcome
             time.sleep(min(0.05, 0.001 * 2 ** attempt))
-        raise Conflict("the store kept changing under this apply; try again")
+        raise Conflict("the store kept changing under this change; try again")
 
     def _stage(self, batch: _Batch, res: Resource, now: float) -> Change:
         stage = {"Node": self._stage_node, "Link": self._stage_link,
@@ -563,22 +562,13 @@ class Controller:
     def delete(self, kind: str, name: str, tenant: str | None = None) -> Change:
         cls = kind_class(kind)
         namespace = (tenant or "default") if cls.NAMESPACED else ""
-        for attempt in range(MAX_TXN_RETRIES):
-            with self._lock:
-                self.refresh()
-                now = self.clock()
-                batch = _Batch(self.cache)
-                current = batch.read(cls.KIND, namespace, name)
-                if current is None:
-                    raise NotFound(f"{cls.KIND} '{name}' not found", field="metadata.name")
-                action = self._stage_delete(batch, cls.KIND, namespace, name, current, now)
-                if not batch.staged:
-                    return Change(cls.KIND, namespace, name, action)
-                result = self.store.txn(list(batch.compares.values()), batch.ops())
-            if result.succeeded:
-                return Change(cls.KIND, namespace, name, action)
-            time.sleep(min(0.05, 0.001 * 2 ** attempt))
-        raise Conflict("the store kept changing under this delete; try again")
+        def stage(batch: _Batch, now: float) -> Change:
+            current = batch.read(cls.KIND, namespace, name)
+            if current is None:
+                raise NotFound(f"{cls.KIND} '{name}' not found", field="metadata.name")
+            return Change(cls.KIND, namespace, name, self._stage_delete(batch, cls.KIND, namespace, name, current, now))
+
+        return self._transact(stage)
 
     def _stage_delete(self, batch: _Batch, kind: str, namespace: str, name: str, current: dict, now: float) -> str:
         if kind == "Stitch":

@@ -9,7 +9,7 @@ from vnstitch.store.base import (
     Compacted, Compare, Delete, Event, LeaseNotFound, Put, Record, Store, TxnResult,
 )
 
-STORE_SCHEMES = ("sqlite", "memory")
+STORE_SCHEMES = ("sqlite", "memory", "etcd")
 
 
 def default_store_url() -> str:
@@ -22,7 +22,8 @@ def default_store_url() -> str:
 
 
 def open_store(url: str | None = None) -> Store:
-    """'sqlite:///abs/path.db', 'sqlite://rel/path.db' or 'memory://'."""
+    """'sqlite:///abs/path.db', 'sqlite://rel/path.db', 'memory://' or
+    'etcd://host:port[,host:port...]/prefix' (several controller replicas share one etcd cluster)."""
     url = url or default_store_url()
     scheme, sep, rest = url.partition("://")
     if not sep or scheme not in STORE_SCHEMES:
@@ -32,6 +33,14 @@ def open_store(url: str | None = None) -> Store:
         from vnstitch.store.memory import MemoryStore
 
         return MemoryStore()
+    if scheme == "etcd":
+        from vnstitch.store.etcd import EtcdStore, parse_url
+
+        endpoints, prefix = parse_url(rest)
+        if not endpoints:
+            raise InvalidInput("etcd store needs endpoints: etcd://host:port[,host:port...]/prefix",
+                               field="--store")
+        return EtcdStore(endpoints, prefix)
     from vnstitch.store.sqlite import SQLiteStore
 
     path = rest  # sqlite:///abs/path → /abs/path; sqlite://rel/path → rel/path

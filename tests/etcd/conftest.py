@@ -1,0 +1,50 @@
+"""A real 3-member etcd cluster on 127.0.0.1 for the whole session (free ports, tmp dirs),
+stopped afterwards. Tests skip with the reason when etcd is not installed."""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+import pytest
+
+from tests.etcd.cluster import ETCD_BINARY, LocalEtcdCluster
+
+_prefixes = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def etcd_cluster(tmp_path_factory):
+    if ETCD_BINARY is None:
+        pytest.skip("etcd is not installed: run scripts/etcd-deps.sh (Debian package etcd-server)")
+    cluster = LocalEtcdCluster(3, base_dir=str(tmp_path_factory.mktemp("etcd")))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def etcd_cluster_healthy(etcd_cluster):
+    """The session cluster with every member running (a test that killed members restarts them)."""
+    for member in etcd_cluster.members:
+        if member.process is None or member.process.poll() is not None:
+            etcd_cluster.start_member(member)
+    etcd_cluster.wait_healthy(30.0)
+    return etcd_cluster
+
+
+@pytest.fixture
+def etcd_prefix(request):
+    """A key prefix of its own for each test."""
+    return f"t{os.getpid()}-{next(_prefixes)}-{request.node.name[:40]}".replace("[", "-").replace("]", "")
+
+
+@pytest.fixture
+def etcd_store(etcd_cluster_healthy, etcd_prefix):
+    from vnstitch.store.etcd import EtcdStore
+
+    store = EtcdStore(etcd_cluster_healthy.endpoints.split(","), etcd_prefix)
+    yield store
+    store.close()

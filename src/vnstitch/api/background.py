@@ -1,5 +1,8 @@
 """The reconciler inside the server: a thread that runs a pass on every tick and on store
-changes, logs every exception it meets (never swallows one) and keeps going."""
+changes, logs every exception it meets (never swallows one) and keeps going.
+
+With leader election (several replicas on one etcd cluster) only the leader runs passes,
+each write fenced on the leader key; `resign()` hands leadership over (SIGTERM)."""
 
 from __future__ import annotations
 
@@ -15,8 +18,11 @@ log = logging.getLogger("vnstitch.api.reconciler")
 
 class ReconcileWorker:
     def __init__(self, reconciler: Reconciler, tick_s: float, min_interval_s: float = 0.05,
-                 clock: Callable[[], float] = time.time, housekeeping: Callable[[], None] | None = None):
+                 clock: Callable[[], float] = time.time, housekeeping: Callable[[], None] | None = None,
+                 election=None, relist_s: float = 300.0):
         self.reconciler = reconciler
+        self.election = election          # controller.election.LeaderElection, or None: always run
+        self.relist_s = relist_s          # full re-list of the cache this often (a watch alone can miss)
         self.tick_s = tick_s
         self.min_interval_s = min_interval_s
         self.clock = clock
@@ -28,22 +34,59 @@ class ReconcileWorker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._topology_key: tuple | None = None
+        self._stopped = False
+        self._relist_due = False
+        self._warmed_at = 0.0
+        self._stop_lock = threading.Lock()
+        if election is not None:
+            election.on_change = self._on_leadership
 
     def start(self) -> None:
+        if self.election is not None:
+            self.election.start()
         self._thread = threading.Thread(target=self._loop, name="vnstitch-reconciler", daemon=True)
         self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            if self._thread.is_alive():
-                log.error("reconciler thread did not stop within %.0f s", timeout_s)
-        try:
-            self.reconciler.driver.close()
-        except Exception:  # noqa: BLE001 - shutting down; report and go on
-            log.exception("closing the driver failed")
+        """Stop passes, then resign leadership (so the next leader starts after our last write)."""
+        with self._stop_lock:  # a second caller (signal, then lifespan) waits for the first
+            if self._stopped:
+                return
+            self._stop.set()
+            if self._thread is not None:
+                self._thread.join(timeout_s)
+                if self._thread.is_alive():
+                    log.error("reconciler thread did not stop within %.0f s", timeout_s)
+            if self.election is not None:
+                self.election.resign()
+            try:
+                self.reconciler.driver.close()
+            except Exception:  # noqa: BLE001 - shutting down; report and go on
+                log.exception("closing the driver failed")
+            self._stopped = True
 
+    resign = stop
+
+    @property
+    def leading(self) -> bool:
+        return self.election is None or self.election.is_leader()
+
+    def _warm_standby(self) -> None:
+        """Keep a follower's cache and path finder current, so its first pass as leader is quick."""
+        if time.monotonic() - self._warmed_at < 1.0:
+            return
+        self._warmed_at = time.monotonic()
+        try:
+            self.reconciler.controller.refresh()
+            self.reconciler.controller.pathfinder()
+        except Exception:  # noqa: BLE001 - logged; a follower keeps serving
+            log.exception("warming the standby failed")
+
+    def _on_leadership(self, leading: bool) -> None:
+        """Fence the controller's writes on our leader key (or on nothing that can hold)."""
+        self.reconciler.controller.fence = self.election.fence()
+        if leading:
+            self._relist_due = True  # a new leader starts from a full re-list
     @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -81,7 +124,19 @@ class ReconcileWorker:
     def _loop(self) -> None:
         store = self.reconciler.controller.store
         last_housekeeping = time.monotonic()
+        last_relist = time.monotonic()
         while not self._stop.is_set():
+            if not self.leading:
+                if not self.election.wait_leading(0.2):  # followers serve the API only
+                    self._stop.wait(0.05)
+                    self._warm_standby()
+                continue
+            controller = self.reconciler.controller
+            if self.election is not None:
+                controller.fence = self.election.fence()
+            if self._relist_due or time.monotonic() - last_relist > self.relist_s:
+                self._relist_due, last_relist = False, time.monotonic()
+                controller.cache.revision = -1  # the next refresh lists every kind afresh
             self.run_pass()
             if self.housekeeping and time.monotonic() - last_housekeeping > 60:
                 last_housekeeping = time.monotonic()

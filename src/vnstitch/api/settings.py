@@ -23,3 +23,7 @@ class Settings:
     idempotency_wait_s: float = 10.0    # how long a duplicate waits for the first request
     token_cache_s: float = 1.0          # a revoked token stops working within this time
     watch_max_s: int = 3600
+    leader_election: bool | None = None  # None: on when the store is shared by replicas (etcd)
+    leader_ttl_s: float = 10.0          # lease TTL of the leader key (failover ≈ TTL + 1 s)
+    replica_id: str | None = None       # None: host:pid:random
+    relist_s: float = 300.0             # the leader re-lists the whole cache this often

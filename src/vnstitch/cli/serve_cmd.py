@@ -25,15 +25,36 @@ def cmd_serve(args) -> int:
                         dev=args.dev, tick_s=args.tick, max_body_bytes=args.max_body,
                         rate_limit_per_s=args.rate_limit, rate_limit_burst=args.rate_burst,
                         quota_stitches=args.quota_stitches, quota_bandwidth_bps=parse_bandwidth(args.quota_bandwidth),
-                        reconcile=not args.no_reconcile)
+                        reconcile=not args.no_reconcile,
+                        leader_election={"auto": None, "on": True, "off": False}[args.leader_election],
+                        leader_ttl_s=args.leader_ttl, replica_id=args.replica_id)
     app = create_app(settings)
     if app.state.dev_token:
         print(f"--dev: admin token for tenant 'default' (shown once): {app.state.dev_token}", file=sys.stderr)
-    print(f"serving on http://{args.host}:{args.port} (reconcile every {args.tick:g} s and on changes)",
+    election = getattr(app.state.ctx.worker, "election", None)
+    print(f"serving on http://{args.host}:{args.port} (reconcile every {args.tick:g} s and on changes"
+          + (f"; replica {election.identity}, leader TTL {election.ttl_s:g} s)" if election else ")"),
           file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning",
-                timeout_keep_alive=30)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning",
+                            timeout_keep_alive=30, timeout_graceful_shutdown=10)
+    _run_resigning(config, app.state.ctx.worker)
     return EXIT_OK
+
+
+def _run_resigning(config, worker) -> None:
+    """Run uvicorn; on SIGTERM/SIGINT first stop reconciling and resign leadership at once
+    (graceful handover), then let uvicorn drain connections (long watches would delay the lifespan exit)."""
+    import threading
+
+    import uvicorn
+
+    class ResigningServer(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            if worker is not None:
+                threading.Thread(target=worker.stop, name="vnstitch-resign", daemon=True).start()
+            super().handle_exit(sig, frame)
+
+    ResigningServer(config).run()
 
 
 def cmd_token_create(args) -> int:
@@ -80,6 +101,11 @@ def register(subparsers) -> None:
     p.add_argument("--rate-burst", type=int, default=400, help="burst per token (default 400)")
     p.add_argument("--quota-stitches", type=int, default=1000, help="stitches per tenant (default 1000)")
     p.add_argument("--quota-bandwidth", default="1Tbps", help="reserved bandwidth per tenant (default 1Tbps)")
+    p.add_argument("--leader-election", choices=["auto", "on", "off"], default="auto",
+                   help="only the elected replica reconciles (auto: on for an etcd:// store)")
+    p.add_argument("--leader-ttl", type=float, default=10.0,
+                   help="lease TTL of the leader key in seconds (default 10; failover takes about this long)")
+    p.add_argument("--replica-id", help="this replica's name in /readyz and /metrics (default host:pid:random)")
     p.set_defaults(func=cmd_serve)
 
     p = subparsers.add_parser("token", help="API tokens (stored hashed in the store)")

@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from vnstitch.api.auth import Principal
 from vnstitch.api.context import ctx, principal
 from vnstitch.api.errors import NotReady
-from vnstitch.api.metrics import CONTENT_TYPE, state_lines
+from vnstitch.api.metrics import CONTENT_TYPE, _labels, state_lines
 from vnstitch.api.routes._common import ERRORS, json_response
 
 router = APIRouter(tags=["system"])
@@ -21,6 +21,9 @@ class Readiness(BaseModel):
     status: str
     revision: int
     reconciler: str
+    replica: str | None = None      # this replica's identity (with leader election)
+    leader: str | None = None       # the identity of the replica that leads now
+    leading: bool | None = None     # whether this replica leads
 
 
 class WhoAmI(BaseModel):
@@ -41,15 +44,24 @@ def readyz(request: Request):
     context = ctx(request)
     revision = context.store.revision()  # raises StoreUnavailable → 503
     worker = context.worker
+    election = getattr(worker, "election", None)
+    body: dict = {"status": "ok", "revision": revision}
+    if election is not None:  # every replica serves the API; one reconciles
+        leading = election.is_leader()
+        body.update(replica=election.identity, leading=leading,
+                    leader=election.identity if leading else election.current_leader())
     if worker is None:
         state = "disabled"
     elif not worker.alive:
         raise NotReady("the reconciler thread is not running")
+    elif election is not None and not body["leading"]:
+        state = "standby"
     elif worker.passes == 0:
         raise NotReady("the reconciler has not finished its first pass")
     else:
         state = "failing: " + worker.last_error if worker.last_error else "ok"
-    return json_response({"status": "ok", "revision": revision, "reconciler": state})
+    body["reconciler"] = state
+    return json_response(body)
 
 
 @router.get("/metrics", operation_id="metrics", summary="Prometheus metrics",
@@ -57,6 +69,17 @@ def readyz(request: Request):
 def metrics(request: Request):
     context = ctx(request)
     lines = context.metrics.render() + state_lines(context.controller, context.worker)
+    election = getattr(context.worker, "election", None)
+    if election is not None:
+        lines += ["# HELP vnstitch_leader 1 when this replica leads (runs the reconciler), else 0.",
+                  "# TYPE vnstitch_leader gauge",
+                  f"vnstitch_leader{_labels(replica=election.identity)} {int(election.is_leader())}",
+                  "# HELP vnstitch_leader_transitions_total Times this replica gained or lost leadership.",
+                  "# TYPE vnstitch_leader_transitions_total counter",
+                  f"vnstitch_leader_transitions_total {election.transitions}",
+                  "# HELP vnstitch_leader_fence_revision Create revision of the leader key this replica holds.",
+                  "# TYPE vnstitch_leader_fence_revision gauge",
+                  f"vnstitch_leader_fence_revision {election.fence_revision or 0}"]
     return PlainTextResponse("\n".join(lines) + "\n", media_type=CONTENT_TYPE)
 
 

@@ -81,7 +81,11 @@ def main(argv=None) -> int:
         table,
         "```",
         "",
-        f"Total wall time {total:.0f} s.",
+        f"Total wall time {total:.0f} s; load average at the end {os.getloadavg()[0]:.1f}.",
+        "",
+        "Fit + calibration CPU time (process CPU seconds over all threads; on 2 dedicated cores the wall "
+        "time is about this divided by the threads used): "
+        + ", ".join(f"{run.model} {run.fit_cpu_seconds:.0f} s" for run in runs) + ".",
         "",
         "```json",
         json.dumps({"results": rows}, indent=1),

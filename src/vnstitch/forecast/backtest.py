@@ -43,6 +43,7 @@ class ModelRun:
     quantiles: np.ndarray
     quantile_levels: tuple[float, ...]
     results: list[dict[str, Any]] = field(default_factory=list)
+    fit_cpu_seconds: float = 0.0   # process CPU time of fit + calibration (all threads)
 
 
 def score(series: TrafficSeries, origins, mean, quantiles, levels, horizon: int, pairs_mask) -> dict[str, float]:
@@ -92,7 +93,9 @@ def run_backtest(series: TrafficSeries, models: Sequence[str] = DEFAULT_MODELS, 
     runs = []
     for name in models:
         model = get_forecaster(name, **(model_options or {}).get(name, {}))
-        started = time.perf_counter()
+        if hasattr(model, "show_progress"):
+            model.show_progress = progress
+        started, cpu_started = time.perf_counter(), time.process_time()
         model.fit(train)
         if calibrate:
             bar = tqdm(total=split.calib_stop - split.train_stop, desc=f"{name} calibrate", disable=not progress,
@@ -101,10 +104,11 @@ def run_backtest(series: TrafficSeries, models: Sequence[str] = DEFAULT_MODELS, 
                                                          pairs_mask, progress=bar)
             bar.close()
         fit_seconds = time.perf_counter() - started
+        fit_cpu_seconds = time.process_time() - cpu_started
         bar = tqdm(total=len(origins), desc=f"{name} test", disable=not progress, leave=False)
         mean, quant = model.predict_origins(series, origins, hmax, progress=bar)
         bar.close()
-        run = ModelRun(name, origins, mean, quant, model.quantile_levels)
+        run = ModelRun(name, origins, mean, quant, model.quantile_levels, fit_cpu_seconds=fit_cpu_seconds)
         for horizon in horizons:
             row = {"model": name, "horizon": horizon,
                    **score(series, origins, mean, quant, model.quantile_levels, horizon, pairs_mask),

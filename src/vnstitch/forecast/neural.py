@@ -50,6 +50,7 @@ class RNNForecaster(Forecaster):
         self.validation_fraction, self.seed, self.num_threads = float(validation_fraction), int(seed), num_threads
         self.week_lag, self.predict_threads = bool(week_lag), int(predict_threads)
         self.node_totals = bool(node_totals)
+        self.show_progress = False  # a tqdm bar over training batches on stderr (set by the backtest CLI)
         self.scale = np.zeros(0)       # per pair: typical |one-step change| in log1p space
         self.level = np.zeros(0)       # per pair: mean log1p rate over the fit data
         self.network_state: dict[str, np.ndarray] = {}
@@ -197,6 +198,10 @@ class RNNForecaster(Forecaster):
             val_o, val_p = val_o[pick], val_p[pick]
         best, best_state = np.inf, None
         self.training_log = []
+        from tqdm import tqdm
+
+        bar = tqdm(total=self.epochs * self.samples_per_epoch, desc=f"{self.name} train", unit="sample",
+                   disable=not self.show_progress, leave=False)
         for epoch in range(self.epochs):
             started = time.perf_counter()
             self._net.train()
@@ -212,6 +217,7 @@ class RNNForecaster(Forecaster):
                 torch.nn.utils.clip_grad_norm_(self._net.parameters(), 1.0)
                 opt.step()
                 total += loss.item() * len(x)
+                bar.update(len(x))
             sched.step()
             val = self._evaluate_loss(batch, loss_of, val_o, val_p, torch)
             self.training_log.append({"epoch": epoch + 1, "train_loss": total / n, "val_loss": val,
@@ -219,6 +225,7 @@ class RNNForecaster(Forecaster):
             if val < best or best_state is None:
                 best = val
                 best_state = {k: v.detach().clone() for k, v in self._net.state_dict().items()}
+        bar.close()
         self._net.load_state_dict(best_state)
         self._net.eval()
         self.network_state = {k: v.numpy().copy() for k, v in best_state.items()}

@@ -1,41 +1,113 @@
 #!/bin/bash
-# Baseline for bench/linux_stitch.py: one encrypted direct stitch built by hand with ip, wg,
-# wireguard-go and tc in an existing lab, then time until the first ping reply; N rounds.
-# usage: linux_baseline.sh LAB_NAME ROUNDS   (prints one duration in ms per round)
+# Baseline for bench/linux_stitch.py: the encrypted direct stitch blue-1 (n1) -> red-1 (n3) over
+# n1 -> n2 -> n3 built by hand with ip, wg, wireguard-go and nft in an existing lab, the same
+# kernel state the linux driver makes (see docs/DATAPLANE.md): a key pair, two wireguard-go
+# tunnels, attachment veths, a routing table with `iif` rules on each end, UDP pinned to the
+# path on every node, VM routes, and nftables allow rules in the lab's default-deny table.
+# No tc: the benchmarked stitch reserves no bandwidth, so the driver makes no HTB class either.
+#
+# usage: linux_baseline.sh LAB one ROUNDS   one stitch per round, timed to the first ping reply;
+#                                           prints one duration in microseconds per round
+#        linux_baseline.sh LAB many N       N stitches, then the first ping reply; prints the
+#                                           total in microseconds; removes them afterwards
+# Needs the lab's nftables base table (`vnstitch lab up` makes it).
 set -eu
-LAB=$1; ROUNDS=${2:-20}
-N1=vns-$LAB-n1; N3=vns-$LAB-n3; VA=vns-$LAB-vm-blue-1; VB=vns-$LAB-vm-red-1
+umask 077
+LAB=$1; MODE=${2:-one}; COUNT=${3:-20}
+N1=vns-$LAB-n1; N2=vns-$LAB-n2; N3=vns-$LAB-n3; VA=vns-$LAB-vm-blue-1; VB=vns-$LAB-vm-red-1
+A_NODE=10.255.0.1; B_NODE=10.255.0.3; A_VM=10.1.0.11; B_VM=10.2.0.21
 KEYS=$(mktemp -d); chmod 700 "$KEYS"
 trap 'rm -rf "$KEYS"' EXIT
-for round in $(seq "$ROUNDS"); do
-  wg genkey > "$KEYS/a"; wg genkey > "$KEYS/b"
-  start=$(date +%s%N)
-  ip netns exec $N1 wireguard-go wgbasea >/dev/null 2>&1
-  ip netns exec $N3 wireguard-go wgbaseb >/dev/null 2>&1
-  ip netns exec $N1 wg set wgbasea private-key "$KEYS/a" listen-port 29000 \
-     peer "$(wg pubkey < "$KEYS/b")" endpoint 10.255.0.3:29001 allowed-ips 10.2.0.21/32
-  ip netns exec $N3 wg set wgbaseb private-key "$KEYS/b" listen-port 29001 \
-     peer "$(wg pubkey < "$KEYS/a")" endpoint 10.255.0.1:29000 allowed-ips 10.1.0.11/32
-  ip -n $N1 link set wgbasea up; ip -n $N3 link set wgbaseb up
-  ip -n $N1 link add gbasea type veth peer name pbasea netns $VA
-  ip -n $N3 link add gbaseb type veth peer name pbaseb netns $VB
-  ip -n $N1 addr add 169.254.250.1/32 dev gbasea; ip -n $N1 link set gbasea up; ip -n $VA link set pbasea up
-  ip -n $N3 addr add 169.254.250.2/32 dev gbaseb; ip -n $N3 link set gbaseb up; ip -n $VB link set pbaseb up
-  ip -n $N1 route add 10.2.0.21/32 dev wgbasea table 900; ip -n $N1 route add 10.1.0.11/32 dev gbasea table 900
-  ip -n $N3 route add 10.1.0.11/32 dev wgbaseb table 900; ip -n $N3 route add 10.2.0.21/32 dev gbaseb table 900
-  ip -n $N1 rule add iif gbasea lookup 900; ip -n $N1 rule add iif wgbasea lookup 900
-  ip -n $N3 rule add iif gbaseb lookup 900; ip -n $N3 rule add iif wgbaseb lookup 900
-  ip -n $VA route add 10.2.0.21/32 via 169.254.250.1 dev pbasea onlink src 10.1.0.11 mtu 1420
-  ip -n $VB route add 10.1.0.11/32 via 169.254.250.2 dev pbaseb onlink src 10.2.0.21 mtu 1420
-  tc -n $N1 class add dev sub1 parent 1:1 classid 1:f00 htb rate 10mbit ceil 10mbit
-  tc -n $N1 filter add dev sub1 parent 1: protocol ip prio 900 u32 match ip protocol 17 0xff match ip dport 29001 0xffff flowid 1:f00
-  until ip netns exec $VA ping -c1 -W1 -n -q 10.2.0.21 >/dev/null 2>&1; do :; done
-  end=$(date +%s%N)
-  echo $(( (end - start) / 1000 ))
-  # undo
-  tc -n $N1 filter del dev sub1 parent 1: prio 900; tc -n $N1 class del dev sub1 classid 1:f00
-  for ns in $N1 $N3; do while ip -n $ns rule del pref 0 lookup 900 2>/dev/null || ip -n $ns rule del lookup 900 2>/dev/null; do :; done; ip -n $ns route flush table 900; done
-  ip -n $N1 link del gbasea; ip -n $N3 link del gbaseb
-  ip -n $N1 link del wgbasea; ip -n $N3 link del wgbaseb
-  sleep 0.05
+for ns in $N1 $N3; do
+  ip netns exec "$ns" nft list chain inet vnstitch forward >/dev/null
 done
+
+build() {  # build I: stitch number I (names, ports, table and gateway addresses derive from it)
+  local i=$1 t=$((2000 + $1)) pa=$((30000 + 2 * $1)) pb=$((30001 + 2 * $1))
+  local ga=169.254.$((200 + $1 / 100)).$((2 * ($1 % 100) + 2)) gb=169.254.$((200 + $1 / 100)).$((2 * ($1 % 100) + 3))
+  wg genkey > "$KEYS/a$i"; wg genkey > "$KEYS/b$i"
+  ip netns exec $N1 wireguard-go wgb${i}a >/dev/null 2>&1
+  ip netns exec $N3 wireguard-go wgb${i}b >/dev/null 2>&1
+  ip netns exec $N1 wg set wgb${i}a private-key "$KEYS/a$i" listen-port $pa peer "$(wg pubkey < "$KEYS/b$i")" \
+     endpoint $B_NODE:$pb allowed-ips $B_VM/32 persistent-keepalive 25
+  ip netns exec $N3 wg set wgb${i}b private-key "$KEYS/b$i" listen-port $pb peer "$(wg pubkey < "$KEYS/a$i")" \
+     endpoint $A_NODE:$pa allowed-ips $A_VM/32 persistent-keepalive 25
+  ip -n $N1 link add gb${i}a mtu 1420 type veth peer name pb${i}a mtu 1420 netns $VA
+  ip -n $N3 link add gb${i}b mtu 1420 type veth peer name pb${i}b mtu 1420 netns $VB
+  ip -n $N1 addr add $ga/32 dev gb${i}a; ip -n $N1 link set gb${i}a up; ip -n $VA link set pb${i}a up
+  ip -n $N3 addr add $gb/32 dev gb${i}b; ip -n $N3 link set gb${i}b up; ip -n $VB link set pb${i}b up
+  ip -n $VA route replace $B_VM/32 via $ga dev pb${i}a onlink src $A_VM mtu 1420
+  ip -n $VB route replace $A_VM/32 via $gb dev pb${i}b onlink src $B_VM mtu 1420
+  # UDP of the tunnel pinned to n1 -> n2 -> n3 (and back)
+  ip -n $N1 route add $B_NODE/32 via 10.255.0.2 dev sub1 onlink table $t
+  ip -n $N2 route add $B_NODE/32 via $B_NODE dev sub2 onlink table $t
+  ip -n $N2 route add $A_NODE/32 via $A_NODE dev sub0 onlink table $t
+  ip -n $N3 route add $A_NODE/32 via 10.255.0.2 dev sub1 onlink table $t
+  for ns in $N1 $N2 $N3; do
+    ip -n $ns route add unreachable default table $t
+    ip -n $ns rule add pref $t ipproto udp dport $pa-$pb lookup $t
+  done
+  ip netns exec $N1 nft -f - <<EOF
+add chain inet vnstitch sb${i}a
+add rule inet vnstitch sb${i}a iifname "gb${i}a" oifname "wgb${i}a" ip saddr $A_VM ip daddr $B_VM counter accept
+add rule inet vnstitch sb${i}a iifname "wgb${i}a" oifname "gb${i}a" ip saddr $B_VM ip daddr $A_VM counter accept
+add element inet vnstitch stitch_in { "gb${i}a" : jump sb${i}a, "wgb${i}a" : jump sb${i}a }
+EOF
+  ip netns exec $N3 nft -f - <<EOF
+add chain inet vnstitch sb${i}b
+add rule inet vnstitch sb${i}b iifname "gb${i}b" oifname "wgb${i}b" ip saddr $B_VM ip daddr $A_VM counter accept
+add rule inet vnstitch sb${i}b iifname "wgb${i}b" oifname "gb${i}b" ip saddr $A_VM ip daddr $B_VM counter accept
+add element inet vnstitch stitch_in { "gb${i}b" : jump sb${i}b, "wgb${i}b" : jump sb${i}b }
+EOF
+  # far end first, so the first handshake finds its peer listening (as the driver does)
+  ip -n $N3 link set wgb${i}b mtu 1420 up; ip -n $N1 link set wgb${i}a mtu 1420 up
+  ip -n $N1 route add $A_VM/32 dev gb${i}a table $t; ip -n $N1 route add $B_VM/32 dev wgb${i}a table $t
+  ip -n $N3 route add $B_VM/32 dev gb${i}b table $t; ip -n $N3 route add $A_VM/32 dev wgb${i}b table $t
+  ip -n $N1 rule add pref $t iif gb${i}a lookup $t; ip -n $N1 rule add pref $t iif wgb${i}a lookup $t
+  ip -n $N3 rule add pref $t iif gb${i}b lookup $t; ip -n $N3 rule add pref $t iif wgb${i}b lookup $t
+}
+
+remove() {  # remove I
+  local i=$1 t=$((2000 + $1))
+  ip -n $N1 link del gb${i}a 2>/dev/null || true; ip -n $N3 link del gb${i}b 2>/dev/null || true
+  ip -n $N1 link del wgb${i}a 2>/dev/null || true; ip -n $N3 link del wgb${i}b 2>/dev/null || true
+  ip netns exec $N1 nft -f - <<EOF || true
+delete element inet vnstitch stitch_in { "gb${i}a", "wgb${i}a" }
+delete chain inet vnstitch sb${i}a
+EOF
+  ip netns exec $N3 nft -f - <<EOF || true
+delete element inet vnstitch stitch_in { "gb${i}b", "wgb${i}b" }
+delete chain inet vnstitch sb${i}b
+EOF
+  for ns in $N1 $N2 $N3; do
+    while ip -n $ns rule del pref $t 2>/dev/null; do :; done
+    ip -n $ns route flush table $t 2>/dev/null || true
+  done
+  rm -f "$KEYS/a$i" "$KEYS/b$i"
+}
+
+first_reply() {
+  until ip netns exec $VA ping -c1 -W1 -n -q $B_VM >/dev/null 2>&1; do :; done
+}
+
+case $MODE in
+  one)
+    for round in $(seq "$COUNT"); do
+      start=$(date +%s%N)
+      build 0
+      first_reply
+      end=$(date +%s%N)
+      echo $(( (end - start) / 1000 ))
+      remove 0
+    done
+    ;;
+  many)
+    start=$(date +%s%N)
+    for i in $(seq 0 $((COUNT - 1))); do build "$i"; done
+    first_reply
+    end=$(date +%s%N)
+    echo $(( (end - start) / 1000 ))
+    for i in $(seq 0 $((COUNT - 1))); do remove "$i"; done
+    ;;
+  *) echo "usage: $0 LAB one|many N" >&2; exit 2 ;;
+esac

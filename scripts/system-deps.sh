@@ -1,9 +1,10 @@
 #!/bin/sh
-# Install the Debian packages the Linux data-plane tests and benches need (idempotent, quiet).
+# Install the Debian packages the tests and benches need (idempotent, quiet): the Linux data
+# plane (iproute2, nftables, WireGuard, iperf3…) and etcd for the scale-out tests.
 # Skips everything when the packages are already installed; does nothing when not root.
 set -eu
 
-PACKAGES="iproute2 nftables wireguard-tools wireguard-go iperf3 tcpdump iputils-ping procps"
+PACKAGES="iproute2 nftables wireguard-tools wireguard-go iperf3 tcpdump iputils-ping procps etcd-server etcd-client"
 
 missing=""
 for pkg in $PACKAGES; do
@@ -28,4 +29,8 @@ echo "iperf3 iperf3/start_daemon boolean false" | debconf-set-selections 2>/dev/
 if ! apt-get install -y -qq --no-install-recommends $missing >/dev/null 2>&1; then
     apt-get update -qq >/dev/null
     apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+# The etcd package enables a system etcd on 2379; the tests start their own members on free ports.
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    systemctl disable --now etcd >/dev/null 2>&1 || true
 fi

@@ -52,7 +52,7 @@ class LocalEtcdCluster:
     def __init__(self, size: int = 3, base_dir: str | None = None, heartbeat_ms: int = 50,
                  election_ms: int = 500, max_txn_ops: int = 20_000):
         if ETCD_BINARY is None:
-            raise RuntimeError("etcd is not installed (scripts/etcd-deps.sh installs Debian's etcd-server)")
+            raise RuntimeError("etcd is not installed (scripts/system-deps.sh installs Debian's etcd-server)")
         self._own_dir = base_dir is None
         self.base_dir = base_dir or tempfile.mkdtemp(prefix="vnstitch-etcd-")
         os.makedirs(self.base_dir, exist_ok=True)

@@ -16,7 +16,7 @@ _prefixes = itertools.count()
 @pytest.fixture(scope="session")
 def etcd_cluster(tmp_path_factory):
     if ETCD_BINARY is None:
-        pytest.skip("etcd is not installed: run scripts/etcd-deps.sh (Debian package etcd-server)")
+        pytest.skip("etcd is not installed: run scripts/system-deps.sh (Debian package etcd-server)")
     cluster = LocalEtcdCluster(3, base_dir=str(tmp_path_factory.mktemp("etcd")))
     try:
         cluster.start()

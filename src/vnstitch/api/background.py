@@ -136,7 +136,7 @@ class ReconcileWorker:
                 controller.fence = self.election.fence()
             if self._relist_due or time.monotonic() - last_relist > self.relist_s:
                 self._relist_due, last_relist = False, time.monotonic()
-                controller.cache.revision = -1  # the next refresh lists every kind afresh
+                controller.cache.relist()
             self.run_pass()
             if self.housekeeping and time.monotonic() - last_housekeeping > 60:
                 last_housekeeping = time.monotonic()

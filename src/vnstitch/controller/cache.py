@@ -42,6 +42,11 @@ class StateCache:
             self.revision = max(target, events[-1].revision if events else target)
             return bool(events)
 
+    def relist(self) -> None:
+        """Forget what was seen: the next refresh lists every kind afresh (after a watch gap)."""
+        with self._lock:
+            self.revision = -1
+
     def _relist(self) -> bool:
         revision = self.store.revision()
         fresh = {r.key: r for kind in self.kinds for r in self.store.list(kind)}

@@ -30,8 +30,8 @@ class RNNForecaster(Forecaster):
     supports_variable_length = True
 
     def __init__(self, cell: str = "lstm", window: int = 72, min_window: int = 12, hidden_size: int = 64,
-                 head_size: int = 128, max_horizon: int = 12, epochs: int = 6, batch_size: int = 512,
-                 samples_per_epoch: int = 40000, learning_rate: float = 2e-3, weight_power: float = 1.0,
+                 head_size: int = 128, max_horizon: int = 12, epochs: int = 4, batch_size: int = 512,
+                 samples_per_epoch: int = 30000, learning_rate: float = 2e-3, weight_power: float = 1.0,
                  truncate_probability: float = 0.3, validation_fraction: float = 0.1, seed: int = 0,
                  num_threads: int | None = None, predict_threads: int = 1, week_lag: bool = False,
                  node_totals: bool = True,

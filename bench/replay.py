@@ -21,8 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scales", default="8,10,12,15")
-    parser.add_argument("--days", default="11,12")
+    parser.add_argument("--scales", default="8,10,12")
+    parser.add_argument("--days", default="11,12,13",
+                        help="0-based days; 11 and 12 were used to choose the allocator defaults, 13 was not")
     parser.add_argument("--model", default="gru")
     parser.add_argument("--json", default=str(ROOT / "out" / "bench" / "replay.json"))
     args = parser.parse_args()

@@ -282,9 +282,12 @@ def train_forecaster(series, end_step: int, model_name: str = "gru", model_path:
     from vnstitch.forecast import get_forecaster, load_forecaster
 
     if model_path and Path(model_path).exists():
-        model = load_forecaster(model_path)
-        log(f"loaded forecaster from {model_path}")
-        return model
+        try:
+            model = load_forecaster(model_path)
+            log(f"loaded forecaster from {model_path}")
+            return model
+        except (ValueError, KeyError, OSError) as exc:  # an older or foreign file: train afresh
+            log(f"cannot use the cached model {model_path} ({exc}); training a new one")
     kwargs = {}
     if model_name in ("gru", "lstm"):
         kwargs = dict(SMALL_NEURAL)

@@ -72,7 +72,8 @@ def add_replay_arguments(p) -> None:
     p.add_argument("--steps", type=int, default=STEPS_PER_DAY, help="intervals to replay (default 288 = one day)")
     p.add_argument("--horizon", type=int, default=2, help="forecast intervals ahead (default 2 = 10 min)")
     p.add_argument("--quantile", type=float, default=0.9, help="forecast quantile that sizes stitches (default 0.9)")
-    p.add_argument("--threshold", type=float, default=0.9, help="predicted link utilisation that counts as congestion")
+    p.add_argument("--threshold", type=float, default=0.8,
+                   help="predicted link utilisation that counts as congestion (default 0.8)")
     p.add_argument("--model", default="gru", help="forecaster for the proactive strategy (default gru)")
     p.add_argument("--model-file", help="load the model from here if it exists, else train and save it here")
     p.add_argument("--epochs", type=int, help="training epochs for gru/lstm")

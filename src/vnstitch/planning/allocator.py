@@ -30,13 +30,14 @@ Arc = tuple[str, str]
 @dataclass(frozen=True)
 class AllocatorConfig:
     quantile: float = 0.9                 # which forecast quantile sizes a stitch
-    congestion_threshold: float = 0.9     # predicted utilisation that counts as congestion
+    congestion_threshold: float = 0.8     # predicted utilisation that counts as congestion
     pair_threshold_bps: float | None = None  # any pair forecast above this gets a stitch
     adjust_band: float = 0.10             # resize when the upper quantile leaves ±10% of the reservation
     hysteresis: float = 0.8               # "safe" = predicted utilisation under hysteresis × threshold
     terminate_after: int = 3              # consecutive safe intervals before terminating
     k_paths: int = 3
     min_stitch_bps: float = 1e6
+    reroute_margin: float = 0.05          # a held stitch moves only for a peak this much lower (damping)
 
 
 @dataclass(frozen=True)
@@ -231,7 +232,7 @@ def allocate(state: AllocatorState, mean_bps: Mapping[Pair, float], upper_bps: M
             option = best_single(pair, size)
             if option is None or option[0] >= min(own_peak, limit):
                 option = min((o for o in (option, te_split(pair, size)) if o), default=None, key=lambda o: o[0])
-            if option and option[1] != h.parts and (option[0] < own_peak or not fits):
+            if option and option[1] != h.parts and (option[0] < own_peak - config.reroute_margin or not fits):
                 where = f"{own_arc[0]}→{own_arc[1]} to {_pct(own_peak)}" if own_arc else "its path"
                 commit("reroute", pair, option[1],
                        f"forecast {up_q} {_mbps(size)} would load {where}"

@@ -59,3 +59,20 @@ def test_training_is_deterministic():
     a = get_forecaster("gru", **config).fit(values[:800], STAMPS[:800]).predict(values[:900], 4, timestamps=STAMPS[:900])
     b = get_forecaster("gru", **config).fit(values[:800], STAMPS[:800]).predict(values[:900], 4, timestamps=STAMPS[:900])
     np.testing.assert_array_equal(a.quantile_values, b.quantile_values)
+
+
+def test_a_model_file_from_another_layout_fails_at_load(tmp_path):
+    import json
+
+    from vnstitch.forecast import load_forecaster
+
+    values, _, _ = _events_series()
+    config = {**TINY, "epochs": 1, "samples_per_epoch": 1000}
+    path = get_forecaster("gru", **config).fit(values[:400], STAMPS[:400]).save(tmp_path / "g.npz")
+    data = dict(np.load(path))
+    meta = json.loads(str(data["__meta__"]))
+    meta["config"]["node_totals"] = False
+    data["__meta__"] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "old.npz", **data)
+    with pytest.raises(ValueError, match="layout"):
+        load_forecaster(tmp_path / "old.npz")

@@ -314,6 +314,11 @@ class RNNForecaster(Forecaster):
         self.network_state = {k[4:]: np.asarray(v) for k, v in arrays.items() if k.startswith("net.")}
         self.training_log = list(params.get("training_log", []))
         self._net = None
+        try:
+            self._network()  # fail at load, not at the first predict, if the file is from another layout
+        except RuntimeError as exc:
+            raise ForecastInputError(f"saved {self.name} network does not fit this version's layout: "
+                                     f"{str(exc).splitlines()[0]}") from None
 
 
 def _extend(out: np.ndarray, horizon: int) -> np.ndarray:

@@ -123,8 +123,7 @@ def _stitch_doc(pair, bandwidth_bps: float, path, part: int = 0) -> object:
 
 def run_strategy(name: str, demand_mbps: np.ndarray, nodes: list[str], topology, config: ReplayConfig,
                  predict: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None,
-                 progress: Callable[[], None] | None = None, track_pairs: list[tuple[str, str]] = (),
-                 store=None) -> StrategyResult:
+                 progress: Callable[[], None] | None = None, store=None) -> StrategyResult:
     """Replay `config.steps` intervals from `config.start_step` of `demand_mbps` (T, n, n), already scaled."""
     world = World(topology, nodes, store=store)
     result = StrategyResult(name)
@@ -138,8 +137,6 @@ def run_strategy(name: str, demand_mbps: np.ndarray, nodes: list[str], topology,
     if name == "reactive":  # only congestion actually observed counts, sized to what was seen
         alloc_config = AllocatorConfig(**{**alloc_config.__dict__, "congestion_threshold": 1.0})
     state = AllocatorState()
-    for pair in track_pairs:
-        result.reserved_series[f"{pair[0]}->{pair[1]}"] = []
     for t in range(config.steps):
         step = config.start_step + t
         world.now = step * 300.0
@@ -170,9 +167,10 @@ def run_strategy(name: str, demand_mbps: np.ndarray, nodes: list[str], topology,
         for pair, held in state.held.items():
             result.reserved_bps_intervals += held.total_bps
             result.used_bps_intervals += float(demand_mbps[step, index[pair[0]], index[pair[1]]]) * 1e6
-        for pair in track_pairs:
-            held = state.held.get(pair)
-            result.reserved_series[f"{pair[0]}->{pair[1]}"].append(held.total_bps / 1e6 if held else 0.0)
+        for pair, held in state.held.items():
+            label = f"{pair[0]}->{pair[1]}"
+            series = result.reserved_series.setdefault(label, [0.0] * config.steps)
+            series[t] = held.total_bps / 1e6
         if progress:
             progress()
     return result
@@ -329,10 +327,6 @@ def run_replay(config: ReplayConfig, model_name: str = "gru", model_path: str | 
     if "proactive" in config.strategies:
         model = train_forecaster(series, config.start_step, model_name, model_path, epochs, log=log)
         predictor = make_forecast_predictor(model, series.values_mbps, series.timestamps, nodes, config, config.scale)
-    pairs = [(a, b) for a in nodes for b in nodes if a != b]
-    totals = {p: demand[config.start_step:config.start_step + config.steps, nodes.index(p[0]), nodes.index(p[1])].sum()
-              for p in pairs}
-    track = sorted(pairs, key=lambda p: -totals[p])[:4]
     results = {}
     from tqdm import tqdm
 
@@ -345,7 +339,7 @@ def run_replay(config: ReplayConfig, model_name: str = "gru", model_path: str | 
 
             store = open_store(store_url)
         results[name] = run_strategy(name, demand, nodes, topology, config, predictor, progress=bar.update,
-                                     track_pairs=track, store=store)
+                                     store=store)
         bar.close()
     hours = config.steps * 300 / 3600
     report = {"scale": config.scale, "window": {"start_step": config.start_step, "steps": config.steps,
@@ -356,11 +350,11 @@ def run_replay(config: ReplayConfig, model_name: str = "gru", model_path: str | 
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(report, indent=2))
     if plot_dir:
-        report["plots"] = plot_results(results, demand, nodes, track, config, plot_dir)
+        report["plots"] = plot_results(results, demand, nodes, config, plot_dir)
     return report
 
 
-def plot_results(results: dict[str, StrategyResult], demand, nodes, track, config: ReplayConfig, plot_dir: str) -> list[str]:
+def plot_results(results: dict[str, StrategyResult], demand, nodes, config: ReplayConfig, plot_dir: str) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -379,13 +373,17 @@ def plot_results(results: dict[str, StrategyResult], demand, nodes, track, confi
     paths = [str(out / "max_link_utilisation.png")]
     fig.savefig(paths[0], dpi=110)
     plt.close(fig)
-    if "proactive" in results and track:
+    reserved = results["proactive"].reserved_series if "proactive" in results else {}
+    # the pairs that held the most reserved bandwidth over the window
+    track = sorted(reserved, key=lambda label: -sum(reserved[label]))[:4]
+    if track:
         fig, axes = plt.subplots(len(track), 1, figsize=(10, 2.2 * len(track)), sharex=True)
-        for ax, pair in zip(np.atleast_1d(axes), track):
-            actual = demand[config.start_step:config.start_step + config.steps, nodes.index(pair[0]), nodes.index(pair[1])]
-            ax.plot(hours, actual, label="actual", linewidth=1)
-            ax.step(hours, results["proactive"].reserved_series[f"{pair[0]}->{pair[1]}"], where="post",
-                    label="reserved (proactive)", linewidth=1)
+        for ax, label in zip(np.atleast_1d(axes), track):
+            src, dst = label.split("->")
+            actual = demand[config.start_step:config.start_step + config.steps, nodes.index(src), nodes.index(dst)]
+            ax.plot(hours, actual, label="actual demand", linewidth=1)
+            ax.step(hours, reserved[label], where="post", label="reserved (proactive)", linewidth=1)
+            pair = (src, dst)
             ax.set_ylabel("Mbit/s")
             ax.set_title(f"{pair[0]} → {pair[1]}", fontsize=9)
         np.atleast_1d(axes)[0].legend(fontsize=8)

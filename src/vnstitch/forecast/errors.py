@@ -1,12 +1,12 @@
-"""Errors of the forecasting package: ValueError subclasses with a stable code."""
+"""Errors of the forecasting package: part of the project's error tree, and ValueErrors."""
 
 from __future__ import annotations
 
+from vnstitch.errors import InvalidInput
 
-class ForecastInputError(ValueError):
+
+class ForecastInputError(InvalidInput, ValueError):
     """Bad data given to a loader or a forecaster; the message names the problem."""
-
-    code = "invalid"
 
 
 class UnknownPairError(ForecastInputError):

@@ -38,12 +38,13 @@ def open_controller(args):
 
 
 def driver_state_path(args) -> str | None:
-    """Where the driver keeps its state: --driver-state, or beside the SQLite file."""
+    """Where the driver keeps its state: --driver-state; else the simulator's file beside the SQLite
+    store, and for linux the lab's directory ($VNSTITCH_LAB_DIR or /run/vnstitch/lab)."""
     if getattr(args, "driver_state", None):
         return args.driver_state
     url = _store_url(args)
-    if url.startswith("sqlite://"):
-        return url[len("sqlite://"):] + (".sim.json" if args.driver == "sim" else ".linux")
+    if args.driver == "sim" and url.startswith("sqlite://"):
+        return url[len("sqlite://"):] + ".sim.json"
     return None
 
 

@@ -10,7 +10,6 @@ import sys
 import time
 from typing import Sequence
 
-import yaml
 
 from vnstitch import __version__
 from vnstitch.errors import InvalidInput, VnstitchError

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from vnstitch.controller.service import Controller
-from vnstitch.domain.stitch import LIVE_STATES, Measured, State, Stitch, StitchStatus, transition
+from vnstitch.domain.stitch import Measured, State, Stitch, transition
 from vnstitch.domain.vnet import VirtualNetwork
 from vnstitch.drivers.base import Driver, Observed
 from vnstitch.errors import VnstitchError
@@ -216,4 +216,4 @@ def _reachable(state: State) -> frozenset[State]:
     return ALLOWED_TRANSITIONS[state]
 
 
-__all__ = ["Reconciler", "PassResult", "LIVE_STATES", "StitchStatus"]
+__all__ = ["Reconciler", "PassResult"]

@@ -15,7 +15,7 @@ from vnstitch.controller.cache import StateCache
 from vnstitch.domain import ledger as ledgers
 from vnstitch.domain.ledger import LEDGER_KIND, LinkLedger
 from vnstitch.domain.policy import check_stitch_policy
-from vnstitch.domain.registry import KINDS, kind_class
+from vnstitch.domain.registry import kind_class
 from vnstitch.domain.resources import Resource
 from vnstitch.domain.stitch import State, Stitch, StitchStatus, initial_status, transition
 from vnstitch.domain.substrate import Link, Node
@@ -602,7 +602,6 @@ class Controller:
     # reconciler support ---------------------------------------------------------------------
     def finalize_stitch(self, record: Record) -> bool:
         """Teardown confirmed: delete the stitch and release its reservation in one transaction."""
-        key = f"{record.namespace}/{record.name}"
         with self._lock:
             self.refresh()
             compares = [Compare("Stitch", record.namespace, record.name, record.revision)]
@@ -630,10 +629,6 @@ class Controller:
         return self.pathfinder().availability(a_node, b_node, bandwidth_bps=bandwidth_bps,
                                               max_latency_s=max_latency_s, symmetric=symmetric,
                                               residual=self.residual(self.ledgers()))
-
-
-def all_kinds() -> list[str]:
-    return sorted(KINDS)
 
 
 __all__ = ["Controller", "Change", "VnstitchError"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -86,5 +85,3 @@ def invalid_from_pydantic(exc: ValidationError, prefix: str = "") -> InvalidInpu
         message = message[len("Value error, "):]
     return InvalidInput(message, field=field or None)
 
-
-_KIND_PATTERN = re.compile(r"^[A-Z][A-Za-z]+$")

@@ -39,8 +39,6 @@ ALLOWED_TRANSITIONS: dict[State, frozenset[State]] = {
     State.TERMINATED: frozenset(),
 }
 
-# States in which the data plane should carry the stitch.
-LIVE_STATES = frozenset({State.ESTABLISHING, State.ACTIVE, State.ADJUSTING, State.DEGRADED})
 
 
 class Endpoint(Strict):

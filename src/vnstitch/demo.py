@@ -21,7 +21,8 @@ def run_demo(args) -> int:
           file=sys.stderr)
     report = run_replay(ReplayConfig(), model_name="gru", model_path=str(workdir / "gru-abilene.npz"),
                         json_path=str(workdir / "replay.json"), plot_dir=str(workdir / "plots"),
-                        store_url=f"sqlite://{store_path}", log=lambda msg: print(msg, file=sys.stderr))
+                        store_url=f"sqlite://{store_path}", log=lambda msg: print(msg, file=sys.stderr),
+                        decisions_path=str(workdir / "decisions.jsonl"))
     print()
     print(render_table(report))
     s = report["strategies"]
@@ -30,6 +31,7 @@ def run_demo(args) -> int:
               f"{s['proactive']['overloaded_link_intervals']} overloaded link-intervals, "
               f"{s['static']['dropped_mbit']:.0f} → {s['proactive']['dropped_mbit']:.0f} Mbit dropped")
     print(f"\nresults: {workdir / 'replay.json'}")
+    print(f"decisions (every allocator decision with its reason and forecast): {workdir / 'decisions.jsonl'}")
     for plot in report.get("plots", []):
         print(f"plot:    {plot}")
     print(f"inspect: vnstitch --store sqlite://{store_path} get stitches\n"

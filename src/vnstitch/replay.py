@@ -113,9 +113,13 @@ def stitch_name(pair: tuple[str, str], part: int = 0) -> str:
     return f"fc-{pair[0]}-{pair[1]}" + (f"-p{part}" if part else "")
 
 
-def _stitch_doc(pair, bandwidth_bps: float, path, part: int = 0) -> object:
+REASON_ANNOTATION = "vnstitch.io/reason"
+
+
+def _stitch_doc(pair, bandwidth_bps: float, path, part: int = 0, reason: str = "") -> object:
     return parse_resource({
-        "kind": "Stitch", "metadata": {"name": stitch_name(pair, part), "tenant": TENANT},
+        "kind": "Stitch", "metadata": {"name": stitch_name(pair, part), "tenant": TENANT,
+                                       "annotations": {REASON_ANNOTATION: reason} if reason else {}},
         "spec": {"type": "bandwidth", "from": {"network": network_name(pair[0])},
                  "to": {"network": network_name(pair[1])}, "bandwidth": round(bandwidth_bps),
                  "origin": "forecast", "priority": 10, "symmetric": False, "path": list(path)}})
@@ -123,7 +127,8 @@ def _stitch_doc(pair, bandwidth_bps: float, path, part: int = 0) -> object:
 
 def run_strategy(name: str, demand_mbps: np.ndarray, nodes: list[str], topology, config: ReplayConfig,
                  predict: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None,
-                 progress: Callable[[], None] | None = None, store=None) -> StrategyResult:
+                 progress: Callable[[], None] | None = None, store=None,
+                 decision_log: Callable[[dict], None] | None = None) -> StrategyResult:
     """Replay `config.steps` intervals from `config.start_step` of `demand_mbps` (T, n, n), already scaled."""
     world = World(topology, nodes, store=store)
     result = StrategyResult(name)
@@ -148,6 +153,14 @@ def run_strategy(name: str, demand_mbps: np.ndarray, nodes: list[str], topology,
             allocation = allocate(state, mean_bps, upper_bps, default_paths, capacity, world.finder, alloc_config,
                                   latency_bound_s=latency_bound)
             state = _apply(world, allocation, state, result)
+            if decision_log:
+                for d in allocation.decisions:
+                    decision_log({"strategy": name, "step": step, "time": str(world_time(step)), "action": d.action,
+                                  "from": d.pair[0], "to": d.pair[1], "bandwidth_bps": round(d.bandwidth_bps),
+                                  "parts": [{"path": list(p), "bandwidth_bps": round(b)} for p, b in d.all_parts]
+                                  if d.action != "terminate" else [],
+                                  "forecast_mean_bps": round(d.forecast_mean_bps),
+                                  "forecast_upper_bps": round(d.forecast_upper_bps), "reason": d.reason})
             if store is not None:
                 _record_prediction(world, allocation, step)
         result.loop_ms.append((time.perf_counter() - started) * 1e3)
@@ -174,6 +187,11 @@ def run_strategy(name: str, demand_mbps: np.ndarray, nodes: list[str], topology,
         if progress:
             progress()
     return result
+
+
+def world_time(step: int) -> np.datetime64:
+    """Wall time of a bundled Abilene interval (2004-03-01 00:00 + 5 min × step)."""
+    return np.datetime64("2004-03-01T00:00") + np.timedelta64(5 * step, "m")
 
 
 def _strategy_view(name: str, step: int, demand_mbps: np.ndarray, config: ReplayConfig, predict):
@@ -203,7 +221,7 @@ def _apply(world: World, allocation, old_state: AllocatorState, result: Strategy
         parts = () if decision.action == "terminate" else decision.all_parts
         stale += [stitch_name(decision.pair, i) for i in range(len(parts), len(before))]
         for i, (path, bps) in enumerate(parts):
-            docs.append(_stitch_doc(decision.pair, bps, path, i))
+            docs.append(_stitch_doc(decision.pair, bps, path, i, f"{decision.action}: {decision.reason}"))
             owners.append((decision, i))
     landed: dict[tuple[str, str], dict[int, tuple]] = {}
     for (decision, i), outcome in zip(owners, world.controller.apply_each(docs) if docs else []):
@@ -304,7 +322,8 @@ def train_forecaster(series, end_step: int, model_name: str = "gru", model_path:
 
 def run_replay(config: ReplayConfig, model_name: str = "gru", model_path: str | None = None,
                epochs: int | None = None, json_path: str | None = None, plot_dir: str | None = None,
-               store_url: str | None = None, show_progress: bool = True, log=print) -> dict:
+               store_url: str | None = None, show_progress: bool = True, log=print,
+               decisions_path: str | None = None) -> dict:
     """The whole replay: load bundled Abilene, train/load the model, run each strategy, report."""
     from vnstitch.data import data_path
     from vnstitch.forecast import load_bundled_abilene
@@ -330,6 +349,11 @@ def run_replay(config: ReplayConfig, model_name: str = "gru", model_path: str | 
     results = {}
     from tqdm import tqdm
 
+    decisions_file = None
+    if decisions_path:
+        Path(decisions_path).parent.mkdir(parents=True, exist_ok=True)
+        decisions_file = open(decisions_path, "w", encoding="utf-8")
+
     for name in config.strategies:
         bar = tqdm(total=config.steps, desc=f"{name:>9}", unit="interval", file=sys.stderr, disable=not show_progress,
                    leave=True)
@@ -338,9 +362,14 @@ def run_replay(config: ReplayConfig, model_name: str = "gru", model_path: str | 
             from vnstitch.store import open_store
 
             store = open_store(store_url)
-        results[name] = run_strategy(name, demand, nodes, topology, config, predictor, progress=bar.update,
-                                     store=store)
-        bar.close()
+        try:
+            results[name] = run_strategy(
+                name, demand, nodes, topology, config, predictor, progress=bar.update, store=store,
+                decision_log=(lambda entry: decisions_file.write(json.dumps(entry) + "\n")) if decisions_file else None)
+        finally:
+            bar.close()
+    if decisions_file:
+        decisions_file.close()
     hours = config.steps * 300 / 3600
     report = {"scale": config.scale, "window": {"start_step": config.start_step, "steps": config.steps,
                                                 "start": str(series.timestamps[config.start_step]), "hours": hours},

@@ -81,3 +81,29 @@ def test_cli_replay_and_bad_input(tmp_path, capsys):
     assert "window must lie inside" in capsys.readouterr().err
     assert main(["replay", "--dataset", "geant"]) == 1
     assert "unknown dataset 'geant'" in capsys.readouterr().err
+
+
+def test_every_decision_is_logged_with_its_reason_and_forecast(tmp_path):
+    log = tmp_path / "decisions.jsonl"
+    store_url = f"sqlite://{tmp_path}/state.db"
+    run_replay(ReplayConfig(steps=24, strategies=("oracle",)), model_name="last_value", decisions_path=str(log),
+               store_url=store_url, show_progress=False, log=lambda m: None)
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert entries and {e["strategy"] for e in entries} == {"oracle"}
+    first = entries[0]
+    assert first["action"] == "establish" and first["forecast_upper_bps"] > 0 and "would load" in first["reason"]
+    assert first["time"].startswith("2004-03-13")
+
+
+def test_forecast_stitches_carry_their_reason(tmp_path):
+    from vnstitch.store import open_store
+
+    store_url = f"sqlite://{tmp_path}/state.db"
+    run_replay(ReplayConfig(steps=12, strategies=("proactive",)), model_name="last_value", store_url=store_url,
+               show_progress=False, log=lambda m: None)
+    store = open_store(store_url)
+    stitches = store.list("Stitch", "backbone")
+    assert stitches
+    assert all(s.value["metadata"]["annotations"]["vnstitch.io/reason"].split(":")[0] in
+               ("establish", "adjust", "reroute") for s in stitches)
+    store.close()

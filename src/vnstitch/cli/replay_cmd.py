@@ -47,6 +47,7 @@ def cmd_replay(args) -> int:
 
     report = run_replay(replay_config(args), model_name=args.model, model_path=args.model_file, epochs=args.epochs,
                         json_path=args.json, plot_dir=args.plot, store_url=args.record_store,
+                        decisions_path=args.decisions,
                         log=lambda msg: print(msg, file=sys.stderr))
     window = report["window"]
     print(f"Abilene replay: {window['hours']:g} h from {window['start']}, scale {report['scale']:g}, "
@@ -54,6 +55,8 @@ def cmd_replay(args) -> int:
     print(render_table(report))
     if args.json:
         print(f"results: {args.json}")
+    if args.decisions:
+        print(f"decisions: {args.decisions}")
     for path in report.get("plots", []):
         print(f"plot: {path}")
     return 0
@@ -78,6 +81,7 @@ def add_replay_arguments(p) -> None:
     p.add_argument("--epochs", type=int, help="training epochs for gru/lstm")
     p.add_argument("--json", help="write the results as JSON here")
     p.add_argument("--plot", metavar="DIR", help="write PNG plots into DIR")
+    p.add_argument("--decisions", metavar="FILE", help="log every allocator decision, with its reason and forecast, as JSON lines")
     p.add_argument("--record-store", help=argparse_suppress())
 
 

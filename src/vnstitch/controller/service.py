@@ -330,13 +330,15 @@ class Controller:
 
     @staticmethod
     def _envelope(res: Resource, current: dict | None, now: float, status: dict | None = None) -> dict | None:
-        """Stored form of `res`; None when its spec and labels equal what is stored."""
+        """Stored form of `res`; None when its spec, labels and annotations equal what is stored."""
         spec = res.model_dump(by_alias=True, mode="json", include={"spec"})["spec"]
-        if current is not None and current["spec"] == spec and current["metadata"].get("labels", {}) == res.metadata.labels:
+        if current is not None and current["spec"] == spec and current["metadata"].get("labels", {}) == res.metadata.labels \
+                and current["metadata"].get("annotations", {}) == res.metadata.annotations:
             return None
         meta = current["metadata"] if current else {"creationTimestamp": now, "generation": 0}
         value = {"apiVersion": res.api_version, "kind": res.KIND,
                  "metadata": {**meta, "name": res.name, "labels": res.metadata.labels,
+                              "annotations": res.metadata.annotations,
                               "generation": meta.get("generation", 0) + 1},
                  "spec": spec}
         if res.NAMESPACED:

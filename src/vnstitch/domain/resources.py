@@ -28,6 +28,7 @@ class Metadata(Strict):
     name: str = Field(pattern=NAME_PATTERN)
     tenant: str = Field(default=DEFAULT_TENANT, pattern=NAME_PATTERN)
     labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)  # free-form notes, e.g. why a stitch exists
     # Server-set; accepted on input so that `get -o yaml | apply -f -` round-trips.
     generation: int = 0
     resource_version: int | None = Field(default=None, alias="resourceVersion")

@@ -199,7 +199,10 @@ class Churn:
         return live[self._rr % len(live):] + live[:self._rr % len(live)] if live else []
 
     def _request(self, method: str, path: str, **kwargs):
-        """Send to the next replica; on a connection error try the others. None: nobody answered."""
+        """Send to the next replica; on a connection error try the others. None: nobody answered.
+
+        Sets `self.retried` when an earlier replica failed: the request may have landed there."""
+        self.retried = False
         for replica in self._targets():
             try:
                 t0 = time.perf_counter()
@@ -208,6 +211,7 @@ class Churn:
                 return response, replica
             except httpx.HTTPError:
                 self.stats.unreachable += 1
+                self.retried = True
         return None, None
 
     def _exists(self, name: str) -> dict | None:
@@ -234,7 +238,7 @@ class Churn:
         if status == 201:
             self.stats.acked.add(name)
             self.stats.created += 1
-        elif status in (409, 422, 403):
+        elif status in (409, 422, 403) and not (status == 409 and self.retried):
             self.stats.refused += 1
         else:  # unknown outcome: find out, so the ledger check knows what should exist
             self.stats.unavailable += status == 503

@@ -2,7 +2,9 @@
 
 Starts `create_app` under uvicorn in a child process (SQLite file in a temp dir, Abilene
 substrate, reconciler running inside with the sim driver, rate limit off, quotas raised),
-then drives it from this process with keep-alive httpx clients, one per worker thread.
+then drives it from this process over `--concurrency` keep-alive HTTP/1.1 connections, one
+per thread, with the standard library's `http.client` (lighter than httpx: client and server
+share the machine). Latencies are client-side: request sent to response body read.
 
 Usage: python bench/api_load.py [--creates N] [--gets N] [--concurrency C] [--json FILE]
 """
@@ -10,6 +12,7 @@ Usage: python bench/api_load.py [--creates N] [--gets N] [--concurrency C] [--js
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import multiprocessing
 import os
@@ -67,19 +70,33 @@ def free_port() -> int:
 
 
 def drive(url: str, token: str, requests: list[tuple[str, str, dict | None]], concurrency: int):
-    """Run requests over `concurrency` keep-alive connections; latencies (s) and wall time."""
+    """Run requests over `concurrency` keep-alive HTTP/1.1 connections (one thread each, plain
+    `http.client`, so that the load generator takes little of the CPU it shares with the
+    server); latencies (s) and wall time. Every response is read in full and its status checked."""
+    host, port = url.removeprefix("http://").split(":")
     chunks = [requests[i::concurrency] for i in range(concurrency)]
     latencies: list[list[float]] = [[] for _ in chunks]
     errors: list[str] = []
+    auth = f"Bearer {token}"
 
     def worker(index: int) -> None:
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        try:
             for method, path, body in chunks[index]:
+                headers = {"Authorization": auth}
+                payload = None
+                if body is not None:
+                    payload = json.dumps(body).encode()
+                    headers["Content-Type"] = "application/json"
                 started = time.perf_counter()
-                response = client.request(method, path, json=body)
+                conn.request(method, path, body=payload, headers=headers)
+                response = conn.getresponse()
+                text = response.read()
                 latencies[index].append(time.perf_counter() - started)
-                if response.status_code >= 300:
-                    errors.append(f"{response.status_code} {response.text[:120]}")
+                if response.status >= 300:
+                    errors.append(f"{response.status} {text[:120]!r}")
+        finally:
+            conn.close()
 
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:

@@ -12,12 +12,14 @@ from fastapi import FastAPI
 
 from vnstitch import __version__
 from vnstitch.api.auth import Authenticator, create_token, has_admin
+from vnstitch.api.batching import CreateBatcher
 from vnstitch.api.context import ApiContext
 from vnstitch.api.errors import install_error_handlers
 from vnstitch.api.idempotency import IdempotencyKeys
 from vnstitch.api.limits import RateLimiter, TenantUsage
 from vnstitch.api.metrics import RequestMetrics
 from vnstitch.api.middleware import BodyLimitAndMetrics
+from vnstitch.api.reads import RenderedReads
 from vnstitch.api.settings import Settings
 from vnstitch.controller.service import Controller
 from vnstitch.errors import InvalidInput
@@ -51,6 +53,8 @@ def create_app(settings: Settings, store: Store | None = None, driver=None,
         limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
         idempotency=IdempotencyKeys(store, settings.idempotency_ttl_s, settings.idempotency_wait_s, clock=clock),
         metrics=RequestMetrics(), usage=TenantUsage(store))
+    context.reads = RenderedReads(controller, store)
+    context.creates = CreateBatcher(context, settings.create_batch_max)
     if settings.reconcile:
         context.worker = _make_worker(settings, controller, driver, context.idempotency, clock)
 
@@ -61,6 +65,7 @@ def create_app(settings: Settings, store: Store | None = None, driver=None,
         try:
             yield
         finally:
+            context.creates.close()
             if context.worker is not None:
                 context.worker.stop()
 

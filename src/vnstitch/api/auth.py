@@ -86,6 +86,17 @@ class Authenticator:
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self._lock = threading.Lock()
 
+    def cached(self, token: str | None) -> Principal | None:
+        """The answer without touching the store (raises like `verify`); None when a read is due."""
+        if not token:
+            raise Unauthenticated("missing bearer token (Authorization: Bearer <token>)")
+        hit = self._cache.get(hash_token(token))
+        if hit is None or time.monotonic() - hit[0] >= self.cache_s:
+            return None
+        if hit[1] is None:
+            raise Unauthenticated("unknown or revoked token")
+        return hit[1]
+
     def verify(self, token: str | None) -> Principal:
         if not token:
             raise Unauthenticated("missing bearer token (Authorization: Bearer <token>)")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from vnstitch.api.auth import Authenticator, Principal
 from vnstitch.api.idempotency import IdempotencyKeys
@@ -16,6 +18,10 @@ from vnstitch.api.metrics import RequestMetrics
 from vnstitch.api.settings import Settings
 from vnstitch.controller.service import Controller
 from vnstitch.store import Store
+
+if TYPE_CHECKING:
+    from vnstitch.api.batching import CreateBatcher
+    from vnstitch.api.reads import RenderedReads
 
 
 @dataclass
@@ -29,6 +35,8 @@ class ApiContext:
     metrics: RequestMetrics
     usage: TenantUsage
     worker: object | None = None
+    reads: RenderedReads | None = None      # set by create_app
+    creates: CreateBatcher | None = None    # set by create_app
     _locks: dict = field(default_factory=lambda: defaultdict(threading.Lock))
     _locks_guard: threading.Lock = field(default_factory=threading.Lock)
 
@@ -46,9 +54,16 @@ def ctx(request: Request) -> ApiContext:
 bearer = HTTPBearer(auto_error=False, description="API token from `vnstitch token create`")
 
 
-def principal(request: Request, credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -> Principal:
-    """The caller: authenticated by bearer token, then charged one request of its rate limit."""
+async def principal(request: Request,
+                    credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -> Principal:
+    """The caller: authenticated by bearer token, then charged one request of its rate limit.
+
+    Runs on the event loop (no thread hop) when the token's answer is cached; the store read
+    of a cache miss goes to the thread pool."""
     context = ctx(request)
-    who = context.authenticator.verify(credentials.credentials if credentials else None)
+    token = credentials.credentials if credentials else None
+    who = context.authenticator.cached(token)
+    if who is None:
+        who = await run_in_threadpool(context.authenticator.verify, token)
     context.limiter.take(who.token_id)
     return who

@@ -6,7 +6,8 @@ import json
 from typing import Any, Optional
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from vnstitch.api import watch as watching
 from vnstitch.api.auth import Principal
@@ -85,38 +86,54 @@ def resource_router(cls: type[Resource], path: str, tag: str) -> APIRouter:
 
     @router.post("", status_code=201, operation_id=f"create{kind}", summary=f"Create a {kind}",
                  responses={201: {"model": cls, "description": "created"}})
-    def create_object(request: Request, body: cls, who: Principal = Depends(principal),
-                      tenant: Optional[str] = tenant_query(),
-                      dryRun: bool = Query(False),
-                      idempotency_key: Optional[str] = Header(None, alias="Idempotency-Key", max_length=255,
-                                                              description="retries with the same key create "
-                                                                          "one object")):
+    async def create_object(request: Request, body: cls, who: Principal = Depends(principal),
+                            tenant: Optional[str] = tenant_query(),
+                            dryRun: bool = Query(False),
+                            idempotency_key: Optional[str] = Header(None, alias="Idempotency-Key", max_length=255,
+                                                                    description="retries with the same key create "
+                                                                                "one object")):
         context = ctx(request)
         who.require(write_role, f"create {cls.PLURAL}")
         check_api_version(body)
         place(cls, who, body, tenant)
 
-        def create():
-            changes = write(context, [body], "create", dryRun)
-            obj = dump(body) if dryRun else dump(context.controller.get(kind, body.name, body.namespace or None))
-            return 201, obj, {"Vnstitch-Change": changes[0].action}
+        if idempotency_key is None and not dryRun:
+            # The common case stays on the event loop: it waits for its batch (group commit with
+            # concurrent creates) without holding a thread.
+            change = await context.creates.acreate(body)
+            response = await context.reads.respond(cls, body.name, body.namespace or None)
+            response.status_code = 201
+            response.headers["Vnstitch-Change"] = change.action
+            return response
+        return await run_in_threadpool(create_blocking, context, who, body, dryRun, idempotency_key)
+
+    def create_blocking(context, who: Principal, body: Resource, dryRun: bool,
+                        idempotency_key: Optional[str]) -> Response:
+        """Dry runs and creates with an Idempotency-Key (which read and write the key's record)."""
+        def create() -> tuple[int, dict, dict]:
+            if dryRun:
+                changes = write(context, [body], "create", dryRun)
+                return 201, dump(body), {"Vnstitch-Change": changes[0].action}
+            change = context.creates.create(body)  # group commit with concurrent creates
+            return 201, json.loads(context.reads.body(cls, body.name, body.namespace or None)), \
+                {"Vnstitch-Change": change.action}
 
         if idempotency_key is None:
             status, obj, headers = create()
-        else:
-            canonical = json.dumps([kind, body.namespace, dryRun, dump(body)], sort_keys=True)
-            fingerprint = hashlib.sha256(canonical.encode()).hexdigest()
-            status, obj, headers, replayed = context.idempotency.run(body.namespace, who.token_id, idempotency_key,
-                                                                     fingerprint, create)
-            if replayed:
-                headers = {**headers, "Idempotent-Replayed": "true"}
+            return json_response(obj, status, headers)
+        canonical = json.dumps([kind, body.namespace, dryRun, dump(body)], sort_keys=True)
+        fingerprint = hashlib.sha256(canonical.encode()).hexdigest()
+        status, obj, headers, replayed = context.idempotency.run(body.namespace, who.token_id, idempotency_key,
+                                                                 fingerprint, create)
+        if replayed:
+            headers = {**headers, "Idempotent-Replayed": "true"}
         return json_response(obj, status, headers)
 
     @router.get("/{name}", operation_id=f"read{kind}", summary=f"Read a {kind}",
                 responses={200: {"model": cls}})
-    def read_object(request: Request, name: str = Path(max_length=253), who: Principal = Depends(principal),
-                    tenant: Optional[str] = tenant_query()):
-        return json_response(dump(ctx(request).controller.get(kind, name, tenant_of(who, tenant))))
+    async def read_object(request: Request, name: str = Path(max_length=253), who: Principal = Depends(principal),
+                          tenant: Optional[str] = tenant_query()):
+        return await ctx(request).reads.respond(cls, name, tenant_of(who, tenant))
 
     @router.put("/{name}", operation_id=f"replace{kind}", summary=f"Create or replace a {kind}",
                 responses={200: {"model": cls, "description": "replaced"},

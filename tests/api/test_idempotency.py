@@ -81,3 +81,43 @@ def test_key_reused_with_another_body_is_refused_and_failures_are_not_remembered
                 json=vnet("nowhere", 102, "10.2.0.0/24", [("n1", "STTLng", "10.2.0.1")])).raise_for_status()
     retried = seeded.call("member", "POST", "/v1/stitches", json=missing, headers={"Idempotency-Key": "k-2"})
     assert retried.status_code == 201
+
+
+def _lost_answer_setup(api, mutate):
+    """Create with a key, then make it look as if the server died before recording the answer."""
+    from vnstitch.api.idempotency import KEY_KIND
+
+    for body in (vnet("web", 100, "10.0.0.0/24", [("w1", "NYCMng", "10.0.0.1")]),
+                 vnet("db", 101, "10.1.0.0/24", [("d1", "LOSAng", "10.1.0.1")])):
+        assert api.call("member", "POST", "/v1/virtualnetworks", json=body).status_code == 201
+    headers = {"Idempotency-Key": "lost-1"}
+    first = api.call("member", "POST", "/v1/stitches", json=stitch("lost", "web", "db", "100Mbps"), headers=headers)
+    assert first.status_code == 201
+    store = api.app.state.ctx.controller.store
+    (record,) = store.list(KEY_KIND)
+    mutate(store, record)
+    again = api.call("member", "POST", "/v1/stitches", json=stitch("lost", "web", "db", "100Mbps"), headers=headers)
+    return first, again, store
+
+
+def test_retry_after_the_answer_was_lost_with_the_key_still_pending(api):
+    pending = lambda store, r: store.put(r.kind, r.namespace, r.name,
+                                         {"state": "pending", "fingerprint": r.value["fingerprint"],
+                                          "created": r.value["created"]})
+    first, again, store = _lost_answer_setup(api, pending)
+    assert again.status_code == 201 and again.headers.get("Idempotent-Replayed") == "true"
+    assert again.json()["metadata"]["name"] == first.json()["metadata"]["name"]
+    assert [r.name for r in store.list("Stitch", "acme")] == ["lost"]
+    assert _reserved_once(store)
+
+
+def test_retry_after_the_key_record_vanished_finds_the_object_by_its_mark(api):
+    gone = lambda store, r: store.delete(r.kind, r.namespace, r.name)
+    first, again, store = _lost_answer_setup(api, gone)
+    assert again.status_code == 201  # the stitch carries the key's hash: same request, same answer
+    assert again.json()["metadata"]["annotations"]["vnstitch.io/idempotency-key"] != "lost-1"  # a hash, not the key
+    assert [r.name for r in store.list("Stitch", "acme")] == ["lost"]
+    assert _reserved_once(store)
+    other = api.call("member", "POST", "/v1/stitches", json=stitch("lost", "web", "db", "100Mbps"),
+                     headers={"Idempotency-Key": "another-key"})
+    assert other.status_code == 409  # a different key is a different request

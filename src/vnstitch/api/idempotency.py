@@ -34,8 +34,12 @@ class IdempotencyKeys:
         return hashlib.sha256(f"{token_id}\0{key}".encode()).hexdigest()
 
     def run(self, tenant: str, token_id: str, key: str, fingerprint: str,
-            create: Callable[[], tuple[int, dict, dict]]) -> tuple[int, dict, dict, bool]:
-        """(status, body, headers, replayed): the first request's answer for this key."""
+            create: Callable[[], tuple[int, dict, dict]],
+            recover: Callable[[], tuple[int, dict, dict] | None] | None = None) -> tuple[int, dict, dict, bool]:
+        """(status, body, headers, replayed): the first request's answer for this key.
+
+        `recover` finds the outcome of an attempt whose key record stayed "pending" (the server
+        died after committing the object but before recording the answer)."""
         if not key or len(key) > MAX_KEY_LENGTH:
             raise InvalidInput(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters", field="Idempotency-Key")
         name = self.record_name(token_id, key)
@@ -57,6 +61,9 @@ class IdempotencyKeys:
                                            field="Idempotency-Key")
             if value["state"] == "done":
                 return value["status"], value["body"], value.get("headers", {}), True
+            found = recover() if recover is not None else None
+            if found is not None:
+                return (*found, True)
             if time.monotonic() > deadline:
                 raise Conflict("a request with this Idempotency-Key is still in progress; retry later",
                                field="Idempotency-Key")

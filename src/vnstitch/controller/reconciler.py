@@ -133,6 +133,7 @@ class Reconciler:
             self.failpoint("after_op")
         observed = self.driver.observe() if result.plan.ops else observed
         self.failpoint("before_status")
+        updates = []
         for key, want in desired.stitches.items():
             record = records[key]
             if want.terminating:
@@ -141,11 +142,15 @@ class Reconciler:
                     if self.controller.finalize_stitch(record):
                         result.released.append(key)
                 continue
-            self._update_status(record, want, observed, touched.get(key, []), failed.get(key), now, result)
+            new = self._new_status(record, want, observed, touched.get(key, []), failed.get(key), now, result)
+            if new is not None:
+                updates.append((record, new))
+        self.controller.write_statuses(updates)
         return result
 
-    def _update_status(self, record: Record, want: DesiredStitch, observed: Observed, ops: list[Op],
-                       error: str | None, now: float, result: PassResult) -> None:
+    def _new_status(self, record: Record, want: DesiredStitch, observed: Observed, ops: list[Op],
+                    error: str | None, now: float, result: PassResult):
+        """The stitch's next status, or None when it stays as it is."""
         stitch = Stitch.model_validate(record.value)
         status = stitch.status
         have = observed.stitches.get(want.op.stitch)
@@ -180,8 +185,7 @@ class Reconciler:
                 result.transitions.append(f"{want.op.stitch}: {state.value} ({reason})")
         measured = Measured(latency=have.latency_s, throughput=have.throughput_bps, loss=have.loss) if have else status.measured
         new = new.model_copy(update={"measured": measured, "observed_generation": stitch.metadata.generation})
-        if new != status:
-            self.controller.write_status(record, new)
+        return new if new != status else None
 
     @staticmethod
     def _slo_breach(stitch: Stitch, have) -> str | None:

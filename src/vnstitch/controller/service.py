@@ -615,6 +615,18 @@ class Controller:
                 ops.append(Put(LEDGER_KIND, "", link, ledger.to_value()))
             return self.store.txn(compares + self.fence, ops).succeeded
 
+    def write_statuses(self, updates: list[tuple[Record, StitchStatus]]) -> int:
+        """Write many statuses in one transaction (one fsync); if any stitch changed meanwhile,
+        fall back to one CAS each. Returns how many landed (the rest retry next pass)."""
+        if not updates:
+            return 0
+        compares = [Compare(r.kind, r.namespace, r.name, r.revision) for r, _ in updates] + self.fence
+        ops = [Put(r.kind, r.namespace, r.name, {**r.value, "status": st.model_dump(by_alias=True, mode="json")})
+               for r, st in updates]
+        if self.store.txn(compares, ops).succeeded:
+            return len(updates)
+        return sum(self.write_status(record, status) for record, status in updates)
+
     def write_status(self, record: Record, status: StitchStatus) -> bool:
         """CAS the status of a stitch; False when it changed meanwhile (next pass retries)."""
         value = {**record.value, "status": status.model_dump(by_alias=True, mode="json")}

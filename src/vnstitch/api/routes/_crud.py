@@ -19,7 +19,7 @@ from vnstitch.api.routes._common import (
 from vnstitch.api.schemas import DeleteResult, WatchEvent, list_model
 from vnstitch.domain.registry import parse_resource
 from vnstitch.domain.resources import NAME_PATTERN, Resource
-from vnstitch.errors import InvalidInput
+from vnstitch.errors import Conflict, InvalidInput
 
 NDJSON, SSE = "application/x-ndjson", "text/event-stream"
 SERVER_SET_METADATA = ("generation", "creationTimestamp", "deletionTimestamp")
@@ -32,6 +32,9 @@ def plural_of(kind: str) -> str:
 def tenant_query():
     return Query(None, pattern=NAME_PATTERN, max_length=63,
                  description="tenant to act in (default: the token's; only admins may name another)")
+
+
+IDEMPOTENCY_MARK = "vnstitch.io/idempotency-key"  # sha256 of token and key, never the key itself
 
 
 def resource_router(cls: type[Resource], path: str, tag: str) -> APIRouter:
@@ -109,12 +112,33 @@ def resource_router(cls: type[Resource], path: str, tag: str) -> APIRouter:
 
     def create_blocking(context, who: Principal, body: Resource, dryRun: bool,
                         idempotency_key: Optional[str]) -> Response:
-        """Dry runs and creates with an Idempotency-Key (which read and write the key's record)."""
+        """Dry runs and creates with an Idempotency-Key (which read and write the key's record).
+
+        With a key, the object itself carries the key's hash (annotation), so the key is recorded
+        in the same transaction that admits the object and reserves its capacity: a retry after a
+        lost answer finds the object by that mark even if the key's own record never said "done".
+        """
+        key_mark = None if idempotency_key is None or dryRun else \
+            context.idempotency.record_name(who.token_id, idempotency_key)
+
+        def existing() -> tuple[int, dict, dict] | None:
+            """This request's object, if an earlier attempt with the same key already made it."""
+            record = context.controller.store.get(cls.KIND, body.namespace, body.name)
+            if record is None or record.value["metadata"].get("annotations", {}).get(IDEMPOTENCY_MARK) != key_mark:
+                return None
+            return 201, json.loads(context.reads.body(cls, body.name, body.namespace or None)), {"Vnstitch-Change": "created"}
+
         def create() -> tuple[int, dict, dict]:
             if dryRun:
                 changes = write(context, [body], "create", dryRun)
                 return 201, dump(body), {"Vnstitch-Change": changes[0].action}
-            change = context.creates.create(body)  # group commit with concurrent creates
+            try:
+                change = context.creates.create(body)  # group commit with concurrent creates
+            except Conflict:
+                found = existing() if key_mark else None
+                if found is None:
+                    raise
+                return found
             return 201, json.loads(context.reads.body(cls, body.name, body.namespace or None)), \
                 {"Vnstitch-Change": change.action}
 
@@ -123,8 +147,11 @@ def resource_router(cls: type[Resource], path: str, tag: str) -> APIRouter:
             return json_response(obj, status, headers)
         canonical = json.dumps([kind, body.namespace, dryRun, dump(body)], sort_keys=True)
         fingerprint = hashlib.sha256(canonical.encode()).hexdigest()
+        if key_mark:
+            body.metadata.annotations[IDEMPOTENCY_MARK] = key_mark
         status, obj, headers, replayed = context.idempotency.run(body.namespace, who.token_id, idempotency_key,
-                                                                 fingerprint, create)
+                                                                 fingerprint, create,
+                                                                 recover=existing if key_mark else None)
         if replayed:
             headers = {**headers, "Idempotent-Replayed": "true"}
         return json_response(obj, status, headers)

@@ -13,7 +13,7 @@ class Settings:
     dev: bool = False                   # make and print an admin token when none exists
     reconcile: bool = True              # run the reconciler inside the server
     tick_s: float = 5.0                 # reconcile at least this often (and on store changes)
-    reconcile_min_interval_s: float = 0.1   # debounce passes triggered by bursts of writes
+    reconcile_min_interval_s: float = 0.5   # debounce passes triggered by bursts of writes
     create_batch_max: int = 64          # concurrent creates committed in one transaction
     max_body_bytes: int = 1 << 20
     rate_limit_per_s: float = 200.0     # per token; 0 disables

@@ -49,7 +49,17 @@ def random_op(controller, rng, names):
     choice = rng.random()
     name = rng.choice(names)
     try:
-        if choice < 0.5:
+        if choice < 0.15 and len(names) >= 3:
+            # group commit: several stitches decided one by one, refusals mixed in, one transaction
+            docs = []
+            for batch_name in rng.sample(names, 3):
+                src, dst = rng.sample(range(len(NODES)), 2)
+                dst_net = f"n{dst}" if rng.random() < 0.8 else "missing"  # some are refused outright
+                docs.append(stitch(batch_name, f"n{src}", dst_net, bandwidth=rng.choice([1e9, 3e9, 5e9]),
+                                   origin=rng.choice(["user", "forecast"]), priority=rng.randint(0, 300),
+                                   symmetric=int(batch_name[1:]) % 2 == 0))
+            controller.apply_each(docs)
+        elif choice < 0.5:
             src, dst = rng.sample(range(len(NODES)), 2)
             controller.apply([stitch(name, f"n{src}", f"n{dst}", bandwidth=rng.choice([0.5e9, 1e9, 2e9, 3e9, 5e9]),
                                      origin=rng.choice(["user", "forecast"]), priority=rng.randint(0, 300),

@@ -178,3 +178,15 @@ def test_link_capacity_cannot_drop_below_reservations(controller, abilene):
     with pytest.raises(InvalidInput) as info:
         controller.apply([link])
     assert info.value.field == "spec.capacity"
+
+
+def test_group_commit_keeps_earlier_reservations_after_a_refusal_in_the_batch(controller):
+    """apply_each: a refused resource between two admitted ones must not drop the first one's debit."""
+    controller.apply([BLUE, RED])
+    results = controller.apply_each([stitch("a", "blue", "red", "2Gbps"), stitch("bad", "blue", "nope"),
+                                     stitch("c", "blue", "red", "2Gbps")])
+    assert [type(r).__name__ for r in results] == ["Change", "InvalidInput", "Change"]
+    assert reserved(controller) == live_holdings(controller) != {}
+    a, c = controller.get("stitch", "a", "acme"), controller.get("stitch", "c", "acme")
+    if a.status.path == c.status.path:  # same links: both debits are on them
+        assert set(reserved(controller).values()) == {4_000_000_000}

@@ -82,6 +82,11 @@ class _LedgerView(dict):
         self.residual = controller._residual_vector().copy()
         self._positions = controller._arc_positions
         self.staged_links: set[str] = set()
+        # Ledgers this batch already changed (e.g. by resources admitted before a refused one).
+        for (kind, _, link), value in (batch.staged.items() if batch is not None else ()):
+            if kind == LEDGER_KIND and value is not None:
+                base = self[link]
+                self.set(link, LinkLedger.from_value(link, base.endpoints, base.capacity_bps, value))
 
     def __missing__(self, link: str) -> LinkLedger:
         base = self._controller._ledgers.get(link)

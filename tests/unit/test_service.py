@@ -190,3 +190,33 @@ def test_group_commit_keeps_earlier_reservations_after_a_refusal_in_the_batch(co
     a, c = controller.get("stitch", "a", "acme"), controller.get("stitch", "c", "acme")
     if a.status.path == c.status.path:  # same links: both debits are on them
         assert set(reserved(controller).values()) == {4_000_000_000}
+
+
+def test_a_capacity_cut_in_the_same_apply_is_respected_by_its_stitches(controller, abilene):
+    controller.apply([BLUE, RED])
+    cut = []
+    for link in abilene.links:
+        if "NYCMng" in link.spec.endpoints:
+            smaller = link.model_copy(deep=True)
+            smaller.spec.capacity = 1e9
+            cut.append(smaller)
+    with pytest.raises(InsufficientCapacity):
+        controller.apply(cut + [stitch("big", "blue", "red", "5Gbps")])  # every way out of NYC is now 1 Gbps
+    controller.apply(cut + [stitch("small", "blue", "red", "800Mbps")])
+    assert reserved(controller) == live_holdings(controller)
+    assert max(reserved(controller).values()) == 800_000_000
+
+
+def test_an_explicit_path_over_a_link_created_in_the_same_apply(controller):
+    from vnstitch.domain.registry import parse_resource
+    controller.apply([BLUE, RED])
+    direct_link = parse_resource({"kind": "Link", "metadata": {"name": "LOSAng--NYCMng"},
+                                  "spec": {"endpoints": ["NYCMng", "LOSAng"], "capacity": "10Gbps", "latency": "20ms"}})
+    pinned = stitch("pinned", "blue", "red", "1Gbps", path=["NYCMng", "LOSAng"])
+    controller.apply([direct_link, pinned], dry_run=True)      # a dry run leaves nothing behind…
+    with pytest.raises(InvalidInput) as info:                  # …not even in the controller's arc map
+        controller.apply([stitch("later", "blue", "red", "1Gbps", path=["NYCMng", "LOSAng"])])
+    assert info.value.field == "spec.path[1]"
+    controller.apply([direct_link, pinned])
+    assert controller.get("stitch", "pinned", "acme").status.path == ["NYCMng", "LOSAng"]
+    assert reserved(controller) == live_holdings(controller)

@@ -49,6 +49,7 @@ class _Batch:
         self.staged: dict[tuple[str, str, str], dict | None] = {}
         self.compares: dict[tuple[str, str, str], Compare] = {}
         self.ledger_view = None  # one lazily filled view of the ledgers per batch
+        self.arc_links: dict[tuple[str, str], str] | None = None  # when the batch changes the substrate
 
     def read(self, kind: str, namespace: str, name: str, guard: bool = True) -> dict | None:
         key = (kind, namespace, name)
@@ -82,19 +83,23 @@ class _LedgerView(dict):
         self.residual = controller._residual_vector().copy()
         self._positions = controller._arc_positions
         self.staged_links: set[str] = set()
-        # Ledgers this batch already changed (e.g. by resources admitted before a refused one).
+        # Ledgers this batch already changed (e.g. by resources admitted before a refused one), and
+        # links whose capacity it changes.
         for (kind, _, link), value in (batch.staged.items() if batch is not None else ()):
             if kind == LEDGER_KIND and value is not None:
                 base = self[link]
                 self.set(link, LinkLedger.from_value(link, base.endpoints, base.capacity_bps, value))
+            elif kind == "Link" and value is not None:
+                self.set(link, self[link])
 
     def __missing__(self, link: str) -> LinkLedger:
         base = self._controller._ledgers.get(link)
-        if base is None:
-            spec = self._batch.read("Link", "", link, guard=False)["spec"] if self._batch else None
-            if spec is None:
-                raise KeyError(link)
-            base = LinkLedger(link, tuple(spec["endpoints"]), float(spec["capacity"]))
+        staged = self._batch.staged.get(("Link", "", link)) if self._batch is not None else None
+        if staged is not None:  # the batch changes this link: its capacity counts, not the stored one
+            base = LinkLedger(link, tuple(staged["spec"]["endpoints"]), float(staged["spec"]["capacity"]),
+                              base.forward_bps if base else 0, base.reverse_bps if base else 0)
+        elif base is None:
+            raise KeyError(link)
         self[link] = base
         return base
 
@@ -239,10 +244,15 @@ class Controller:
         nodes = {k: v for k, v in nodes.items() if v is not None}
         links = [Link.model_validate({"kind": "Link", "metadata": {"name": name}, "spec": spec})
                  for name, spec in self._links(batch).items()]
+        batch.arc_links = {}
         for link in links:
             a, b = link.spec.endpoints
-            self._arc_links[(a, b)] = self._arc_links[(b, a)] = link.metadata.name
+            batch.arc_links[(a, b)] = batch.arc_links[(b, a)] = link.metadata.name
         return PathFinder([Node.model_validate(v) for v in nodes.values()], links)
+
+    def _arcs_for(self, batch: _Batch | None) -> dict[tuple[str, str], str]:
+        """Arc → link name as this batch sees the substrate."""
+        return batch.arc_links if batch is not None and batch.arc_links is not None else self.arc_links()
 
     def residual(self, ledger_map: _LedgerView, ignore: Iterable[str] = ()):
         """Residual bit/s per arc (a vector in PathFinder order), counting `ignore`d stitches as released."""
@@ -471,7 +481,7 @@ class Controller:
         finder = self._finder_for(batch)
         preempted: list[str] = []
         if spec.path is not None:
-            path = self._explicit_path(finder, spec, a_node, b_node, zones)
+            path = self._explicit_path(batch, spec, a_node, b_node, zones)
         else:
             path = self._choose_path(finder, spec, key, a_node, b_node, zones, ledger_map)
         if path is None:
@@ -481,7 +491,7 @@ class Controller:
             if spec.bandwidth > 0 else {}
         deltas = ledgers.net_deltas((ledger_map.holdings_of(key), -1), (wanted, +1),
                                     *((ledger_map.holdings_of(victim), -1) for victim in preempted))
-        for link, ledger in ledgers.apply_deltas(ledger_map, self.arc_links(), deltas).items():
+        for link, ledger in ledgers.apply_deltas(ledger_map, self._arcs_for(batch), deltas).items():
             ledger_map.set(link, ledger)
             batch.write(LEDGER_KIND, "", link, ledger.to_value())
         for victim in preempted:
@@ -492,7 +502,7 @@ class Controller:
         envelope["status"] = status.model_dump(by_alias=True, mode="json")
         return envelope
 
-    def _explicit_path(self, finder, spec, a_node: str, b_node: str, zones):
+    def _explicit_path(self, batch: _Batch, spec, a_node: str, b_node: str, zones):
         """The pinned route, checked: it joins the endpoints over real links within zones and latency."""
         nodes = list(spec.path)
         if not nodes or nodes[0] != a_node or nodes[-1] != b_node:
@@ -501,11 +511,12 @@ class Controller:
             raise InvalidInput("the path visits a node twice", field="spec.path")
         latency = 0.0
         for index, (u, v) in enumerate(zip(nodes, nodes[1:])):
-            link = self._arc_links.get((u, v))
-            if link is None:
+            link = self._arcs_for(batch).get((u, v))
+            link_value = batch.read("Link", "", link, guard=False) if link else None
+            if link_value is None:
                 raise InvalidInput(f"no link joins {u} and {v}", field=f"spec.path[{index + 1}]")
-            link_spec = self.cache.get("Link", "", link).value["spec"]
-            node_zone = (self.cache.get("Node", "", v).value.get("spec") or {}).get("trustZone", "default")
+            link_spec = link_value["spec"]
+            node_zone = ((batch.read("Node", "", v, guard=False) or {}).get("spec") or {}).get("trustZone", "default")
             if zones is not None and (link_spec.get("trustZone", "default") not in zones or node_zone not in zones):
                 raise PolicyDenied(f"link {link} or node {v} is outside the allowed trust zones", field="spec.path")
             latency += float(link_spec.get("latency", 0.001))

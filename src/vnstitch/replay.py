@@ -241,9 +241,11 @@ def _apply(world: World, allocation, old_state: AllocatorState, result: Strategy
         if decision.action == "terminate":
             continue
         parts = [landed.get(decision.pair, {}).get(i) for i in range(len(decision.all_parts))]
-        kept = [part for part in parts if part]
-        failed = [i for i, part in enumerate(parts) if part is None]
-        stale += [stitch_name(decision.pair, i) for i in failed]  # a refused new part leaves nothing
+        # Parts are stitches named by index: keep the unbroken prefix, so part i is always stitch i;
+        # what landed after a refused part is removed again.
+        first_gap = next((i for i, part in enumerate(parts) if part is None), len(parts))
+        kept = parts[:first_gap]
+        stale += [stitch_name(decision.pair, i) for i in range(first_gap, len(parts))]
         if not kept:
             held.pop(decision.pair, None)
         else:

@@ -77,11 +77,17 @@ class IdempotencyKeys:
         try:
             status, body, headers = create()
         except BaseException:
-            self.store.delete(KEY_KIND, tenant, name)  # free the key: a retry runs again
+            try:  # free the key so a retry runs again, unless another request took it over meanwhile
+                self.store.delete(KEY_KIND, tenant, name, expect_revision=revision)
+            except Conflict:
+                pass
             raise
         done = {"state": "done", "fingerprint": fingerprint, "created": self.clock(),
                 "status": status, "body": body, "headers": headers}
-        self.store.put(KEY_KIND, tenant, name, done)
+        try:
+            self.store.put(KEY_KIND, tenant, name, done, expect_revision=revision)
+        except Conflict:
+            pass  # our claim went stale and another request took the key over: its answer stands
         return status, body, headers
 
     def purge(self) -> int:

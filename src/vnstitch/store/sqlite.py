@@ -121,11 +121,15 @@ class SQLiteStore(Store):
     def events_since(self, revision: int, kinds: Iterable[str] | None = None,
                      limit: int = 10_000) -> list[Event]:
         db = self._db()
-        compacted_before = db.execute("SELECT value FROM meta WHERE key='compacted_before'").fetchone()[0]
+        db.execute("BEGIN")  # one read snapshot: a compaction cannot fall between the check and the read
+        try:
+            compacted_before = db.execute("SELECT value FROM meta WHERE key='compacted_before'").fetchone()[0]
+            rows = db.execute("SELECT type, kind, namespace, name, value, rev, create_rev FROM events "
+                              "WHERE rev > ? ORDER BY rev, seq", (revision,)).fetchall()
+        finally:
+            db.execute("COMMIT")
         if revision < compacted_before:
             raise Compacted(f"revision {revision} is compacted (oldest kept: {compacted_before})")
-        rows = db.execute("SELECT type, kind, namespace, name, value, rev, create_rev FROM events "
-                          "WHERE rev > ? ORDER BY rev, seq", (revision,)).fetchall()
         wanted = set(kinds) if kinds is not None else None
         out = []
         for typ, kind, namespace, name, value, rev, create_rev in rows:

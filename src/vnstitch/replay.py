@@ -135,7 +135,7 @@ def run_strategy(name: str, demand_mbps: np.ndarray, nodes: list[str], topology,
     pairs = [(a, b) for a in nodes for b in nodes if a != b]
     index = {node: i for i, node in enumerate(nodes)}
     default_paths = {pair: world.sim.default_path(*pair) for pair in pairs}
-    capacity = world.finder_capacity = {arc: world.finder.capacity_bps(arc) for arc in world.finder.arcs()}
+    capacity = {arc: world.finder.capacity_bps(arc) for arc in world.finder.arcs()}
     latency_bound = {pair: config.sla_latency_factor * world.sim.path_latency(default_paths[pair])
                      + config.sla_latency_slack_s for pair in pairs}
     alloc_config = config.allocator

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from vnstitch.errors import InvalidInput
@@ -82,13 +83,7 @@ def add_replay_arguments(p) -> None:
     p.add_argument("--json", help="write the results as JSON here")
     p.add_argument("--plot", metavar="DIR", help="write PNG plots into DIR")
     p.add_argument("--decisions", metavar="FILE", help="log every allocator decision, with its reason and forecast, as JSON lines")
-    p.add_argument("--record-store", help=argparse_suppress())
-
-
-def argparse_suppress():
-    import argparse
-
-    return argparse.SUPPRESS
+    p.add_argument("--record-store", help=argparse.SUPPRESS)  # the demo records the predicted graph here
 
 
 def register(subparsers) -> None:
@@ -98,8 +93,6 @@ def register(subparsers) -> None:
 
 
 if __name__ == "__main__":
-    import argparse
-
     parser = argparse.ArgumentParser(prog="vnstitch")
     register(parser.add_subparsers())
     parsed = parser.parse_args()

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from vnstitch.controller.service import Controller
-from vnstitch.domain.stitch import Measured, State, Stitch, transition
+from vnstitch.domain.stitch import ALLOWED_TRANSITIONS, Measured, State, Stitch, transition
 from vnstitch.domain.vnet import VirtualNetwork
 from vnstitch.drivers.base import Driver, Observed
 from vnstitch.errors import VnstitchError
@@ -180,7 +180,7 @@ class Reconciler:
                                                                               State.FAILED) else "up and within SLO"))
         new = status
         for state, reason in steps:
-            if state != new.state and state in _reachable(new.state):
+            if state != new.state and state in ALLOWED_TRANSITIONS[new.state]:
                 new = transition(new, state, now, reason)
                 result.transitions.append(f"{want.op.stitch}: {state.value} ({reason})")
         measured = Measured(latency=have.latency_s, throughput=have.throughput_bps, loss=have.loss) if have else status.measured
@@ -212,12 +212,6 @@ class Reconciler:
             while not stop.is_set() and time.monotonic() < deadline:
                 if store.wait(revision, min(0.5, interval_s)):
                     break
-
-
-def _reachable(state: State) -> frozenset[State]:
-    from vnstitch.domain.stitch import ALLOWED_TRANSITIONS
-
-    return ALLOWED_TRANSITIONS[state]
 
 
 __all__ = ["Reconciler", "PassResult"]

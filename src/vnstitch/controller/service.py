@@ -81,7 +81,6 @@ class _LedgerView(dict):
         super().__init__()
         self._controller, self._batch = controller, batch
         self.residual = controller._residual_vector().copy()
-        self._positions = controller._arc_positions
         self.staged_links: set[str] = set()
         # Ledgers this batch already changed (e.g. by resources admitted before a refused one), and
         # links whose capacity it changes.
@@ -107,10 +106,7 @@ class _LedgerView(dict):
         """Stage a new version of a link's ledger and update the residual of its two arcs."""
         self[link] = ledger
         self.staged_links.add(link)
-        a, b = ledger.endpoints
-        if (a, b) in self._positions:  # a link staged in this very batch is not in the vector yet
-            self.residual[self._positions[(a, b)]] = ledger.residual_bps("forward")
-            self.residual[self._positions[(b, a)]] = ledger.residual_bps("reverse")
+        self._controller._set_residual(self.residual, ledger)  # a link new in this batch has no slot yet
 
     def holdings_of(self, stitch: str) -> dict[tuple[str, str], int]:
         """Arc → bit/s the stitch ('tenant/name') holds, as staged in this batch or stored."""
@@ -132,7 +128,6 @@ class Controller:
         self._pathfinder = None
         self._arc_links: dict[tuple[str, str], str] = {}
         self._ledgers: dict[str, LinkLedger] = {}           # link → its ledger, kept current from events
-        self._residual: dict[tuple[str, str], float] = {}   # arc → free bit/s
         self._arc_positions: dict[tuple[str, str], int] = {}  # arc → index in the PathFinder's vectors
         self._residual_arr = None                           # free bit/s per arc, PathFinder order
         self._vnets: dict[tuple[str, str, int], VirtualNetwork] = {}  # parsed networks by revision
@@ -152,11 +147,7 @@ class Controller:
     def _sync_ledgers(self) -> None:
         """Fold changed links and ledgers into the ledger and residual indexes."""
         for name in self._ledger_dirty:
-            old = self._ledgers.pop(name, None)
-            if old is not None:
-                a, b = old.endpoints
-                self._residual.pop((a, b), None)
-                self._residual.pop((b, a), None)
+            self._ledgers.pop(name, None)
             link = self.cache.get("Link", "", name)
             if link is None:
                 continue
@@ -164,26 +155,26 @@ class Controller:
             spec = link.value["spec"]
             ledger = LinkLedger.from_value(name, spec["endpoints"], spec["capacity"], record.value if record else None)
             self._ledgers[name] = ledger
-            a, b = ledger.endpoints
-            self._residual[(a, b)] = ledger.residual_bps("forward")
-            self._residual[(b, a)] = ledger.residual_bps("reverse")
-            if self._residual_arr is not None and (a, b) in self._arc_positions:
-                self._residual_arr[self._arc_positions[(a, b)]] = self._residual[(a, b)]
-                self._residual_arr[self._arc_positions[(b, a)]] = self._residual[(b, a)]
+            if self._residual_arr is not None:
+                self._set_residual(self._residual_arr, ledger)
         self._ledger_dirty.clear()
+
+    def _set_residual(self, vector, ledger: LinkLedger) -> None:
+        """Write one link's two residuals into a vector in PathFinder arc order."""
+        a, b = ledger.endpoints
+        if (a, b) in self._arc_positions:
+            vector[self._arc_positions[(a, b)]] = ledger.residual_bps("forward")
+            vector[self._arc_positions[(b, a)]] = ledger.residual_bps("reverse")
 
     def _residual_vector(self):
         """Residual per arc as a numpy vector in the current PathFinder's arc order."""
-        import numpy as np
-
         finder = self.pathfinder()
         if self._residual_arr is None:
             self._arc_positions = finder.arc_positions()
             self._residual_arr = finder.capacity_vector()
-            for arc, free in self._residual.items():
-                if arc in self._arc_positions:
-                    self._residual_arr[self._arc_positions[arc]] = free
-        return self._residual_arr if isinstance(self._residual_arr, np.ndarray) else None
+            for ledger in self._ledgers.values():
+                self._set_residual(self._residual_arr, ledger)
+        return self._residual_arr
 
     def refresh(self) -> None:
         with self._lock:

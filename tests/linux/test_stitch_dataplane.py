@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -56,14 +57,42 @@ def test_encrypted_stitch_crosses_substrate_only_as_wireguard_udp(lab):
         assert secret not in json.dumps(lab.driver.wireguard_status("acme/b1-r1"))
 
 
-def _iperf(lab, client, server_ip, port, seconds):
+def _iperf(lab, client, server_ip, port, seconds, *extra):
     return lab.spawn(client, "iperf3", "-c", server_ip, "-p", str(port), "-t", str(seconds), "-J",
-                     "--connect-timeout", "2000")
+                     "--connect-timeout", "2000", *extra)
 
 
 def _received_bps(proc) -> float:
     out, _ = proc.communicate(timeout=30)
     return json.loads(out)["end"]["sum_received"]["bits_per_second"]
+
+
+def _class_bytes(lab, node, dev, classid) -> int:
+    shown = lab.run(node, "tc", "-s", "class", "show", "dev", dev, "classid", classid).stdout
+    return int(re.search(r"Sent (\d+) bytes", shown).group(1))
+
+
+def _stitch_flow(lab, classid, port):
+    """One 4 s TCP flow through the stitch: (rate of its HTB class on n1's egress in steady state, goodput).
+
+    The class counts what the reservation governs: WireGuard-encapsulated frames on the substrate link.
+    It is sampled from 1.5 s to 3.5 s, after slow start, while the flow runs.
+    """
+    client = _iperf(lab, "blue-1", "10.2.0.21", port, 4)
+    time.sleep(1.5)
+    before, t0 = _class_bytes(lab, "n1", "sub1", classid), time.monotonic()
+    time.sleep(2.0)
+    after, t1 = _class_bytes(lab, "n1", "sub1", classid), time.monotonic()
+    return (after - before) * 8 / (t1 - t0), _received_bps(client)
+
+
+def _steady_flow(lab, classid, port, target):
+    """Best of two runs: a scheduling stall on a busy 2-core runner must not read as a shaping fault,
+    while a class shaped to the wrong rate fails both."""
+    wire, goodput = _stitch_flow(lab, classid, port)
+    if not 0.9 * target <= wire <= 1.05 * target:
+        wire, goodput = max((wire, goodput), _stitch_flow(lab, classid, port))
+    return wire, goodput
 
 
 def test_bandwidth_stitch_holds_its_rate_against_a_competing_flow(lab):
@@ -72,25 +101,32 @@ def test_bandwidth_stitch_holds_its_rate_against_a_competing_flow(lab):
                        path=("n1", "n2", "n3"))
     assert lab.driver.apply(op) is True
     target = 20e6
+    classid = f"1:{0x100 + _names(lab, 'acme/blue-red').index:x}"
     lab.spawn("red-1", "iperf3", "-s", "-p", "5301")
     lab.spawn("blue-2", "iperf3", "-s", "-p", "5302")
     time.sleep(0.3)
-    alone = _received_bps(_iperf(lab, "blue-1", "10.2.0.21", 5301, 3))
-    assert 0.85 * target <= alone <= 1.15 * target, f"stitch alone: {alone / 1e6:.1f} Mbit/s"
+    wire, goodput = _steady_flow(lab, classid, 5301, target)
+    # The class is shaped to the reservation (ceil = rate: it never borrows beyond it); the goodput is what
+    # is left after WireGuard, UDP, IP and Ethernet headers (about 8 % at a 1420-byte tunnel MTU).
+    assert 0.9 * target <= wire <= 1.05 * target, f"stitch alone: {wire / 1e6:.1f} Mbit/s on the wire"
+    assert 0.75 * target <= goodput <= target, f"stitch alone: goodput {goodput / 1e6:.1f} Mbit/s"
 
-    competitor = _iperf(lab, "blue-1", "10.1.0.12", 5302, 5)   # same n1→n2 link, default class
+    # Four competing TCP flows over the same n1→n2 link in the default class: sharing fairly with them,
+    # the stitch's one flow would get a fifth of the 50 Mbit/s link, half its reservation.
+    competitor = _iperf(lab, "blue-1", "10.1.0.12", 5302, 10, "-P", "4")
     time.sleep(1.0)
-    contended = _received_bps(_iperf(lab, "blue-1", "10.2.0.21", 5301, 3))
+    wire, goodput = _steady_flow(lab, classid, 5301, target)
     other = _received_bps(competitor)
-    assert 0.85 * target <= contended <= 1.15 * target, f"stitch under load: {contended / 1e6:.1f} Mbit/s"
-    assert other > 10e6, f"the competing flow still gets the rest ({other / 1e6:.1f} Mbit/s)"
+    assert 0.9 * target <= wire <= 1.05 * target, f"stitch under load: {wire / 1e6:.1f} Mbit/s on the wire"
+    assert goodput >= 0.75 * target, f"stitch under load: goodput {goodput / 1e6:.1f} Mbit/s"
+    assert other > 15e6, f"the competing flows still get the rest ({other / 1e6:.1f} Mbit/s)"
 
     seen = lab.driver.observe().stitches["acme/blue-red"]
     assert seen.healthy and abs(seen.rate_bps - 2e9) < 2e9 * 0.01
-    # Every link of the path carries the stitch's class and its bytes.
+    # Every link of the path carries the stitch's class.
     for node, egress in (("n1", "sub1"), ("n2", "sub2")):
         classes = lab.run(node, "tc", "-s", "class", "show", "dev", egress).stdout
-        assert f"1:{0x100 + _names(lab, 'acme/blue-red').index:x}" in classes
+        assert classid in classes
 
 
 def test_continuous_ping_survives_controller_restart(lab):

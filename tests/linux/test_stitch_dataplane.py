@@ -89,9 +89,10 @@ def _stitch_flow(lab, classid, port):
 def _steady_flow(lab, classid, port, target):
     """Best of two runs: a scheduling stall on a busy 2-core runner must not read as a shaping fault,
     while a class shaped to the wrong rate fails both."""
-    wire, goodput = _stitch_flow(lab, classid, port)
-    if not 0.9 * target <= wire <= 1.05 * target:
-        wire, goodput = max((wire, goodput), _stitch_flow(lab, classid, port))
+    first = _stitch_flow(lab, classid, port)
+    wire, goodput = first
+    if not (0.9 * target <= wire <= 1.05 * target and 0.85 * target <= goodput <= 1.15 * target):
+        wire, goodput = max(first, _stitch_flow(lab, classid, port), key=lambda flow: flow[1])
     return wire, goodput
 
 
@@ -106,10 +107,10 @@ def test_bandwidth_stitch_holds_its_rate_against_a_competing_flow(lab):
     lab.spawn("blue-2", "iperf3", "-s", "-p", "5302")
     time.sleep(0.3)
     wire, goodput = _steady_flow(lab, classid, 5301, target)
-    # The class is shaped to the reservation (ceil = rate: it never borrows beyond it); the goodput is what
-    # is left after WireGuard, UDP, IP and Ethernet headers (about 8 % at a 1420-byte tunnel MTU).
+    # The class is shaped to the reservation (ceil = rate: it never borrows beyond it); iperf3's goodput is
+    # what is left after WireGuard, UDP, IP and Ethernet headers (about 8 % at a 1420-byte tunnel MTU).
     assert 0.9 * target <= wire <= 1.05 * target, f"stitch alone: {wire / 1e6:.1f} Mbit/s on the wire"
-    assert 0.75 * target <= goodput <= target, f"stitch alone: goodput {goodput / 1e6:.1f} Mbit/s"
+    assert 0.85 * target <= goodput <= 1.15 * target, f"stitch alone: iperf3 {goodput / 1e6:.1f} Mbit/s"
 
     # Four competing TCP flows over the same n1→n2 link in the default class: sharing fairly with them,
     # the stitch's one flow would get a fifth of the 50 Mbit/s link, half its reservation.
@@ -118,7 +119,7 @@ def test_bandwidth_stitch_holds_its_rate_against_a_competing_flow(lab):
     wire, goodput = _steady_flow(lab, classid, 5301, target)
     other = _received_bps(competitor)
     assert 0.9 * target <= wire <= 1.05 * target, f"stitch under load: {wire / 1e6:.1f} Mbit/s on the wire"
-    assert goodput >= 0.75 * target, f"stitch under load: goodput {goodput / 1e6:.1f} Mbit/s"
+    assert 0.85 * target <= goodput <= 1.15 * target, f"stitch under load: iperf3 {goodput / 1e6:.1f} Mbit/s"
     assert other > 15e6, f"the competing flows still get the rest ({other / 1e6:.1f} Mbit/s)"
 
     seen = lab.driver.observe().stitches["acme/blue-red"]

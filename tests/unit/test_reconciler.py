@@ -106,6 +106,58 @@ def test_failed_op_marks_failed_and_retries(controller, store, clock, abilene):
     converged(controller, rec.driver)
 
 
+def test_a_settled_stitch_is_revisited_when_its_inputs_change(controller, store, clock, abilene):
+    from dataclasses import replace
+
+    _, rec = make(store, clock, abilene)
+    controller.apply([BLUE, RED, stitch("s", "blue", "red", "1Gbps", maxLatency="40ms")])
+    rec.reconcile_once(clock.now)
+    assert controller.get("stitch", "s", "acme").status.state.value == "ACTIVE"
+    revision = store.revision()
+    rec.reconcile_once(clock.now + 5)
+    assert store.revision() == revision, "nothing changed: a settled stitch writes nothing"
+
+    original = rec.driver.observe
+    seen_as = {}
+
+    def observe():
+        seen = original()
+        seen.stitches["acme/s"] = replace(seen.stitches["acme/s"], **seen_as)
+        return seen
+    rec.driver.observe = observe
+    seen_as["latency_s"] = 0.055                      # the data plane now measures 55 ms
+    rec.reconcile_once(clock.now + 10)
+    status = controller.get("stitch", "s", "acme").status
+    assert status.state.value == "DEGRADED" and status.message.startswith("latency 55.0 ms above 40.0 ms")
+    seen_as.clear()
+    rec.reconcile_once(clock.now + 15)
+    assert controller.get("stitch", "s", "acme").status.state.value == "ACTIVE"
+    rec.reconcile_once(clock.now + 20)
+    seen_as["healthy"] = False
+    rec.reconcile_once(clock.now + 25)
+    status = controller.get("stitch", "s", "acme").status
+    assert status.state.value == "DEGRADED" and status.message == "tunnel unhealthy"
+
+
+def test_statuses_land_in_chunks_and_a_stale_one_is_left_for_the_next_pass(controller, store, clock, abilene):
+    controller.apply([BLUE, RED] + [stitch(f"s{i}", "blue", "red", "1Mbps") for i in range(70)])
+    controller.refresh()
+    records = sorted(controller.cache.list("Stitch"), key=lambda r: int(r.name[1:]))
+    stale = records[66]                              # in the second chunk of 64
+    controller.apply([stitch("s66", "blue", "red", "2Mbps")])  # changed after we read it
+    updates = [(r, _with_message(r, "chunked")) for r in records]
+    assert controller.write_statuses(updates) == 69
+    controller.refresh()
+    messages = {r.name: r.value["status"]["message"] for r in controller.cache.list("Stitch")}
+    assert messages.pop("s66") != "chunked" and set(messages.values()) == {"chunked"}
+    assert stale.name == "s66"
+
+
+def _with_message(record, message):
+    from vnstitch.domain.stitch import Stitch
+    return Stitch.model_validate(record.value).status.model_copy(update={"message": message})
+
+
 SCENARIO_STEPS = 3
 
 

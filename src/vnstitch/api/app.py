@@ -3,6 +3,7 @@ wires auth, limits, metrics and the in-process reconciler, and mounts one router
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -22,7 +23,7 @@ from vnstitch.api.middleware import BodyLimitAndMetrics
 from vnstitch.api.reads import RenderedReads
 from vnstitch.api.settings import Settings
 from vnstitch.controller.service import Controller
-from vnstitch.errors import InvalidInput
+from vnstitch.errors import InvalidInput, VnstitchError
 from vnstitch.store import Store, open_store
 
 log = logging.getLogger("vnstitch.api")
@@ -60,6 +61,9 @@ def create_app(settings: Settings, store: Store | None = None, driver=None,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        # Before the first request: load the store into the controller's cache and build the path
+        # finder, so that the first creates do not pay for it (about half a second on Abilene).
+        await asyncio.to_thread(_warm, controller)
         if context.worker is not None:
             context.worker.start()
         try:
@@ -82,6 +86,14 @@ def create_app(settings: Settings, store: Store | None = None, driver=None,
         app.include_router(module.router)
     app.add_middleware(BodyLimitAndMetrics, max_body_bytes=settings.max_body_bytes, metrics=context.metrics)
     return app
+
+
+def _warm(controller: Controller) -> None:
+    try:
+        controller.refresh()
+        controller.pathfinder()
+    except VnstitchError as exc:  # e.g. the store is down: serve anyway, /readyz says what is wrong
+        log.warning("warming the controller failed: %s", exc)
 
 
 def _make_worker(settings: Settings, controller: Controller, driver, idempotency: IdempotencyKeys, clock):

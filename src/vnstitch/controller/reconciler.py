@@ -44,7 +44,10 @@ class Reconciler:
         self.failpoint = failpoint or (lambda name: None)
         # Parsed desired state by object revision: a pass re-parses only what changed.
         self._network_cache: dict[str, tuple[int, VirtualNetwork, EnsureNetwork]] = {}
-        self._stitch_cache: dict[str, tuple[tuple[int, ...], DesiredStitch | None]] = {}
+        self._stitch_cache: dict[str, tuple[tuple[int, ...], DesiredStitch | None, Stitch]] = {}
+        # Stitches whose status the last pass left as it was, with the inputs it saw (object and network
+        # revisions, observed data plane): with the same inputs and no op, the status cannot change.
+        self._settled: dict[str, tuple] = {}
 
     # desired state ----------------------------------------------------------------------
     def desired(self) -> tuple[Desired, dict[str, Record]]:
@@ -75,19 +78,21 @@ class Reconciler:
             version = (record.revision, *(network_revisions.get(e, -1) for e in ends))
             hit = self._stitch_cache.get(key)
             if hit is None or hit[0] != version:
-                hit = (version, self._desired_stitch(key, record, vnets))
+                stitch = Stitch.model_validate(record.value)
+                hit = (version, self._desired_stitch(key, record.namespace, stitch, vnets), stitch)
                 self._stitch_cache[key] = hit
             if hit[1] is not None:
                 desired.stitches[key] = hit[1]
         for gone in set(self._stitch_cache) - set(records):
             del self._stitch_cache[gone]
+            self._settled.pop(gone, None)
         return desired, records
 
-    def _desired_stitch(self, key: str, record: Record, vnets: dict[str, VirtualNetwork]) -> DesiredStitch | None:
-        stitch = Stitch.model_validate(record.value)
+    def _desired_stitch(self, key: str, tenant: str, stitch: Stitch,
+                        vnets: dict[str, VirtualNetwork]) -> DesiredStitch | None:
         terminating = bool(stitch.metadata.deletion_timestamp) or stitch.status.state in (
             State.TERMINATING, State.TERMINATED)
-        op = self._stitch_op(key, record.namespace, stitch, vnets) if not terminating else None
+        op = self._stitch_op(key, tenant, stitch, vnets) if not terminating else None
         if op is None and not terminating:
             return None  # endpoints vanished: leave it to the user to fix or delete
         return DesiredStitch(op, stitch.status.state.value, terminating)
@@ -142,16 +147,24 @@ class Reconciler:
                     if self.controller.finalize_stitch(record):
                         result.released.append(key)
                 continue
-            new = self._new_status(record, want, observed, touched.get(key, []), failed.get(key), now, result)
-            if new is not None:
+            version, _, stitch = self._stitch_cache[key]
+            inputs = (version, observed.stitches.get(want.op.stitch))
+            ops, error = touched.get(key, []), failed.get(key)
+            if not ops and error is None and self._settled.get(key) == inputs:
+                continue
+            new = self._new_status(stitch, want, observed, ops, error, now, result)
+            if new is None:
+                self._settled[key] = inputs
+            else:
+                self._settled.pop(key, None)
                 updates.append((record, new))
         self.controller.write_statuses(updates)
         return result
 
-    def _new_status(self, record: Record, want: DesiredStitch, observed: Observed, ops: list[Op],
+    def _new_status(self, stitch: Stitch, want: DesiredStitch, observed: Observed, ops: list[Op],
                     error: str | None, now: float, result: PassResult):
-        """The stitch's next status, or None when it stays as it is."""
-        stitch = Stitch.model_validate(record.value)
+        """The stitch's next status, or None when it stays as it is (a function of its inputs: `now` is
+        only stamped on transitions)."""
         status = stitch.status
         have = observed.stitches.get(want.op.stitch)
         steps: list[tuple[State, str]] = []

@@ -622,17 +622,24 @@ class Controller:
                 ops.append(Put(LEDGER_KIND, "", link, ledger.to_value()))
             return self.store.txn(compares + self.fence, ops).succeeded
 
+    STATUS_CHUNK = 64
+
     def write_statuses(self, updates: list[tuple[Record, StitchStatus]]) -> int:
-        """Write many statuses in one transaction (one fsync); if any stitch changed meanwhile,
-        fall back to one CAS each. Returns how many landed (the rest retry next pass)."""
-        if not updates:
-            return 0
-        compares = [Compare(r.kind, r.namespace, r.name, r.revision) for r, _ in updates] + self.fence
-        ops = [Put(r.kind, r.namespace, r.name, {**r.value, "status": st.model_dump(by_alias=True, mode="json")})
-               for r, st in updates]
-        if self.store.txn(compares, ops).succeeded:
-            return len(updates)
-        return sum(self.write_status(record, status) for record, status in updates)
+        """Write many statuses, one transaction (one fsync) per chunk of 64; where a stitch in a chunk
+        changed meanwhile, fall back to one CAS each for that chunk. Returns how many landed (the rest
+        retry next pass). Chunks keep each transaction short: the store has one writer at a time, and
+        the API's creates wait behind whatever transaction is in progress."""
+        landed = 0
+        for start in range(0, len(updates), self.STATUS_CHUNK):
+            chunk = updates[start:start + self.STATUS_CHUNK]
+            compares = [Compare(r.kind, r.namespace, r.name, r.revision) for r, _ in chunk] + self.fence
+            ops = [Put(r.kind, r.namespace, r.name, {**r.value, "status": st.model_dump(by_alias=True, mode="json")})
+                   for r, st in chunk]
+            if self.store.txn(compares, ops).succeeded:
+                landed += len(chunk)
+            else:
+                landed += sum(self.write_status(record, status) for record, status in chunk)
+        return landed
 
     def write_status(self, record: Record, status: StitchStatus) -> bool:
         """CAS the status of a stitch; False when it changed meanwhile (next pass retries)."""

@@ -11,7 +11,7 @@ import errno
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 import networkx as nx
@@ -62,6 +62,7 @@ class SimDriver:
         self.stitches: dict[str, dict] = {}
         self._graph = nx.DiGraph()
         self._routes: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._latencies: dict[tuple[str, ...], float | None] = {}
         if topology is not None:
             self.set_topology(topology)
         if state_path and os.path.exists(state_path):
@@ -77,6 +78,7 @@ class SimDriver:
                 graph.add_edge(u, v, capacity=link.spec.capacity, latency=link.spec.latency)
         self._graph = graph
         self._routes = {}
+        self._latencies = {}
 
     # ops --------------------------------------------------------------------------------
     def apply(self, op: Op) -> bool:
@@ -125,7 +127,7 @@ class SimDriver:
         missing = [arc for arc in zip(op.path, op.path[1:]) if self._graph.number_of_nodes() and not self._graph.has_edge(*arc)]
         if missing:
             raise DriverError(f"no substrate link {missing[0][0]}→{missing[0][1]}", errno=errno.ENETUNREACH)
-        want = {"type": op.type, "a": asdict(op.a), "b": asdict(op.b), "path": list(op.path),
+        want = {"type": op.type, "a": _end_dict(op.a), "b": _end_dict(op.b), "path": list(op.path),
                 "rate_bps": op.rate_bps, "encrypted": op.encrypted, "symmetric": op.symmetric}
         have = self.stitches.get(op.stitch)
         if have is not None and {k: have[k] for k in want} == want:
@@ -293,12 +295,18 @@ class SimDriver:
         return self._routes[(a, b)]
 
     def _path_latency(self, path: list[str]) -> float | None:
-        if not self._graph.number_of_nodes():
-            return None
-        try:
-            return sum(self._graph[u][v]["latency"] for u, v in zip(path, path[1:]))
-        except KeyError:
-            return None
+        """Propagation latency of a path (memoised until the topology changes: observe() asks for every
+        stitch on every reconcile pass)."""
+        key = tuple(path)
+        if key not in self._latencies:
+            latency = None
+            if self._graph.number_of_nodes():
+                try:
+                    latency = sum(self._graph[u][v]["latency"] for u, v in zip(key, key[1:]))
+                except KeyError:
+                    latency = None
+            self._latencies[key] = latency
+        return self._latencies[key]
 
     # persistence (the simulator's "kernel" survives controller restarts) -----------------
     def _save(self) -> None:
@@ -321,4 +329,11 @@ class SimDriver:
         self.stitches = state.get("stitches", {})
 
 
+def _end_dict(end: StitchEnd) -> dict:
+    """A stitch end as the state file holds it (its fields are plain values: no deep copy needed)."""
+    return {"network": end.network, "vnid": end.vnid, "cidr": end.cidr, "node": end.node,
+            "member": end.member, "address": end.address}
+
+
 __all__ = ["SimDriver", "Reach", "TrafficReport", "MemberPlacement", "StitchEnd"]
+

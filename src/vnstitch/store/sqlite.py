@@ -49,6 +49,7 @@ class SQLiteStore(Store):
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._write_lock = threading.RLock()
         try:
             self._db().executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
         except sqlite3.Error as exc:
@@ -71,21 +72,36 @@ class SQLiteStore(Store):
         return db
 
     class _Txn:
-        def __init__(self, db: sqlite3.Connection):
+        """BEGIN IMMEDIATE … COMMIT, holding the store's in-process writer lock throughout.
+
+        Writers in other processes meet SQLite's busy handler, which sleeps 1, 2, 5, … up to 100 ms
+        between retries; threads of this process queue on the lock instead, so the API's committer
+        does not sleep while the reconciler writes statuses (or the other way round)."""
+
+        def __init__(self, db: sqlite3.Connection, lock: threading.RLock):
             self.db = db
+            self.lock = lock
 
         def __enter__(self) -> sqlite3.Connection:
-            self.db.execute("BEGIN IMMEDIATE")
+            self.lock.acquire()
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                self.lock.release()
+                raise
             return self.db
 
         def __exit__(self, exc_type, exc, tb) -> None:
-            if exc_type is None:
-                self.db.execute("COMMIT")
-            else:
-                self.db.execute("ROLLBACK")
+            try:
+                if exc_type is None:
+                    self.db.execute("COMMIT")
+                else:
+                    self.db.execute("ROLLBACK")
+            finally:
+                self.lock.release()
 
     def _write(self) -> "_Txn":
-        return self._Txn(self._db())
+        return self._Txn(self._db(), self._write_lock)
 
     def close(self) -> None:
         with self._lock:

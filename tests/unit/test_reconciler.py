@@ -210,3 +210,32 @@ def test_crash_at_any_failpoint_then_restart_converges(tmp_path, clock, abilene,
     assert sorted(kernel.stitches) == ["acme/s"] and kernel.stitches["acme/s"]["rate_bps"] == 4e9
     assert crashed, "the failpoint was never reached: the test would prove nothing"
     store.close()
+
+
+def test_a_pass_paces_itself_between_items(controller, store, clock, abilene):
+    """The API server hands the reconciler a pace() that sleeps while requests are in flight; a pass calls it
+    between ops and between stitches, so a pass over thousands of stitches yields to requests."""
+    calls = []
+    _, rec = make(store, clock, abilene)
+    rec.pace = lambda: calls.append(1)
+    controller.apply([BLUE, RED] + [stitch(f"s{i}", "blue", "red", "1Mbps") for i in range(40)])
+    rec.reconcile_once(clock.now)
+    assert len(calls) >= 42 + 3          # one per op (2 networks + 40 stitches), one per 16 stitch statuses
+    converged(controller, rec.driver)
+
+
+def test_the_api_pace_sleeps_only_while_requests_wait():
+    import time
+    from types import SimpleNamespace
+
+    from vnstitch.api.app import _yield_to_requests
+
+    context = SimpleNamespace(metrics=SimpleNamespace(in_flight=0), creates=SimpleNamespace(waiting=lambda: 0))
+    pace = _yield_to_requests(context, pause_s=0.02)
+    started = time.perf_counter()
+    pace()
+    assert time.perf_counter() - started < 0.01
+    context.metrics.in_flight = 1
+    started = time.perf_counter()
+    pace()
+    assert time.perf_counter() - started >= 0.02

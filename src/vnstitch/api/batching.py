@@ -81,6 +81,10 @@ class CreateBatcher:
             raise item.error
         return item.change
 
+    def waiting(self) -> int:
+        """Creates queued or being decided (read without the lock: a hint for the reconciler's pace)."""
+        return len(self._queue) + self.deciding
+
     def _submit(self, item: _Pending) -> _Pending:
         with self._cond:
             if self._thread is None:  # first use, or first since close(): an app may start again

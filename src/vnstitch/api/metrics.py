@@ -25,6 +25,7 @@ class RequestMetrics:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._series: dict[tuple[str, str, str], list] = {}  # → [bucket counts..., count, sum]
+        self.in_flight = 0  # HTTP requests being served (changed on the event loop only)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         key = (method, route, str(status))

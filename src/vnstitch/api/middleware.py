@@ -19,6 +19,7 @@ class BodyLimitAndMetrics:
             return await self.app(scope, receive, send)
         started = time.perf_counter()
         status = {"code": 500}
+        self.metrics.in_flight += 1
 
         async def send_and_record(message):
             if message["type"] == "http.response.start":
@@ -33,6 +34,7 @@ class BodyLimitAndMetrics:
                 return
             await self.app(scope, receive, send_and_record)
         finally:
+            self.metrics.in_flight -= 1
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             self.metrics.observe(scope["method"], template, status["code"], time.perf_counter() - started)

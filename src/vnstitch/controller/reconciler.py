@@ -38,10 +38,13 @@ class Reconciler:
     """One controller's reconcile loop. `failpoint(name)` may raise to simulate a crash (tests)."""
 
     def __init__(self, controller: Controller, driver: Driver,
-                 failpoint: Callable[[str], None] | None = None):
+                 failpoint: Callable[[str], None] | None = None, pace: Callable[[], None] | None = None):
         self.controller = controller
         self.driver = driver
         self.failpoint = failpoint or (lambda name: None)
+        # Called between items of a pass: the API server passes one that sleeps while requests are in
+        # flight, so that a pass over thousands of stitches does not hold the interpreter against them.
+        self.pace = pace or (lambda: None)
         # Parsed desired state by object revision: a pass re-parses only what changed.
         self._network_cache: dict[str, tuple[int, VirtualNetwork, EnsureNetwork]] = {}
         self._stitch_cache: dict[str, tuple[tuple[int, ...], DesiredStitch | None, Stitch]] = {}
@@ -70,7 +73,9 @@ class Reconciler:
         for gone in set(self._network_cache) - set(vnets):
             del self._network_cache[gone]
         records: dict[str, Record] = {}
-        for record in cache.list("Stitch"):
+        for n, record in enumerate(cache.list("Stitch")):
+            if n % 64 == 63:
+                self.pace()
             key = network_key(record.namespace, record.name)
             records[key] = record
             spec = record.value["spec"]
@@ -125,6 +130,7 @@ class Reconciler:
         failed: dict[str, str] = {}
         touched: dict[str, list[Op]] = {}
         for op in result.plan.ops:
+            self.pace()
             self.failpoint("before_op")
             try:
                 changed = self.driver.apply(op)
@@ -139,7 +145,9 @@ class Reconciler:
         observed = self.driver.observe() if result.plan.ops else observed
         self.failpoint("before_status")
         updates = []
-        for key, want in desired.stitches.items():
+        for n, (key, want) in enumerate(desired.stitches.items()):
+            if n % 16 == 0:
+                self.pace()
             record = records[key]
             if want.terminating:
                 if key not in observed.stitches and key not in failed:

@@ -166,7 +166,7 @@ class Reconciler:
             else:
                 self._settled.pop(key, None)
                 updates.append((record, new))
-        self.controller.write_statuses(updates)
+        self.controller.write_statuses(updates, between=self.pace)
         return result
 
     def _new_status(self, stitch: Stitch, want: DesiredStitch, observed: Observed, ops: list[Op],

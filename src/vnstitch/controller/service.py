@@ -624,13 +624,17 @@ class Controller:
 
     STATUS_CHUNK = 64
 
-    def write_statuses(self, updates: list[tuple[Record, StitchStatus]]) -> int:
+    def write_statuses(self, updates: list[tuple[Record, StitchStatus]],
+                       between: Callable[[], None] | None = None) -> int:
         """Write many statuses, one transaction (one fsync) per chunk of 64; where a stitch in a chunk
         changed meanwhile, fall back to one CAS each for that chunk. Returns how many landed (the rest
         retry next pass). Chunks keep each transaction short: the store has one writer at a time, and
-        the API's creates wait behind whatever transaction is in progress."""
+        the API's creates wait behind whatever transaction is in progress. `between()` runs between
+        chunks (the reconciler's pace: it lets a waiting writer in before the next chunk)."""
         landed = 0
         for start in range(0, len(updates), self.STATUS_CHUNK):
+            if start and between is not None:
+                between()
             chunk = updates[start:start + self.STATUS_CHUNK]
             compares = [Compare(r.kind, r.namespace, r.name, r.revision) for r, _ in chunk] + self.fence
             ops = [Put(r.kind, r.namespace, r.name, {**r.value, "status": st.model_dump(by_alias=True, mode="json")})

@@ -76,3 +76,10 @@ def test_a_model_file_from_another_layout_fails_at_load(tmp_path):
     np.savez(tmp_path / "old.npz", **data)
     with pytest.raises(ValueError, match="layout"):
         load_forecaster(tmp_path / "old.npz")
+
+
+def test_negative_median_weight_is_refused():
+    from vnstitch.forecast.errors import ForecastInputError
+
+    with pytest.raises(ForecastInputError, match="median_weight"):
+        get_forecaster("gru", median_weight=-1)

@@ -34,7 +34,7 @@ class RNNForecaster(Forecaster):
                  samples_per_epoch: int = 30000, learning_rate: float = 2e-3, weight_power: float = 1.0,
                  truncate_probability: float = 0.3, validation_fraction: float = 0.1, seed: int = 0,
                  num_threads: int | None = None, predict_threads: int = 1, week_lag: bool = False,
-                 node_totals: bool = True,
+                 node_totals: bool = True, median_weight: float = 0.3,
                  quantile_levels=None):
         super().__init__(**({"quantile_levels": quantile_levels} if quantile_levels else {}))
         if cell not in ("lstm", "gru"):
@@ -50,6 +50,9 @@ class RNNForecaster(Forecaster):
         self.validation_fraction, self.seed, self.num_threads = float(validation_fraction), int(seed), num_threads
         self.week_lag, self.predict_threads = bool(week_lag), int(predict_threads)
         self.node_totals = bool(node_totals)
+        if float(median_weight) < 0:
+            raise ForecastInputError(f"median_weight must be >= 0; got {median_weight}")
+        self.median_weight = float(median_weight)
         self.show_progress = False  # a tqdm bar over training batches on stderr (set by the backtest CLI)
         self.scale = np.zeros(0)       # per pair: typical |one-step change| in log1p space
         self.level = np.zeros(0)       # per pair: mean log1p rate over the fit data
@@ -60,7 +63,8 @@ class RNNForecaster(Forecaster):
     def get_config(self) -> dict[str, Any]:
         keys = ("cell", "window", "min_window", "hidden_size", "head_size", "max_horizon", "epochs", "batch_size",
                 "samples_per_epoch", "learning_rate", "weight_power", "truncate_probability",
-                "validation_fraction", "seed", "num_threads", "predict_threads", "week_lag", "node_totals")
+                "validation_fraction", "seed", "num_threads", "predict_threads", "week_lag", "node_totals",
+                "median_weight")
         return {**super().get_config(), **{k: getattr(self, k) for k in keys}}
 
     @property
@@ -171,6 +175,7 @@ class RNNForecaster(Forecaster):
         opt = torch.optim.Adam(self._net.parameters(), lr=self.learning_rate)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.epochs))
         levels = torch.tensor(self.quantile_levels, dtype=torch.float32)
+        median = int(np.argmin(np.abs(np.asarray(self.quantile_levels) - 0.5)))
 
         def batch(origins, pairs, truncate):
             lengths = None
@@ -188,8 +193,10 @@ class RNNForecaster(Forecaster):
 
         def loss_of(out, target, w):
             err = target[:, :, None] - out                              # (B, H, Q)
-            pinball = torch.maximum(levels * err, (levels - 1) * err).mean(dim=2)
-            return (pinball * w).sum() / w.sum().clamp_min(1e-6)
+            pinball = torch.maximum(levels * err, (levels - 1) * err)
+            # the median (the point forecast) gets extra weight: its absolute error is what NMAE scores
+            loss = pinball.mean(dim=2) + self.median_weight * pinball[:, :, median]
+            return (loss * w).sum() / w.sum().clamp_min(1e-6)
 
         val_o = np.repeat(np.arange(split, origin_hi + 1), len(active))
         val_p = np.tile(active, origin_hi + 1 - split)

@@ -1,6 +1,6 @@
 """Replay benchmark: all four strategies in the same run, at several traffic scales and windows.
 
-Usage: python bench/replay.py [--scales 8,10,12,15] [--days 11,12] [--json FILE]
+Usage: python bench/replay.py [--scales 8,10,12] [--days 10,11,12,13] [--json FILE]
 The GRU for each window is trained only on the days before it (cached per window in out/bench/).
 """
 
@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scales", default="8,10,12")
-    parser.add_argument("--days", default="11,12,13",
-                        help="0-based days; 11 and 12 were used to choose the allocator defaults, 13 was not")
+    parser.add_argument("--days", default="10,11,12,13",
+                        help="0-based days; 11 and 12 were used to choose the allocator defaults, 10 and 13 were not")
     parser.add_argument("--model", default="gru")
     parser.add_argument("--json", default=str(ROOT / "out" / "bench" / "replay.json"))
     args = parser.parse_args()

@@ -38,7 +38,7 @@ def serve(db_path: str, port: int, ready, reconcile: bool = True) -> None:
 
     logging.basicConfig(level=logging.WARNING)
     app = create_app(Settings(rate_limit_per_s=0, quota_stitches=10**7, quota_bandwidth_bps=1e15, tick_s=5.0,
-                              reconcile=reconcile),
+                              reconcile=reconcile, gc_freeze=True),  # as `vnstitch serve` does
                      store=SQLiteStore(db_path))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            access_log=False, timeout_keep_alive=60))

@@ -182,3 +182,18 @@ def test_predicted_graph_is_served_per_tenant(api):
     body = api.call("member", "GET", "/v1/predictedgraph").json()
     assert body["kind"] == "PredictedGraph" and body["spec"] == graph
     assert api.call("other", "GET", "/v1/predictedgraph").json()["spec"]["stitches"] == []
+
+
+def test_an_open_watch_is_not_a_request_in_flight(seeded):
+    """The reconciler paces itself while requests are in flight; a watch counts only until it starts
+    streaming, else one open watch would slow every pass for as long as it stays open."""
+    metrics = seeded.app.state.ctx.metrics
+    assert metrics.in_flight == 0
+    with seeded.client.stream("GET", "/v1/stitches", headers=seeded.headers("member"),
+                              params={"watch": "true", "timeoutSeconds": 2}) as stream:
+        assert stream.status_code == 200
+        assert metrics.in_flight == 0, "streaming"
+        for _ in stream.iter_lines():
+            break
+    seeded.call("member", "GET", "/v1/stitches/web-db")
+    assert metrics.in_flight == 0

@@ -47,3 +47,37 @@ def test_sigkill_mid_burst_loses_no_acknowledged_write(tmp_path):
     for record in store.list("Stitch", "t"):
         assert store.get("LinkLedger", "", f"l{record.value['i'] % 7}").revision >= record.revision
     store.close()
+
+
+def test_a_writer_that_cannot_get_the_lock_meets_store_unavailable(tmp_path):
+    """Threads of one process queue on an in-process lock for SQLite's write lock; the wait is bounded,
+    and a writer that times out gets the store's own error (never a hang or a raw sqlite3 error)."""
+    import threading
+    import time
+
+    import pytest
+
+    from vnstitch.errors import StoreUnavailable
+    from vnstitch.store import Put
+
+    store = SQLiteStore(str(tmp_path / "state.db"))
+    store.write_timeout_s = 0.2
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with store._write():
+            held.set()
+            release.wait(5)
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(5)
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="busy"):
+            store.txn([], [Put("Probe", "", "p", {})])
+        assert time.monotonic() - started < 2
+    finally:
+        release.set()
+        holder.join(5)
+    assert store.txn([], [Put("Probe", "", "p", {})]).succeeded  # the lock is free again
+    store.close()

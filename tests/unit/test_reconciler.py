@@ -116,6 +116,12 @@ def test_a_settled_stitch_is_revisited_when_its_inputs_change(controller, store,
     revision = store.revision()
     rec.reconcile_once(clock.now + 5)
     assert store.revision() == revision, "nothing changed: a settled stitch writes nothing"
+    computed = []
+    real_new_status = rec._new_status
+    rec._new_status = lambda *args: computed.append(1) or real_new_status(*args)
+    rec.reconcile_once(clock.now + 6)
+    assert computed == [], "and its status is not computed again"
+    rec._new_status = real_new_status
 
     original = rec.driver.observe
     seen_as = {}
@@ -137,6 +143,36 @@ def test_a_settled_stitch_is_revisited_when_its_inputs_change(controller, store,
     rec.reconcile_once(clock.now + 25)
     status = controller.get("stitch", "s", "acme").status
     assert status.state.value == "DEGRADED" and status.message == "tunnel unhealthy"
+
+
+def test_a_failed_stitch_recovers_when_a_failing_op_left_the_data_plane_right(controller, store, clock, abilene):
+    """An op that raises after doing its work leaves a FAILED stitch whose data plane is right: the next
+    quiet pass must move it on, not skip it as settled."""
+    from vnstitch.errors import DriverError
+    from vnstitch.planning.ops import SetStitchRate
+
+    _, rec = make(store, clock, abilene)
+    controller.apply([BLUE, RED, stitch("s", "blue", "red", "1Gbps")])
+    rec.reconcile_once(clock.now)
+    real_apply = rec.driver.apply
+
+    def apply_then_fail(op):
+        changed = real_apply(op)
+        if isinstance(op, SetStitchRate):
+            raise DriverError("lost the answer after setting the rate", errno=5)
+        return changed
+    rec.driver.apply = apply_then_fail
+    controller.apply([stitch("s", "blue", "red", "2Gbps")])
+    rec.reconcile_once(clock.now + 5)
+    assert controller.get("stitch", "s", "acme").status.state.value == "FAILED"
+    rec.driver.stitches["acme/s"]["rate_bps"] = 1e9            # drift under the FAILED stitch
+    revision = store.revision()
+    rec.reconcile_once(clock.now + 10)                          # the repair raises again: still FAILED
+    assert store.revision() == revision and rec.driver.stitches["acme/s"]["rate_bps"] == 2e9
+    rec.driver.apply = real_apply
+    rec.reconcile_once(clock.now + 20)                          # nothing to do on the data plane
+    assert controller.get("stitch", "s", "acme").status.state.value == "ACTIVE"
+    converged(controller, rec.driver)
 
 
 def test_statuses_land_in_chunks_and_a_stale_one_is_left_for_the_next_pass(controller, store, clock, abilene):

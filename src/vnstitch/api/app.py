@@ -24,7 +24,7 @@ from vnstitch.api.middleware import BodyLimitAndMetrics
 from vnstitch.api.reads import RenderedReads
 from vnstitch.api.settings import Settings
 from vnstitch.controller.service import Controller
-from vnstitch.errors import InvalidInput, VnstitchError
+from vnstitch.errors import InvalidInput
 from vnstitch.store import Store, open_store
 
 log = logging.getLogger("vnstitch.api")
@@ -66,10 +66,11 @@ def create_app(settings: Settings, store: Store | None = None, driver=None,
         # Before the first request: load the store into the controller's cache and build the path
         # finder, so that the first creates do not pay for it (about half a second on Abilene).
         await asyncio.to_thread(_warm, controller)
-        # What start-up made (modules, the app, the cache so far) lives as long as the process: keep it
-        # out of the cyclic collector's full passes, which otherwise stall every request for 50-100 ms.
-        gc.collect()
-        gc.freeze()
+        if settings.gc_freeze:
+            # What start-up made (modules, the app, the cache so far) lives as long as the server: keep
+            # it out of the cyclic collector's full passes, which otherwise stall every request 50-100 ms.
+            gc.collect()
+            gc.freeze()
         if context.worker is not None:
             context.worker.start()
         try:
@@ -78,6 +79,8 @@ def create_app(settings: Settings, store: Store | None = None, driver=None,
             context.creates.close()
             if context.worker is not None:
                 context.worker.stop()
+            if settings.gc_freeze:
+                gc.unfreeze()
 
     app = FastAPI(title="vnstitch", version=__version__, description=DESCRIPTION, lifespan=lifespan,
                   docs_url="/docs", redoc_url=None)
@@ -98,8 +101,8 @@ def _warm(controller: Controller) -> None:
     try:
         controller.refresh()
         controller.pathfinder()
-    except VnstitchError as exc:  # e.g. the store is down: serve anyway, /readyz says what is wrong
-        log.warning("warming the controller failed: %s", exc)
+    except Exception:  # noqa: BLE001 - e.g. the store is down or holds a bad record: serve anyway,
+        log.exception("warming the controller failed")  # the first request meets it, /readyz says so
 
 
 def _yield_to_requests(context: ApiContext, pause_s: float = 0.001) -> Callable[[], None]:

@@ -19,11 +19,20 @@ class BodyLimitAndMetrics:
             return await self.app(scope, receive, send)
         started = time.perf_counter()
         status = {"code": 500}
+        # In flight until the response starts: a watch stream, which may stay open an hour, only counts
+        # while its request is being decided (this is the reconciler's hint to pace itself).
         self.metrics.in_flight += 1
+        counted = [True]
+
+        def done() -> None:
+            if counted[0]:
+                counted[0] = False
+                self.metrics.in_flight -= 1
 
         async def send_and_record(message):
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                done()
             await send(message)
 
         try:
@@ -34,7 +43,7 @@ class BodyLimitAndMetrics:
                 return
             await self.app(scope, receive, send_and_record)
         finally:
-            self.metrics.in_flight -= 1
+            done()
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             self.metrics.observe(scope["method"], template, status["code"], time.perf_counter() - started)

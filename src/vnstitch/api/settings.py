@@ -28,3 +28,5 @@ class Settings:
     leader_ttl_s: float = 10.0          # lease TTL of the leader key (failover ≈ TTL + 1 s)
     replica_id: str | None = None       # None: host:pid:random
     relist_s: float = 300.0             # the leader re-lists the whole cache this often
+    gc_freeze: bool = False             # freeze the start-up heap out of full GC passes (`vnstitch serve`:
+                                        # on; off for apps made and dropped within one process, as in tests)

@@ -27,7 +27,7 @@ def cmd_serve(args) -> int:
                         quota_stitches=args.quota_stitches, quota_bandwidth_bps=parse_bandwidth(args.quota_bandwidth),
                         reconcile=not args.no_reconcile,
                         leader_election={"auto": None, "on": True, "off": False}[args.leader_election],
-                        leader_ttl_s=args.leader_ttl, replica_id=args.replica_id)
+                        leader_ttl_s=args.leader_ttl, replica_id=args.replica_id, gc_freeze=True)
     app = create_app(settings)
     if app.state.dev_token:
         print(f"--dev: admin token for tenant 'default' (shown once): {app.state.dev_token}", file=sys.stderr)

@@ -156,13 +156,18 @@ class Reconciler:
                         result.released.append(key)
                 continue
             version, _, stitch = self._stitch_cache[key]
-            inputs = (version, observed.stitches.get(want.op.stitch))
+            have = observed.stitches.get(want.op.stitch)
+            inputs = (version, have and (have.path, have.encrypted, have.rate_bps, have.healthy, have.latency_s,
+                                         have.throughput_bps, have.loss))  # what _new_status reads of it
             ops, error = touched.get(key, []), failed.get(key)
-            if not ops and error is None and self._settled.get(key) == inputs:
+            quiet = not ops and error is None
+            if quiet and self._settled.get(key) == inputs:
                 continue
             new = self._new_status(stitch, want, observed, ops, error, now, result)
-            if new is None:
+            if new is None and quiet:
                 self._settled[key] = inputs
+            elif new is None:
+                self._settled.pop(key, None)
             else:
                 self._settled.pop(key, None)
                 updates.append((record, new))

@@ -11,7 +11,7 @@ import errno
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Iterable, Mapping
 
 import networkx as nx
@@ -331,9 +331,7 @@ class SimDriver:
 
 def _end_dict(end: StitchEnd) -> dict:
     """A stitch end as the state file holds it (its fields are plain values: no deep copy needed)."""
-    return {"network": end.network, "vnid": end.vnid, "cidr": end.cidr, "node": end.node,
-            "member": end.member, "address": end.address}
+    return {f.name: getattr(end, f.name) for f in fields(end)}
 
 
 __all__ = ["SimDriver", "Reach", "TrafficReport", "MemberPlacement", "StitchEnd"]
-

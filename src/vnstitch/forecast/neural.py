@@ -51,7 +51,7 @@ class RNNForecaster(Forecaster):
         self.validation_fraction, self.seed, self.num_threads = float(validation_fraction), int(seed), num_threads
         self.week_lag, self.predict_threads = bool(week_lag), int(predict_threads)
         self.node_totals = bool(node_totals)
-        if float(median_weight) < 0:
+        if not float(median_weight) >= 0:  # also refuses NaN
             raise ForecastInputError(f"median_weight must be >= 0; got {median_weight}")
         self.median_weight = float(median_weight)
         self.show_progress = False  # a tqdm bar over training batches on stderr (set by the backtest CLI)

@@ -50,6 +50,7 @@ class SQLiteStore(Store):
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._write_lock = threading.RLock()
+        self.write_timeout_s = 30.0  # waiting for the lock, as long as SQLite's own busy timeout
         try:
             self._db().executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
         except sqlite3.Error as exc:
@@ -78,12 +79,15 @@ class SQLiteStore(Store):
         between retries; threads of this process queue on the lock instead, so the API's committer
         does not sleep while the reconciler writes statuses (or the other way round)."""
 
-        def __init__(self, db: sqlite3.Connection, lock: threading.RLock):
+        def __init__(self, db: sqlite3.Connection, lock: threading.RLock, timeout_s: float):
             self.db = db
             self.lock = lock
+            self.timeout_s = timeout_s
 
         def __enter__(self) -> sqlite3.Connection:
-            self.lock.acquire()
+            if not self.lock.acquire(timeout=self.timeout_s):
+                raise StoreUnavailable(f"store is busy: another writer in this process held it for "
+                                       f"{self.timeout_s:g} s")
             try:
                 self.db.execute("BEGIN IMMEDIATE")
             except BaseException:
@@ -101,7 +105,7 @@ class SQLiteStore(Store):
                 self.lock.release()
 
     def _write(self) -> "_Txn":
-        return self._Txn(self._db(), self._write_lock)
+        return self._Txn(self._db(), self._write_lock, self.write_timeout_s)
 
     def close(self) -> None:
         with self._lock:

@@ -260,18 +260,20 @@ def test_a_pass_paces_itself_between_items(controller, store, clock, abilene):
     converged(controller, rec.driver)
 
 
-def test_the_api_pace_sleeps_only_while_requests_wait():
-    import time
+def test_the_api_pace_sleeps_only_while_requests_wait(monkeypatch):
     from types import SimpleNamespace
 
-    from vnstitch.api.app import _yield_to_requests
+    import vnstitch.api.app as app_module
 
-    context = SimpleNamespace(metrics=SimpleNamespace(in_flight=0), creates=SimpleNamespace(waiting=lambda: 0))
-    pace = _yield_to_requests(context, pause_s=0.02)
-    started = time.perf_counter()
+    slept = []
+    monkeypatch.setattr(app_module.time, "sleep", slept.append)
+    queued = [0]
+    context = SimpleNamespace(metrics=SimpleNamespace(in_flight=0), creates=SimpleNamespace(waiting=lambda: queued[0]))
+    pace = app_module._yield_to_requests(context, pause_s=0.02)
     pace()
-    assert time.perf_counter() - started < 0.01
+    assert slept == []
     context.metrics.in_flight = 1
-    started = time.perf_counter()
     pace()
-    assert time.perf_counter() - started >= 0.02
+    context.metrics.in_flight, queued[0] = 0, 3
+    pace()
+    assert slept == [0.02, 0.02]

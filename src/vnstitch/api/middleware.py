@@ -22,11 +22,12 @@ class BodyLimitAndMetrics:
         # In flight until the response starts: a watch stream, which may stay open an hour, only counts
         # while its request is being decided (this is the reconciler's hint to pace itself).
         self.metrics.in_flight += 1
-        counted = [True]
+        counted = True
 
         def done() -> None:
-            if counted[0]:
-                counted[0] = False
+            nonlocal counted
+            if counted:
+                counted = False
                 self.metrics.in_flight -= 1
 
         async def send_and_record(message):

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from vnstitch.controller.service import Controller
 from vnstitch.domain.stitch import ALLOWED_TRANSITIONS, Measured, State, Stitch, transition
 from vnstitch.domain.vnet import VirtualNetwork
-from vnstitch.drivers.base import Driver, Observed
+from vnstitch.drivers.base import Driver, ObservedStitch
 from vnstitch.errors import VnstitchError
 from vnstitch.planning.ops import EnsureNetwork, EnsureStitch, MemberPlacement, Op, SetStitchRate, StitchEnd
 from vnstitch.planning.reconcile import Desired, DesiredStitch, Plan, compute_plan
@@ -157,29 +157,27 @@ class Reconciler:
                 continue
             version, _, stitch = self._stitch_cache[key]
             have = observed.stitches.get(want.op.stitch)
-            inputs = (version, have and (have.path, have.encrypted, have.rate_bps, have.healthy, have.latency_s,
-                                         have.throughput_bps, have.loss))  # what _new_status reads of it
+            # byte counters move with traffic but never change a status: leave them out of the inputs
+            inputs = (version, have and replace(have, tx_bytes=0, rx_bytes=0))
             ops, error = touched.get(key, []), failed.get(key)
             quiet = not ops and error is None
             if quiet and self._settled.get(key) == inputs:
                 continue
-            new = self._new_status(stitch, want, observed, ops, error, now, result)
+            new = self._new_status(stitch, want, have, ops, error, now, result)
             if new is None and quiet:
                 self._settled[key] = inputs
-            elif new is None:
-                self._settled.pop(key, None)
             else:
                 self._settled.pop(key, None)
-                updates.append((record, new))
+                if new is not None:
+                    updates.append((record, new))
         self.controller.write_statuses(updates, between=self.pace)
         return result
 
-    def _new_status(self, stitch: Stitch, want: DesiredStitch, observed: Observed, ops: list[Op],
+    def _new_status(self, stitch: Stitch, want: DesiredStitch, have: ObservedStitch | None, ops: list[Op],
                     error: str | None, now: float, result: PassResult):
         """The stitch's next status, or None when it stays as it is (a function of its inputs: `now` is
         only stamped on transitions)."""
         status = stitch.status
-        have = observed.stitches.get(want.op.stitch)
         steps: list[tuple[State, str]] = []
         if error is not None:
             steps.append((State.FAILED, f"data plane: {error}"))

@@ -299,13 +299,11 @@ class SimDriver:
         stitch on every reconcile pass)."""
         key = tuple(path)
         if key not in self._latencies:
-            latency = None
-            if self._graph.number_of_nodes():
-                try:
-                    latency = sum(self._graph[u][v]["latency"] for u, v in zip(key, key[1:]))
-                except KeyError:
-                    latency = None
-            self._latencies[key] = latency
+            try:
+                self._latencies[key] = (sum(self._graph[u][v]["latency"] for u, v in zip(key, key[1:]))
+                                        if self._graph.number_of_nodes() else None)
+            except KeyError:
+                self._latencies[key] = None
         return self._latencies[key]
 
     # persistence (the simulator's "kernel" survives controller restarts) -----------------

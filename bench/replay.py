@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from vnstitch.replay import STEPS_PER_DAY, ReplayConfig, render_table, run_replay
+from vnstitch.experiments.replay import STEPS_PER_DAY, ReplayConfig, render_table, run_replay
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,7 +6,7 @@ import pytest
 
 from vnstitch.cli.main import main
 from vnstitch.planning.allocator import AllocatorConfig
-from vnstitch.replay import ReplayConfig, run_replay
+from vnstitch.experiments.replay import ReplayConfig, run_replay
 
 KEYS = {"overloaded_link_intervals", "dropped_mbit", "sla_violations", "reserved_over_used",
         "stitch_churn_per_hour", "loop_ms_p50", "loop_ms_p99"}
@@ -49,7 +49,7 @@ def test_reservations_never_exceed_capacity_during_replay():
     from vnstitch.data import data_path
     from vnstitch.domain.ledger import LEDGER_KIND
     from vnstitch.forecast import load_bundled_abilene
-    from vnstitch.replay import run_strategy
+    from vnstitch.experiments.replay import run_strategy
     from vnstitch.store.memory import MemoryStore
     from vnstitch.topology.importers import load_topology
 

@@ -12,7 +12,7 @@ TOPOLOGIES = ("abilene",)
 
 
 def _strategies(values: list[str] | None) -> tuple[str, ...]:
-    from vnstitch.replay import STRATEGIES
+    from vnstitch.experiments.replay import STRATEGIES
 
     if not values:
         return STRATEGIES
@@ -27,7 +27,7 @@ def _strategies(values: list[str] | None) -> tuple[str, ...]:
 
 def replay_config(args):
     from vnstitch.planning.allocator import AllocatorConfig
-    from vnstitch.replay import STEPS_PER_DAY, ReplayConfig
+    from vnstitch.experiments.replay import STEPS_PER_DAY, ReplayConfig
 
     if args.dataset not in DATASETS:
         raise InvalidInput(f"unknown dataset '{args.dataset}' (valid: {', '.join(DATASETS)})", field="--dataset")
@@ -44,7 +44,7 @@ def replay_config(args):
 
 
 def cmd_replay(args) -> int:
-    from vnstitch.replay import render_table, run_replay
+    from vnstitch.experiments.replay import render_table, run_replay
 
     report = run_replay(replay_config(args), model_name=args.model, model_path=args.model_file, epochs=args.epochs,
                         json_path=args.json, plot_dir=args.plot, store_url=args.record_store,
@@ -64,7 +64,7 @@ def cmd_replay(args) -> int:
 
 
 def add_replay_arguments(p) -> None:
-    from vnstitch.replay import STEPS_PER_DAY
+    from vnstitch.experiments.replay import STEPS_PER_DAY
 
     p.add_argument("--dataset", default="abilene", help="traffic matrices (bundled: abilene)")
     p.add_argument("--topology", default="abilene", help="substrate (bundled: abilene, SNDlib capacities)")

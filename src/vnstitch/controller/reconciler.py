@@ -11,8 +11,9 @@ from typing import Callable
 from vnstitch.controller.service import Controller
 from vnstitch.domain.stitch import ALLOWED_TRANSITIONS, Measured, State, Stitch, transition
 from vnstitch.domain.vnet import VirtualNetwork
-from vnstitch.drivers.base import Driver, ObservedStitch
+from vnstitch.drivers.base import Driver
 from vnstitch.errors import VnstitchError
+from vnstitch.planning.observed import ObservedStitch
 from vnstitch.planning.ops import EnsureNetwork, EnsureStitch, MemberPlacement, Op, SetStitchRate, StitchEnd
 from vnstitch.planning.reconcile import Desired, DesiredStitch, Plan, compute_plan
 from vnstitch.store import Record

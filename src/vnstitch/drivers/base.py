@@ -2,39 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from vnstitch.planning.observed import Observed, ObservedNetwork, ObservedStitch
 from vnstitch.planning.ops import Op
 
-
-@dataclass(frozen=True)
-class ObservedNetwork:
-    network: str
-    vnid: int
-    nodes: frozenset[str]
-    members: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True)
-class ObservedStitch:
-    stitch: str
-    type: str
-    path: tuple[str, ...]
-    rate_bps: float
-    encrypted: bool
-    healthy: bool = True
-    tx_bytes: int = 0
-    rx_bytes: int = 0
-    latency_s: float | None = None
-    throughput_bps: float | None = None
-    loss: float | None = None
-
-
-@dataclass
-class Observed:
-    networks: dict[str, ObservedNetwork] = field(default_factory=dict)
-    stitches: dict[str, ObservedStitch] = field(default_factory=dict)
+__all__ = ["Driver", "Observed", "ObservedNetwork", "ObservedStitch"]
 
 
 @runtime_checkable

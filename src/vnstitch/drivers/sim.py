@@ -16,7 +16,7 @@ from typing import Iterable, Mapping
 
 import networkx as nx
 
-from vnstitch.drivers.base import Observed, ObservedNetwork, ObservedStitch
+from vnstitch.planning.observed import Observed, ObservedNetwork, ObservedStitch
 from vnstitch.errors import DriverError
 from vnstitch.planning.ops import (
     EnsureNetwork, EnsureStitch, MemberPlacement, Op, RemoveNetwork, RemoveStitch, SetStitchRate, StitchEnd,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vnstitch.drivers.base import Observed
+from vnstitch.planning.observed import Observed
 from vnstitch.planning.ops import (
     EnsureNetwork, EnsureStitch, Op, RemoveNetwork, RemoveStitch, SetStitchRate, describe,
 )

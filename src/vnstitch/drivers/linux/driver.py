@@ -10,7 +10,7 @@ import os
 from contextlib import contextmanager
 from typing import Iterator
 
-from vnstitch.drivers.base import Observed, ObservedNetwork, ObservedStitch
+from vnstitch.planning.observed import Observed, ObservedNetwork, ObservedStitch
 from vnstitch.drivers.linux import nft, routing, stitch as stitch_mod, wireguard
 from vnstitch.drivers.linux.kernel import ENOENT, Namespaces, netns_exists, pid_alive
 from vnstitch.drivers.linux.layout import (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def run_demo(args) -> int:
-    from vnstitch.replay import ReplayConfig, render_table, run_replay
+    from vnstitch.experiments.replay import ReplayConfig, render_table, run_replay
 
     workdir = Path(args.workdir or os.path.join("out", "demo")).resolve()
     workdir.mkdir(parents=True, exist_ok=True)

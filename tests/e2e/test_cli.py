@@ -46,6 +46,11 @@ def test_apply_reconcile_get_json(cli):
     assert cli("delete", "stitch", "blue-red", "--tenant", "acme")[0] == 0
     assert cli("reconcile", "--once")[0] == 0
     code, out, _ = cli("get", "stitches")
+    rows = {line.split()[1]: line for line in out.splitlines()[1:]}
+    assert "TERMINATED" in rows["blue-red"] and "0 bps" in rows["blue-red"], "kept for inspection, holding nothing"
+    assert "ACTIVE" in rows["vm-tunnel"]
+    assert cli("delete", "stitch", "blue-red", "--tenant", "acme")[0] == 0   # purges the finished record
+    code, out, _ = cli("get", "stitches")
     assert "blue-red" not in out and "vm-tunnel" in out
 
 
@@ -119,3 +124,109 @@ def test_console_script_runs(tmp_path):
     proc = subprocess.run([str(exe), "--store", f"sqlite://{tmp_path}/s.db", "get", "nodes"],
                           capture_output=True, text=True, env={**os.environ})
     assert proc.returncode == 0 and "No nodes found." in proc.stdout
+
+
+def test_reconcile_once_exits_2_and_names_the_ops_that_failed(cli, tmp_path):
+    # The simulated kernel already holds a stray network on VNI 1001, the VNI of acme/blue.
+    stray = {"vnid": 1001, "cidr": "10.9.0.0/24", "members": {}}
+    (tmp_path / "state.db.sim.json").write_text(json.dumps({"networks": {"acme/stray": stray}, "stitches": {}}))
+    cli("apply", "-f", str(EXAMPLE))
+    code, out, err = cli("reconcile", "--once")
+    assert code == 2, err
+    assert "Traceback" not in err
+    failed = [line for line in err.splitlines() if line.startswith("failed: ")]
+    assert failed[0] == ("failed: ensure-network acme/blue vnid=1001 on CHINng,NYCMng: "
+                         "VNI 1001 already in use by acme/stray")
+    assert any(line.startswith("failed: ensure-stitch acme/blue-red") for line in failed)
+    assert "remove-network acme/stray" in out  # the same pass removed the stray network
+    _, out, _ = cli("get", "stitch", "blue-red", "--tenant", "acme", "-o", "json")
+    assert json.loads(out)["status"]["state"] == "FAILED"
+    code, _, err = cli("reconcile", "--once")  # nothing stands in the way any more
+    assert code == 0, err
+    _, out, _ = cli("get", "stitches", "-o", "json")
+    assert {s["status"]["state"] for s in json.loads(out)} == {"ACTIVE"}
+
+
+@pytest.fixture
+def idle_server(tmp_path):
+    """A real server whose reconciler ran its first pass and then waits an hour, so that the CLI's
+    writes stay unapplied until the test runs the server's pass itself."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from tests.api.conftest import Live, free_port, make_store, make_tokens
+    from vnstitch.api.app import create_app
+    from vnstitch.api.settings import Settings
+
+    store = make_store(tmp_path)
+    tokens = make_tokens(store)
+    app = create_app(Settings(tick_s=3600, reconcile_min_interval_s=3600, rate_limit_per_s=0), store=store)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not (server.started and app.state.ctx.worker.passes):
+        assert time.monotonic() < deadline, "the server or its reconciler did not start"
+        time.sleep(0.02)
+    yield Live(f"http://127.0.0.1:{port}", tokens, app, store)
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_plan_over_server_shows_the_servers_reconciler_plan(idle_server, tmp_path, capsys):
+    def run(who, *argv):
+        code = main(["--server", idle_server.url, "--token", idle_server.tokens[who], *argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    assert run("member", "apply", "-f", str(EXAMPLE))[0] == 0
+    code, out, err = run("admin", "plan")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "  1. ensure-network acme/blue vnid=1001 on CHINng,NYCMng  (network has no data-plane state yet)"
+    assert any("ensure-stitch acme/blue-red (bandwidth, encrypted) over CHINng→" in line
+               and line.endswith("(establish stitch (pending))") for line in lines)
+    code, out, _ = run("admin", "plan", "-o", "json")
+    ops = json.loads(out)["ops"]
+    assert [op["target"] for op in ops] == ["acme/blue", "acme/red", "acme/blue-red", "acme/vm-tunnel"]
+    assert all(op["reason"] for op in ops)
+
+    code, _, err = run("member", "plan")
+    assert code == 1 and err == "error: role 'member' may not see the reconciler's plan (needs admin)\n"
+    for argv in (["reconcile", "--once"], ["reconcile"]):
+        code, _, err = run("admin", *argv)
+        assert code == 1 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+        assert "the server reconciles on its own; use `vnstitch plan`" in err
+
+    idle_server.app.state.ctx.worker.run_pass()  # the server's own pass
+    code, out, _ = run("admin", "plan")
+    assert code == 0 and out.strip() == "No changes: the data plane matches the desired state."
+
+
+def test_reconcile_loop_converges_and_stops_on_sigterm(cli, tmp_path):
+    import signal
+    import time
+
+    cli("apply", "-f", str(EXAMPLE))
+    exe = Path(sys.executable).parent / "vnstitch"
+    loop = subprocess.Popen([str(exe), "--store", f"sqlite://{tmp_path}/state.db", "reconcile", "--interval", "0.2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            _, out, _ = cli("get", "stitches", "-o", "json")
+            if {s["status"]["state"] for s in json.loads(out)} == {"ACTIVE"}:
+                break
+            assert loop.poll() is None, loop.communicate()
+            assert time.monotonic() < deadline, "the loop did not bring the stitches up"
+            time.sleep(0.1)
+        loop.send_signal(signal.SIGTERM)
+        _, err = loop.communicate(timeout=20)
+    finally:
+        loop.kill()
+    assert loop.returncode == 0, err
+    assert "Traceback" not in err
+    assert "No changes" in cli("plan")[1]  # the loop's driver state outlived it

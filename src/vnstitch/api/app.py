@@ -88,10 +88,10 @@ def create_app(settings: Settings, store: Store | None = None, driver=None,
     app.state.dev_token = dev_token
     install_error_handlers(app)
     from vnstitch.api.routes import (
-        apply, availability, links, nodes, policies, predicted, stitches, system, virtualnetworks,
+        apply, availability, links, nodes, plan, policies, predicted, stitches, system, virtualnetworks,
     )
 
-    for module in (system, virtualnetworks, stitches, policies, nodes, links, availability, apply, predicted):
+    for module in (system, virtualnetworks, stitches, policies, nodes, links, availability, apply, predicted, plan):
         app.include_router(module.router)
     app.add_middleware(BodyLimitAndMetrics, max_body_bytes=settings.max_body_bytes, metrics=context.metrics)
     return app
@@ -136,6 +136,9 @@ def _make_worker(settings: Settings, controller: Controller, driver, idempotency
 
         election = LeaderElection(controller.store, settings.replica_id, settings.leader_ttl_s)
         controller.fence = election.fence()  # nothing the reconciler writes lands before it leads
-    return ReconcileWorker(Reconciler(controller, driver, pace=pace), settings.tick_s, settings.reconcile_min_interval_s,
-                           clock=clock, housekeeping=idempotency.purge, election=election,
-                           relist_s=settings.relist_s)
+    from vnstitch.controller.services import SerializedDriver
+
+    # the loop and GET /v1/plan share the driver: one call at a time
+    reconciler = Reconciler(controller, SerializedDriver(driver), pace=pace)
+    return ReconcileWorker(reconciler, settings.tick_s, settings.reconcile_min_interval_s, clock=clock,
+                           housekeeping=idempotency.purge, election=election, relist_s=settings.relist_s)

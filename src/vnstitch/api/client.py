@@ -1,4 +1,4 @@
-"""RemoteController: the controller's methods over HTTP, for `vnstitch --server URL ...`.
+"""RemoteController: the `Services` interface (controller/services.py) over HTTP, for `vnstitch --server URL ...`.
 
 Error answers are raised again as the same VnstitchError subclasses the server raised.
 """
@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 
 from vnstitch.api.errors import RateLimited, ServerUnreachable, error_classes
-from vnstitch.controller.service import Change
+from vnstitch.controller.services import Change, PassReport, PlannedOp, PlanReport
 from vnstitch.domain.registry import kind_class
-from vnstitch.domain.resources import DEFAULT_TENANT, Resource
-from vnstitch.errors import VnstitchError
+from vnstitch.domain.resources import Resource
+from vnstitch.errors import InvalidInput, VnstitchError
 
 PATHS = {"Node": "substrate/nodes", "Link": "substrate/links", "VirtualNetwork": "virtualnetworks",
          "Stitch": "stitches"}
@@ -47,7 +47,12 @@ def raise_for_error(response: httpx.Response) -> None:
     raise cls(message, field=field)
 
 
+SERVER_RECONCILES = "the server reconciles on its own; use `vnstitch plan` to see what it would do"
+
+
 class RemoteController:
+    """Services over a vnstitch API server; tenant None means the token's tenant."""
+
     def __init__(self, url: str, token: str | None = None, timeout_s: float = 30.0,
                  transport: httpx.BaseTransport | None = None):
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -107,7 +112,7 @@ class RemoteController:
         return Change(data["kind"], data.get("tenant") or "", data["name"], data["action"])
 
     def availability(self, tenant: str | None, from_end, to_end, bandwidth_bps: float,
-                     max_latency_s: float | None = None, symmetric: bool = True):
+                     max_latency_s: float | None = None, symmetric: bool = True, encrypted: bool = True):
         from vnstitch.pathing.paths import Availability, Path
 
         def end(e) -> dict:
@@ -116,8 +121,8 @@ class RemoteController:
         body = {"from": end(from_end), "to": end(to_end), "bandwidth": bandwidth_bps, "symmetric": symmetric}
         if max_latency_s is not None:
             body["maxLatency"] = max_latency_s
-        # The CLI passes "default" when no --tenant was given; over HTTP that means the token's tenant.
-        tenant = None if tenant == DEFAULT_TENANT else tenant
+        if not encrypted:
+            body["encryption"] = "none"
         data = self._call("POST", "/v1/availability", json=body, params=self._params(tenant)).json()
         path = data.get("path")
         if path is not None:
@@ -125,6 +130,22 @@ class RemoteController:
             path = Path(nodes, tuple(path["links"]), tuple(zip(nodes, nodes[1:])), path["latency"], path["cost"],
                         path["bottleneckBandwidth"])
         return Availability(data["feasible"], path, data["bestBandwidth"], data.get("bestLatency"), data["reason"])
+
+    def predicted_graph(self, tenant: str | None = None) -> dict | None:
+        spec = self._call("GET", "/v1/predictedgraph", params=self._params(tenant)).json()["spec"]
+        return spec if spec.get("step") is not None else None
+
+    def plan(self) -> PlanReport:
+        """The server reconciler's plan (GET /v1/plan, admin)."""
+        data = self._call("GET", "/v1/plan").json()
+        ops = tuple(PlannedOp(o["action"], o["target"], o["summary"], o["reason"]) for o in data["ops"])
+        return PlanReport(ops, leading=data["leading"])
+
+    def reconcile_once(self) -> PassReport:
+        raise InvalidInput(SERVER_RECONCILES, field="--server")
+
+    def reconcile_forever(self, stop, interval_s: float, started=None) -> None:
+        raise InvalidInput(SERVER_RECONCILES, field="--server")
 
     def whoami(self) -> dict:
         return self._call("GET", "/v1/whoami").json()

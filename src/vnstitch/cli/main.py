@@ -7,14 +7,16 @@ import json
 import logging
 import os
 import sys
-import time
-from typing import Sequence
-
+from typing import TYPE_CHECKING, Sequence
 
 from vnstitch import __version__
 from vnstitch.errors import InvalidInput, VnstitchError
 
+if TYPE_CHECKING:
+    from vnstitch.controller.services import Services
+
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+EXIT_OPS_FAILED = 2  # `reconcile --once`: the pass ran, some ops failed
 
 
 # composition root helpers -------------------------------------------------------------------
@@ -24,16 +26,29 @@ def _store_url(args) -> str:
     return args.store or default_store_url()
 
 
-def open_controller(args):
-    """Local services over a store, or the same calls over HTTP when --server is given."""
+def open_services(args) -> "Services":
+    """The one choice every command goes through: the HTTP client with --server, else local services."""
     if getattr(args, "server", None):
         from vnstitch.api.client import RemoteController
 
         return RemoteController(args.server, token=args.token)
-    from vnstitch.controller.service import Controller
-    from vnstitch.store import open_store
+    from vnstitch.controller.services import open_local
 
-    return Controller(open_store(_store_url(args)))
+    return open_local(_store_url(args), args.driver, driver_state_path(args))
+
+
+def services(args) -> "Services":
+    """The services of this invocation, opened on first use (main closes them)."""
+    if getattr(args, "_services", None) is None:
+        args._services = open_services(args)
+    return args._services
+
+
+def _close_services(args) -> None:
+    opened = getattr(args, "_services", None)
+    if opened is not None:
+        args._services = None
+        opened.close()
 
 
 def driver_state_path(args) -> str | None:
@@ -45,17 +60,6 @@ def driver_state_path(args) -> str | None:
     if args.driver == "sim" and url.startswith("sqlite://"):
         return url[len("sqlite://"):] + ".sim.json"
     return None
-
-
-def open_reconciler(args, controller):
-    from vnstitch.controller.reconciler import Reconciler
-    from vnstitch.domain.substrate import Link
-    from vnstitch.drivers import create_driver
-
-    controller.refresh()
-    links = [Link.model_validate(r.value) for r in controller.cache.list("Link")]
-    driver = create_driver(args.driver, driver_state_path(args), topology=links if args.driver == "sim" else None)
-    return Reconciler(controller, driver)
 
 
 def read_input(path: str) -> str:
@@ -79,7 +83,7 @@ def cmd_validate(args) -> int:
         for res in parsed:
             print(f"{path}: {res.KIND} {res.namespace + '/' if res.namespace else ''}{res.name} ok")
     if not args.offline:  # references, policies and capacity, as the server would check them now
-        open_controller(args).apply(resources, dry_run=True)
+        services(args).apply(resources, dry_run=True)
     print(f"{len(resources)} resource(s) valid" + (" (syntax only)" if args.offline else " against the store"))
     return EXIT_OK
 
@@ -94,8 +98,7 @@ def cmd_apply(args) -> int:
         for res in resources:
             if res.NAMESPACED and "tenant" not in res.model_fields_set and res.metadata.tenant == "default":
                 res.metadata.tenant = args.tenant
-    controller = open_controller(args)
-    for change in controller.apply(resources, dry_run=args.dry_run):
+    for change in services(args).apply(resources, dry_run=args.dry_run):
         print(f"{change}{' (dry run)' if args.dry_run else ''}")
     return EXIT_OK
 
@@ -103,40 +106,43 @@ def cmd_apply(args) -> int:
 def cmd_get(args) -> int:
     from vnstitch.cli.output import render
 
-    controller = open_controller(args)
     if args.name:
-        objects = [controller.get(args.kind, args.name, args.tenant)]
+        objects = [services(args).get(args.kind, args.name, args.tenant)]
     else:
-        objects = controller.list(args.kind, None if args.all_tenants or not args.tenant else args.tenant)
+        objects = services(args).list(args.kind, None if args.all_tenants or not args.tenant else args.tenant)
     print(render(args.kind, objects, args.output, single=bool(args.name)))
     return EXIT_OK
 
 
 def cmd_delete(args) -> int:
-    controller = open_controller(args)
-    print(controller.delete(args.kind, args.name, args.tenant))
+    print(services(args).delete(args.kind, args.name, args.tenant))
     return EXIT_OK
 
 
 def cmd_plan(args) -> int:
-    controller = open_controller(args)
-    if getattr(args, "predicted", False):
-        return _print_predicted(controller, args)
-    reconciler = open_reconciler(args, controller)
-    print(reconciler.plan().render())
+    if args.predicted:
+        return _print_predicted(args)
+    report = services(args).plan()
+    if not report.leading:
+        print("note: this replica is a standby: the leader's data plane may differ", file=sys.stderr)
+    if args.output == "json":
+        print(json.dumps({"leading": report.leading, "ops": [
+            {"action": op.action, "target": op.target, "summary": op.summary, "reason": op.reason}
+            for op in report.ops]}, indent=2))
+    else:
+        print(report.render())
     return EXIT_OK
 
 
-def _print_predicted(controller, args) -> int:
+def _print_predicted(args) -> int:
     """The allocator's predicted network graph for the next horizon (written by the proactive loop)."""
     from vnstitch.units import format_bandwidth
 
-    records = controller.store.list("PredictedGraph")
-    if not records:
-        print("error: no predicted graph in this store: the proactive allocator has not run against it "
+    graph = services(args).predicted_graph(args.tenant)
+    if graph is None:
+        print("error: no predicted graph yet: the proactive allocator has not run against this store "
               "(run `vnstitch demo`, or a replay with the proactive strategy)", file=sys.stderr)
         return EXIT_ERROR
-    graph = records[-1].value
     if args.output == "json":
         print(json.dumps(graph, indent=2))
         return EXIT_OK
@@ -152,30 +158,38 @@ def _print_predicted(controller, args) -> int:
 
 
 def cmd_reconcile(args) -> int:
-    controller = open_controller(args)
-    reconciler = open_reconciler(args, controller)
+    """One pass (--once; exit 2 when ops failed) or the server's loop until SIGTERM / Ctrl-C.
+    Over --server both answer one line: the server reconciles on its own."""
     if args.once:
-        result = reconciler.reconcile_once(time.time())
+        result = services(args).reconcile_once()
         print(result.plan.render())
+        for key, why, outcome in result.replanned:
+            print(f"  {key}: re-planned ({why}): {outcome}")
         for line in result.transitions:
             print(f"  {line}")
         for key in result.released:
             print(f"  {key}: teardown confirmed, reservation released")
-        for op, error in result.errors:
-            print(f"  failed: {error}", file=sys.stderr)
-        return EXIT_ERROR if result.errors else EXIT_OK
+        for op, error in result.failures:
+            print(f"failed: {op.summary}: {error}", file=sys.stderr)
+        if result.failures:
+            print(f"{len(result.failures)} op(s) failed", file=sys.stderr)
+            return EXIT_OPS_FAILED
+        return EXIT_OK
     import signal
     import threading
 
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    print(f"reconciling every {args.interval:g} s and on store changes (Ctrl-C to stop)", file=sys.stderr)
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def started() -> None:
+        print(f"reconciling every {args.interval:g} s and on store changes (Ctrl-C to stop)", file=sys.stderr)
+
     try:
-        reconciler.run(stop, interval_s=args.interval)
+        services(args).reconcile_forever(stop, interval_s=args.interval, started=started)
     except KeyboardInterrupt:
-        stop.set()
+        pass
     finally:
-        reconciler.driver.close()
+        signal.signal(signal.SIGTERM, previous)
     return EXIT_OK
 
 
@@ -191,8 +205,7 @@ def cmd_substrate_import(args) -> int:
     topology = load_topology(args.path, args.format, **kwargs)
     for note in topology.notes:
         print(f"note: {note}", file=sys.stderr)
-    controller = open_controller(args)
-    changes = controller.apply(list(topology.nodes) + list(topology.links), dry_run=args.dry_run)
+    changes = services(args).apply(list(topology.nodes) + list(topology.links), dry_run=args.dry_run)
     created = sum(c.action == "created" for c in changes)
     configured = sum(c.action == "configured" for c in changes)
     print(f"imported {len(topology.nodes)} nodes and {len(topology.links)} links from {topology.source}: "
@@ -211,10 +224,9 @@ def _endpoint(text: str):
 def cmd_availability(args) -> int:
     from vnstitch.units import format_bandwidth, parse_bandwidth, parse_duration
 
-    controller = open_controller(args)
-    answer = controller.availability(args.tenant or "default", _endpoint(args.src), _endpoint(args.dst),
-                                     parse_bandwidth(args.bandwidth),
-                                     parse_duration(args.max_latency) if args.max_latency else None)
+    answer = services(args).availability(args.tenant, _endpoint(args.src), _endpoint(args.dst),
+                                         parse_bandwidth(args.bandwidth),
+                                         parse_duration(args.max_latency) if args.max_latency else None)
     result = {
         "feasible": answer.feasible,
         "path": list(answer.path.nodes) if answer.path else None,
@@ -236,7 +248,7 @@ def cmd_availability(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from vnstitch.demo import run_demo
+    from vnstitch.experiments.demo import run_demo
 
     return run_demo(args)
 
@@ -283,11 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plan", help="print what the reconciler would do, without doing it")
     p.add_argument("--predicted", action="store_true", help="the predicted network graph for the next horizon")
+    p.add_argument("--tenant", help="with --predicted: this tenant's graph (default: the latest / the token's)")
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_plan)
 
-    p = sub.add_parser("reconcile", help="run the reconcile loop (or one pass with --once)")
-    p.add_argument("--once", action="store_true")
+    p = sub.add_parser("reconcile", help="run the reconcile loop (or one pass with --once; exit 2 when ops fail)")
+    p.add_argument("--once", action="store_true", help="one pass; exit 2 when some ops failed")
     p.add_argument("--interval", type=float, default=5.0, help="seconds between passes (default 5)")
     p.set_defaults(func=cmd_reconcile)
 
@@ -342,7 +355,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        return args.func(args)
+        try:
+            return args.func(args)
+        finally:
+            _close_services(args)
     except VnstitchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR

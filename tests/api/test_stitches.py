@@ -30,7 +30,9 @@ def test_cross_tenant_stitch_needs_both_policies_and_403_names_the_refusing_side
                 json={"kind": "Policy", "metadata": {"name": "web"},
                       "spec": {"allowStitchTo": ["globex/partner"]}}).raise_for_status()
     refused = seeded.call("member", "POST", "/v1/stitches", json=cross)
-    assert refused.status_code == 403 and refused.json()["field"] == "spec.to"
+    # globex's network refuses acme: to acme it does not exist (no existence oracle).
+    assert refused.status_code == 422 and refused.json() == {
+        "code": "invalid", "message": "unknown network 'globex/partner'", "field": "spec.to.network"}
     seeded.call("other", "PATCH", "/v1/policies/partner", headers=MERGE,
                 json={"spec": {"allowStitchTo": ["acme/web"]}}).raise_for_status()
     accepted = seeded.call("member", "POST", "/v1/stitches", json=cross)
@@ -168,9 +170,10 @@ def test_reconciler_inside_the_server_activates_stitches_and_metrics_show_them(l
         assert 'vnstitch_link_reserved_bps{link="NYCMng--WASHng",direction="forward"} 1e+07' in metrics
         assert 'vnstitch_http_request_duration_seconds_bucket{method="POST",route="/v1/stitches"' in metrics
         client.delete("/v1/stitches/web-db").raise_for_status()
-        while client.get("/v1/stitches/web-db").status_code != 404:
+        while client.get("/v1/stitches/web-db").json()["status"]["state"] != "TERMINATED":
             assert time.monotonic() < deadline + 10
             time.sleep(0.05)
+        assert client.get("/v1/stitches/web-db").json()["status"]["reservedBandwidth"] == 0
         assert 'vnstitch_link_reserved_bps{link="NYCMng--WASHng",direction="forward"} 0' in client.get("/metrics").text
 
 

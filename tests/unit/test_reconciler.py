@@ -30,7 +30,9 @@ def converged(controller, driver):
     controller.refresh()
     live = {}
     for r in controller.cache.list("Stitch"):
-        assert r.value["status"]["state"] not in ("TERMINATING", "TERMINATED"), r.name
+        if r.value["status"]["state"] == "TERMINATED":
+            continue  # finished, kept for inspection
+        assert r.value["status"]["state"] != "TERMINATING", r.name
         live[f"{r.namespace}/{r.name}"] = r.value["status"]
     assert set(driver.stitches) == set(live)
     for key, status in live.items():
@@ -72,7 +74,10 @@ def test_lifecycle_establish_adjust_terminate(controller, store, clock, abilene)
     result = rec.reconcile_once(clock.now)
     assert all(isinstance(op, RemoveStitch) for op in result.plan.ops)
     assert sorted(result.released) == ["acme/d", "acme/s"]
-    assert controller.list("stitches") == []
+    finished = controller.list("stitches")   # kept for inspection, holding nothing
+    assert sorted(s.name for s in finished) == ["d", "s"]
+    assert all(s.status.state.value == "TERMINATED" and s.status.reserved_bandwidth == 0 for s in finished)
+    assert finished[0].status.history[-1].reason == "teardown confirmed"
     assert not rec.driver.reach("acme/blue/blue-1", "acme/red/red-1").reachable
     converged(controller, rec.driver)
 
@@ -142,7 +147,7 @@ def test_a_settled_stitch_is_revisited_when_its_inputs_change(controller, store,
     seen_as["healthy"] = False
     rec.reconcile_once(clock.now + 25)
     status = controller.get("stitch", "s", "acme").status
-    assert status.state.value == "DEGRADED" and status.message == "tunnel unhealthy"
+    assert status.state.value == "DEGRADED" and "tunnel unhealthy" in status.message
 
 
 def test_a_failed_stitch_recovers_when_a_failing_op_left_the_data_plane_right(controller, store, clock, abilene):
@@ -277,3 +282,24 @@ def test_the_api_pace_sleeps_only_while_requests_wait(monkeypatch):
     context.metrics.in_flight, queued[0] = 0, 3
     pace()
     assert slept == [0.02, 0.02]
+
+
+def test_a_finished_stitch_is_kept_for_inspection_then_purged(controller, store, clock, abilene):
+    _, rec = make(store, clock, abilene)
+    rec.terminated_retention_s = 3600
+    controller.apply([BLUE, RED, stitch("s", "blue", "red", "1Gbps")])
+    rec.reconcile_once(clock.now)
+    controller.delete("stitches", "s", "acme")
+    rec.reconcile_once(clock.now + 1)
+    kept = controller.get("stitch", "s", "acme")
+    assert kept.status.state.value == "TERMINATED" and kept.status.path, "what it was stays readable"
+    assert not rec.plan(), "a finished stitch asks nothing of the data plane"
+    controller.apply([stitch("s", "blue", "red", "2Gbps")])  # the name can be used again at once
+    assert controller.get("stitch", "s", "acme").status.state.value == "PENDING"
+    rec.reconcile_once(clock.now + 2)
+    controller.delete("stitches", "s", "acme")
+    rec.reconcile_once(clock.now + 3)
+    assert rec.reconcile_once(clock.now + 3 + 3599).purged == []
+    assert rec.reconcile_once(clock.now + 3 + 3600).purged == ["acme/s"]
+    assert controller.list("stitches") == []
+    converged(controller, rec.driver)

@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from vnstitch.controller.service import Controller
-from vnstitch.domain.stitch import ALLOWED_TRANSITIONS, Measured, State, Stitch, transition
+from vnstitch.controller.service import Controller, terminated
+from vnstitch.domain.stitch import State, Stitch
 from vnstitch.domain.vnet import VirtualNetwork
 from vnstitch.drivers.base import Driver
 from vnstitch.errors import VnstitchError
 from vnstitch.planning.observed import ObservedStitch
-from vnstitch.planning.ops import EnsureNetwork, EnsureStitch, MemberPlacement, Op, SetStitchRate, StitchEnd
+from vnstitch.planning.ops import EnsureNetwork, EnsureStitch, MemberPlacement, Op, StitchEnd
 from vnstitch.planning.reconcile import Desired, DesiredStitch, Plan, compute_plan
+from vnstitch.planning.status import next_status
 from vnstitch.store import Record
-from vnstitch.units import format_bandwidth
 
 log = logging.getLogger("vnstitch.reconciler")
+TERMINATED_RETENTION_S = 24 * 3600.0  # a finished stitch stays readable this long, like a finished Job
 
 
 @dataclass
@@ -29,6 +28,8 @@ class PassResult:
     errors: list[tuple[Op, str]] = field(default_factory=list)
     transitions: list[str] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
+    replanned: list[tuple[str, str, str]] = field(default_factory=list)  # stitch, why, outcome
+    purged: list[str] = field(default_factory=list)                      # finished stitches removed
 
 
 def network_key(tenant: str, name: str) -> str:
@@ -39,7 +40,8 @@ class Reconciler:
     """One controller's reconcile loop. `failpoint(name)` may raise to simulate a crash (tests)."""
 
     def __init__(self, controller: Controller, driver: Driver,
-                 failpoint: Callable[[str], None] | None = None, pace: Callable[[], None] | None = None):
+                 failpoint: Callable[[str], None] | None = None, pace: Callable[[], None] | None = None,
+                 terminated_retention_s: float = TERMINATED_RETENTION_S):
         self.controller = controller
         self.driver = driver
         self.failpoint = failpoint or (lambda name: None)
@@ -52,6 +54,12 @@ class Reconciler:
         # Stitches whose status the last pass left as it was, with the inputs it saw (object and network
         # revisions, observed data plane): with the same inputs and no op, the status cannot change.
         self._settled: dict[str, tuple] = {}
+        # Stitches whose admission was last checked against these inputs (generation, its networks'
+        # revisions, the substrate's version): a change to any re-plans it in the same pass.
+        self._checked: dict[str, tuple] = {}
+        self._replans: dict[str, tuple[str, tuple]] = {}  # found by the last desired(): reason, inputs
+        self._terminated: list[Record] = []               # finished stitches seen by the last desired()
+        self.terminated_retention_s = terminated_retention_s
 
     # desired state ----------------------------------------------------------------------
     def desired(self) -> tuple[Desired, dict[str, Record]]:
@@ -74,9 +82,15 @@ class Reconciler:
         for gone in set(self._network_cache) - set(vnets):
             del self._network_cache[gone]
         records: dict[str, Record] = {}
+        self._replans = {}
+        substrate = self.controller.substrate_version
+        self._terminated = []
         for n, record in enumerate(cache.list("Stitch")):
             if n % 64 == 63:
                 self.pace()
+            if terminated(record.value):
+                self._terminated.append(record)  # finished: kept for inspection, not desired
+                continue
             key = network_key(record.namespace, record.name)
             records[key] = record
             spec = record.value["spec"]
@@ -89,9 +103,17 @@ class Reconciler:
                 self._stitch_cache[key] = hit
             if hit[1] is not None:
                 desired.stitches[key] = hit[1]
+            inputs = (hit[2].metadata.generation, *version[1:], substrate)
+            if self._checked.get(key) != inputs:
+                reason = self.controller.replan_reason(hit[2])
+                if reason is None:
+                    self._checked[key] = inputs
+                else:
+                    self._replans[key] = (reason, inputs)
         for gone in set(self._stitch_cache) - set(records):
             del self._stitch_cache[gone]
             self._settled.pop(gone, None)
+            self._checked.pop(gone, None)
         return desired, records
 
     def _desired_stitch(self, key: str, tenant: str, stitch: Stitch,
@@ -99,8 +121,9 @@ class Reconciler:
         terminating = bool(stitch.metadata.deletion_timestamp) or stitch.status.state in (
             State.TERMINATING, State.TERMINATED)
         op = self._stitch_op(key, tenant, stitch, vnets) if not terminating else None
-        if op is None and not terminating:
-            return None  # endpoints vanished: leave it to the user to fix or delete
+        if op is None and not terminating:  # withdrawn, or its ends vanished: nothing of it may stay
+            return DesiredStitch(None, stitch.status.state.value, False,
+                                 stitch.status.message or "it has no admitted path")
         return DesiredStitch(op, stitch.status.state.value, terminating)
 
     @staticmethod
@@ -120,14 +143,35 @@ class Reconciler:
 
     def plan(self) -> Plan:
         desired, _ = self.desired()
-        return compute_plan(desired, self.driver.observe())
+        plan = compute_plan(desired, self.driver.observe())
+        plan.replans = sorted((key, reason) for key, (reason, _) in self._replans.items())
+        return plan
+
+    def _replan(self, result: "PassResult") -> None:
+        """Re-admit every stitch whose inputs changed so that it no longer holds as admitted."""
+        for key, (reason, inputs) in sorted(self._replans.items()):
+            self.pace()
+            self.failpoint("before_replan")
+            outcome = self.controller.replan(self._stitch_record(key), reason)
+            log.info("re-plan %s (%s): %s", key, reason, outcome)
+            result.replanned.append((key, reason, outcome))
+            self._checked[key] = inputs
+
+    def _stitch_record(self, key: str) -> Record:
+        namespace, name = key.split("/", 1)
+        return self.controller.cache.get("Stitch", namespace, name)
 
     # one pass ---------------------------------------------------------------------------
     def reconcile_once(self, now: float) -> PassResult:
         desired, records = self.desired()
+        replanned: list[tuple[str, str, str]] = []
+        if self._replans:
+            self._replan(PassResult(Plan(), replanned=replanned))
+            desired, records = self.desired()  # with the new paths and reservations
         observed = self.driver.observe()
         self.failpoint("after_observe")
-        result = PassResult(compute_plan(desired, observed))
+        result = PassResult(compute_plan(desired, observed), replanned=replanned)
+        result.plan.replans = [(key, reason) for key, reason, _ in replanned]
         failed: dict[str, str] = {}
         touched: dict[str, list[Op]] = {}
         for op in result.plan.ops:
@@ -150,10 +194,12 @@ class Reconciler:
             if n % 16 == 0:
                 self.pace()
             record = records[key]
+            if want.op is None and not want.terminating:
+                continue  # withdrawn: its status says why; the plan removed what the data plane had
             if want.terminating:
                 if key not in observed.stitches and key not in failed:
                     self.failpoint("before_release")
-                    if self.controller.finalize_stitch(record):
+                    if self.controller.finalize_stitch(record, now):
                         result.released.append(key)
                 continue
             version, _, stitch = self._stitch_cache[key]
@@ -172,71 +218,23 @@ class Reconciler:
                 if new is not None:
                     updates.append((record, new))
         self.controller.write_statuses(updates, between=self.pace)
+        self._purge_terminated(now, result)
         return result
+
+    def _purge_terminated(self, now: float, result: PassResult) -> None:
+        """Delete the records of stitches that finished more than the retention period ago."""
+        for record in self._terminated:
+            history = record.value["status"].get("history") or [{}]
+            finished = history[-1].get("time") or record.value["metadata"].get("deletionTimestamp") or now
+            if now - finished >= self.terminated_retention_s and self.controller.purge(record):
+                result.purged.append(network_key(record.namespace, record.name))
 
     def _new_status(self, stitch: Stitch, want: DesiredStitch, have: ObservedStitch | None, ops: list[Op],
                     error: str | None, now: float, result: PassResult):
-        """The stitch's next status, or None when it stays as it is (a function of its inputs: `now` is
-        only stamped on transitions)."""
-        status = stitch.status
-        steps: list[tuple[State, str]] = []
-        if error is not None:
-            steps.append((State.FAILED, f"data plane: {error}"))
-        elif have is None:
-            steps.append((State.ESTABLISHING, "establishing"))
-        else:
-            matches = (tuple(have.path) == want.op.path and have.encrypted == want.op.encrypted
-                       and abs(have.rate_bps - want.op.rate_bps) <= 1e-6 * max(1.0, want.op.rate_bps))
-            ensured = [op for op in ops if isinstance(op, EnsureStitch)]
-            rate_set = [op for op in ops if isinstance(op, SetStitchRate)]
-            if ensured and status.state in (State.ACTIVE, State.ADJUSTING, State.DEGRADED):
-                steps.append((State.DEGRADED, ensured[0].reason))
-            if status.state in (State.PENDING, State.FAILED):
-                steps.append((State.ESTABLISHING, "establishing on " + "→".join(want.op.path)))
-            if rate_set:
-                steps.append((State.ADJUSTING, f"rate set to {format_bandwidth(rate_set[0].rate_bps)}"))
-            slo = self._slo_breach(stitch, have)
-            if not matches:
-                steps.append((State.DEGRADED, "data plane does not match the reservation"))
-            elif slo:
-                steps.append((State.DEGRADED, slo))
-            else:
-                steps.append((State.ACTIVE, "established" if status.state in (State.PENDING, State.ESTABLISHING,
-                                                                              State.FAILED) else "up and within SLO"))
-        new = status
-        for state, reason in steps:
-            if state != new.state and state in ALLOWED_TRANSITIONS[new.state]:
-                new = transition(new, state, now, reason)
-                result.transitions.append(f"{want.op.stitch}: {state.value} ({reason})")
-        measured = Measured(latency=have.latency_s, throughput=have.throughput_bps, loss=have.loss) if have else status.measured
-        new = new.model_copy(update={"measured": measured, "observed_generation": stitch.metadata.generation})
-        return new if new != status else None
-
-    @staticmethod
-    def _slo_breach(stitch: Stitch, have) -> str | None:
-        if not have.healthy:
-            return "tunnel unhealthy"
-        if stitch.spec.max_latency is not None and have.latency_s is not None \
-                and have.latency_s > stitch.spec.max_latency:
-            return f"latency {have.latency_s * 1e3:.1f} ms above {stitch.spec.max_latency * 1e3:.1f} ms"
-        if stitch.spec.max_loss is not None and have.loss is not None and have.loss > stitch.spec.max_loss:
-            return f"loss {have.loss:.3%} above {stitch.spec.max_loss:.3%}"
-        return None
-
-    # loop -------------------------------------------------------------------------------
-    def run(self, stop: threading.Event, interval_s: float = 5.0, clock: Callable[[], float] = time.time) -> None:
-        """Reconcile at every tick and whenever the store changes, until `stop` is set."""
-        store = self.controller.store
-        while not stop.is_set():
-            try:
-                self.reconcile_once(clock())
-            except VnstitchError as exc:
-                log.error("reconcile pass failed: %s", exc)
-            revision = store.revision()  # after our own status writes
-            deadline = time.monotonic() + interval_s
-            while not stop.is_set() and time.monotonic() < deadline:
-                if store.wait(revision, min(0.5, interval_s)):
-                    break
+        """The stitch's next status, or None when it stays as it is (planning.status decides)."""
+        new, taken = next_status(stitch, want.op, have, ops, error, now)
+        result.transitions.extend(taken)
+        return new
 
 
 __all__ = ["Reconciler", "PassResult"]

@@ -14,10 +14,10 @@ from typing import Callable, Iterable, TypeVar
 from vnstitch.controller.cache import StateCache
 from vnstitch.domain import ledger as ledgers
 from vnstitch.domain.ledger import LEDGER_KIND, LinkLedger
-from vnstitch.domain.policy import check_stitch_policy
+from vnstitch.domain.policy import check_policies, check_side, check_stitch_policy, visible_to
 from vnstitch.domain.registry import kind_class
 from vnstitch.domain.resources import Resource
-from vnstitch.domain.stitch import State, Stitch, StitchStatus, initial_status, transition
+from vnstitch.domain.stitch import ALLOWED_TRANSITIONS, State, Stitch, StitchStatus, initial_status, transition
 from vnstitch.domain.substrate import Link, Node
 from vnstitch.domain.vnet import VirtualNetwork
 from vnstitch.errors import Conflict, InsufficientCapacity, InvalidInput, NotFound, PolicyDenied, VnstitchError
@@ -117,6 +117,16 @@ class _LedgerView(dict):
         return ledgers.held_by(record.value if record else None)
 
 
+def _own_or_other(caller: str, namespace: str, name: str, what: str = "network") -> str:
+    """An object's name when it is the caller's tenant's, else only that it belongs to another tenant."""
+    return f"{namespace}/{name}" if namespace == caller else f"a {what} of another tenant"
+
+
+def terminated(value: dict | None) -> bool:
+    """Is this stored stitch finished (torn down, reservation released, kept only for inspection)?"""
+    return bool(value) and (value.get("status") or {}).get("state") == State.TERMINATED.value
+
+
 class Controller:
     """Services over a store. Thread-safe; every public method refreshes from the store."""
 
@@ -132,6 +142,7 @@ class Controller:
         self._residual_arr = None                           # free bit/s per arc, PathFinder order
         self._vnets: dict[tuple[str, str, int], VirtualNetwork] = {}  # parsed networks by revision
         self._ledger_dirty: set[str] = set()
+        self.substrate_version = 0  # bumped on every node or link change (re-planning keys on it)
         self.cache = StateCache(store, CACHED_KINDS, on_change=self._on_change)
         # Compares every reconciler write carries (leader election sets one on the leader key's
         # create revision, so a deposed leader's writes fail instead of landing).
@@ -141,6 +152,7 @@ class Controller:
     def _on_change(self, kind: str, old: Record | None, new: Record | None) -> None:
         if kind in ("Node", "Link"):
             self._substrate_dirty = True
+            self.substrate_version += 1
         if kind in ("Link", LEDGER_KIND):
             self._ledger_dirty.add((new or old).name)
 
@@ -396,12 +408,14 @@ class Controller:
             staged = batch.staged.get(record.key, record.value)
             if staged and record.key != ("VirtualNetwork", vnet.namespace, vnet.name) \
                     and staged["spec"]["vnid"] == vnet.spec.vnid:
-                raise InvalidInput(f"VNID {vnet.spec.vnid} is already used by {record.namespace}/{record.name}",
+                raise InvalidInput(f"VNID {vnet.spec.vnid} is already used by "
+                                   f"{_own_or_other(vnet.namespace, record.namespace, record.name)}",
                                    field="spec.vnid")
         for key, staged in batch.staged.items():
             if key[0] == "VirtualNetwork" and staged and key != ("VirtualNetwork", vnet.namespace, vnet.name) \
                     and staged["spec"]["vnid"] == vnet.spec.vnid:
-                raise InvalidInput(f"VNID {vnet.spec.vnid} is already used by {key[1]}/{key[2]}", field="spec.vnid")
+                raise InvalidInput(f"VNID {vnet.spec.vnid} is already used by {_own_or_other(vnet.namespace, key[1], key[2])}",
+                                   field="spec.vnid")
         if current is not None:
             members = {m.name for m in vnet.spec.members}
             for record in self.cache.list("Stitch"):
@@ -410,7 +424,8 @@ class Controller:
                     end = spec[side]
                     if (end.get("tenant") or record.namespace) == vnet.namespace and end["network"] == vnet.name \
                             and end.get("member") and end["member"] not in members:
-                        raise Conflict(f"member '{end['member']}' is used by stitch {record.namespace}/{record.name}",
+                        raise Conflict(f"member '{end['member']}' is used by stitch "
+                                       f"{_own_or_other(vnet.namespace, record.namespace, record.name, 'stitch')}",
                                        field="spec.members")
         return self._envelope(vnet, current, now)
 
@@ -433,10 +448,14 @@ class Controller:
             cached = self._vnets[(namespace, name, record.revision)] = VirtualNetwork.model_validate(record.value)
         return cached
 
-    def resolve_endpoint(self, batch: _Batch | None, tenant: str, end, field: str) -> tuple[VirtualNetwork, str]:
-        """The endpoint's network and the substrate node where the stitch attaches."""
+    def resolve_endpoint(self, batch: _Batch | None, tenant: str, end, field: str,
+                         seen_from: VirtualNetwork | None = None) -> tuple[VirtualNetwork, str]:
+        """The endpoint's network and the substrate node where the stitch attaches. With `seen_from`
+        (the stitch's own network), another tenant's network that does not accept it is unknown."""
         namespace = end.tenant or tenant
         vnet = self._vnet(batch, namespace, end.network)
+        if vnet is not None and seen_from is not None and namespace != tenant and not visible_to(vnet, seen_from):
+            vnet = None  # exactly as if it did not exist: same error, and nothing of it is read below
         if vnet is None:
             raise InvalidInput(f"unknown network '{namespace}/{end.network}'", field=f"{field}.network")
         if end.member:
@@ -452,21 +471,50 @@ class Controller:
             counts[member.node] = counts.get(member.node, 0) + 1
         return vnet, min(counts, key=lambda node: (-counts[node], node))
 
-    def _stage_stitch(self, batch: _Batch, stitch: Stitch, current: dict | None, now: float) -> dict | None:
+    def resolve_ends(self, batch: _Batch | None, tenant: str, from_end, to_end, encrypted: bool = True,
+                     fields: tuple[str, str] = ("spec.from", "spec.to")):
+        """Both ends of a stitch in `tenant` checked against both sides' policies: (a_net, a_node, b_net,
+        b_node, allowed trust zones). No answer depends on whether an unseen network of another tenant
+        exists: our own side is resolved and asked first, then the peer exists only if it accepts us."""
+        ends = ((from_end, fields[0]), (to_end, fields[1]))
+        foreign = [(end.tenant or tenant) != tenant for end, _ in ends]
+        if all(foreign):
+            raise InvalidInput("a stitch must have at least one endpoint in its own tenant",
+                               field=f"{fields[0]}.tenant")
+        own = foreign.index(False)
+        (own_end, own_field), (peer_end, peer_field) = ends[own], ends[1 - own]
+        own_net, own_node = self.resolve_endpoint(batch, tenant, own_end, own_field)
+        if foreign[1 - own]:
+            candidate = self._vnet(batch, peer_end.tenant, peer_end.network)
+            if candidate is None or not visible_to(candidate, own_net):
+                # Our own policy decides alone, whatever the peer's labels, before "unknown network".
+                check_side(own_net, peer_end.tenant, peer_end.network, None, encrypted, own_field)
+        peer_net, peer_node = self.resolve_endpoint(batch, tenant, peer_end, peer_field, seen_from=own_net)
+        if own == 0:
+            a_net, a_node, b_net, b_node = own_net, own_node, peer_net, peer_node
+        else:
+            a_net, a_node, b_net, b_node = peer_net, peer_node, own_net, own_node
+        return a_net, a_node, b_net, b_node, check_policies(a_net, b_net, encrypted, fields)
+
+    def _stage_stitch(self, batch: _Batch, stitch: Stitch, current: dict | None, now: float,
+                      replan: bool = False) -> dict | None:
         key = f"{stitch.namespace}/{stitch.name}"
+        if current is not None and terminated(current) and not replan:
+            current = None  # a finished stitch's record is replaced by the new one of the same name
         if current is not None and current["metadata"].get("deletionTimestamp"):
             raise Conflict(f"stitch '{stitch.name}' is being deleted; wait until it is gone", field="metadata.name")
         if current is not None and current["spec"].get("symmetric", True) != stitch.spec.symmetric:
             raise InvalidInput("symmetric cannot change on an existing stitch; delete and recreate it",
                                field="spec.symmetric")
-        envelope = self._envelope(stitch, current, now)
+        envelope = dict(current) if replan else self._envelope(stitch, current, now)
         if envelope is None:
             return None
-        a_net, a_node = self.resolve_endpoint(batch, stitch.namespace, stitch.spec.from_, "spec.from")
-        b_net, b_node = self.resolve_endpoint(batch, stitch.namespace, stitch.spec.to, "spec.to")
-        if a_net.metadata.tenant != stitch.metadata.tenant and b_net.metadata.tenant != stitch.metadata.tenant:
-            raise InvalidInput("a stitch must have at least one endpoint in its own tenant", field="spec.from.tenant")
-        zones = check_stitch_policy(stitch.spec, a_net, b_net)
+        a_net, a_node, b_net, b_node, zones = self.resolve_ends(batch, stitch.namespace, stitch.spec.from_,
+                                                                stitch.spec.to, stitch.spec.encrypted)
+        if (a_net.metadata.tenant, a_net.metadata.name) == (b_net.metadata.tenant, b_net.metadata.name) \
+                and stitch.spec.from_.member == stitch.spec.to.member:
+            raise InvalidInput("a stitch must join two different endpoints; both ends name "
+                               f"{stitch.spec.from_.member or a_net.metadata.name}", field="spec.to")
         spec = stitch.spec
         ledger_map = self.ledgers(batch)
         finder = self._finder_for(batch)
@@ -507,6 +555,8 @@ class Controller:
             if link_value is None:
                 raise InvalidInput(f"no link joins {u} and {v}", field=f"spec.path[{index + 1}]")
             link_spec = link_value["spec"]
+            if link_spec.get("state", "up") != "up":
+                raise InsufficientCapacity(f"link {link} on the path is {link_spec['state']}", field=f"spec.path[{index + 1}]")
             node_zone = ((batch.read("Node", "", v, guard=False) or {}).get("spec") or {}).get("trustZone", "default")
             if zones is not None and (link_spec.get("trustZone", "default") not in zones or node_zone not in zones):
                 raise PolicyDenied(f"link {link} or node {v} is outside the allowed trust zones", field="spec.path")
@@ -561,7 +611,8 @@ class Controller:
         namespace, name = victim.split("/", 1)
         value = batch.read("Stitch", namespace, name)
         status = StitchStatus.model_validate(value.get("status", {}))
-        status = transition(status, State.TERMINATING, now, f"pre-empted by higher-priority stitch {by}")
+        who = by if by.split("/", 1)[0] == namespace else "another tenant's stitch"  # name only its own
+        status = transition(status, State.TERMINATING, now, f"pre-empted by higher-priority stitch {who}")
         status = status.model_copy(update={"reserved_bandwidth": 0.0})
         new = {**value, "metadata": {**value["metadata"], "deletionTimestamp": now},
                "status": status.model_dump(by_alias=True, mode="json")}
@@ -581,6 +632,9 @@ class Controller:
 
     def _stage_delete(self, batch: _Batch, kind: str, namespace: str, name: str, current: dict, now: float) -> str:
         if kind == "Stitch":
+            if terminated(current):  # deleting a finished stitch's record purges it
+                batch.write(kind, namespace, name, None)
+                return "deleted"
             if current["metadata"].get("deletionTimestamp"):
                 return "deleting"
             status = StitchStatus.model_validate(current.get("status", {}))
@@ -589,12 +643,11 @@ class Controller:
                                                 "status": status.model_dump(by_alias=True, mode="json")})
             return "deleting"
         if kind == "VirtualNetwork":
-            users = [f"{r.namespace}/{r.name}" for r in self.cache.list("Stitch")
+            users = [r for r in self.cache.list("Stitch")
                      if any((r.value["spec"][s].get("tenant") or r.namespace) == namespace
                             and r.value["spec"][s]["network"] == name for s in ("from", "to"))]
             if users:
-                raise Conflict(f"network '{name}' is used by stitches {', '.join(users[:5])}; delete them first",
-                               field="metadata.name")
+                raise Conflict(self._in_use_message(name, namespace, users), field="metadata.name")
         elif kind == "Node":
             links = [r.name for r in self.cache.list("Link") if name in r.value["spec"]["endpoints"]]
             vnets = [f"{r.namespace}/{r.name}" for r in self.cache.list("VirtualNetwork")
@@ -608,19 +661,123 @@ class Controller:
         batch.write(kind, namespace, name, None)
         return "deleted"
 
+    @staticmethod
+    def _in_use_message(network: str, namespace: str, users: list[Record]) -> str:
+        """Why network `network` cannot go, naming only its own tenant's stitches (others are counted)."""
+        own = sorted(r.name for r in users if r.namespace == namespace)
+        elsewhere = len(users) - len(own)
+        listed = ", ".join(own[:5]) + (f" and {len(own) - 5} more" if len(own) > 5 else "")
+        message = f"network '{network}' is used by {len(users)} stitch{'es' if len(users) != 1 else ''}"
+        message += f" ({listed})" if own else ""
+        if elsewhere:
+            message += f", {elsewhere} of them in other tenants"
+        return message + "; delete them first"
+
     # reconciler support ---------------------------------------------------------------------
-    def finalize_stitch(self, record: Record) -> bool:
-        """Teardown confirmed: delete the stitch and release its reservation in one transaction."""
+    def replan_reason(self, stitch: Stitch) -> str | None:
+        """Why an admitted stitch no longer holds as admitted (an end moved, a link on its path went away
+        or down, a policy no longer consents, the path leaves the allowed trust zones or latency), or None.
+        A stitch withdrawn earlier is always worth another try when something changed."""
+        status = stitch.status
+        if status.state in (State.TERMINATING, State.TERMINATED) or stitch.metadata.deletion_timestamp:
+            return None
+        if not status.path:
+            return "retry: what it depends on changed" if status.state is State.FAILED else None
+        try:  # the same check as admission: a peer that no longer consents looks like one that is gone
+            a_net, a_node, b_net, b_node, zones = self.resolve_ends(None, stitch.namespace, stitch.spec.from_,
+                                                                    stitch.spec.to, stitch.spec.encrypted)
+        except VnstitchError as exc:
+            return str(exc)
+        for end, net, node, at in ((stitch.spec.from_, a_net, a_node, status.path[0]),
+                                   (stitch.spec.to, b_net, b_node, status.path[-1])):
+            if end.member and node != at:
+                return f"member {end.member} moved from {at} to {node}"
+            if not end.member and at not in {m.node for m in net.spec.members}:
+                return f"network {net.metadata.name} has no member on {at} any more"
+        arcs = self.arc_links()
+        latency = 0.0
+        for u, v in zip(status.path, status.path[1:]):
+            name = arcs.get((u, v))
+            record = self.cache.get("Link", "", name) if name else None
+            if record is None:
+                return f"no link joins {u} and {v} any more"
+            link = record.value["spec"]
+            if link.get("state", "up") != "up":
+                return f"link {name} is {link['state']}"
+            node = self.cache.get("Node", "", v)
+            node_zone = ((node.value if node else {}).get("spec") or {}).get("trustZone", "default")
+            if zones is not None and (link.get("trustZone", "default") not in zones or node_zone not in zones):
+                return f"link {name} or node {v} is outside the allowed trust zones"
+            latency += float(link.get("latency", 0.001))
+        if stitch.spec.max_latency is not None and latency > stitch.spec.max_latency + 1e-12:
+            return f"the path now takes {latency * 1e3:.3g} ms, above maxLatency"
+        return None
+
+    def replan(self, record: Record, reason: str) -> str:
+        """Admit a stored stitch again against what it depends on now: a new path and reservation
+        (ADJUSTING, or PENDING for a withdrawn one), or, when that is forbidden or impossible, its
+        reservation released and the stitch FAILED with no path (the reconciler removes it from the data
+        plane). Returns what happened: 'replanned', 'withdrawn', 'unchanged' or 'gone'."""
+        namespace, name = record.namespace, record.name
+
+        def stage(batch: _Batch, now: float) -> str:
+            current = batch.read("Stitch", namespace, name)
+            if current is None or current["metadata"].get("deletionTimestamp"):
+                return "gone"
+            stitch = Stitch.model_validate(current)
+            old = stitch.status
+            try:
+                value = self._stage_stitch(batch, stitch, current, now, replan=True)
+            except VnstitchError as exc:
+                key = f"{namespace}/{name}"
+                deltas = ledgers.net_deltas((self.ledgers(batch).holdings_of(key), -1))
+                for link, ledger in ledgers.apply_deltas(self.ledgers(batch), self._arcs_for(batch), deltas).items():
+                    self.ledgers(batch).set(link, ledger)
+                    batch.write(LEDGER_KIND, "", link, ledger.to_value())
+                why = f"withdrawn: {exc}" if str(exc) == reason else f"withdrawn ({reason}): {exc}"
+                status = transition(old, State.FAILED, now, why) if old.state is not State.FAILED \
+                    else old.model_copy(update={"message": why})
+                status = status.model_copy(update={"path": [], "reserved_bandwidth": 0.0})
+                if status == old:
+                    return "unchanged"
+                batch.write("Stitch", namespace, name,
+                            {**current, "status": status.model_dump(by_alias=True, mode="json")})
+                return "withdrawn"
+            status = StitchStatus.model_validate(value["status"])
+            if status.path == old.path and status.reserved_bandwidth == old.reserved_bandwidth \
+                    and old.state is not State.FAILED:
+                batch.staged.clear()  # nothing moved: write nothing
+                return "unchanged"
+            target = State.PENDING if old.state is State.FAILED else State.ADJUSTING
+            if target in ALLOWED_TRANSITIONS[old.state]:
+                status = transition(status, target, now, f"re-planned ({reason}): path {'→'.join(status.path)}")
+            batch.write("Stitch", namespace, name, {**value, "status": status.model_dump(by_alias=True, mode="json")})
+            return "replanned"
+
+        return self._transact(stage)
+
+    def finalize_stitch(self, record: Record, now: float | None = None) -> bool:
+        """Teardown confirmed: the stitch becomes TERMINATED (kept for inspection until the reconciler
+        purges it after the retention period) and its reservation is released, in one transaction."""
         with self._lock:
             self.refresh()
+            status = StitchStatus.model_validate(record.value.get("status", {}))
+            status = transition(status, State.TERMINATED, self.clock() if now is None else now, "teardown confirmed")
+            status = status.model_copy(update={"reserved_bandwidth": 0.0})
             compares = [Compare("Stitch", record.namespace, record.name, record.revision)]
-            ops: list = [Delete("Stitch", record.namespace, record.name)]
+            ops: list = [Put("Stitch", record.namespace, record.name,
+                             {**record.value, "status": status.model_dump(by_alias=True, mode="json")})]
             deltas = ledgers.net_deltas((ledgers.held_by(record.value), -1))
             for link, ledger in ledgers.apply_deltas(self.ledgers(), self.arc_links(), deltas).items():
                 ledger_record = self.cache.get(LEDGER_KIND, "", link)
                 compares.append(Compare(LEDGER_KIND, "", link, ledger_record.revision if ledger_record else 0))
                 ops.append(Put(LEDGER_KIND, "", link, ledger.to_value()))
             return self.store.txn(compares + self.fence, ops).succeeded
+
+    def purge(self, record: Record) -> bool:
+        """Remove a finished stitch's record (it holds nothing any more); False when it changed meanwhile."""
+        return self.store.txn([Compare("Stitch", record.namespace, record.name, record.revision), *self.fence],
+                              [Delete("Stitch", record.namespace, record.name)]).succeeded
 
     STATUS_CHUNK = 64
 
@@ -653,14 +810,14 @@ class Controller:
 
     # queries --------------------------------------------------------------------------------
     def availability(self, tenant: str, from_end, to_end, bandwidth_bps: float,
-                     max_latency_s: float | None = None, symmetric: bool = True):
-        """Could X bit/s at ≤ Y s be stitched between two endpoints now? Reserves nothing."""
+                     max_latency_s: float | None = None, symmetric: bool = True, encrypted: bool = True):
+        """Could X bit/s at ≤ Y s be stitched between two endpoints now? Reserves nothing. Checks the
+        ends and both sides' policies as admission does (an unseen peer is an unknown network)."""
         self.refresh()
-        _, a_node = self.resolve_endpoint(None, tenant, from_end, "from")
-        _, b_node = self.resolve_endpoint(None, tenant, to_end, "to")
+        _, a_node, _, b_node, zones = self.resolve_ends(None, tenant, from_end, to_end, encrypted, ("from", "to"))
         return self.pathfinder().availability(a_node, b_node, bandwidth_bps=bandwidth_bps,
                                               max_latency_s=max_latency_s, symmetric=symmetric,
-                                              residual=self.residual(self.ledgers()))
+                                              allowed_zones=zones, residual=self.residual(self.ledgers()))
 
 
 __all__ = ["Controller", "Change", "VnstitchError"]

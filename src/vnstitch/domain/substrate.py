@@ -39,6 +39,8 @@ class LinkSpec(Strict):
     latency: DurationSeconds = Field(default=0.001, ge=0, le=10)
     trust_zone: str = Field(default=DEFAULT_TRUST_ZONE, alias="trustZone")
     cost: float = Field(default=1.0, ge=0)
+    # up: in use; maintenance: drained (stitches move off it, none is placed on it); down: out of service
+    state: Literal["up", "maintenance", "down"] = "up"
 
     @model_validator(mode="after")
     def _endpoints_differ(self) -> "LinkSpec":

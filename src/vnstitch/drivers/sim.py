@@ -130,7 +130,7 @@ class SimDriver:
         want = {"type": op.type, "a": _end_dict(op.a), "b": _end_dict(op.b), "path": list(op.path),
                 "rate_bps": op.rate_bps, "encrypted": op.encrypted, "symmetric": op.symmetric}
         have = self.stitches.get(op.stitch)
-        if have is not None and {k: have[k] for k in want} == want:
+        if have is not None and {k: have[k] for k in want} == want and not have.get("broken"):
             return False
         counters = {"tx_bytes": have["tx_bytes"], "rx_bytes": have["rx_bytes"]} if have else {"tx_bytes": 0, "rx_bytes": 0}
         self.stitches[op.stitch] = {**want, **counters}
@@ -152,12 +152,22 @@ class SimDriver:
                 key, net["vnid"], frozenset(m["node"] for m in net["members"].values()), frozenset(net["members"]))
         for key, s in self.stitches.items():
             latency = self._path_latency(s["path"])
+            broken = s.get("broken", "")
             observed.stitches[key] = ObservedStitch(
-                key, s["type"], tuple(s["path"]), s["rate_bps"], s["encrypted"], True,
-                s["tx_bytes"], s["rx_bytes"], latency_s=latency)
+                key, s["type"], tuple(s["path"]), s["rate_bps"], s["encrypted"], not broken,
+                s["tx_bytes"], s["rx_bytes"], latency_s=latency, throughput_bps=s.get("throughput_bps"),
+                loss=s.get("loss"), problem=broken)
         return observed
 
     def close(self) -> None:
+        self._save()
+
+    def fault(self, stitch: str, problem: str) -> None:
+        """Break a stitch as a dead tunnel process would: it carries nothing until an EnsureStitch
+        rebuilds it (fault-injection for tests and the fault benchmark)."""
+        if stitch not in self.stitches:
+            raise DriverError(f"stitch {stitch} does not exist", errno=errno.ENOENT)
+        self.stitches[stitch]["broken"] = problem
         self._save()
 
     # questions ------------------------------------------------------------------------
@@ -175,7 +185,7 @@ class SimDriver:
             return Reach(True, "same virtual network", None, path, None)
         best: Reach | None = None
         for key, s in sorted(self.stitches.items()):
-            direction = self._joins(s, src_net, src_vm, dst_net, dst_vm)
+            direction = None if s.get("broken") else self._joins(s, src_net, src_vm, dst_net, dst_vm)
             if direction is None:
                 continue
             path = tuple(s["path"]) if direction == "forward" else tuple(reversed(s["path"]))
@@ -246,6 +256,8 @@ class SimDriver:
             room = max(0.0, report.link_capacity_bps.get(arc, float("inf")) - guaranteed.get(arc, 0.0))
             extra = best_effort.get(arc, 0.0)
             drop_fraction[arc] = (extra - room) / extra if extra > room else 0.0
+        offered_on: dict[str, float] = {}
+        delivered_on: dict[str, float] = {}
         for pair, stitch, arcs, sure, extra in flows:
             survive = 1.0 - max((drop_fraction[arc] for arc in arcs), default=0.0)  # its bottleneck
             delivered = sure + extra * survive
@@ -253,6 +265,13 @@ class SimDriver:
             report.dropped_bps[pair] = report.dropped_bps.get(pair, 0.0) + sure + extra - delivered
             if stitch:
                 self.stitches[stitch]["tx_bytes"] += int(delivered * interval_s / 8)
+                offered_on[stitch] = offered_on.get(stitch, 0.0) + sure + extra
+                delivered_on[stitch] = delivered_on.get(stitch, 0.0) + delivered
+        # what each stitch carried this interval: its measured throughput and loss
+        for key, s in self.stitches.items():
+            offered = offered_on.get(key, 0.0)
+            s["throughput_bps"] = delivered_on.get(key, 0.0)
+            s["loss"] = (offered - delivered_on.get(key, 0.0)) / offered if offered > 0 else 0.0
         return report
 
     def _attach_node(self, network: str) -> str:
@@ -268,7 +287,7 @@ class SimDriver:
             return [(None, ())]
         routes = []
         for key, s in sorted(self.stitches.items()):
-            if s["type"] == "direct":
+            if s["type"] == "direct" or s.get("broken"):
                 continue
             for direction, x, y in (("forward", s["a"], s["b"]), ("reverse", s["b"], s["a"])):
                 if x["network"] == src_net and y["network"] == dst_net:

@@ -93,8 +93,8 @@ class PathFinder:
             seen_pairs.add(frozenset((ia, ib)))
             self._link_names.append(link.name)
             s = link.spec
-            raw.append((ia, ib, s.latency, s.cost, s.capacity, s.trust_zone, number))
-            raw.append((ib, ia, s.latency, s.cost, s.capacity, s.trust_zone, number))
+            raw.append((ia, ib, s.latency, s.cost, s.capacity, s.trust_zone, number, s.state == "up"))
+            raw.append((ib, ia, s.latency, s.cost, s.capacity, s.trust_zone, number, s.state == "up"))
         raw.sort(key=lambda r: (r[0], r[1]))
         n = len(self._names)
         self._tail = np.array([r[0] for r in raw], dtype=np.int32)
@@ -104,6 +104,7 @@ class PathFinder:
         self._capacity_bps = np.array([r[4] for r in raw], dtype=np.float64)
         self._arc_zone = [r[5] for r in raw]
         self._arc_link = np.array([r[6] for r in raw], dtype=np.int64)
+        self._arc_up = np.array([r[7] for r in raw], dtype=bool)  # links in maintenance or down carry nothing new
         self._indptr = np.searchsorted(self._tail, np.arange(n + 1)).astype(np.int32)
         self._arc_of = {(int(t), int(h)): i for i, (t, h) in enumerate(zip(self._tail, self._head))}
         self._reverse = np.array([self._arc_of[(int(h), int(t))] for t, h in zip(self._tail, self._head)],
@@ -238,7 +239,7 @@ class PathFinder:
             exclude_links = (exclude_links,)
         excluded = [self._node(name, "exclude_nodes") for name in exclude_nodes]
         node_ok[excluded] = False
-        allowed = np.ones(len(self._tail), dtype=bool)
+        allowed = self._arc_up.copy()
         if allowed_zones is not None:
             zones = set(allowed_zones)
             node_ok &= np.array([z in zones for z in self._node_zone], dtype=bool)

@@ -27,6 +27,7 @@ class ObservedStitch:
     latency_s: float | None = None
     throughput_bps: float | None = None
     loss: float | None = None
+    problem: str = ""  # why it is not healthy, as the driver saw it
 
 
 @dataclass

@@ -8,18 +8,18 @@ from vnstitch.planning.observed import Observed
 from vnstitch.planning.ops import (
     EnsureNetwork, EnsureStitch, Op, RemoveNetwork, RemoveStitch, SetStitchRate, describe,
 )
+from vnstitch.planning.status import rate_matches
 from vnstitch.units import format_bandwidth
-
-RATE_TOLERANCE = 1e-6  # relative
 
 
 @dataclass(frozen=True)
 class DesiredStitch:
     """What one stored stitch asks of the data plane, or that it be removed."""
 
-    op: EnsureStitch
+    op: EnsureStitch | None   # None: withdrawn (re-planning found it forbidden or impossible)
     state: str
     terminating: bool = False
+    reason: str = ""          # why it is withdrawn
 
 
 @dataclass
@@ -31,15 +31,17 @@ class Desired:
 @dataclass
 class Plan:
     ops: list[Op] = field(default_factory=list)
+    # stitches to admit again (new path and reservation, or withdrawal) before the ops: (stitch, why)
+    replans: list[tuple[str, str]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.ops)
+        return bool(self.ops or self.replans)
 
     def lines(self) -> list[str]:
-        return [describe(op) for op in self.ops]
+        return [f"re-plan stitch {key}: {reason}" for key, reason in self.replans] + [describe(op) for op in self.ops]
 
     def render(self) -> str:
-        if not self.ops:
+        if not self:
             return "No changes: the data plane matches the desired state."
         return "\n".join(f"{i + 1:3d}. {line}" for i, line in enumerate(self.lines()))
 
@@ -66,6 +68,10 @@ def compute_plan(desired: Desired, observed: Observed) -> Plan:
             if have is not None:
                 stitch_ops.append(RemoveStitch(key, reason="stitch is terminating"))
             continue
+        if want.op is None:  # admitted no longer (forbidden or impossible): nothing of it may stay
+            if have is not None:
+                stitch_ops.append(RemoveStitch(key, reason=f"withdrawn: {want.reason}"))
+            continue
         op = want.op
         if have is None:
             reason = ("drift: tunnel missing" if want.state in ("ACTIVE", "ADJUSTING", "DEGRADED")
@@ -75,7 +81,9 @@ def compute_plan(desired: Desired, observed: Observed) -> Plan:
             stitch_ops.append(_with_reason(op, f"drift: observed path {'→'.join(have.path)} "
                                                f"encrypted={have.encrypted}, want {'→'.join(op.path)} "
                                                f"encrypted={op.encrypted}"))
-        elif abs(have.rate_bps - op.rate_bps) > RATE_TOLERANCE * max(1.0, op.rate_bps):
+        elif not have.healthy:
+            stitch_ops.append(_with_reason(op, f"repair: {have.problem or 'tunnel unhealthy'}"))
+        elif not rate_matches(have.rate_bps, op.rate_bps):
             stitch_ops.append(SetStitchRate(key, op.rate_bps, reason=f"reservation is {format_bandwidth(op.rate_bps)}, "
                                                                     f"data plane has {format_bandwidth(have.rate_bps)}"))
     for key in sorted(set(observed.stitches) - set(desired.stitches)):

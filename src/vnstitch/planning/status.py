@@ -1,0 +1,72 @@
+"""A stitch's next status from what was asked, what the driver observes and what the pass did.
+
+Pure: a function of its inputs (`now` is only stamped on transitions); the reconciler writes it."""
+
+from __future__ import annotations
+
+from vnstitch.domain.stitch import ALLOWED_TRANSITIONS, Measured, State, Stitch, StitchStatus, transition
+from vnstitch.planning.observed import ObservedStitch
+from vnstitch.planning.ops import EnsureStitch, Op, SetStitchRate
+from vnstitch.units import format_bandwidth
+
+RATE_TOLERANCE = 1e-6  # relative
+
+
+def rate_matches(have_bps: float, want_bps: float) -> bool:
+    return abs(have_bps - want_bps) <= RATE_TOLERANCE * max(1.0, want_bps)
+
+
+def slo_breach(stitch: Stitch, have: ObservedStitch) -> str | None:
+    """Why an established stitch misses its SLO (health, maxLatency, maxLoss), or None."""
+    if not have.healthy:
+        return "tunnel unhealthy"
+    spec = stitch.spec
+    if spec.max_latency is not None and have.latency_s is not None and have.latency_s > spec.max_latency:
+        return f"latency {have.latency_s * 1e3:.1f} ms above {spec.max_latency * 1e3:.1f} ms"
+    if spec.max_loss is not None and have.loss is not None and have.loss > spec.max_loss:
+        return f"loss {have.loss:.3%} above {spec.max_loss:.3%}"
+    return None
+
+
+def next_status(stitch: Stitch, want: EnsureStitch, have: ObservedStitch | None, ops: list[Op],
+                error: str | None, now: float) -> tuple[StitchStatus | None, list[str]]:
+    """The stitch's next status (None when it stays as it is) and the transitions taken, as text."""
+    status = stitch.status
+    steps: list[tuple[State, str]] = []
+    if error is not None:
+        steps.append((State.FAILED, f"data plane: {error}"))
+    elif have is None:
+        steps.append((State.ESTABLISHING, "establishing"))
+    else:
+        matches = (tuple(have.path) == want.path and have.encrypted == want.encrypted
+                   and rate_matches(have.rate_bps, want.rate_bps))
+        ensured = [op for op in ops if isinstance(op, EnsureStitch)]
+        rate_set = [op for op in ops if isinstance(op, SetStitchRate)]
+        if ensured and status.state in (State.ACTIVE, State.ADJUSTING, State.DEGRADED):
+            steps.append((State.DEGRADED, ensured[0].reason))
+        if status.state in (State.PENDING, State.FAILED):
+            steps.append((State.ESTABLISHING, "establishing on " + "→".join(want.path)))
+        if rate_set:
+            steps.append((State.ADJUSTING, f"rate set to {format_bandwidth(rate_set[0].rate_bps)}"))
+        slo = slo_breach(stitch, have)
+        if not matches:
+            steps.append((State.DEGRADED, "data plane does not match the reservation"))
+        elif slo:
+            steps.append((State.DEGRADED, slo))
+        elif ensured and status.state in (State.ACTIVE, State.ADJUSTING, State.DEGRADED):
+            steps.append((State.ACTIVE, f"repaired ({ensured[0].reason})"))
+        else:
+            steps.append((State.ACTIVE, "established" if status.state in (State.PENDING, State.ESTABLISHING,
+                                                                          State.FAILED) else "up and within SLO"))
+    new, taken = status, []
+    for state, reason in steps:
+        if state != new.state and state in ALLOWED_TRANSITIONS[new.state]:
+            new = transition(new, state, now, reason)
+            taken.append(f"{want.stitch}: {state.value} ({reason})")
+    measured = Measured(latency=have.latency_s, throughput=have.throughput_bps, loss=have.loss) if have \
+        else status.measured
+    new = new.model_copy(update={"measured": measured, "observed_generation": stitch.metadata.generation})
+    return (new if new != status else None), taken
+
+
+__all__ = ["next_status", "slo_breach", "rate_matches"]

@@ -1,0 +1,148 @@
+"""Keep the network true: a broken stitch is repaired, a change to what a stitch depends on re-plans it
+in the same pass, a revoked consent withdraws it, nonsense is refused. Each on the simulator, which
+carries traffic (reach) rather than recording calls."""
+
+import pytest
+
+from tests.helpers import stitch, vnet
+from tests.unit.test_reconciler import BLUE, RED, converged, make
+from vnstitch.domain.ledger import LEDGER_KIND, held_by
+from vnstitch.domain.substrate import Link
+from vnstitch.errors import InvalidInput, PolicyDenied
+
+
+def _state(controller, name, tenant="acme"):
+    return controller.get("stitch", name, tenant).status
+
+
+def _ledger_matches_holdings(controller):
+    """Every link's ledger equals what the live stitches hold on it (nothing leaked, nothing double)."""
+    controller.refresh()
+    reserved = {}
+    for r in controller.cache.list(LEDGER_KIND):
+        ends = tuple(controller.cache.get("Link", "", r.name).value["spec"]["endpoints"])
+        for direction, arc in (("forward", ends), ("reverse", ends[::-1])):
+            if r.value[direction]:
+                reserved[arc] = r.value[direction]
+    held = {}
+    for r in controller.cache.list("Stitch"):
+        for arc, bps in held_by(r.value).items():
+            held[arc] = held.get(arc, 0) + bps
+    assert reserved == held
+
+
+def test_a_broken_tunnel_is_repaired_in_the_next_pass_with_the_reason(controller, store, clock, abilene):
+    _, rec = make(store, clock, abilene)
+    controller.apply([BLUE, RED, stitch("d", "blue/blue-1", "red/red-1", type="direct", bandwidth=0)])
+    rec.reconcile_once(clock.now)
+    assert rec.driver.reach("acme/blue/blue-1", "acme/red/red-1").reachable
+    rec.driver.fault("acme/d", "wireguard-go for wg-a is not running")   # the tunnel process died
+    assert not rec.driver.reach("acme/blue/blue-1", "acme/red/red-1").reachable
+    plan = rec.plan()
+    assert plan, "the plan must not say 'No changes' while a tunnel is down"
+    assert plan.lines() == ["ensure stitch acme/d (repair: wireguard-go for wg-a is not running)"] or \
+        plan.lines()[0].endswith("(repair: wireguard-go for wg-a is not running)")
+    rec.reconcile_once(clock.now + 5)
+    assert rec.driver.reach("acme/blue/blue-1", "acme/red/red-1").reachable
+    status = _state(controller, "d")
+    assert status.state.value == "ACTIVE"
+    assert [h.to_state.value for h in status.history][-2:] == ["DEGRADED", "ACTIVE"]
+    assert "repair: wireguard-go" in status.history[-2].reason
+    assert not rec.plan()
+    converged(controller, rec.driver)
+
+
+def test_moving_a_member_replans_its_stitches_in_the_same_pass(controller, store, clock, abilene):
+    _, rec = make(store, clock, abilene)
+    controller.apply([BLUE, RED, stitch("d", "blue/blue-1", "red/red-1", type="direct", bandwidth="1Gbps"),
+                      stitch("s", "blue", "red", "2Gbps")])
+    rec.reconcile_once(clock.now)
+    assert _state(controller, "d").path[0] == "NYCMng"
+    moved = vnet("blue", 1001, "10.1.0.0/24", [("blue-1", "ATLAng", "10.1.0.11")])
+    controller.apply([moved])
+    assert [line.split(":")[0] for line in rec.plan().lines()[:2]] == ["re-plan stitch acme/d", "re-plan stitch acme/s"]
+    rec.reconcile_once(clock.now + 5)
+    for name in ("d", "s"):
+        status = _state(controller, name)
+        assert status.path[0] == "ATLAng", (name, status.path)
+        assert status.state.value == "ACTIVE", (name, status.state, status.message)
+        assert any("re-planned (member blue-1 moved from NYCMng to ATLAng" in h.reason
+                   or "re-planned (network blue has no member on NYCMng" in h.reason for h in status.history)
+        assert rec.driver.stitches[f"acme/{name}"]["path"] == status.path
+    assert rec.driver.reach("acme/blue/blue-1", "acme/red/red-1").path[0] == "ATLAng"
+    _ledger_matches_holdings(controller)
+    converged(controller, rec.driver)
+
+
+def _cross_tenant(allow_back=True):
+    shop = vnet("shop", 2001, "10.3.0.0/24", [("shop-1", "NYCMng", "10.3.0.11")], tenant="acme",
+                policy={"allowStitchTo": ["globex/ana"]})
+    ana = vnet("ana", 2002, "10.4.0.0/24", [("ana-1", "LOSAng", "10.4.0.11")], tenant="globex",
+               policy={"allowStitchTo": ["acme/shop"]} if allow_back else None)
+    return shop, ana
+
+
+def test_revoking_consent_withdraws_the_stitch_and_restoring_it_readmits(controller, store, clock, abilene):
+    _, rec = make(store, clock, abilene)
+    shop, ana = _cross_tenant()
+    x = stitch("x", "shop", "ana", "1Gbps", to_={"network": "ana", "tenant": "globex"})
+    controller.apply([shop, ana, x])
+    rec.reconcile_once(clock.now)
+    assert _state(controller, "x").state.value == "ACTIVE"
+    assert rec.driver.reach("acme/shop/shop-1", "globex/ana/ana-1").reachable
+
+    controller.apply([_cross_tenant(allow_back=False)[1]])   # globex takes its consent back
+    rec.reconcile_once(clock.now + 5)
+    status = _state(controller, "x")
+    assert status.state.value == "FAILED" and "withdrawn" in status.message and "unknown network 'globex/ana'" in status.message, \
+        "the peer that no longer consents looks as if it were gone"
+    assert status.reserved_bandwidth == 0 and status.path == []
+    assert not rec.driver.reach("acme/shop/shop-1", "globex/ana/ana-1").reachable, "no traffic after revocation"
+    _ledger_matches_holdings(controller)
+    assert all(not r.value["forward"] and not r.value["reverse"] for r in controller.cache.list(LEDGER_KIND))
+    assert not rec.plan(), "a withdrawn stitch stays withdrawn without a change"
+
+    controller.apply([ana])                                    # consent given again
+    rec.reconcile_once(clock.now + 10)
+    rec.reconcile_once(clock.now + 15)
+    assert _state(controller, "x").state.value == "ACTIVE"
+    assert rec.driver.reach("acme/shop/shop-1", "globex/ana/ana-1").reachable
+    _ledger_matches_holdings(controller)
+
+
+def test_a_link_in_maintenance_is_drained_and_avoided(controller, store, clock, abilene):
+    _, rec = make(store, clock, abilene)
+    controller.apply([BLUE, RED, stitch("s", "blue", "red", "1Gbps")])
+    rec.reconcile_once(clock.now)
+    path = _state(controller, "s").path
+    arcs = {frozenset(a) for a in zip(path, path[1:])}
+    link = next(link for link in abilene.links if frozenset(link.spec.endpoints) in arcs)
+    drained = Link.model_validate({**link.model_dump(by_alias=True, mode="json"),
+                                   "spec": {**link.model_dump(by_alias=True, mode="json")["spec"], "state": "maintenance"}})
+    controller.apply([drained])
+    rec.reconcile_once(clock.now + 5)
+    new_path = _state(controller, "s").path
+    assert frozenset(link.spec.endpoints) not in {frozenset(a) for a in zip(new_path, new_path[1:])}
+    assert any(f"link {link.name} is maintenance" in h.reason for h in _state(controller, "s").history)
+    assert _state(controller, "s").state.value == "ACTIVE"
+    controller.apply([stitch("t", "blue", "red", "1Gbps")])
+    t_path = _state(controller, "t").path
+    assert frozenset(link.spec.endpoints) not in {frozenset(a) for a in zip(t_path, t_path[1:])}
+    _ledger_matches_holdings(controller)
+
+
+def test_a_stitch_from_a_network_or_vm_to_itself_is_refused(controller):
+    controller.apply([BLUE])
+    for bad in (stitch("self", "blue", "blue", "1Gbps"),
+                stitch("self", "blue/blue-1", "blue/blue-1", type="direct", bandwidth=0),
+                stitch("self", "blue", "blue", "1Gbps", to_={"network": "blue", "tenant": "acme"})):
+        with pytest.raises(InvalidInput, match="two different endpoints"):
+            controller.apply([bad])
+    assert controller.list("stitches") == []
+
+
+def test_readmission_respects_policy_errors_as_before(controller):
+    shop, ana = _cross_tenant(allow_back=False)
+    controller.apply([shop, ana])
+    with pytest.raises((PolicyDenied, InvalidInput)):
+        controller.apply([stitch("x", "shop", "ana", "1Gbps", to_={"network": "ana", "tenant": "globex"})])

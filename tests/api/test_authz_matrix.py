@@ -119,6 +119,8 @@ ROUTES = [
     Route("POST", "/v1/availability", tenant_read(),
           body=lambda who: {"from": {"network": "web"}, "to": {"network": "db"}, "bandwidth": "1Gbps"}),
     Route("GET", "/v1/predictedgraph", tenant_read()),
+    # these fixtures run no reconciler: an admin gets 409 (test_plan.py covers the 200)
+    Route("GET", "/v1/plan", cluster_write(409), tenant=False),
     Route("POST", "/v1/apply", tenant_write(),
           body=lambda who: {"items": [{**WEB, "metadata": {"name": "web", "labels": {"applied": who}}}]}),
     Route("GET", "/v1/substrate/nodes", cluster_read(), tenant=False),

@@ -90,9 +90,9 @@ def test_policies_default_same_tenant_and_explicit_cross_tenant(controller):
     assert info.value.field == "spec.from"  # blue (no policy) refuses another tenant
     controller.apply([vnet("blue", 1001, "10.1.0.0/24", [("blue-1", "NYCMng", "10.1.0.11")],
                            policy={"allowStitchTo": ["globex/green"]})])
-    with pytest.raises(PolicyDenied) as info:
+    with pytest.raises(InvalidInput) as info:  # green refuses acme: to acme it does not exist
         controller.apply([cross])
-    assert info.value.field == "spec.to" and "globex/green" in info.value.message
+    assert info.value.field == "spec.to.network" and "unknown network 'globex/green'" in info.value.message
     controller.apply([vnet("green", 2001, "10.1.0.0/24", [("g-1", "CHINng", "10.1.0.5")], tenant="globex",
                            policy={"allowStitchTo": [{"matchLabels": {}, "tenant": "acme"}]})])
     controller.apply([cross])

@@ -82,6 +82,7 @@ class AvailabilityRequest(Strict):
     bandwidth: BandwidthBps = Field(ge=0)
     max_latency: DurationSeconds | None = Field(default=None, ge=0, alias="maxLatency")
     symmetric: bool = True
+    encryption: Literal["required", "none"] = "required"  # as the stitch would ask; both policies must accept it
 
 
 class PathOut(BaseModel):

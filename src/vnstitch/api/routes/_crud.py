@@ -3,7 +3,7 @@ patch, delete. Operation ids are derived from the kind, so they stay stable."""
 
 import hashlib
 import json
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
@@ -11,7 +11,8 @@ from starlette.concurrency import run_in_threadpool
 
 from vnstitch.api import watch as watching
 from vnstitch.api.auth import Principal
-from vnstitch.api.context import ctx, principal
+from vnstitch.api.context import ApiContext, ctx, principal
+from vnstitch.api.errors import Forbidden
 from vnstitch.api.routes._common import (
     ERRORS, check_api_version, dump, json_response, list_body, list_scope, merge_patch, paginate, parse_selector,
     place, resolve_tenant, selector_matches, write,
@@ -19,7 +20,7 @@ from vnstitch.api.routes._common import (
 from vnstitch.api.schemas import DeleteResult, WatchEvent, list_model
 from vnstitch.domain.registry import parse_resource
 from vnstitch.domain.resources import NAME_PATTERN, Resource
-from vnstitch.errors import Conflict, InvalidInput
+from vnstitch.errors import Conflict, InvalidInput, NotFound
 
 NDJSON, SSE = "application/x-ndjson", "text/event-stream"
 SERVER_SET_METADATA = ("generation", "creationTimestamp", "deletionTimestamp")
@@ -36,8 +37,55 @@ def tenant_query():
 
 IDEMPOTENCY_MARK = "vnstitch.io/idempotency-key"  # sha256 of token and key, never the key itself
 
+Inbound = Callable[[Resource, str], bool]  # does this object of another tenant land in `tenant`'s networks?
+READ, END, CHANGE = "read", "end", "change"
 
-def resource_router(cls: type[Resource], path: str, tag: str) -> APIRouter:
+
+def foreign_lookup(who: Principal, tenant: Optional[str], inbound: Optional[Inbound]) -> bool:
+    """Whether naming `tenant` may reach an object of another tenant through `inbound`."""
+    return inbound is not None and tenant is not None and tenant != who.tenant and not who.is_admin
+
+
+def object_scope(context: ApiContext, cls: type[Resource], who: Principal, tenant: Optional[str], name: str,
+                 inbound: Optional[Inbound], action: str) -> Optional[str]:
+    """The tenant whose object `name` a request addresses. Another tenant's object answers 404 exactly
+    as if it did not exist, unless it lands in one of the caller's networks (`inbound`): then the
+    caller may read it and end it, and changing it is 403."""
+    if not cls.NAMESPACED:
+        return None
+    try:
+        return resolve_tenant(who, tenant)
+    except NotFound as hidden:
+        if not foreign_lookup(who, tenant, inbound):
+            raise
+        try:
+            record = context.reads.record(cls, name, tenant)
+        except NotFound:
+            raise hidden from None
+        if not inbound(cls.model_validate(record.value), who.tenant):
+            raise hidden from None
+        if action == CHANGE:
+            raise Forbidden(f"{kind_name(cls)} '{name}' of tenant '{tenant}' lands in your network: you may read "
+                            "and end it, not change it", field="tenant") from None
+        return tenant
+
+
+def kind_name(cls: type[Resource]) -> str:
+    return cls.KIND[0].lower() + cls.KIND[1:]
+
+
+def landing_query(landing: bool = Query(False, description="list the objects of other tenants that land in this "
+                                                           "tenant's networks (instead of its own)")) -> bool:
+    return landing
+
+
+def no_landing() -> bool:
+    return False
+
+
+def resource_router(cls: type[Resource], path: str, tag: str, inbound: Optional[Inbound] = None) -> APIRouter:
+    """The six routes of `cls`. With `inbound`, another tenant's object that lands in the caller's
+    networks can be listed (`?landing=true`), read and ended (`?tenant=<its tenant>`), not changed."""
     kind, plural = cls.KIND, plural_of(cls.KIND)
     namespaced = cls.NAMESPACED
     write_role = "member" if namespaced else "admin"
@@ -46,6 +94,9 @@ def resource_router(cls: type[Resource], path: str, tag: str) -> APIRouter:
 
     def tenant_of(who: Principal, tenant: Optional[str]) -> Optional[str]:
         return resolve_tenant(who, tenant) if namespaced else None
+
+    def scope_of(context: ApiContext, who: Principal, tenant: Optional[str], name: str, action: str) -> Optional[str]:
+        return object_scope(context, cls, who, tenant, name, inbound, action)
 
     @router.get("", operation_id=f"list{plural}", summary=f"List or watch {cls.PLURAL}",
                 responses={200: {"model": list_schema, "description": f"{kind}List, or a watch stream",
@@ -62,17 +113,22 @@ def resource_router(cls: type[Resource], path: str, tag: str) -> APIRouter:
                      resourceVersion: Optional[int] = Query(None, ge=0,
                                                             description="watch: start after this revision"),
                      timeoutSeconds: Optional[int] = Query(None, ge=0, le=3600,
-                                                           description="watch: end the stream after this")):
+                                                           description="watch: end the stream after this"),
+                     landing: bool = Depends(landing_query if inbound is not None else no_landing)):
         context = ctx(request)
-        scope = list_scope(who, tenant) if namespaced else None
+        owner = resolve_tenant(who, tenant) if landing else None  # whose networks the listed objects land in
+        scope = list_scope(who, tenant) if namespaced and not landing else None
         selector = parse_selector(labelSelector)
         since = context.store.revision()
-        items = [dump(r) for r in context.controller.list(kind, scope)]
+        items = [dump(r) for r in context.controller.list(kind, scope) if owner is None or inbound(r, owner)]
         items = [o for o in items if selector_matches(selector, o["metadata"].get("labels", {}))]
         if watch:
             def visible(namespace: str, value: dict) -> bool:
-                return (scope is None or namespace == scope) and \
-                    selector_matches(selector, value.get("metadata", {}).get("labels", {}))
+                if owner is not None:
+                    in_scope = namespace != owner and inbound(cls.model_validate(value), owner)
+                else:
+                    in_scope = scope is None or namespace == scope
+                return in_scope and selector_matches(selector, value.get("metadata", {}).get("labels", {}))
 
             def render(value: dict, revision: int) -> dict:
                 return {**value, "metadata": {**value.get("metadata", {}), "resourceVersion": revision}}
@@ -160,7 +216,12 @@ def resource_router(cls: type[Resource], path: str, tag: str) -> APIRouter:
                 responses={200: {"model": cls}})
     async def read_object(request: Request, name: str = Path(max_length=253), who: Principal = Depends(principal),
                           tenant: Optional[str] = tenant_query()):
-        return await ctx(request).reads.respond(cls, name, tenant_of(who, tenant))
+        context = ctx(request)
+        if foreign_lookup(who, tenant, inbound):  # reads the mirror: off the event loop
+            scope = await run_in_threadpool(scope_of, context, who, tenant, name, READ)
+        else:
+            scope = tenant_of(who, tenant)
+        return await context.reads.respond(cls, name, scope)
 
     @router.put("/{name}", operation_id=f"replace{kind}", summary=f"Create or replace a {kind}",
                 responses={200: {"model": cls, "description": "replaced"},
@@ -174,6 +235,10 @@ def resource_router(cls: type[Resource], path: str, tag: str) -> APIRouter:
         if body.metadata.name != name:
             raise InvalidInput(f"metadata.name '{body.metadata.name}' differs from the name in the path '{name}'",
                                field="metadata.name")
+        named = tenant if tenant is not None else \
+            (body.metadata.tenant if "tenant" in body.metadata.model_fields_set else None)
+        if foreign_lookup(who, named, inbound):
+            scope_of(context, who, named, name, CHANGE)  # another tenant's object: 404, or 403 where it lands here
         place(cls, who, body, tenant)
         changes = write(context, [body], "replace", dryRun)
         obj = dump(body) if dryRun else dump(context.controller.get(kind, name, body.namespace or None))
@@ -188,7 +253,7 @@ def resource_router(cls: type[Resource], path: str, tag: str) -> APIRouter:
                      dryRun: bool = Query(False)):
         context = ctx(request)
         who.require(write_role, f"change {cls.PLURAL}")
-        current = dump(context.controller.get(kind, name, tenant_of(who, tenant)))
+        current = dump(context.controller.get(kind, name, scope_of(context, who, tenant, name, CHANGE)))
         meta = current["metadata"]
         base = {"apiVersion": current["apiVersion"], "kind": kind, "spec": current["spec"],
                 "metadata": {k: v for k, v in meta.items() if k not in SERVER_SET_METADATA + ("resourceVersion",)}}
@@ -215,8 +280,10 @@ def resource_router(cls: type[Resource], path: str, tag: str) -> APIRouter:
                       tenant: Optional[str] = tenant_query()):
         context = ctx(request)
         who.require(write_role, f"delete {cls.PLURAL}")
-        scope = tenant_of(who, tenant)
+        scope = scope_of(context, who, tenant, name, END)
         with context.write_lock(scope or ""):
+            if foreign_lookup(who, tenant, inbound):
+                scope_of(context, who, tenant, name, END)  # still lands here, now that its tenant's writes wait
             change = context.controller.delete(kind, name, scope)
         return json_response({"kind": kind, "tenant": change.namespace or None, "name": name,
                               "action": change.action})

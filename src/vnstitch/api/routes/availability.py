@@ -29,5 +29,5 @@ def query_availability(request: Request, body: AvailabilityRequest, who: Princip
                        tenant: Optional[str] = tenant_query()):
     scope = resolve_tenant(who, tenant)
     answer = ctx(request).controller.availability(scope, body.from_, body.to, body.bandwidth, body.max_latency,
-                                                  symmetric=body.symmetric)
+                                                  symmetric=body.symmetric, encrypted=body.encryption == "required")
     return json_response(answer_body(answer))

@@ -6,16 +6,23 @@ from fastapi import Depends, Path, Request
 
 from vnstitch.api.auth import Principal
 from vnstitch.api.context import ctx, principal
-from vnstitch.api.routes._common import json_response, resolve_tenant
-from vnstitch.api.routes._crud import resource_router, tenant_query
+from vnstitch.api.routes._common import json_response
+from vnstitch.api.routes._crud import READ, object_scope, resource_router, tenant_query
 from vnstitch.api.schemas import TransitionList
 from vnstitch.domain.stitch import Stitch, StitchStatus
 
-router = resource_router(Stitch, "stitches", "stitches")
+
+def lands_in(stitch: Stitch, tenant: str) -> bool:
+    """Is this a stitch of another tenant with an end in one of `tenant`'s networks?"""
+    return stitch.namespace != tenant and any(end.tenant == tenant for end in (stitch.spec.from_, stitch.spec.to))
+
+
+router = resource_router(Stitch, "stitches", "stitches", inbound=lands_in)
 
 
 def _stitch(request: Request, who: Principal, name: str, tenant: Optional[str]) -> Stitch:
-    return ctx(request).controller.get("Stitch", name, resolve_tenant(who, tenant))
+    context = ctx(request)
+    return context.controller.get("Stitch", name, object_scope(context, Stitch, who, tenant, name, lands_in, READ))
 
 
 @router.get("/{name}/status", operation_id="readStitchStatus", summary="State, path, reservation, measured metrics",

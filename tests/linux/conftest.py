@@ -135,3 +135,34 @@ def lab(tmp_path, request):
             created.close()
         builder.down(directory, name=name)
         assert leftovers(name) == [], f"lab {name} left {leftovers(name)}"
+
+
+class Controlled:
+    """The controller's local services over a lab: store (SQLite) → reconciler → linux driver."""
+
+    def __init__(self, lab: Lab, store_url: str):
+        from vnstitch.controller.services import open_local
+        self.lab = lab
+        self.services = open_local(store_url, "linux", lab.directory)
+
+    def apply(self, text: str) -> None:
+        from vnstitch.domain.registry import parse_documents
+        self.services.apply(parse_documents(text))
+
+    def stitch(self, name: str, tenant: str = "acme"):
+        return self.services.get("Stitch", name, tenant)
+
+    @property
+    def driver(self):
+        return self.services.reconciler.driver
+
+
+@pytest.fixture
+def controlled(lab, tmp_path):
+    """`lab` plus the controller over it, with the lab's own resources (examples/lab.yaml) applied."""
+    created = Controlled(lab, f"sqlite://{tmp_path}/state.db")
+    try:
+        created.apply(LAB_FILE.read_text())
+        yield created
+    finally:
+        created.services.close()

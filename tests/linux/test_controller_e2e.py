@@ -32,5 +32,6 @@ def test_apply_reconcile_delete_drive_the_kernel(lab, tmp_path, monkeypatch, cap
     assert "No changes" in cli("reconcile", "--once"), "a second pass changes nothing in the kernel"
     cli("delete", "stitch", "blue1-red1", "--tenant", "acme")
     assert "teardown confirmed" in cli("reconcile", "--once")
-    assert json.loads(cli("get", "stitches", "-o", "json")) == []
+    (finished,) = json.loads(cli("get", "stitches", "-o", "json"))
+    assert finished["status"]["state"] == "TERMINATED" and finished["status"]["reservedBandwidth"] == 0
     assert not lab.pings("blue-1", "10.2.0.21")

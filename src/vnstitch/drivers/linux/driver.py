@@ -7,8 +7,10 @@ import fcntl
 import json
 import logging
 import os
+import time
 from contextlib import contextmanager
-from typing import Iterator
+from dataclasses import dataclass
+from typing import Callable, Iterator
 
 from vnstitch.planning.observed import Observed, ObservedNetwork, ObservedStitch
 from vnstitch.drivers.linux import nft, routing, stitch as stitch_mod, wireguard
@@ -24,6 +26,16 @@ from vnstitch.planning.ops import (
 )
 
 log = logging.getLogger(__name__)
+
+MIN_SAMPLE_S = 0.2  # a throughput sample spans at least this long (s)
+
+
+@dataclass(frozen=True)
+class _CounterSample:
+    time: float                 # clock() at the observe that read them (s)
+    tx: int                     # bytes, a→b rule of the a-end chain
+    rx: int                     # bytes, b→a rule
+    rate_bps: float | None      # throughput computed when this sample was taken
 
 
 def op_to_dict(op: EnsureStitch) -> dict:
@@ -44,8 +56,10 @@ class LinuxDriver:
     name = "linux"
     capabilities = frozenset({"encryption", "rate_limit", "counters", "path_pinning", "policy", "restart_safe"})
 
-    def __init__(self, state_dir_path: str | None = None):
+    def __init__(self, state_dir_path: str | None = None, clock: Callable[[], float] = time.monotonic):
         self.state_dir = state_dir(state_dir_path)
+        self.clock = clock   # monotonic: only intervals between observes are measured with it
+        self._samples: dict[str, _CounterSample] = {}   # stitch → its counters at an earlier observe
         lab = load_layout(self.state_dir)
         if lab is None:
             raise DriverError(f"no lab in {self.state_dir}: run `vnstitch lab up FILE` first", errno=ENOENT)
@@ -222,7 +236,7 @@ class LinuxDriver:
     def observe(self) -> Observed:
         """Read the kernel back: one link, rule, nft and class dump per namespace, shared by all stitches."""
         self.state = self._load()
-        snap = _Snapshot(self.nss, self.lab)
+        snap = _Snapshot(self.nss, self.lab, self.clock())
         observed = Observed()
         for key, record in self.state["networks"].items():
             nodes = {node for node in self.lab.nodes if bridge_ifname(record["vnid"]) in snap.links(node)}
@@ -236,51 +250,98 @@ class LinuxDriver:
             observed.networks[key] = ObservedNetwork(key, record["vnid"], frozenset(nodes), frozenset(members))
         for key, record in self.state["stitches"].items():
             observed.stitches[key] = self._observe_stitch(key, record, snap)
+        for key in set(self._samples) - set(observed.stitches):  # removed stitches
+            del self._samples[key]
         return observed
 
     def _observe_stitch(self, key: str, record: dict, snap: "_Snapshot") -> ObservedStitch:
         op = op_from_dict(record["op"])
         names = StitchNames(record["hash"], record["index"])
-        healthy, encrypted, tx, rx = True, False, 0, 0
+        problems: list[str] = []  # what is broken, first found first
+        local = stitch_mod.is_local(op)
+        # a local stitch never leaves its node: its traffic is as private as the node itself
+        encrypted, tx, rx, counted = local and op.encrypted, 0, 0, False
         for side, end in (("a", op.a), ("b", op.b)):
             links = snap.links(end.node)
+            down = snap.down(end.node)
             if names.gateway_if(side) not in links:
-                healthy = False
-            if names.wg_if(side) in links:
+                problems.append(f"gateway {names.gateway_if(side)} missing on {end.node}")
+            elif names.gateway_if(side) in down:
+                problems.append(f"gateway {names.gateway_if(side)} is down on {end.node}")
+            if local:
+                pass  # no tunnel: the far end's gateway veth, checked on its own turn, is the way across
+            elif names.wg_if(side) in links:
                 encrypted = True
                 if not pid_alive(record.get("pids", {}).get(side), needle=names.wg_if(side)):
-                    healthy = False
+                    problems.append(f"wireguard-go for {names.wg_if(side)} on {end.node} is not running")
+                elif names.wg_if(side) in down:
+                    problems.append(f"WireGuard device {names.wg_if(side)} is down on {end.node}")
+            elif op.encrypted:
+                problems.append(f"WireGuard device {names.wg_if(side)} missing on {end.node}")
             elif names.vxlan_if(side) not in links:
-                healthy = False
+                problems.append(f"VXLAN device {names.vxlan_if(side)} missing on {end.node}")
+            elif names.vxlan_if(side) in down:
+                problems.append(f"VXLAN device {names.vxlan_if(side)} is down on {end.node}")
             if snap.rules(end.node).get(names.table, 0) < 2:
-                healthy = False
-            rules = snap.nft_chain(end.node, nft.chain_name(f"{names.hash}{side}"))
-            if rules is None:
-                healthy = False
-            elif side == "a":
+                problems.append(f"policy routing rules of table {names.table} missing on {end.node}")
+            if side not in stitch_mod.policy_sides(op):
+                continue
+            spec = stitch_mod.nft_spec(op, names, side)
+            rules, problem = nft.stitch_chain_problem(snap.nft_table(end.node), *spec)
+            if problem:
+                problems.append(f"{problem} on {end.node}")
+            if rules is not None and side == "a":
                 counters = nft.chain_counters(rules)
                 tx, rx = (counters + [0, 0])[:2]
+                counted = problem is None
         try:
             pinned = stitch_mod.pin_routes(self.lab, op)
-        except KeyError:
-            pinned, healthy = {}, False
+        except KeyError as exc:
+            pinned = {}
+            problems.append(f"path leaves the lab ({exc})")
         for node in pinned:
             if node not in self.lab.nodes or snap.rules(node).get(names.table, 0) < 1:
-                healthy = False
+                problems.append(f"pinned route of table {names.table} missing on {node}")
         rate = 0.0
         try:
             egresses = stitch_mod.shaped_egresses(self.lab, op.path, op.symmetric)
-        except KeyError:
-            egresses, healthy = [], False
-        if egresses:
+        except KeyError as exc:
+            egresses = []
+            problems.append(f"path leaves the lab ({exc})")
+        if local:
+            rate = op.rate_bps  # no substrate link to shape: the node forwards between its own veths
+        elif egresses:
             node, egress, _ = egresses[0]
             cls = snap.classes(node, egress).get(names.class_minor)
             if cls is not None and self.lab.scale > 0:
                 rate = cls["rate_bps"] / self.lab.scale
             elif op.rate_bps > 0:
-                healthy = False
+                problems.append(f"HTB class {names.class_minor} missing on {node} {egress}")
+        if not counted:
+            self._samples.pop(key, None)  # no counters to trust: start again from the next readable ones
         return ObservedStitch(stitch=key, type=op.type, path=op.path, rate_bps=rate, encrypted=encrypted,
-                              healthy=healthy, tx_bytes=tx, rx_bytes=rx)
+                              healthy=not problems, tx_bytes=tx, rx_bytes=rx,
+                              throughput_bps=self._throughput(key, tx, rx, snap.time) if counted else None,
+                              problem=problems[0] if problems else "")
+
+    def _throughput(self, key: str, tx: int, rx: int, now: float) -> float | None:
+        """Bit/s both ways through the stitch since an earlier observe, from its a-end nft counters.
+
+        A counter below its last value was reset (the chain was rewritten): it counts from zero again,
+        so its whole value is the traffic since then. Observes closer than MIN_SAMPLE_S apart (the two
+        of one reconcile pass) keep the last rate and the older sample, whose interval is longer."""
+        previous = self._samples.get(key)
+        if previous is None:
+            self._samples[key] = _CounterSample(now, tx, rx, None)
+            return None
+        elapsed = now - previous.time
+        if elapsed < MIN_SAMPLE_S:
+            return previous.rate_bps
+        sent = tx - previous.tx if tx >= previous.tx else tx
+        received = rx - previous.rx if rx >= previous.rx else rx
+        rate = (sent + received) * 8.0 / elapsed
+        self._samples[key] = _CounterSample(now, tx, rx, rate)
+        return rate
 
     def wireguard_status(self, key: str) -> dict[str, dict]:
         """Per end: listen port, peer endpoint, handshake, counters (never the private key)."""
@@ -307,9 +368,10 @@ class LinuxDriver:
 class _Snapshot:
     """Kernel lists read once per namespace for one observe() (they grow with the stitches)."""
 
-    def __init__(self, nss: Namespaces, lab: LabLayout):
-        self.nss, self.lab = nss, lab
+    def __init__(self, nss: Namespaces, lab: LabLayout, time_s: float = 0.0):
+        self.nss, self.lab, self.time = nss, lab, time_s
         self._links: dict[str, dict[str, int]] = {}
+        self._down: dict[str, set[str]] = {}
         self._rules: dict[str, dict[int, int]] = {}
         self._nft: dict[str, dict | None] = {}
         self._classes: dict[tuple[str, str], dict] = {}
@@ -322,9 +384,15 @@ class _Snapshot:
         """ip -n NODE link show → name → index."""
         if node not in self._links:
             ipr = self._ipr(node)
-            self._links[node] = {} if ipr is None else {
-                m.get("IFLA_IFNAME"): m["index"] for m in ipr.get_links()}
+            msgs = [] if ipr is None else ipr.get_links()
+            self._links[node] = {m.get("IFLA_IFNAME"): m["index"] for m in msgs}
+            self._down[node] = {m.get("IFLA_IFNAME") for m in msgs if not m["flags"] & 1}  # not IFF_UP
         return self._links[node]
+
+    def down(self, node: str) -> set[str]:
+        """The links of `node` that are administratively down (from the same dump)."""
+        self.links(node)
+        return self._down[node]
 
     def rules(self, node: str) -> dict[int, int]:
         """ip -n NODE rule → rules per stitch table."""
@@ -333,12 +401,11 @@ class _Snapshot:
             self._rules[node] = {} if ipr is None else routing.rules_per_table(ipr)
         return self._rules[node]
 
-    def nft_chain(self, node: str, chain: str) -> list[dict] | None:
-        """nft -j list table inet vnstitch (once per node) → the chain's rules."""
+    def nft_table(self, node: str) -> dict | None:
+        """nft -j list table inet vnstitch (once per node); None when absent."""
         if node not in self._nft:
             self._nft[node] = nft.read_table(self.lab.node_ns(node)) if self._ipr(node) is not None else None
-        table = self._nft[node]
-        return None if table is None else table["chains"].get(chain)
+        return self._nft[node]
 
     def classes(self, node: str, egress: str) -> dict:
         """tc -s class show dev EGRESS."""

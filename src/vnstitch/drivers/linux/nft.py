@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import errno as errno_codes
+import functools
 import ipaddress
 import json
 import threading
@@ -174,31 +175,61 @@ def chain_counters(rules: list[dict]) -> list[int]:
     return out
 
 
-def _json_addr(cidr: str):
+@functools.lru_cache(maxsize=4096)
+def _addr_text(cidr: str) -> str:
+    """A match value as nft -j lists it, as text: "10.1.0.11" for a /32, else "10.1.0.0/24"."""
     net = ipaddress.ip_network(cidr, strict=False)
     if net.prefixlen == net.max_prefixlen:
         return str(net.network_address)
-    return {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}
+    return f"{net.network_address}/{net.prefixlen}"
+
+
+def _value_text(right) -> str:
+    """A rule's match value (a name, an address, {"prefix": …}, or anything else) as comparable text."""
+    if isinstance(right, str):
+        return right
+    prefix = right.get("prefix") if isinstance(right, dict) else None
+    if prefix is not None and set(prefix) == {"addr", "len"}:
+        return f"{prefix['addr']}/{prefix['len']}"
+    return json.dumps(right, sort_keys=True)
 
 
 def _rule_shape(rule: dict) -> tuple:
-    """(iifname, oifname, saddr, daddr, verdict) of a rule as nft -j lists it."""
+    """(iifname, oifname, saddr, daddr, verdict) of a rule as nft -j lists it (observe() reads every
+    stitch's chain: no JSON encoding per rule)."""
     matched: dict = {}
     verdict = None
     for expr in rule.get("expr", []):
-        if "match" in expr:
-            left, right = expr["match"]["left"], expr["match"]["right"]
+        match = expr.get("match")
+        if match is not None:
+            left = match["left"]
             key = (left.get("meta") or {}).get("key") or (left.get("payload") or {}).get("field")
-            matched[key] = json.dumps(right, sort_keys=True)
+            matched[key] = (match.get("op"), _value_text(match["right"]))
         elif "accept" in expr:
             verdict = "accept"
     return (matched.get("iifname"), matched.get("oifname"), matched.get("saddr"), matched.get("daddr"), verdict)
 
 
 def _wanted_shapes(gateway_if: str, tunnel_if: str, local: str, remote: str) -> list[tuple]:
-    dump = lambda value: json.dumps(value, sort_keys=True)  # noqa: E731
-    return [(dump(gateway_if), dump(tunnel_if), dump(_json_addr(local)), dump(_json_addr(remote)), "accept"),
-            (dump(tunnel_if), dump(gateway_if), dump(_json_addr(remote)), dump(_json_addr(local)), "accept")]
+    local_text, remote_text = ("==", _addr_text(local)), ("==", _addr_text(remote))
+    return [(("==", gateway_if), ("==", tunnel_if), local_text, remote_text, "accept"),
+            (("==", tunnel_if), ("==", gateway_if), remote_text, local_text, "accept")]
+
+
+def stitch_chain_problem(table: dict | None, chain: str, gateway_if: str, tunnel_if: str, local: str,
+                         remote: str) -> tuple[list[dict] | None, str | None]:
+    """(the chain's rules or None, what differs from what ensure_stitch writes or None), from a
+    read_table() result: the chain must hold exactly the stitch's two rules and the map must send
+    both interfaces to it."""
+    rules = None if table is None else table["chains"].get(chain)
+    if rules is None:
+        return None, f"nftables chain {chain} missing"
+    if [_rule_shape(rule) for rule in rules] != _wanted_shapes(gateway_if, tunnel_if, local, remote):
+        return rules, f"nftables chain {chain} does not hold the stitch's rules"
+    for ifname in (gateway_if, tunnel_if):
+        if table["map"].get(ifname) != chain:
+            return rules, f"nftables map stitch_in does not send {ifname} to {chain}"
+    return rules, None
 
 
 def _stitch_script(chain: str, gateway_if: str, tunnel_if: str, local: str, remote: str) -> str:

@@ -69,12 +69,37 @@ def key_path(ctx: StitchContext, ifname: str) -> str:
     return os.path.join(ctx.state_dir, "keys", f"{ifname}.key")
 
 
+def is_local(op: EnsureStitch) -> bool:
+    """A path of one node: both ends attach to the same node, which routes between its two gateway
+    veths in its own namespace; no tunnel (nothing leaves the node, so nothing to encrypt)."""
+    return len(op.path) == 1
+
+
 def tunnel_if(op: EnsureStitch, names: StitchNames, side: str) -> str:
+    """Where the end's traffic leaves towards the far end: the tunnel, or the far end's gateway veth."""
+    if is_local(op):
+        return names.gateway_if(_other(side))
     return names.wg_if(side) if op.encrypted else names.vxlan_if(side)
 
 
 def tunnel_mtu(op: EnsureStitch) -> int:
+    if is_local(op):
+        return NETWORK_MTU
     return wireguard.TUNNEL_MTU if op.encrypted else NETWORK_MTU - 30
+
+
+def policy_sides(op: EnsureStitch) -> tuple[str, ...]:
+    """The ends that own a routing table T and an nft chain: a local stitch has one of each, in
+    which end a's gateway and end b's gateway are each other's tunnel."""
+    return ("a",) if is_local(op) else SIDES
+
+
+def nft_spec(op: EnsureStitch, names: StitchNames, side: str) -> tuple[str, str, str, str, str]:
+    """(chain, gateway ifname, tunnel ifname, local dst, remote dst) of the end's nft chain."""
+    end, remote = _ends(op, side)
+    direct = op.type == "direct"
+    return (nft.chain_name(f"{names.hash}{side}"), names.gateway_if(side), tunnel_if(op, names, side),
+            _dst(end, direct), _dst(remote, direct))
 
 
 def port_range(names: StitchNames) -> tuple[int, int]:
@@ -110,16 +135,13 @@ def build(ctx: StitchContext, op: EnsureStitch, names: StitchNames, record: dict
         changed |= ensure_attachment(ctx, op, names, side, fresh)
         changed |= _ensure_vm_routes(ctx, op, names, side, fresh)
     changed |= ensure_path(ctx, op, names, fresh)
-    for side in SIDES:
-        end, remote = _ends(op, side)
-        direct = op.type == "direct"
-        changed |= nft.ensure_stitch(ctx.lab.node_ns(end.node), nft.chain_name(f"{names.hash}{side}"),
-                                     names.gateway_if(side), tunnel_if(op, names, side), _dst(end, direct),
-                                     _dst(remote, direct), fresh=fresh)
+    for side in policy_sides(op):
+        end, _ = _ends(op, side)
+        changed |= nft.ensure_stitch(ctx.lab.node_ns(end.node), *nft_spec(op, names, side), fresh=fresh)
     if op.rate_bps > 0 or not fresh:
         changed |= ensure_rate(ctx, op, names, op.rate_bps)
     changed |= ensure_tunnel(ctx, op, names, record, fresh)
-    for side in SIDES:
+    for side in policy_sides(op):
         changed |= ensure_end_routing(ctx, op, names, side, fresh)
     for side in SIDES:
         verify_end(ctx, op, names, side)
@@ -130,7 +152,7 @@ def build(ctx: StitchContext, op: EnsureStitch, names: StitchNames, record: dict
 
 def start_tunnel_processes(ctx: StitchContext, op: EnsureStitch, names: StitchNames, record: dict) -> bool:
     """Start wireguard-go for both ends at once unless already running; does not wait for them."""
-    if not op.encrypted:
+    if not op.encrypted or is_local(op):
         return False
     changed = False
     for side in SIDES:
@@ -167,7 +189,9 @@ def ensure_keys(ctx: StitchContext, names: StitchNames, record: dict) -> dict[st
 
 def ensure_tunnel(ctx: StitchContext, op: EnsureStitch, names: StitchNames, record: dict, fresh: bool) -> bool:
     """wireguard-go: wg set each end (its key, its port, the other end as the only peer), then
-    ip link set vw… mtu 1420 up, end b before end a. Unencrypted: the VXLAN pair."""
+    ip link set vw… mtu 1420 up, end b before end a. Unencrypted: the VXLAN pair. Local: none."""
+    if is_local(op):
+        return False
     if not op.encrypted:
         changed = False
         for side in SIDES:
@@ -322,7 +346,8 @@ def _ensure_neighbour(ipr, index: int, address: str, mac: str, fresh: bool) -> b
 
 
 def ensure_end_routing(ctx: StitchContext, op: EnsureStitch, names: StitchNames, side: str, fresh: bool) -> bool:
-    """Table T on the end node: local dst → gateway veth, remote dst → tunnel;
+    """Table T on the end node: local dst → gateway veth, remote dst → tunnel (for a local stitch
+    the far gateway veth: one table and one pair of rules serve both ends);
     `ip rule iif vg… / iif <tunnel> lookup T` (and their `unreachable` twins)."""
     direct = op.type == "direct"
     end, remote = _ends(op, side)
@@ -336,7 +361,7 @@ def ensure_end_routing(ctx: StitchContext, op: EnsureStitch, names: StitchNames,
         changed = routing.ensure_routes(ipr, names.table, [
             {"dst": _dst(end, direct), "oif": gw_index},
             {"dst": _dst(remote, direct), "oif": tun_index,
-             "gateway": None if op.encrypted else names.gateway_address(_other(side))},
+             "gateway": None if op.encrypted or is_local(op) else names.gateway_address(_other(side))},
         ], fresh=fresh)
         changed |= routing.ensure_rules(ipr, names.table, iifnames=[gw_if, tun_name], fresh=fresh)
     return changed
@@ -503,8 +528,9 @@ def teardown(ctx: StitchContext, op: EnsureStitch, names: StitchNames, record: d
             with kernel_errors(f"ip link del {name}"), tolerate(ENODEV, ENOENT):
                 ipr.link("del", ifname=name)  # ip link del NAME
                 changed = True
-        changed |= nft.remove_stitch(node_ns, nft.chain_name(f"{names.hash}{side}"), names.gateway_if(side),
-                                     names.wg_if(side), names.vxlan_if(side))
+        ifnames = dict.fromkeys((names.gateway_if(side), tunnel_if(op, names, side), names.wg_if(side),
+                                 names.vxlan_if(side)))  # a local stitch's chain also holds the far gateway
+        changed |= nft.remove_stitch(node_ns, nft.chain_name(f"{names.hash}{side}"), *ifnames)
         changed |= routing.remove_rules(ipr, names.table, iifnames=[names.gateway_if(side), tunnel_if(op, names, side)])
         # the routes in T via the veth and the tunnel went with those links
     pinned = [{"dst": f"{ctx.lab.nodes[n].address}/32"} for n in (op.a.node, op.b.node) if n in ctx.lab.nodes]

@@ -19,7 +19,7 @@ def rate_matches(have_bps: float, want_bps: float) -> bool:
 def slo_breach(stitch: Stitch, have: ObservedStitch) -> str | None:
     """Why an established stitch misses its SLO (health, maxLatency, maxLoss), or None."""
     if not have.healthy:
-        return "tunnel unhealthy"
+        return f"tunnel unhealthy: {have.problem}" if have.problem else "tunnel unhealthy"
     spec = stitch.spec
     if spec.max_latency is not None and have.latency_s is not None and have.latency_s > spec.max_latency:
         return f"latency {have.latency_s * 1e3:.1f} ms above {spec.max_latency * 1e3:.1f} ms"
@@ -63,10 +63,33 @@ def next_status(stitch: Stitch, want: EnsureStitch, have: ObservedStitch | None,
         if state != new.state and state in ALLOWED_TRANSITIONS[new.state]:
             new = transition(new, state, now, reason)
             taken.append(f"{want.stitch}: {state.value} ({reason})")
-    measured = Measured(latency=have.latency_s, throughput=have.throughput_bps, loss=have.loss) if have \
-        else status.measured
+    measured = status.measured
+    if have is not None:  # a value the driver has not measured (yet) keeps the last one measured
+        old = status.measured
+        measured = Measured(latency=_or(have.latency_s, old.latency), throughput=_or(have.throughput_bps, old.throughput),
+                            loss=_or(have.loss, old.loss))
     new = new.model_copy(update={"measured": measured, "observed_generation": stitch.metadata.generation})
-    return (new if new != status else None), taken
+    if new == status:
+        return None, taken
+    if new.model_copy(update={"measured": status.measured}) == status and _close(status.measured, measured):
+        return None, taken  # only a measurement moved, and by little: not worth a write on every pass
+    return new, taken
+
+
+MEASURED_CHANGE = 0.10  # relative change of a measured value that is written back to the status
+
+
+def _or(value, fallback):
+    return fallback if value is None else value
+
+
+def _close(old: Measured, new: Measured) -> bool:
+    for before, after in ((old.latency, new.latency), (old.throughput, new.throughput), (old.loss, new.loss)):
+        if (before is None) != (after is None):
+            return False
+        if before is not None and abs(after - before) > MEASURED_CHANGE * max(abs(before), 1e-9):
+            return False
+    return True
 
 
 __all__ = ["next_status", "slo_breach", "rate_matches"]

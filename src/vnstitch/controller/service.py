@@ -24,7 +24,7 @@ from vnstitch.errors import Conflict, InsufficientCapacity, InvalidInput, NotFou
 from vnstitch.store import Compare, Delete, Put, Record, Store
 
 T = TypeVar("T")
-KIND_ORDER = {"Node": 0, "Link": 1, "VirtualNetwork": 2, "Stitch": 3}
+KIND_ORDER = {"Node": 0, "Link": 1, "VirtualNetwork": 2, "Stitch": 3, "ForecastPolicy": 4}
 CACHED_KINDS = ("Node", "Link", "VirtualNetwork", "Stitch", LEDGER_KIND)
 MAX_TXN_RETRIES = 20
 
@@ -337,7 +337,7 @@ class Controller:
         raise Conflict("the store kept changing under this change; try again")
 
     def _stage(self, batch: _Batch, res: Resource, now: float) -> Change:
-        stage = {"Node": self._stage_node, "Link": self._stage_link,
+        stage = {"Node": self._stage_node, "Link": self._stage_link, "ForecastPolicy": self._stage_forecast_policy,
                  "VirtualNetwork": self._stage_vnet, "Stitch": self._stage_stitch}[res.KIND]
         current = batch.read(res.KIND, res.namespace, res.name)
         new_value = stage(batch, res, current, now)
@@ -369,6 +369,13 @@ class Controller:
 
     def _stage_node(self, batch: _Batch, node: Node, current: dict | None, now: float) -> dict | None:
         return self._envelope(node, current, now)
+
+    def _stage_forecast_policy(self, batch: _Batch, policy, current: dict | None, now: float) -> dict | None:
+        """A policy's spec as given (its status stays: only the proactive loop writes it)."""
+        for index, name in enumerate(policy.spec.networks or ()):
+            if self._vnet(batch, policy.namespace, name) is None:
+                raise InvalidInput(f"unknown network '{name}'", field=f"spec.networks[{index}]")
+        return self._envelope(policy, current, now, status=(current or {}).get("status"))
 
     def _stage_link(self, batch: _Batch, link: Link, current: dict | None, now: float) -> dict | None:
         for index, end in enumerate(link.spec.endpoints):

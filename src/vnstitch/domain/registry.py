@@ -7,19 +7,20 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from vnstitch.domain.forecastpolicy import ForecastPolicy
 from vnstitch.domain.resources import API_VERSION, Resource, invalid_from_pydantic
 from vnstitch.domain.stitch import Stitch
 from vnstitch.domain.substrate import Link, Node
 from vnstitch.domain.vnet import VirtualNetwork
 from vnstitch.errors import InvalidInput
 
-KINDS: dict[str, type[Resource]] = {cls.KIND: cls for cls in (Node, Link, VirtualNetwork, Stitch)}
+KINDS: dict[str, type[Resource]] = {cls.KIND: cls for cls in (Node, Link, VirtualNetwork, Stitch, ForecastPolicy)}
 _ALIASES = {
     **{cls.KIND.lower(): cls for cls in KINDS.values()},
     **{cls.PLURAL: cls for cls in KINDS.values()},
     "node": Node, "nodes": Node, "link": Link, "links": Link,
     "vnet": VirtualNetwork, "vnets": VirtualNetwork, "network": VirtualNetwork, "networks": VirtualNetwork,
-    "stitch": Stitch,
+    "stitch": Stitch, "forecastpolicy": ForecastPolicy, "fp": ForecastPolicy,
 }
 
 

@@ -102,9 +102,11 @@ def _mbps(x: float) -> str:
 def allocate(state: AllocatorState, mean_bps: Mapping[Pair, float], upper_bps: Mapping[Pair, float],
              default_paths: Mapping[Pair, tuple[str, ...]], capacity_bps: Mapping[Arc, float],
              finder, config: AllocatorConfig = AllocatorConfig(),
-             latency_bound_s: Mapping[Pair, float] | None = None) -> Allocation:
+             latency_bound_s: Mapping[Pair, float] | None = None,
+             nodes: Mapping[Pair, tuple[str, str]] | None = None) -> Allocation:
     """One control interval of decisions. `finder` is a PathFinder over the same substrate;
-    `latency_bound_s` keeps each pair's stitches within its latency SLA."""
+    `latency_bound_s` keeps each pair's stitches within its latency SLA; `nodes` gives the substrate
+    nodes a pair's traffic enters and leaves at (default: the pair names are node names)."""
     held = dict(state.held)
     limit = config.congestion_threshold
     up_q = f"p{config.quantile * 100:.0f}"
@@ -156,7 +158,8 @@ def allocate(state: AllocatorState, mean_bps: Mapping[Pair, float], upper_bps: M
 
     def candidates(pair: Pair, size: float):
         bound = latency_bound_s.get(pair) if latency_bound_s else None
-        return finder.paths(pair[0], pair[1], bandwidth_bps=size, symmetric=False, residual=free_for(pair),
+        src, dst = nodes[pair] if nodes else pair
+        return finder.paths(src, dst, bandwidth_bps=size, symmetric=False, residual=free_for(pair),
                             k=config.k_paths, max_latency_s=bound)
 
     def best_single(pair: Pair, size: float):

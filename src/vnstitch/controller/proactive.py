@@ -1,0 +1,578 @@
+"""The proactive loop in the running controller: every control interval of every ForecastPolicy, read the
+pairs' telemetry, forecast, allocate (planning.allocator), and admit the decisions as forecast stitches
+(or record them as suggestions), then store the predicted graph and the policy's status.
+
+Nothing is held in memory between intervals: what the loop holds (its stitches, per pair and part) is
+read back from the store, the hysteresis counters from the policy's status, and an interval already run
+(status.lastStep) is not run again, so a restart or a new leader continues where the last one stopped.
+Training runs in a worker thread (`Trainer`) and never blocks an interval; until a model is trained the
+loop forecasts with a baseline fitted on the history it has, and says so in the status.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Protocol
+
+import numpy as np
+
+from vnstitch.controller.service import Controller, terminated
+from vnstitch.domain.forecastpolicy import ForecastPolicy
+from vnstitch.domain.registry import parse_resource
+from vnstitch.domain.stitch import State
+from vnstitch.errors import VnstitchError
+from vnstitch.planning.allocator import AllocatorConfig, AllocatorState, Decision, Held, allocate
+from vnstitch.store import Compare, Delete, Put
+
+log = logging.getLogger("vnstitch.proactive")
+
+POLICY_LABEL = "vnstitch.io/forecast-policy"
+PAIR_ANNOTATION = "vnstitch.io/pair"
+PART_ANNOTATION = "vnstitch.io/part"
+REASON_ANNOTATION = "vnstitch.io/reason"
+BASELINE_MODEL = "last_value"
+PREDICTED_KIND = "PredictedGraph"
+SUGGESTION_KIND = "Suggestion"
+GRAPH_HISTORY = 288          # predicted graphs kept per policy (a day at 5-minute intervals)
+CONTEXT_FOR_KNOWN = 12       # a pair with no sample in this many recent intervals is not forecast
+
+Pair = tuple[str, str]
+
+
+class TelemetryReader(Protocol):
+    def rates(self, tenant: str, pairs: list[Pair], end: float, steps: int, interval_s: float) -> np.ndarray:
+        """Mean bit/s per interval (steps, pairs) for the `steps` intervals ending at `end`; NaN = no data."""
+
+
+class TelemetrySource(Protocol):
+    name: str
+
+    def collect(self, now: float) -> list: ...
+
+
+@dataclass
+class PolicyRun:
+    """What one control interval of one policy did."""
+
+    policy: str                   # tenant/name
+    step: int
+    decisions: list[Decision] = field(default_factory=list)
+    applied: int = 0
+    refused: list[str] = field(default_factory=list)
+    suggested: int = 0
+    model: str = ""
+    message: str = ""
+    seconds: float = 0.0
+
+
+def pair_key(pair: Pair) -> str:
+    return f"{pair[0]}>{pair[1]}"
+
+
+def stitch_name(policy: str, pair: Pair, part: int = 0) -> str:
+    """fc-<policy>-<src>-<dst>[-pN], shortened with a hash when longer than a name may be."""
+    base = f"fc-{policy}-{pair[0]}-{pair[1]}".replace("/", ".")
+    suffix = f"-p{part}" if part else ""
+    if len(base) + len(suffix) > 63:
+        digest = hashlib.sha256(base.encode()).hexdigest()[:10]
+        base = f"{base[:63 - len(suffix) - 11]}-{digest}"
+    return base + suffix
+
+
+class ModelStore:
+    """Trained forecasters as versioned artifacts on disk, each checked against its sha256 when loaded."""
+
+    def __init__(self, directory: str):
+        self.directory = directory
+        self._loaded: dict[str, tuple[str, object]] = {}   # policy key → (checksum, model)
+        self._lock = threading.Lock()
+
+    def save(self, key: str, version: int, model) -> tuple[str, str]:
+        os.makedirs(self.directory, exist_ok=True)
+        path = os.path.join(self.directory, f"{key.replace('/', '--')}-v{version}.npz")
+        model.save(path)
+        with open(path, "rb") as handle:
+            checksum = hashlib.sha256(handle.read()).hexdigest()
+        return path, checksum
+
+    def load(self, key: str, path: str, checksum: str):
+        """The model at `path` if its checksum matches (cached by checksum), else None."""
+        from vnstitch.forecast import load_forecaster
+
+        with self._lock:
+            hit = self._loaded.get(key)
+            if hit and hit[0] == checksum:
+                return hit[1]
+        try:
+            with open(path, "rb") as handle:
+                if hashlib.sha256(handle.read()).hexdigest() != checksum:
+                    log.error("model artifact %s does not match its checksum; ignoring it", path)
+                    return None
+            model = load_forecaster(path)
+        except (OSError, ValueError, KeyError) as exc:
+            log.error("cannot load model artifact %s: %s", path, exc)
+            return None
+        with self._lock:
+            self._loaded[key] = (checksum, model)
+        return model
+
+
+class Trainer:
+    """Trains models in one background thread, one job at a time; the loop never waits for it."""
+
+    def __init__(self, models: ModelStore, on_done: Callable[[str, dict], None]):
+        self.models = models
+        self.on_done = on_done
+        self._pending: dict[str, tuple] = {}
+        self._busy: set[str] = set()
+        self._wake = threading.Condition()
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="vnstitch-trainer", daemon=True)
+        self._thread.start()
+
+    def busy(self, key: str) -> bool:
+        with self._wake:
+            return key in self._pending or key in self._busy
+
+    def submit(self, key: str, model_name: str, version: int, values_mbps: np.ndarray, observed: np.ndarray,
+               timestamps: np.ndarray, pairs: list[Pair], interval_s: float) -> None:
+        with self._wake:
+            self._pending[key] = (model_name, version, values_mbps, observed, timestamps, pairs, interval_s)
+            self._wake.notify()
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        with self._wake:
+            self._stop = True
+            self._wake.notify()
+        self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        from vnstitch.forecast import get_forecaster
+
+        while True:
+            with self._wake:
+                while not self._pending and not self._stop:
+                    self._wake.wait()
+                if self._stop:
+                    return
+                key, job = self._pending.popitem()
+                self._busy.add(key)
+            model_name, version, values, observed, stamps, pairs, interval_s = job
+            started = time.time()
+            try:
+                model = get_forecaster(model_name)
+                model.fit(values, stamps, list(pairs), observed=observed,
+                          interval_seconds=interval_s)
+                path, checksum = self.models.save(key, version, model)
+                outcome = {"state": "trained", "version": version, "artifact": path, "checksum": checksum,
+                           "trainedAt": time.time(), "trainedOn": int(values.shape[0]), "name": model_name,
+                           "message": f"trained in {time.time() - started:.1f} s on {values.shape[0]} intervals"}
+            except Exception as exc:  # a failed fit is reported in the status, never swallowed
+                log.exception("training %s for %s failed", model_name, key)
+                outcome = {"state": "failed", "version": version, "name": model_name,
+                           "message": f"training failed: {exc}"}
+            finally:
+                with self._wake:
+                    self._busy.discard(key)
+            self.on_done(key, outcome)
+
+
+class ProactiveLoop:
+    """One controller's forecast → allocate → admit loop over every ForecastPolicy in the store."""
+
+    def __init__(self, controller: Controller, telemetry: TelemetryReader, models: ModelStore | None = None,
+                 sources: Iterable[TelemetrySource] = (), train: bool = True):
+        self.controller = controller
+        self.telemetry = telemetry
+        self.sources = list(sources)
+        self.models = models
+        self.trainer = Trainer(models, self._trained) if (models is not None and train) else None
+        self._sources_ok = "ok"
+
+    def close(self) -> None:
+        if self.trainer is not None:
+            self.trainer.close()
+
+    # one pass over every policy ----------------------------------------------------------
+    def step(self, now: float) -> list[PolicyRun]:
+        self._collect(now)
+        self.controller.refresh()
+        runs = []
+        for record in self.controller.store.list("ForecastPolicy"):
+            try:
+                run = self.run_policy(record, now)
+            except VnstitchError as exc:
+                log.error("forecast policy %s/%s: %s", record.namespace, record.name, exc)
+                continue
+            if run is not None:
+                runs.append(run)
+        return runs
+
+    def _collect(self, now: float) -> None:
+        """Pull sources write into the telemetry store; a failing one degrades, never stops, the loop."""
+        problems = []
+        for source in self.sources:
+            try:
+                samples = source.collect(now)
+                if samples:
+                    self.telemetry.insert(samples)
+            except Exception as exc:  # reported in every policy's status
+                log.warning("telemetry source %s: %s", source.name, exc)
+                problems.append(f"{source.name}: {exc}")
+        self._sources_ok = "; ".join(problems) or "ok"
+
+    def run_policy(self, record, now: float) -> PolicyRun | None:
+        policy = ForecastPolicy.model_validate(record.value)
+        spec, tenant, key = policy.spec, record.namespace, f"{record.namespace}/{record.name}"
+        step = int(now // spec.interval)
+        if policy.status.last_step is not None and policy.status.last_step >= step:
+            return None  # this interval already ran (here, or on the leader before us)
+        started = time.perf_counter()
+        run = PolicyRun(key, step)
+        if spec.mode == "off":
+            run.message = "mode off: no forecast, no decisions"
+            self._write_status(record, policy, step, now, {}, run, pairs=0)
+            return run
+        ends = self._ends(policy)
+        pairs = self._pairs(policy, ends)
+        end = step * spec.interval
+        needed = max(spec.min_history, 2)
+        history = self.telemetry.rates(tenant, pairs, end, int(spec.training_window // spec.interval) or needed,
+                                       spec.interval) if pairs else np.zeros((0, 0))
+        observed = np.isfinite(history)
+        have = int(observed.any(axis=1).sum()) if pairs else 0
+        # Pairs with no sample in the recent context are unknown (a gap is missing data, never zero):
+        # they get no forecast and no decision until telemetry for them arrives.
+        recent = observed[-CONTEXT_FOR_KNOWN:] if len(observed) else observed
+        known = [p for j, p in enumerate(pairs) if recent[:, j].any()] if pairs else []
+        columns = [pairs.index(p) for p in known]
+        history, observed = history[:, columns], observed[:, columns]
+        model_status = policy.status.model
+        forecaster, model_label = self._forecaster(policy, key, known)
+        if forecaster is None and have >= 2 and known:
+            forecaster, model_label = _baseline(history, observed, end, spec.interval, known), "baseline"
+        self._maybe_train(policy, key, history, observed, end, known, have)
+        run.model = model_label
+        safe = dict(policy.status.safe_intervals)
+        if forecaster is None:
+            run.message = f"waiting for telemetry: {have} of 2 intervals with data"
+            self._write_status(record, policy, step, now, safe, run, pairs=len(pairs))
+            return run
+        try:
+            mean_bps, upper_bps = _forecast(forecaster, history, observed, end, spec, known)
+        except VnstitchError as exc:
+            run.message = f"forecast failed: {exc}"
+            self._write_status(record, policy, step, now, safe, run, pairs=len(pairs))
+            return run
+        pairs = known
+        finder = self.controller.pathfinder()
+        nodes = {pair: (ends[pair[0]], ends[pair[1]]) for pair in pairs}
+        default_paths = {pair: _default_path(finder, *nodes[pair]) for pair in pairs}
+        held = self._held(tenant, record.name, safe)
+        config = AllocatorConfig(quantile=spec.quantile, congestion_threshold=spec.congestion_threshold,
+                                 terminate_after=spec.terminate_after)
+        capacity = {arc: finder.capacity_bps(arc) for arc in finder.arcs()}
+        reachable = {p for p in pairs if default_paths[p] is not None}
+        allocation = allocate(AllocatorState({p: h for p, h in held.items() if p in reachable}),
+                              {p: mean_bps[p] for p in reachable}, {p: upper_bps[p] for p in reachable},
+                              {p: default_paths[p] for p in reachable}, capacity, finder, config, nodes=nodes)
+        run.decisions = allocation.decisions
+        if spec.mode == "auto":
+            landed = self._apply(tenant, record.name, spec, allocation.decisions, held, run)
+        else:
+            run.suggested = self._suggest(tenant, record.name, step, now, allocation.decisions)
+            landed = held
+        safe = {pair_key(p): allocation.state.held[p].safe_intervals for p in landed if p in allocation.state.held}
+        self._record_graph(tenant, record.name, step, end, allocation, mean_bps, upper_bps)
+        run.seconds = time.perf_counter() - started
+        run.message = (f"{len(allocation.decisions)} decisions ({run.applied} applied, {len(run.refused)} refused)"
+                       if spec.mode == "auto" else f"{run.suggested} decisions suggested, awaiting approval")
+        if model_label == "baseline" and model_status.state != "training":
+            run.message += f"; forecasting with the baseline ({BASELINE_MODEL}) until {spec.model} is trained"
+        self._write_status(record, policy, step, now, safe, run, pairs=len(pairs), stitches=len(landed))
+        return run
+
+    # scope -----------------------------------------------------------------------------------
+    def _ends(self, policy: ForecastPolicy) -> dict[str, str]:
+        """Endpoint ('net' or 'net/vm') → the substrate node its traffic enters at."""
+        tenant, spec = policy.metadata.tenant, policy.spec
+        out = {}
+        for record in self.controller.cache.list("VirtualNetwork", tenant):
+            labels = record.value["metadata"].get("labels", {})
+            if spec.networks is not None and record.name not in spec.networks:
+                continue
+            if spec.selector is not None and any(labels.get(k) != v for k, v in spec.selector.items()):
+                continue
+            members = record.value["spec"].get("members", [])
+            if not members:
+                continue
+            counts: dict[str, int] = {}
+            for member in members:
+                counts[member["node"]] = counts.get(member["node"], 0) + 1
+                out[f"{record.name}/{member['name']}"] = member["node"]
+            out[record.name] = min(counts, key=lambda node: (-counts[node], node))
+        return out
+
+    @staticmethod
+    def _pairs(policy: ForecastPolicy, ends: dict[str, str]) -> list[Pair]:
+        if policy.spec.pairs is not None:
+            return [(p.from_, p.to) for p in policy.spec.pairs if p.from_ in ends and p.to in ends and p.from_ != p.to]
+        networks = sorted(e for e in ends if "/" not in e)
+        return [(a, b) for a in networks for b in networks if a != b]
+
+    # held state, from the store --------------------------------------------------------------
+    def _held(self, tenant: str, policy: str, safe: dict[str, int]) -> dict[Pair, Held]:
+        parts: dict[Pair, dict[int, tuple[tuple[str, ...], float]]] = {}
+        for record in self.controller.cache.list("Stitch", tenant):
+            meta, value = record.value["metadata"], record.value
+            if meta.get("labels", {}).get(POLICY_LABEL) != policy or meta.get("deletionTimestamp") \
+                    or terminated(value):
+                continue
+            status = value.get("status") or {}
+            if status.get("state") == State.FAILED.value and not status.get("path"):
+                continue  # withdrawn: the loop may place it again
+            src, _, dst = meta.get("annotations", {}).get(PAIR_ANNOTATION, "").partition(">")
+            path = tuple(value["spec"].get("path") or status.get("path") or ())
+            if not src or not dst or len(path) < 1:
+                continue
+            part = int(meta.get("annotations", {}).get(PART_ANNOTATION, "0"))
+            parts.setdefault((src, dst), {})[part] = (path, float(value["spec"].get("bandwidth", 0.0)))
+        held = {}
+        for pair, by_index in parts.items():
+            prefix = []
+            for i in range(len(by_index)):
+                if i not in by_index:
+                    break
+                prefix.append(by_index[i])
+            if prefix:
+                held[pair] = Held(prefix[0][0], prefix[0][1], safe.get(pair_key(pair), 0), tuple(prefix[1:]))
+        return held
+
+    # decisions -> stitches ----------------------------------------------------------------------
+    def _apply(self, tenant: str, policy: str, spec, decisions: list[Decision], held: dict[Pair, Held],
+               run: PolicyRun) -> dict[Pair, Held]:
+        """Admit the decisions as stitches (one per part); a refused part keeps what it had. Returns
+        what the loop holds afterwards."""
+        docs, owners, stale = [], [], []
+        for decision in decisions:
+            before = held[decision.pair].parts if decision.pair in held else ()
+            parts = () if decision.action == "terminate" else decision.all_parts
+            stale += [stitch_name(policy, decision.pair, i) for i in range(len(parts), len(before))]
+            for i, (path, bps) in enumerate(parts):
+                docs.append(_stitch_doc(tenant, policy, spec, decision, i, path, bps))
+                owners.append((decision, i))
+        landed: dict[Pair, dict[int, tuple]] = {}
+        for (decision, i), outcome in zip(owners, self.controller.apply_each(docs) if docs else []):
+            before = held[decision.pair].parts if decision.pair in held else ()
+            if isinstance(outcome, VnstitchError):
+                run.refused.append(f"{stitch_name(policy, decision.pair, i)}: {outcome}")
+                if i < len(before):
+                    landed.setdefault(decision.pair, {})[i] = before[i]
+            else:
+                run.applied += 1
+                landed.setdefault(decision.pair, {})[i] = decision.all_parts[i]
+        after = {p: h for p, h in held.items()}
+        for decision in decisions:
+            if decision.action == "terminate":
+                after.pop(decision.pair, None)
+                continue
+            parts = [landed.get(decision.pair, {}).get(i) for i in range(len(decision.all_parts))]
+            first_gap = next((i for i, part in enumerate(parts) if part is None), len(parts))
+            kept = parts[:first_gap]
+            stale += [stitch_name(policy, decision.pair, i) for i in range(first_gap, len(parts))]
+            if kept:
+                after[decision.pair] = Held(kept[0][0], kept[0][1], 0, tuple(kept[1:]))
+            else:
+                after.pop(decision.pair, None)
+        for name in stale:
+            try:
+                self.controller.delete("stitches", name, tenant)
+            except VnstitchError:
+                pass  # never created (refused), or already going
+        return after
+
+    def _suggest(self, tenant: str, policy: str, step: int, now: float, decisions: list[Decision]) -> int:
+        """Record decisions for an operator to approve (`vnstitch approve`); they expire after an interval."""
+        for index, decision in enumerate(decisions):
+            self.controller.store.put(SUGGESTION_KIND, tenant, f"{policy}-{step}-{index}", {
+                "policy": policy, "step": step, "time": now, "action": decision.action,
+                "from": decision.pair[0], "to": decision.pair[1], "bandwidthBps": decision.bandwidth_bps,
+                "parts": [{"path": list(p), "bandwidthBps": b} for p, b in decision.all_parts]
+                if decision.action != "terminate" else [],
+                "reason": decision.reason, "forecastMeanBps": decision.forecast_mean_bps,
+                "forecastUpperBps": decision.forecast_upper_bps, "state": "pending"})
+        return len(decisions)
+
+    def approve(self, tenant: str, name: str) -> PolicyRun:
+        """Apply one suggested decision now (suggest mode)."""
+        from vnstitch.errors import Conflict, NotFound
+
+        record = self.controller.store.get(SUGGESTION_KIND, tenant, name)
+        if record is None:
+            raise NotFound(f"suggestion '{name}' not found", field="name")
+        value = record.value
+        if value.get("state") != "pending":
+            raise Conflict(f"suggestion '{name}' is {value.get('state')}", field="name")
+        policy_record = self.controller.store.get("ForecastPolicy", tenant, value["policy"])
+        if policy_record is None:
+            raise NotFound(f"forecast policy '{value['policy']}' not found", field="policy")
+        policy = ForecastPolicy.model_validate(policy_record.value)
+        pair = (value["from"], value["to"])
+        parts = tuple((tuple(p["path"]), float(p["bandwidthBps"])) for p in value["parts"])
+        decision = Decision(value["action"], pair, value["bandwidthBps"], parts[0][0] if parts else (),
+                            value["reason"], value["forecastMeanBps"], value["forecastUpperBps"],
+                            parts if len(parts) > 1 else ())
+        run = PolicyRun(f"{tenant}/{value['policy']}", value["step"], [decision])
+        self.controller.refresh()
+        self._apply(tenant, value["policy"], policy.spec, [decision], self._held(tenant, value["policy"], {}), run)
+        self.controller.store.txn([Compare(SUGGESTION_KIND, tenant, name, record.revision)],
+                                  [Put(SUGGESTION_KIND, tenant, name, {**value, "state": "approved"})])
+        return run
+
+    # forecasting and training ------------------------------------------------------------------
+    def _forecaster(self, policy: ForecastPolicy, key: str, pairs: list[Pair]):
+        model = policy.status.model
+        if self.models is None or model.state != "trained" or not model.artifact:
+            return None, ""
+        loaded = self.models.load(key, model.artifact, model.checksum)
+        if loaded is None or tuple(tuple(p) for p in loaded.pairs) != tuple(pairs):
+            return None, ""  # missing, corrupt, or trained for another set of pairs: retrain
+        return loaded, f"{model.name} v{model.version}"
+
+    def _maybe_train(self, policy: ForecastPolicy, key: str, history, observed, end: float, pairs, have: int):
+        if self.trainer is None or not pairs or have < policy.spec.min_history or self.trainer.busy(key):
+            return
+        model = policy.status.model
+        stale_pairs = model.state == "trained" and self._forecaster(policy, key, pairs)[0] is None
+        due = policy.spec.retrain_every is not None and model.trained_at is not None \
+            and end - model.trained_at >= policy.spec.retrain_every
+        if model.state in ("waiting", "baseline") or stale_pairs or due or model.name != policy.spec.model:
+            rows = observed.any(axis=1)
+            first = int(np.argmax(rows)) if rows.any() else 0
+            stamps = _stamps(end, history.shape[0], policy.spec.interval)[first:]
+            values = np.nan_to_num(history[first:], nan=0.0) / 1e6
+            self.trainer.submit(key, policy.spec.model, model.version + 1, values, observed[first:], stamps, pairs,
+                                policy.spec.interval)
+            self._update_model(key, {"state": "training", "name": policy.spec.model,
+                                     "message": f"training {policy.spec.model} on {have} intervals"})
+
+    def _trained(self, key: str, outcome: dict) -> None:
+        self._update_model(key, outcome)
+
+    def _update_model(self, key: str, fields: dict) -> None:
+        """Merge `fields` into the policy's status.model (compare-and-swap, retried)."""
+        tenant, name = key.split("/", 1)
+        for _ in range(20):
+            record = self.controller.store.get("ForecastPolicy", tenant, name)
+            if record is None:
+                return
+            status = dict(record.value.get("status") or {})
+            status["model"] = {**(status.get("model") or {}), **fields}
+            value = {**record.value, "status": status}
+            if self.controller.store.txn([Compare("ForecastPolicy", tenant, name, record.revision),
+                                          *self.controller.fence],
+                                         [Put("ForecastPolicy", tenant, name, value)]).succeeded:
+                return
+
+    # records -----------------------------------------------------------------------------------
+    def _record_graph(self, tenant: str, policy: str, step: int, end: float, allocation, mean_bps, upper_bps):
+        """The predicted graph of this interval, kept with a bounded history (and as 'current')."""
+        value = {"policy": policy, "step": step, "time": end, "stitches": [
+            {"from": p[0], "to": p[1], "bandwidthBps": bps, "path": list(path)}
+            for p, h in sorted(allocation.state.held.items()) for path, bps in h.parts],
+            "links": [{"arc": list(arc), "predictedLoadBps": round(load)}
+                      for arc, load in sorted(allocation.predicted_load_bps.items())],
+            "forecast": [{"from": p[0], "to": p[1], "meanBps": round(mean_bps[p]), "upperBps": round(upper_bps[p])}
+                         for p in sorted(mean_bps)],
+            "decisions": [{"action": d.action, "pair": list(d.pair), "bandwidthBps": d.bandwidth_bps,
+                           "reason": d.reason, "forecastMeanBps": d.forecast_mean_bps,
+                           "forecastUpperBps": d.forecast_upper_bps} for d in allocation.decisions]}
+        store = self.controller.store
+        store.txn([*self.controller.fence], [Put(PREDICTED_KIND, tenant, f"{policy}.{step}", value),
+                                              Put(PREDICTED_KIND, tenant, "current", value)])
+        old = [r for r in store.list(PREDICTED_KIND, tenant)
+               if r.name.startswith(f"{policy}.") and r.value.get("step", step) <= step - GRAPH_HISTORY]
+        if old:
+            store.txn([], [Delete(PREDICTED_KIND, tenant, r.name) for r in old])
+
+    def _write_status(self, record, policy: ForecastPolicy, step: int, now: float, safe: dict[str, int],
+                      run: PolicyRun, pairs: int, stitches: int = 0) -> None:
+        current = self.controller.store.get("ForecastPolicy", record.namespace, record.name)
+        if current is None:
+            return
+        status = dict(current.value.get("status") or {})
+        model = dict(status.get("model") or {})
+        if model.get("state", "waiting") == "waiting" and run.model == "baseline":
+            model.update({"state": "baseline", "name": BASELINE_MODEL,
+                          "message": f"forecasting with {BASELINE_MODEL} until {policy.spec.model} is trained"})
+        status.update({"lastStep": step, "lastRun": now, "safeIntervals": safe, "pairs": pairs,
+                       "stitches": stitches, "telemetry": self._sources_ok, "message": run.message,
+                       "observedGeneration": policy.metadata.generation, "model": model})
+        value = {**current.value, "status": status}
+        self.controller.store.txn([Compare("ForecastPolicy", record.namespace, record.name, current.revision),
+                                   *self.controller.fence],
+                                  [Put("ForecastPolicy", record.namespace, record.name, value)])
+
+
+def _stitch_doc(tenant: str, policy: str, spec, decision: Decision, part: int, path, bps: float):
+    src, dst = decision.pair
+    vm_pair = "/" in src and "/" in dst
+
+    def end(name: str) -> dict:
+        network, _, member = name.partition("/")
+        return {"network": network, **({"member": member} if member else {})}
+
+    return parse_resource({
+        "kind": "Stitch",
+        "metadata": {"name": stitch_name(policy, decision.pair, part), "tenant": tenant,
+                     "labels": {POLICY_LABEL: policy},
+                     "annotations": {PAIR_ANNOTATION: pair_key(decision.pair), PART_ANNOTATION: str(part),
+                                     REASON_ANNOTATION: f"{decision.action}: {decision.reason}"}},
+        "spec": {"type": "direct" if vm_pair else "bandwidth", "from": end(src if vm_pair else src.split("/")[0]),
+                 "to": end(dst if vm_pair else dst.split("/")[0]), "bandwidth": round(bps),
+                 "origin": "forecast", "priority": spec.priority, "symmetric": False, "path": list(path)}})
+
+
+def _default_path(finder, a: str, b: str) -> tuple[str, ...] | None:
+    """The route unstitched traffic takes: the lowest-latency path (one node when both ends share it)."""
+    if a == b:
+        return (a,)
+    found = finder.paths(a, b, metric="latency", k=1)
+    return found[0].nodes if found else None
+
+
+def _stamps(end: float, steps: int, interval_s: float) -> np.ndarray:
+    """datetime64 stamps of the `steps` intervals ending at `end` (each stamped at its start)."""
+    starts = end - interval_s * np.arange(steps, 0, -1)
+    return (starts * 1e3).astype("int64").astype("datetime64[ms]")
+
+
+def _baseline(history, observed, end: float, interval_s: float, pairs: list[Pair]):
+    from vnstitch.forecast import get_forecaster
+
+    rows = observed.any(axis=1)
+    first = int(np.argmax(rows))
+    model = get_forecaster(BASELINE_MODEL)
+    stamps = _stamps(end, history.shape[0], interval_s)[first:]
+    return model.fit(np.nan_to_num(history[first:], nan=0.0) / 1e6, stamps, list(pairs),
+                     observed=observed[first:], interval_seconds=interval_s)
+
+
+def _forecast(model, history, observed, end: float, spec, pairs: list[Pair]):
+    """(mean, upper) bit/s per pair: the max over the horizon of the mean and of the policy's quantile."""
+    context = max(model.context_steps, model.min_history_steps)
+    stamps = _stamps(end, history.shape[0], spec.interval)
+    tail = slice(max(0, history.shape[0] - context), history.shape[0])
+    forecast = model.predict(np.nan_to_num(history[tail], nan=0.0) / 1e6, horizon=spec.horizon,
+                             timestamps=stamps[tail], observed=observed[tail])
+    mean = np.maximum(forecast.mean.max(axis=1), 0.0) * 1e6
+    upper = np.maximum(forecast.quantile(spec.quantile).max(axis=1), 0.0) * 1e6
+    return ({p: float(mean[i]) for i, p in enumerate(pairs)}, {p: float(upper[i]) for i, p in enumerate(pairs)})
+
+
+__all__ = ["ProactiveLoop", "ModelStore", "Trainer", "PolicyRun", "stitch_name", "POLICY_LABEL"]

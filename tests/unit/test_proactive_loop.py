@@ -1,0 +1,176 @@
+"""The proactive loop in the controller: telemetry in, forecast, allocate, admit; its held state comes
+from the store, so a restart (or a new leader) continues without duplicated or orphaned stitches."""
+
+import numpy as np
+import pytest
+
+from tests.helpers import stitch, vnet
+from vnstitch.controller.proactive import ModelStore, ProactiveLoop, POLICY_LABEL
+from vnstitch.controller.reconciler import Reconciler
+from vnstitch.domain.registry import parse_resource
+from vnstitch.drivers.sim import SimDriver
+from vnstitch.errors import InvalidInput
+
+INTERVAL = 300.0
+BLUE = vnet("blue", 1001, "10.1.0.0/24", [("blue-1", "NYCMng", "10.1.0.11")])
+RED = vnet("red", 1002, "10.2.0.0/24", [("red-1", "LOSAng", "10.2.0.11")])
+GREEN = vnet("green", 1003, "10.3.0.0/24", [("green-1", "CHINng", "10.3.0.11")])
+
+
+class Telemetry:
+    """Samples per (tenant, src, dst, interval start), read back as the loop reads a telemetry store."""
+
+    def __init__(self):
+        self.samples = {}
+
+    def insert(self, samples):
+        for s in samples:
+            self.samples[(s.tenant, s.src, s.dst, s.time)] = s.rate_bps
+        return len(samples)
+
+    def rates(self, tenant, pairs, end, steps, interval_s):
+        out = np.full((steps, len(pairs)), np.nan)
+        for j, (src, dst) in enumerate(pairs):
+            for i in range(steps):
+                start = end - (steps - i) * interval_s
+                value = self.samples.get((tenant, src, dst, start))
+                if value is not None:
+                    out[i, j] = value
+        return out
+
+    def push(self, tenant, src, dst, start, bps):
+        self.samples[(tenant, src, dst, start)] = bps
+
+
+def policy(name="fc", mode="auto", **spec):
+    return parse_resource({"kind": "ForecastPolicy", "metadata": {"name": name, "tenant": "acme"},
+                           "spec": {"networks": ["blue", "red", "green"], "interval": "5m", "horizon": 1,
+                                    "mode": mode, "minHistory": 1000, **spec}})
+
+
+@pytest.fixture
+def world(controller, store, clock, abilene):
+    controller.apply([BLUE, RED, GREEN])
+    telemetry = Telemetry()
+    reconciler = Reconciler(controller, SimDriver(topology=abilene.links))
+    clock.now = 1000 * INTERVAL
+    return controller, telemetry, reconciler, clock
+
+
+def run(loop, reconciler, clock, telemetry, rates):
+    """Advance one interval: push the last interval's measured rate for each pair, step, reconcile."""
+    start = clock.now - INTERVAL
+    for (src, dst), bps in rates.items():
+        telemetry.push("acme", src, dst, start, bps)
+    runs = loop.step(clock.now)
+    reconciler.reconcile_once(clock.now)
+    clock.now += INTERVAL
+    return runs
+
+
+def forecast_stitches(controller):
+    controller.refresh()
+    return {r.name: r.value for r in controller.cache.list("Stitch", "acme")
+            if r.value["metadata"].get("labels", {}).get(POLICY_LABEL) == "fc"
+            and r.value["status"]["state"] != "TERMINATED"}
+
+
+def test_rising_demand_gets_a_stitch_before_the_link_saturates_and_a_restart_continues(world, tmp_path):
+    controller, telemetry, reconciler, clock = world
+    user = stitch("mine", "green", "red", "100Mbps")
+    controller.apply([user, policy()])
+    loop = ProactiveLoop(controller, telemetry, ModelStore(str(tmp_path / "models")), train=False)
+    # blue→red ramps by 0.6 Gbit/s an interval on ~9.9 Gbit/s links: it passes 80% long before 100%
+    ramp = [1e9 + 0.6e9 * i for i in range(14)]
+    first_stitch_at = None
+    for i, bps in enumerate(ramp):
+        run(loop, reconciler, clock, telemetry, {("blue", "red"): bps, ("green", "red"): 50e6})
+        if first_stitch_at is None and forecast_stitches(controller):
+            first_stitch_at = i
+    assert first_stitch_at is not None, "rising demand must get a stitch"
+    assert ramp[first_stitch_at] < 9.92e9, "established before the offered load passed the link's capacity"
+    held = forecast_stitches(controller)
+    assert {v["metadata"]["annotations"]["vnstitch.io/pair"] for v in held.values()} == {"blue>red"}
+    assert sorted(held)[0] == "fc-fc-blue-red", "the main part; more parts (-p1…) when TE splits the pair"
+    for value in held.values():
+        assert value["status"]["state"] == "ACTIVE"
+        assert value["spec"]["origin"] == "forecast"
+        assert "forecast" in value["metadata"]["annotations"]["vnstitch.io/reason"]
+    assert sum(v["spec"]["bandwidth"] for v in held.values()) >= ramp[-1]
+    status = controller.store.get("ForecastPolicy", "acme", "fc").value["status"]
+    assert status["model"]["state"] == "baseline" and "until last_value is trained" in status["message"] or \
+        status["model"]["state"] == "baseline"
+    assert controller.store.get("PredictedGraph", "acme", f"fc.{status['lastStep']}") is not None
+
+    # a restart: a new loop over the same store, the same interval → nothing; the next → one stitch still
+    revision = controller.store.revision()
+    clock.now -= INTERVAL
+    assert ProactiveLoop(controller, telemetry, train=False).step(clock.now) == []
+    assert controller.store.revision() == revision, "an interval already run is not run again"
+    clock.now += INTERVAL
+    restarted = ProactiveLoop(controller, telemetry, train=False)
+    run(restarted, reconciler, clock, telemetry, {("blue", "red"): ramp[-1], ("green", "red"): 50e6})
+    assert sorted(forecast_stitches(controller)) == sorted(held), "no duplicated or orphaned forecast stitch"
+
+    # demand falls: after terminateAfter safe intervals the stitch goes; the user's stitch never moves
+    for _ in range(6):
+        run(restarted, reconciler, clock, telemetry, {("blue", "red"): 1e8, ("green", "red"): 50e6})
+    assert forecast_stitches(controller) == {}
+    mine = controller.get("stitch", "mine", "acme")
+    assert mine.status.state.value == "ACTIVE" and mine.spec.bandwidth == 100e6 and mine.metadata.generation == 1
+
+
+def test_suggest_mode_records_decisions_and_applies_only_what_is_approved(world):
+    controller, telemetry, reconciler, clock = world
+    controller.apply([policy(mode="suggest")])
+    loop = ProactiveLoop(controller, telemetry, train=False)
+    for i in range(8):
+        run(loop, reconciler, clock, telemetry, {("blue", "red"): 7e9 + 0.5e9 * i})
+    assert forecast_stitches(controller) == {}, "suggest mode changes nothing on its own"
+    pending = [r for r in controller.store.list("Suggestion", "acme") if r.value["action"] == "establish"]
+    assert pending and "forecast" in pending[0].value["reason"]
+    loop.approve("acme", pending[0].name)
+    reconciler.reconcile_once(clock.now)
+    approved = forecast_stitches(controller)
+    assert approved and all(v["status"]["state"] == "ACTIVE" for v in approved.values())
+    assert sum(v["spec"]["bandwidth"] for v in approved.values()) == pytest.approx(pending[0].value["bandwidthBps"], rel=1e-6)
+    assert controller.store.get("Suggestion", "acme", pending[0].name).value["state"] == "approved"
+
+
+def test_mode_off_and_too_little_history_say_why(world):
+    controller, telemetry, reconciler, clock = world
+    controller.apply([policy(name="quiet", mode="off"), policy()])
+    loop = ProactiveLoop(controller, telemetry, train=False)
+    run(loop, reconciler, clock, telemetry, {})
+    assert "mode off" in controller.store.get("ForecastPolicy", "acme", "quiet").value["status"]["message"]
+    assert "waiting for telemetry: 0 of 2" in controller.store.get("ForecastPolicy", "acme", "fc").value["status"]["message"]
+    assert forecast_stitches(controller) == {}
+
+
+def test_a_policy_naming_an_unknown_model_lists_the_valid_ones(controller):
+    with pytest.raises(InvalidInput, match=r"unknown model 'prophet' \(valid: .*gru.*last_value"):
+        controller.apply([policy(model="prophet")])
+    with pytest.raises(InvalidInput, match="unknown network 'nope'"):
+        controller.apply([parse_resource({"kind": "ForecastPolicy", "metadata": {"name": "x", "tenant": "acme"},
+                                          "spec": {"networks": ["nope"]}})])
+
+
+def test_training_runs_in_the_background_and_the_loop_uses_the_trained_model(world, tmp_path):
+    import time
+
+    controller, telemetry, reconciler, clock = world
+    controller.apply([policy(minHistory=6, model="last_value")])
+    loop = ProactiveLoop(controller, telemetry, ModelStore(str(tmp_path / "models")))
+    try:
+        for i in range(6):
+            run(loop, reconciler, clock, telemetry, {("blue", "red"): 1e9 + 1e7 * i, ("red", "blue"): 5e8})
+        deadline = time.monotonic() + 30
+        while controller.store.get("ForecastPolicy", "acme", "fc").value["status"]["model"]["state"] != "trained":
+            assert time.monotonic() < deadline, "training did not finish"
+            time.sleep(0.05)
+        model = controller.store.get("ForecastPolicy", "acme", "fc").value["status"]["model"]
+        assert model["version"] == 1 and len(model["checksum"]) == 64 and model["artifact"].endswith(".npz")
+        (result,) = run(loop, reconciler, clock, telemetry, {("blue", "red"): 1.1e9, ("red", "blue"): 5e8})
+        assert result.model == "last_value v1"
+    finally:
+        loop.close()

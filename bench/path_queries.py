@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    topology = load_topology(args.topology)
+    topology = load_topology(args.topology, default_capacity_bps=10e9)  # Kdl's Zoo file gives no speeds
     finder = PathFinder(topology.nodes, topology.links)
     build_s = time.perf_counter() - started
     rng = random.Random(args.seed)

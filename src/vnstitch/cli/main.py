@@ -197,11 +197,17 @@ def cmd_substrate_import(args) -> int:
     from vnstitch.topology.importers import load_topology
     from vnstitch.units import parse_bandwidth, parse_duration
 
-    kwargs = {}
-    if args.default_capacity:
-        kwargs["default_capacity_bps"] = parse_bandwidth(args.default_capacity)
-    if args.default_latency:
-        kwargs["default_latency_s"] = parse_duration(args.default_latency)
+    def parsed(parse, value: str, flag: str):
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise InvalidInput(str(exc), field=flag) from None
+
+    kwargs = {}  # no capacity is assumed: a file that lacks some needs --default-capacity
+    if args.default_capacity is not None:
+        kwargs["default_capacity_bps"] = parsed(parse_bandwidth, args.default_capacity, "--default-capacity")
+    if args.default_latency is not None:
+        kwargs["default_latency_s"] = parsed(parse_duration, args.default_latency, "--default-latency")
     topology = load_topology(args.path, args.format, **kwargs)
     for note in topology.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -306,10 +312,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("substrate", help="substrate topology")
     ssub = p.add_subparsers(dest="substrate_command", metavar="SUBCOMMAND")
-    q = ssub.add_parser("import", help="import SNDlib XML, Topology Zoo GraphML or CFR-RL topology files")
+    q = ssub.add_parser("import", help="import SNDlib XML, Topology Zoo GraphML, CFR-RL or networkx node-link "
+                                       "JSON (DOTE, FIGRET, Teal) topology files")
     q.add_argument("path")
-    q.add_argument("--format", choices=["sndlib", "graphml", "cfr-rl"], help="default: detect from content")
-    q.add_argument("--default-capacity", help="capacity for links whose file gives none (default 10Gbps)")
+    q.add_argument("--format", choices=["sndlib", "graphml", "cfr-rl", "node-link"],
+                   help="default: detect from content")
+    q.add_argument("--default-capacity", help="capacity for links whose file gives none, e.g. 10Gbps "
+                                              "(required when any link lacks one: none is assumed)")
     q.add_argument("--default-latency", help="latency for links without coordinates (default 1ms)")
     q.add_argument("--dry-run", action="store_true")
     q.set_defaults(func=cmd_substrate_import)
@@ -328,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     for module in ("vnstitch.cli.forecast_cmd", "vnstitch.cli.lab_cmd", "vnstitch.cli.replay_cmd",
-                   "vnstitch.cli.serve_cmd"):
+                   "vnstitch.cli.serve_cmd", "vnstitch.cli.telemetry_cmd"):
         _register_optional(sub, module)
     return parser
 

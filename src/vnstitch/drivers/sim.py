@@ -16,8 +16,10 @@ from typing import Iterable, Mapping
 
 import networkx as nx
 
+from vnstitch.domain.substrate import Link, Node
+from vnstitch.pathing.paths import PathFinder
 from vnstitch.planning.observed import Observed, ObservedNetwork, ObservedStitch
-from vnstitch.errors import DriverError
+from vnstitch.errors import DriverError, NotFound
 from vnstitch.planning.ops import (
     EnsureNetwork, EnsureStitch, MemberPlacement, Op, RemoveNetwork, RemoveStitch, SetStitchRate, StitchEnd,
 )
@@ -63,6 +65,7 @@ class SimDriver:
         self._graph = nx.DiGraph()
         self._routes: dict[tuple[str, str], tuple[str, ...]] = {}
         self._latencies: dict[tuple[str, ...], float | None] = {}
+        self.pair_bytes: dict[tuple[str, str], list[int]] = {}  # (src, dst) → [offered, delivered] bytes
         if topology is not None:
             self.set_topology(topology)
         if state_path and os.path.exists(state_path):
@@ -72,11 +75,16 @@ class SimDriver:
     def set_topology(self, links: Iterable) -> None:
         """Substrate links (domain `Link` objects) used for intra-network routes and link loads."""
         graph = nx.DiGraph()
+        by_pair: dict[frozenset[str], Link] = {}
         for link in links:
             a, b = link.spec.endpoints
             for u, v in ((a, b), (b, a)):
                 graph.add_edge(u, v, capacity=link.spec.capacity, latency=link.spec.latency)
+            # a second link between the same two nodes replaces the first, as it does in `graph`; every
+            # link carries traffic whatever its state: the simulator models the wires, not the drain
+            by_pair[frozenset((a, b))] = link.model_copy(update={"spec": link.spec.model_copy(update={"state": "up"})})
         self._graph = graph
+        self._path_finder = PathFinder([Node(metadata={"name": name}) for name in graph.nodes], by_pair.values())
         self._routes = {}
         self._latencies = {}
 
@@ -272,7 +280,26 @@ class SimDriver:
             offered = offered_on.get(key, 0.0)
             s["throughput_bps"] = delivered_on.get(key, 0.0)
             s["loss"] = (offered - delivered_on.get(key, 0.0)) / offered if offered > 0 else 0.0
+        self._count_pair_bytes(demands_bps, report, interval_s)
         return report
+
+    # per-pair counters (what telemetry.sim.SimCountersSource reads) ------------------------
+    def _count_pair_bytes(self, demands_bps: Mapping[tuple[str, str], float], report: TrafficReport,
+                          interval_s: float) -> None:
+        """Cumulative bytes each network pair offered and got through, as kernel counters would count."""
+        for pair, bps in demands_bps.items():
+            if bps <= 0:
+                continue
+            counters = self.pair_bytes.setdefault(pair, [0, 0])
+            counters[0] += int(round(bps * interval_s / 8))
+            counters[1] += int(round(report.delivered_bps.get(pair, 0.0) * interval_s / 8))
+
+    def _pair_bytes_state(self) -> list:
+        return [[src, dst, offered, delivered] for (src, dst), (offered, delivered) in self.pair_bytes.items()]
+
+    def _load_pair_bytes(self, state: dict) -> None:
+        self.pair_bytes = {(src, dst): [offered, delivered]
+                           for src, dst, offered, delivered in state.get("pair_bytes", [])}
 
     def _attach_node(self, network: str) -> str:
         members = self.networks[network]["members"].values()
@@ -296,7 +323,7 @@ class SimDriver:
         return routes
 
     def default_path(self, a: str, b: str) -> tuple[str, ...]:
-        """The route unstitched traffic takes between two substrate nodes (lowest latency)."""
+        """The route unstitched traffic takes between two substrate nodes (lowest latency, `PathFinder`)."""
         return self._shortest(a, b)
 
     def path_latency(self, path) -> float:
@@ -304,13 +331,16 @@ class SimDriver:
         return self._path_latency(list(path)) or 0.0
 
     def _shortest(self, a: str, b: str) -> tuple[str, ...]:
-        if a == b or not self._graph.number_of_nodes():
+        """Lowest-latency node path from the controller's path engine (memoised until the topology
+        changes); (a, b) when no path joins them or a node is off the substrate."""
+        if a == b or not self._graph.number_of_nodes():  # nodes only after set_topology built _path_finder
             return (a,) if a == b else (a, b)
         if (a, b) not in self._routes:
             try:
-                self._routes[(a, b)] = tuple(nx.shortest_path(self._graph, a, b, weight="latency"))
-            except (nx.NetworkXNoPath, nx.NodeNotFound):
-                self._routes[(a, b)] = (a, b)
+                found = self._path_finder.paths(a, b, metric="latency", k=1)
+            except NotFound:
+                found = []
+            self._routes[(a, b)] = found[0].nodes if found else (a, b)
         return self._routes[(a, b)]
 
     def _path_latency(self, path: list[str]) -> float | None:
@@ -333,7 +363,8 @@ class SimDriver:
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".sim-")
         with os.fdopen(fd, "w") as handle:
-            json.dump({"networks": self.networks, "stitches": self.stitches}, handle)
+            json.dump({"networks": self.networks, "stitches": self.stitches,
+                       "pair_bytes": self._pair_bytes_state()}, handle)
         os.replace(tmp, self.state_path)
 
     def _load(self) -> None:
@@ -344,6 +375,7 @@ class SimDriver:
             raise DriverError(f"cannot read simulator state {self.state_path}: {exc}") from None
         self.networks = state.get("networks", {})
         self.stitches = state.get("stitches", {})
+        self._load_pair_bytes(state)
 
 
 def _end_dict(end: StitchEnd) -> dict:

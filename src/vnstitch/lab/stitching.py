@@ -3,21 +3,24 @@ the controller's reconciler does the same from its store)."""
 
 from __future__ import annotations
 
-import networkx as nx
-
 from vnstitch.domain.stitch import Stitch
+from vnstitch.domain.substrate import Link, Node, link_name
 from vnstitch.drivers.linux.layout import LabLayout
 from vnstitch.errors import InvalidInput
+from vnstitch.pathing.paths import PathFinder
 from vnstitch.planning.ops import EnsureStitch, StitchEnd
 
 
 def lab_path(layout: LabLayout, a: str, b: str) -> tuple[str, ...]:
-    """Lowest-latency substrate path between two nodes."""
-    graph = nx.Graph()
-    for link in layout.links:
-        graph.add_edge(link.a, link.b, latency=link.latency_s)
-    graph.add_nodes_from(layout.nodes)
-    return tuple(nx.shortest_path(graph, a, b, weight="latency"))
+    """Lowest-latency substrate path between two nodes, from the controller's path engine."""
+    nodes = [Node(metadata={"name": name}) for name in layout.nodes]
+    links = [Link(metadata={"name": link_name(link.a, link.b)},
+                  spec={"endpoints": (link.a, link.b), "capacity": link.capacity_bps, "latency": link.latency_s})
+             for link in layout.links]
+    found = PathFinder(nodes, links).paths(a, b, metric="latency", k=1)
+    if not found:
+        raise InvalidInput(f"no substrate path joins {a} and {b} in lab '{layout.name}'", field="spec.path")
+    return found[0].nodes
 
 
 def _end(networks: dict[str, dict], tenant: str, endpoint, field: str) -> StitchEnd:

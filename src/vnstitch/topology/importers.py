@@ -1,13 +1,18 @@
-"""Read real topologies (SNDlib XML, Topology Zoo GraphML, CFR-RL text) into substrate nodes and links.
+"""Read real topologies (SNDlib XML, Topology Zoo GraphML, CFR-RL text, networkx node-link JSON)
+into substrate nodes and links.
 
-Capacities come from the file where it has them, `default_capacity_bps` otherwise;
-latency comes from geographic coordinates where the file has them (great-circle
-distance at 2/3 of the speed of light, see `propagation_latency_s`), `default_latency_s`
-otherwise. Every default that was applied is listed in `Topology.notes`.
+Capacities come from the file; a link the file gives none gets `default_capacity_bps` only
+when the caller passes one (`--default-capacity`), otherwise the import fails: a capacity is
+never invented. Latency comes from the file where it has one (node-link `latency`, seconds),
+else from geographic coordinates (great-circle distance at 2/3 of the speed of light, see
+`propagation_latency_s`), else `default_latency_s`. Each link records where both came from in
+its annotations (`CAPACITY_SOURCE`, `LATENCY_SOURCE`); every default applied is listed in
+`Topology.notes`.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import unicodedata
@@ -22,7 +27,11 @@ from vnstitch.domain.substrate import Link, Node, link_name
 from vnstitch.errors import InvalidInput, NotFound
 from vnstitch.units import format_bandwidth
 
-FORMATS = ("sndlib", "graphml", "cfr-rl")
+FORMATS = ("sndlib", "graphml", "cfr-rl", "node-link")
+
+CAPACITY_SOURCE = "vnstitch.io/capacity-source"    # "file", "default-capacity flag" or "capacity override"
+LATENCY_SOURCE = "vnstitch.io/latency-source"      # "file", "great-circle distance" or "default"
+CAPACITY_BY_DIRECTION = "vnstitch.io/capacity-by-direction"  # both directions, where the file's differ
 
 EARTH_RADIUS_KM = 6371.0088  # mean Earth radius (IUGG)
 FIBRE_SPEED_KM_PER_S = 299_792.458 * 2 / 3  # light in fibre: ~2/3 c, i.e. ~5.0 µs per km
@@ -54,6 +63,8 @@ class _RawLink:
     b: str
     capacity_bps: float | None = None
     cost: float | None = None
+    latency_s: float | None = None  # from the file itself, when it has one
+    annotations: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -137,12 +148,16 @@ def load_topology(
     path: str | Path,
     format: str | None = None,
     *,
-    default_capacity_bps: float = 10e9,
+    default_capacity_bps: float | None = None,
     default_latency_s: float = 0.001,
     capacity_bps_override: float | None = None,
     node_names: Sequence[str] | None = None,
 ) -> Topology:
-    """Read a topology file; `format` is 'sndlib', 'graphml' or 'cfr-rl', detected when None."""
+    """Read a topology file; `format` is one of FORMATS, detected when None.
+
+    A link without a capacity in the file needs `default_capacity_bps` (or `capacity_bps_override`);
+    without one the import fails, naming how many links lack a capacity.
+    """
     path = Path(path)
     if not path.is_file():
         raise NotFound(f"no such topology file '{path}'")
@@ -157,6 +172,8 @@ def load_topology(
     try:
         if fmt == "cfr-rl":
             raw_nodes, raw_links = _read_cfr_rl(path, notes, node_names)
+        elif fmt == "node-link":
+            raw_nodes, raw_links = _read_node_link(path, notes)
         else:
             raw_nodes, raw_links = (_read_sndlib if fmt == "sndlib" else _read_graphml)(path, notes)
     except InvalidInput:
@@ -179,9 +196,13 @@ def _detect_format(path: Path, head: str) -> str:
         return "sndlib"
     if head.lstrip().startswith("Node_num:"):
         return "cfr-rl"
+    if head.lstrip().startswith("{") and re.search(r'"(nodes|links|edges)"\s*:', head):
+        return "node-link"
     suffix = path.suffix.lower()
     if suffix == ".graphml":
         return "graphml"
+    if suffix == ".json":
+        return "node-link"
     if suffix == ".xml":
         return "sndlib"
     raise InvalidInput(f"cannot tell the topology format (valid: {', '.join(FORMATS)}); pass format=",
@@ -301,10 +322,14 @@ def _read_cfr_rl(path: Path, notes: list[str], node_names: Sequence[str] | None
             continue  # handled with its reverse
         if reverse is None:
             one_way += 1
-        elif reverse != (ospf, capacity):
+        annotations = {}
+        if reverse is not None and reverse != (ospf, capacity):
             asymmetric += 1
+            if reverse[1] != capacity:
+                annotations[CAPACITY_BY_DIRECTION] = _by_direction(node_names[a], node_names[b], capacity, reverse[1])
             ospf, capacity = min(ospf, reverse[0]), min(capacity, reverse[1])
-        raw_links.append(_RawLink(node_names[a], node_names[b], capacity_bps=capacity, cost=ospf))
+        raw_links.append(_RawLink(node_names[a], node_names[b], capacity_bps=capacity, cost=ospf,
+                                  annotations=annotations))
     if one_way:
         notes.append(f"{one_way} links were listed in one direction only: used as full-duplex")
     if asymmetric:
@@ -312,10 +337,150 @@ def _read_cfr_rl(path: Path, notes: list[str], node_names: Sequence[str] | None
     return [_RawNode(name=n) for n in node_names], raw_links
 
 
+# ---------------------------------------------------------------- networkx node-link JSON
+
+def _node_link_graph(data: dict, edges_key: str):
+    """`networkx.node_link_graph` across versions: the edge-list keyword is `edges` from 3.4, `link` before.
+
+    A file that does not say whether it is directed is read as arcs (networkx would read it as
+    undirected and sum the two directions of a link as parallel edges).
+    """
+    import networkx as nx
+
+    try:
+        return nx.node_link_graph(data, directed=True, multigraph=True, edges=edges_key)
+    except TypeError:
+        return nx.node_link_graph(data, directed=True, multigraph=True, link=edges_key)
+
+
+def _number(value, what: str, path: Path, minimum_exclusive: bool) -> float | None:
+    """A finite number from the file (None when absent); InvalidInput naming the link otherwise."""
+    if value is None:
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (minimum_exclusive and value == 0):
+        bound = "above 0" if minimum_exclusive else "≥ 0"
+        raise InvalidInput(f"{what} is {value!r}, expected a number {bound}", field=str(path))
+    return float(value)
+
+
+def _read_node_link(path: Path, notes: list[str]) -> tuple[list[_RawNode], list[_RawLink]]:
+    """networkx node-link JSON, as DOTE, FIGRET and Teal publish: arcs with `capacity` in bit/s.
+
+    In a directed graph the two arcs of a node pair become one full-duplex link; where their
+    capacities differ the smaller is used and both are kept in CAPACITY_BY_DIRECTION (a Link has
+    one capacity per direction, the same both ways). Parallel arcs add up. An arc's `latency`
+    (seconds) is used when present (the larger of the two directions); node `Latitude`/`Longitude`
+    (or lower case) give great-circle latency otherwise.
+    """
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not isinstance(data.get("nodes"), list):
+        raise InvalidInput("expected a networkx node-link object with a 'nodes' list", field=str(path))
+    edges_key = next((k for k in ("links", "edges") if isinstance(data.get(k), list)), None)
+    if edges_key is None:
+        raise InvalidInput("expected a 'links' (or 'edges') list of {source, target, capacity}", field=str(path))
+    declared = set()
+    for number, node in enumerate(data["nodes"]):
+        node_id = node.get("id") if isinstance(node, dict) else None
+        if not isinstance(node_id, (str, int)) or isinstance(node_id, bool):
+            raise InvalidInput(f"nodes[{number}] needs an 'id' (a string or an integer)", field=str(path))
+        declared.add(node_id)
+    for number, edge in enumerate(data[edges_key]):
+        if not isinstance(edge, dict) or "source" not in edge or "target" not in edge:
+            raise InvalidInput(f"{edges_key}[{number}] needs a 'source' and a 'target'", field=str(path))
+        for end in (edge["source"], edge["target"]):
+            if isinstance(end, (list, dict)) or end not in declared:
+                raise InvalidInput(f"{edges_key}[{number}]: unknown node {end!r}", field=str(path))
+    graph = _node_link_graph(data, edges_key)
+    if "directed" not in data:
+        notes.append("the file does not say 'directed': each entry read as one direction of a link")
+
+    ids = list(graph.nodes)
+    labels = [(str(graph.nodes[n].get("name") or graph.nodes[n].get("label")
+                   or (f"n{n}" if isinstance(n, int) else n)), f"n{i}") for i, n in enumerate(ids)]
+    names = dict(zip(ids, _unique_names(labels)))
+    if any(isinstance(n, int) and not (graph.nodes[n].get("name") or graph.nodes[n].get("label")) for n in ids):
+        notes.append("integer node ids named n<id> (n0, n1, …)")
+    renamed = sum(1 for (label, _), n in zip(labels, ids) if label != names[n])
+    if renamed:
+        notes.append(f"{renamed} node labels were sanitised or disambiguated into names")
+    raw_nodes = []
+    for n in ids:
+        attrs = graph.nodes[n]
+        lat, lon = attrs.get("Latitude", attrs.get("latitude")), attrs.get("Longitude", attrs.get("longitude"))
+        geo = lat is not None and lon is not None
+        raw_nodes.append(_RawNode(name=names[n], site=str(attrs.get("label") or attrs.get("name") or n),
+                                  latitude=float(lat) if geo else None, longitude=float(lon) if geo else None))
+
+    arcs: dict[tuple[str, str], tuple[list[float], list[float]]] = {}  # (a, b) → (capacities, latencies)
+    raw_links: list[_RawLink] = []
+    self_loops = 0
+    for u, v, attrs in graph.edges(data=True):
+        if u == v:
+            self_loops += 1
+            continue
+        a, b = names[u], names[v]
+        capacity = _number(attrs.get("capacity"), f"link {a}->{b}: capacity", path, minimum_exclusive=True)
+        latency = _number(attrs.get("latency"), f"link {a}->{b}: latency", path, minimum_exclusive=False)
+        if not graph.is_directed():  # one edge, one full-duplex link; parallel edges are summed later
+            raw_links.append(_RawLink(a, b, capacity_bps=capacity, latency_s=latency))
+            continue
+        capacities, latencies = arcs.setdefault((a, b), ([], []))
+        capacities.extend([capacity] if capacity is not None else [])
+        latencies.extend([latency] if latency is not None else [])
+    one_way = one_sided = asymmetric = 0
+    paired: set[tuple[str, str]] = set()
+    for (a, b), (capacities, latencies) in arcs.items():
+        if (a, b) in paired:
+            continue  # handled with its reverse
+        paired.add((b, a))
+        reverse = arcs.get((b, a))
+        forward_bps = sum(capacities) if capacities else None
+        reverse_bps = (sum(reverse[0]) if reverse[0] else None) if reverse is not None else None
+        annotations = {}
+        if reverse is None:
+            one_way += 1
+            capacity = forward_bps
+        else:
+            known = [c for c in (forward_bps, reverse_bps) if c is not None]
+            capacity = min(known) if known else None
+            one_sided += len(known) == 1
+            if len(known) == 2 and forward_bps != reverse_bps:
+                asymmetric += 1
+                annotations[CAPACITY_BY_DIRECTION] = _by_direction(a, b, forward_bps, reverse_bps)
+        both_latencies = latencies + (reverse[1] if reverse is not None else [])
+        raw_links.append(_RawLink(a, b, capacity_bps=capacity, latency_s=max(both_latencies, default=None),
+                                  annotations=annotations))
+    if self_loops:
+        notes.append(f"{self_loops} self-loop links skipped")
+    if one_way:
+        notes.append(f"{one_way} links were listed in one direction only: used as full-duplex")
+    if one_sided:
+        notes.append(f"{one_sided} links have a capacity in one direction only: used for both")
+    if asymmetric:
+        notes.append(f"{asymmetric} links differ in capacity by direction: the smaller used, "
+                     f"both kept in annotation {CAPACITY_BY_DIRECTION}")
+    known_bps = [r.capacity_bps for r in raw_links if r.capacity_bps]
+    if known_bps and max(known_bps) < 1e6:
+        notes.append(f"the largest capacity is {max(known_bps):g} bit/s: node-link capacities are read as bit/s; "
+                     "check the unit of this file")
+    return raw_nodes, raw_links
+
+
+def _bps_text(bps: float) -> str:
+    return f"{bps:.0f}" if float(bps).is_integer() else repr(float(bps))
+
+
+def _by_direction(a: str, b: str, forward_bps: float, reverse_bps: float) -> str:
+    """'A->B=22000000000bps B->A=21500000000bps': a link's two capacities where the file's differ."""
+    return f"{a}->{b}={_bps_text(forward_bps)}bps {b}->{a}={_bps_text(reverse_bps)}bps"
+
+
 # ---------------------------------------------------------------- common
 
 def _build(path: Path, fmt: str, raw_nodes: list[_RawNode], raw_links: list[_RawLink], notes: list[str], *,
-           default_capacity_bps: float, default_latency_s: float, capacity_bps_override: float | None) -> Topology:
+           default_capacity_bps: float | None, default_latency_s: float,
+           capacity_bps_override: float | None) -> Topology:
     """Apply defaults, collapse parallel links and validate into domain objects."""
     by_name = {n.name: n for n in raw_nodes}
     if len(by_name) != len(raw_nodes):
@@ -328,30 +493,42 @@ def _build(path: Path, fmt: str, raw_nodes: list[_RawNode], raw_links: list[_Raw
         if raw.a == raw.b:
             continue
         grouped.setdefault(tuple(sorted((raw.a, raw.b))), []).append(raw)
-    no_capacity = no_coordinates = collapsed = 0
+    no_capacity = sum(1 for group in grouped.values() if not any(r.capacity_bps for r in group))
+    if no_capacity and default_capacity_bps is None and capacity_bps_override is None:
+        raise InvalidInput(f"{no_capacity} of {len(grouped)} links have no capacity in the file: pass "
+                           "--default-capacity RATE (default_capacity_bps=) to give them one", field=str(path))
+    from_file = great_circle = collapsed = 0
     links = []
     try:
         nodes = [Node(metadata={"name": n.name},
                       spec={"site": n.site, "latitude": n.latitude, "longitude": n.longitude})
                  for n in raw_nodes]
         for (a, b), group in grouped.items():
+            annotations: dict[str, str] = {}
+            for raw in group:
+                annotations.update(raw.annotations)
             known = [r.capacity_bps for r in group if r.capacity_bps]
-            capacity = sum(known) if known else None
             if len(group) > 1:
                 collapsed += 1
-            if capacity is None:
-                no_capacity += 1
-                capacity = default_capacity_bps
             if capacity_bps_override is not None:
-                capacity = capacity_bps_override
-            costs = [r.cost for r in group if r.cost is not None]
-            na, nb = by_name[a], by_name[b]
-            if None in (na.latitude, na.longitude, nb.latitude, nb.longitude):
-                no_coordinates += 1
-                latency = default_latency_s
+                capacity, annotations[CAPACITY_SOURCE] = capacity_bps_override, "capacity override"
+            elif known:
+                capacity, annotations[CAPACITY_SOURCE] = sum(known), "file"
             else:
+                capacity, annotations[CAPACITY_SOURCE] = default_capacity_bps, "default-capacity flag"
+            costs = [r.cost for r in group if r.cost is not None]
+            file_latencies = [r.latency_s for r in group if r.latency_s is not None]
+            na, nb = by_name[a], by_name[b]
+            if file_latencies:
+                from_file += 1
+                latency, annotations[LATENCY_SOURCE] = max(file_latencies), "file"
+            elif None not in (na.latitude, na.longitude, nb.latitude, nb.longitude):
+                great_circle += 1
                 latency = propagation_latency_s(great_circle_km(na.latitude, na.longitude, nb.latitude, nb.longitude))
-            links.append(Link(metadata={"name": link_name(a, b)},
+                annotations[LATENCY_SOURCE] = "great-circle distance"
+            else:
+                latency, annotations[LATENCY_SOURCE] = default_latency_s, "default"
+            links.append(Link(metadata={"name": link_name(a, b), "annotations": annotations},
                               spec={"endpoints": (a, b), "capacity": capacity, "latency": latency,
                                     "cost": min(costs) if costs else 1.0}))
     except ValidationError as exc:
@@ -363,12 +540,16 @@ def _build(path: Path, fmt: str, raw_nodes: list[_RawNode], raw_links: list[_Raw
         notes.append(f"all {len(links)} link capacities overridden: {format_bandwidth(capacity_bps_override)}")
     elif no_capacity:
         notes.append(f"{no_capacity} links had no capacity: default {format_bandwidth(default_capacity_bps)}")
-    if no_coordinates:
-        notes.append(f"{no_coordinates} links lack endpoint coordinates: default latency {default_latency_s * 1e3:g} ms")
-    if links and no_coordinates < len(links):
+    defaulted = len(links) - from_file - great_circle
+    if defaulted:
+        notes.append(f"{defaulted} links lack endpoint coordinates: default latency {default_latency_s * 1e3:g} ms")
+    if from_file:
+        notes.append(f"latency of {from_file} links from the file")
+    if great_circle:
         notes.append("latency from great-circle distance at 2/3 c (~5 µs per km)")
     return Topology(nodes=nodes, links=links, source=f"{fmt}:{path}", notes=notes)
 
 
 __all__ = ["Topology", "load_topology", "parse_capacity_label", "sanitize_name", "great_circle_km",
-           "propagation_latency_s", "FORMATS", "ABILENE_NODE_ORDER"]
+           "propagation_latency_s", "FORMATS", "ABILENE_NODE_ORDER", "CAPACITY_SOURCE", "LATENCY_SOURCE",
+           "CAPACITY_BY_DIRECTION"]

@@ -7,8 +7,6 @@ import sys
 
 from vnstitch.errors import InvalidInput
 
-DATASETS = ("abilene",)
-TOPOLOGIES = ("abilene",)
 
 
 def _strategies(values: list[str] | None) -> tuple[str, ...]:
@@ -25,20 +23,34 @@ def _strategies(values: list[str] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
-def replay_config(args):
-    from vnstitch.planning.allocator import AllocatorConfig
-    from vnstitch.experiments.replay import STEPS_PER_DAY, ReplayConfig
+def load_inputs(args):
+    """The series and substrate named on the command line (bundled Abilene by default)."""
+    from vnstitch.experiments.replay import load_inputs as load
+    from vnstitch.units import parse_bandwidth, parse_duration
 
-    if args.dataset not in DATASETS:
-        raise InvalidInput(f"unknown dataset '{args.dataset}' (valid: {', '.join(DATASETS)})", field="--dataset")
-    if args.topology not in TOPOLOGIES:
-        raise InvalidInput(f"unknown topology '{args.topology}' (valid: {', '.join(TOPOLOGIES)})", field="--topology")
+    def parsed(parse, value, flag):
+        try:
+            return parse(value) if value is not None else None
+        except ValueError as exc:
+            raise InvalidInput(str(exc), field=flag) from None
+
+    return load(args.dataset, args.topology, args.nodes, parsed(parse_duration, args.interval, "--interval"),
+                parsed(parse_bandwidth, args.default_capacity, "--default-capacity"),
+                parsed(parse_duration, args.aggregate, "--aggregate"))
+
+
+def replay_config(args, interval_s: float = 300.0):
+    from vnstitch.planning.allocator import AllocatorConfig
+    from vnstitch.experiments.replay import ReplayConfig
+
+    steps_per_day = max(1, round(86400 / interval_s))
     if not 0 < args.quantile < 1:
         raise InvalidInput("quantile must lie between 0 and 1", field="--quantile")
-    if args.horizon < 1 or args.steps < 1:
+    steps = steps_per_day if args.steps is None else args.steps
+    if args.horizon < 1 or steps < 1:
         raise InvalidInput("horizon and steps must be at least 1", field="--horizon")
-    return ReplayConfig(scale=args.scale, start_step=args.day * STEPS_PER_DAY if args.start is None else args.start,
-                        steps=args.steps, horizon=args.horizon, quantile=args.quantile,
+    return ReplayConfig(scale=args.scale, start_step=args.day * steps_per_day if args.start is None else args.start,
+                        steps=steps, horizon=args.horizon, quantile=args.quantile, interval_s=interval_s,
                         strategies=_strategies(args.strategy),
                         allocator=AllocatorConfig(quantile=args.quantile, congestion_threshold=args.threshold))
 
@@ -46,12 +58,16 @@ def replay_config(args):
 def cmd_replay(args) -> int:
     from vnstitch.experiments.replay import render_table, run_replay
 
-    report = run_replay(replay_config(args), model_name=args.model, model_path=args.model_file, epochs=args.epochs,
+    inputs = load_inputs(args)
+    report = run_replay(replay_config(args, inputs[0].interval_seconds), model_name=args.model,
+                        model_path=args.model_file, epochs=args.epochs,
                         json_path=args.json, plot_dir=args.plot, store_url=args.record_store,
-                        decisions_path=args.decisions,
+                        decisions_path=args.decisions, inputs=inputs,
                         log=lambda msg: print(msg, file=sys.stderr))
     window = report["window"]
-    print(f"Abilene replay: {window['hours']:g} h from {window['start']}, scale {report['scale']:g}, "
+    name = "Abilene" if args.dataset == "abilene" else args.dataset
+    print(f"{name} replay: {window['hours']:g} h from {window['start']} at {report['interval_s']:g} s intervals, "
+          f"scale {report['scale']:g}, "
           f"forecaster {report['model'] or '-'} (p{report['quantile'] * 100:.0f}, {report['horizon']} steps ahead)")
     print(render_table(report))
     if args.json:
@@ -64,15 +80,19 @@ def cmd_replay(args) -> int:
 
 
 def add_replay_arguments(p) -> None:
-    from vnstitch.experiments.replay import STEPS_PER_DAY
-
-    p.add_argument("--dataset", default="abilene", help="traffic matrices (bundled: abilene)")
-    p.add_argument("--topology", default="abilene", help="substrate (bundled: abilene, SNDlib capacities)")
+    p.add_argument("--dataset", default="abilene",
+                   help="traffic matrices: abilene (bundled), or a .npz, .csv/.parquet, SNDlib .xml or .hist file")
+    p.add_argument("--nodes", help=".hist: the node names, comma-separated, in the file's order")
+    p.add_argument("--interval", help=".hist: the interval of the matrices, e.g. 5m")
+    p.add_argument("--aggregate", help="replay at a coarser interval (a multiple of the data's), e.g. 15m")
+    p.add_argument("--topology", default="abilene",
+                   help="substrate: abilene (bundled, SNDlib capacities) or a file `substrate import` reads")
+    p.add_argument("--default-capacity", help="capacity for topology links whose file gives none")
     p.add_argument("--scale", type=float, default=10.0, help="traffic multiplier (default 10: static overloads links)")
     p.add_argument("--strategy", action="append", help="static, reactive, proactive, oracle (repeat or comma-separate; default all)")
-    p.add_argument("--day", type=int, default=12, help="replay this day of the 14 bundled ones, 0-based (default 12)")
-    p.add_argument("--start", type=int, help="or: first replayed 5-minute interval")
-    p.add_argument("--steps", type=int, default=STEPS_PER_DAY, help="intervals to replay (default 288 = one day)")
+    p.add_argument("--day", type=int, default=12, help="replay this day of the data, 0-based (default 12)")
+    p.add_argument("--start", type=int, help="or: first replayed interval")
+    p.add_argument("--steps", type=int, help="intervals to replay (default: one day at the data's interval)")
     p.add_argument("--horizon", type=int, default=2, help="forecast intervals ahead (default 2 = 10 min)")
     p.add_argument("--quantile", type=float, default=0.9, help="forecast quantile that sizes stitches (default 0.9)")
     p.add_argument("--threshold", type=float, default=0.8,

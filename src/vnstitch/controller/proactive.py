@@ -49,6 +49,12 @@ class TelemetryReader(Protocol):
         """Mean bit/s per interval (steps, pairs) for the `steps` intervals ending at `end`; NaN = no data."""
 
 
+class Predictor(Protocol):
+    def __call__(self, policy: ForecastPolicy, pairs: list[Pair], history_bps: np.ndarray, observed: np.ndarray,
+                 end: float) -> tuple[dict[Pair, float], dict[Pair, float]]:
+        """(mean, upper) bit/s per pair for the policy's next horizon."""
+
+
 class TelemetrySource(Protocol):
     name: str
 
@@ -63,6 +69,9 @@ class PolicyRun:
     step: int
     decisions: list[Decision] = field(default_factory=list)
     applied: int = 0
+    established: int = 0          # stitch parts created
+    adjusted: int = 0             # stitch parts changed
+    terminated: int = 0           # stitch parts deleted
     refused: list[str] = field(default_factory=list)
     suggested: int = 0
     model: str = ""
@@ -186,17 +195,29 @@ class ProactiveLoop:
     """One controller's forecast → allocate → admit loop over every ForecastPolicy in the store."""
 
     def __init__(self, controller: Controller, telemetry: TelemetryReader, models: ModelStore | None = None,
-                 sources: Iterable[TelemetrySource] = (), train: bool = True):
+                 sources: Iterable[TelemetrySource] = (), train: bool = True, predictor: "Predictor | None" = None):
         self.controller = controller
+        self.predictor = predictor  # replaces the policy's model (the replay's strategies); None: the model
         self.telemetry = telemetry
         self.sources = list(sources)
         self.models = models
         self.trainer = Trainer(models, self._trained) if (models is not None and train) else None
         self._sources_ok = "ok"
+        self._routes: tuple[object, dict] = (None, {})  # (finder, default routes) — see _route
 
     def close(self) -> None:
         if self.trainer is not None:
             self.trainer.close()
+
+    def seconds_until_due(self, now: float) -> float:
+        """Until the next control interval of any policy starts (inf without policies)."""
+        due = float("inf")
+        for record in self.controller.store.list("ForecastPolicy"):
+            policy = ForecastPolicy.model_validate(record.value)
+            interval = policy.spec.interval
+            next_step = (policy.status.last_step + 1) if policy.status.last_step is not None else now // interval
+            due = min(due, next_step * interval - now)
+        return max(0.0, due)
 
     # one pass over every policy ----------------------------------------------------------
     def step(self, now: float) -> list[PolicyRun]:
@@ -253,10 +274,13 @@ class ProactiveLoop:
         columns = [pairs.index(p) for p in known]
         history, observed = history[:, columns], observed[:, columns]
         model_status = policy.status.model
-        forecaster, model_label = self._forecaster(policy, key, known)
-        if forecaster is None and have >= 2 and known:
-            forecaster, model_label = _baseline(history, observed, end, spec.interval, known), "baseline"
-        self._maybe_train(policy, key, history, observed, end, known, have)
+        if self.predictor is not None:
+            forecaster, model_label = self.predictor, "external"
+        else:
+            forecaster, model_label = self._forecaster(policy, key, known)
+            if forecaster is None and have >= 2 and known:
+                forecaster, model_label = _baseline(history, observed, end, spec.interval, known), "baseline"
+            self._maybe_train(policy, key, history, observed, end, known, have)
         run.model = model_label
         safe = dict(policy.status.safe_intervals)
         if forecaster is None:
@@ -264,7 +288,10 @@ class ProactiveLoop:
             self._write_status(record, policy, step, now, safe, run, pairs=len(pairs))
             return run
         try:
-            mean_bps, upper_bps = _forecast(forecaster, history, observed, end, spec, known)
+            if self.predictor is not None:
+                mean_bps, upper_bps = self.predictor(policy, known, history, observed, end)
+            else:
+                mean_bps, upper_bps = _forecast(forecaster, history, observed, end, spec, known)
         except VnstitchError as exc:
             run.message = f"forecast failed: {exc}"
             self._write_status(record, policy, step, now, safe, run, pairs=len(pairs))
@@ -272,15 +299,20 @@ class ProactiveLoop:
         pairs = known
         finder = self.controller.pathfinder()
         nodes = {pair: (ends[pair[0]], ends[pair[1]]) for pair in pairs}
-        default_paths = {pair: _default_path(finder, *nodes[pair]) for pair in pairs}
+        routes = {pair: self._route(finder, *nodes[pair]) for pair in pairs}
+        default_paths = {pair: route[0] if route else None for pair, route in routes.items()}
         held = self._held(tenant, record.name, safe)
         config = AllocatorConfig(quantile=spec.quantile, congestion_threshold=spec.congestion_threshold,
                                  terminate_after=spec.terminate_after)
         capacity = {arc: finder.capacity_bps(arc) for arc in finder.arcs()}
         reachable = {p for p in pairs if default_paths[p] is not None}
+        bounds = None
+        if spec.latency_factor is not None:
+            bounds = {p: spec.latency_factor * routes[p][1] + spec.latency_slack for p in reachable}
         allocation = allocate(AllocatorState({p: h for p, h in held.items() if p in reachable}),
                               {p: mean_bps[p] for p in reachable}, {p: upper_bps[p] for p in reachable},
-                              {p: default_paths[p] for p in reachable}, capacity, finder, config, nodes=nodes)
+                              {p: default_paths[p] for p in reachable}, capacity, finder, config,
+                              latency_bound_s=bounds, nodes=nodes)
         run.decisions = allocation.decisions
         if spec.mode == "auto":
             landed = self._apply(tenant, record.name, spec, allocation.decisions, held, run)
@@ -296,6 +328,15 @@ class ProactiveLoop:
             run.message += f"; forecasting with the baseline ({BASELINE_MODEL}) until {spec.model} is trained"
         self._write_status(record, policy, step, now, safe, run, pairs=len(pairs), stitches=len(landed))
         return run
+
+    def _route(self, finder, a: str, b: str):
+        """Default route between two nodes, memoised for as long as the substrate (the finder) is the same."""
+        if self._routes[0] is not finder:
+            self._routes = (finder, {})
+        cache = self._routes[1]
+        if (a, b) not in cache:
+            cache[(a, b)] = _default_route(finder, a, b)
+        return cache[(a, b)]
 
     # scope -----------------------------------------------------------------------------------
     def _ends(self, policy: ForecastPolicy) -> dict[str, str]:
@@ -326,6 +367,10 @@ class ProactiveLoop:
         return [(a, b) for a in networks for b in networks if a != b]
 
     # held state, from the store --------------------------------------------------------------
+    def held(self, tenant: str, policy: str) -> dict[Pair, Held]:
+        """What the policy's stitches hold now, per pair (read from the store)."""
+        return self._held(tenant, policy, {})
+
     def _held(self, tenant: str, policy: str, safe: dict[str, int]) -> dict[Pair, Held]:
         parts: dict[Pair, dict[int, tuple[tuple[str, ...], float]]] = {}
         for record in self.controller.cache.list("Stitch", tenant):
@@ -375,6 +420,10 @@ class ProactiveLoop:
                     landed.setdefault(decision.pair, {})[i] = before[i]
             else:
                 run.applied += 1
+                if i < len(before):
+                    run.adjusted += 1
+                else:
+                    run.established += 1
                 landed.setdefault(decision.pair, {})[i] = decision.all_parts[i]
         after = {p: h for p, h in held.items()}
         for decision in decisions:
@@ -392,6 +441,7 @@ class ProactiveLoop:
         for name in stale:
             try:
                 self.controller.delete("stitches", name, tenant)
+                run.terminated += 1
             except VnstitchError:
                 pass  # never created (refused), or already going
         return after
@@ -410,29 +460,7 @@ class ProactiveLoop:
 
     def approve(self, tenant: str, name: str) -> PolicyRun:
         """Apply one suggested decision now (suggest mode)."""
-        from vnstitch.errors import Conflict, NotFound
-
-        record = self.controller.store.get(SUGGESTION_KIND, tenant, name)
-        if record is None:
-            raise NotFound(f"suggestion '{name}' not found", field="name")
-        value = record.value
-        if value.get("state") != "pending":
-            raise Conflict(f"suggestion '{name}' is {value.get('state')}", field="name")
-        policy_record = self.controller.store.get("ForecastPolicy", tenant, value["policy"])
-        if policy_record is None:
-            raise NotFound(f"forecast policy '{value['policy']}' not found", field="policy")
-        policy = ForecastPolicy.model_validate(policy_record.value)
-        pair = (value["from"], value["to"])
-        parts = tuple((tuple(p["path"]), float(p["bandwidthBps"])) for p in value["parts"])
-        decision = Decision(value["action"], pair, value["bandwidthBps"], parts[0][0] if parts else (),
-                            value["reason"], value["forecastMeanBps"], value["forecastUpperBps"],
-                            parts if len(parts) > 1 else ())
-        run = PolicyRun(f"{tenant}/{value['policy']}", value["step"], [decision])
-        self.controller.refresh()
-        self._apply(tenant, value["policy"], policy.spec, [decision], self._held(tenant, value["policy"], {}), run)
-        self.controller.store.txn([Compare(SUGGESTION_KIND, tenant, name, record.revision)],
-                                  [Put(SUGGESTION_KIND, tenant, name, {**value, "state": "approved"})])
-        return run
+        return approve_suggestion(self.controller, tenant, name)
 
     # forecasting and training ------------------------------------------------------------------
     def _forecaster(self, policy: ForecastPolicy, key: str, pairs: list[Pair]):
@@ -493,12 +521,11 @@ class ProactiveLoop:
                            "reason": d.reason, "forecastMeanBps": d.forecast_mean_bps,
                            "forecastUpperBps": d.forecast_upper_bps} for d in allocation.decisions]}
         store = self.controller.store
-        store.txn([*self.controller.fence], [Put(PREDICTED_KIND, tenant, f"{policy}.{step}", value),
-                                              Put(PREDICTED_KIND, tenant, "current", value)])
-        old = [r for r in store.list(PREDICTED_KIND, tenant)
-               if r.name.startswith(f"{policy}.") and r.value.get("step", step) <= step - GRAPH_HISTORY]
-        if old:
-            store.txn([], [Delete(PREDICTED_KIND, tenant, r.name) for r in old])
+        ops = [Put(PREDICTED_KIND, tenant, f"{policy}.{step}", value), Put(PREDICTED_KIND, tenant, "current", value)]
+        expired = f"{policy}.{step - GRAPH_HISTORY}"  # one in, one out: the history stays bounded
+        if store.get(PREDICTED_KIND, tenant, expired) is not None:
+            ops.append(Delete(PREDICTED_KIND, tenant, expired))
+        store.txn([*self.controller.fence], ops)
 
     def _write_status(self, record, policy: ForecastPolicy, step: int, now: float, safe: dict[str, int],
                       run: PolicyRun, pairs: int, stitches: int = 0) -> None:
@@ -517,6 +544,34 @@ class ProactiveLoop:
         self.controller.store.txn([Compare("ForecastPolicy", record.namespace, record.name, current.revision),
                                    *self.controller.fence],
                                   [Put("ForecastPolicy", record.namespace, record.name, value)])
+
+
+def approve_suggestion(controller: Controller, tenant: str, name: str) -> PolicyRun:
+    """Apply one suggested decision now (suggest mode)."""
+    from vnstitch.errors import Conflict, NotFound
+
+    record = controller.store.get(SUGGESTION_KIND, tenant, name)
+    if record is None:
+        raise NotFound(f"suggestion '{name}' not found", field="name")
+    value = record.value
+    if value.get("state") != "pending":
+        raise Conflict(f"suggestion '{name}' is {value.get('state')}", field="name")
+    policy_record = controller.store.get("ForecastPolicy", tenant, value["policy"])
+    if policy_record is None:
+        raise NotFound(f"forecast policy '{value['policy']}' not found", field="policy")
+    policy = ForecastPolicy.model_validate(policy_record.value)
+    pair = (value["from"], value["to"])
+    parts = tuple((tuple(p["path"]), float(p["bandwidthBps"])) for p in value["parts"])
+    decision = Decision(value["action"], pair, value["bandwidthBps"], parts[0][0] if parts else (),
+                        value["reason"], value["forecastMeanBps"], value["forecastUpperBps"],
+                        parts if len(parts) > 1 else ())
+    run = PolicyRun(f"{tenant}/{value['policy']}", value["step"], [decision])
+    controller.refresh()
+    loop = ProactiveLoop(controller, None, train=False)  # its admission half only: no telemetry, no model
+    loop._apply(tenant, value["policy"], policy.spec, [decision], loop._held(tenant, value["policy"], {}), run)
+    controller.store.txn([Compare(SUGGESTION_KIND, tenant, name, record.revision)],
+                         [Put(SUGGESTION_KIND, tenant, name, {**value, "state": "approved"})])
+    return run
 
 
 def _stitch_doc(tenant: str, policy: str, spec, decision: Decision, part: int, path, bps: float):
@@ -538,12 +593,13 @@ def _stitch_doc(tenant: str, policy: str, spec, decision: Decision, part: int, p
                  "origin": "forecast", "priority": spec.priority, "symmetric": False, "path": list(path)}})
 
 
-def _default_path(finder, a: str, b: str) -> tuple[str, ...] | None:
-    """The route unstitched traffic takes: the lowest-latency path (one node when both ends share it)."""
+def _default_route(finder, a: str, b: str) -> tuple[tuple[str, ...], float] | None:
+    """The route unstitched traffic takes, with its latency: the lowest-latency path (one node when both
+    ends share it); None when nothing joins them."""
     if a == b:
-        return (a,)
+        return (a,), 0.0
     found = finder.paths(a, b, metric="latency", k=1)
-    return found[0].nodes if found else None
+    return (found[0].nodes, found[0].latency_s) if found else None
 
 
 def _stamps(end: float, steps: int, interval_s: float) -> np.ndarray:
@@ -575,4 +631,4 @@ def _forecast(model, history, observed, end: float, spec, pairs: list[Pair]):
     return ({p: float(mean[i]) for i, p in enumerate(pairs)}, {p: float(upper[i]) for i, p in enumerate(pairs)})
 
 
-__all__ = ["ProactiveLoop", "ModelStore", "Trainer", "PolicyRun", "stitch_name", "POLICY_LABEL"]
+__all__ = ["ProactiveLoop", "approve_suggestion", "ModelStore", "Trainer", "PolicyRun", "stitch_name", "POLICY_LABEL"]

@@ -33,6 +33,9 @@ class ForecastPolicySpec(Strict):
     congestion_threshold: float = Field(default=0.8, alias="congestionThreshold", gt=0, le=1.0)
     terminate_after: int = Field(default=3, alias="terminateAfter", ge=1)
     priority: int = Field(default=10, ge=0, le=1000)
+    # A pair's stitches stay within factor × its default route's latency + slack (None: no bound).
+    latency_factor: float | None = Field(default=None, alias="latencyFactor", ge=1.0)
+    latency_slack: DurationSeconds = Field(default=0.0, alias="latencySlack", ge=0)
 
     @field_validator("model")
     @classmethod

@@ -28,7 +28,7 @@ from vnstitch.domain.registry import parse_resource
 from vnstitch.drivers.sim import SimDriver
 from vnstitch.errors import InvalidInput, VnstitchError
 from vnstitch.pathing.paths import PathFinder
-from vnstitch.planning.allocator import AllocatorConfig, AllocatorState, allocate
+from vnstitch.planning.allocator import AllocatorConfig
 from vnstitch.store.memory import MemoryStore
 
 STRATEGIES = ("static", "reactive", "proactive", "oracle")
@@ -47,6 +47,7 @@ class ReplayConfig:
     allocator: AllocatorConfig = field(default_factory=AllocatorConfig)
     sla_latency_factor: float = 1.5            # a pair's SLA: ≤ 1.5 × its shortest-path latency + 5 ms
     sla_latency_slack_s: float = 0.005
+    interval_s: float = 300.0                  # the data's own interval
 
 
 @dataclass
@@ -84,9 +85,12 @@ class StrategyResult:
 
 
 class World:
-    """A controller over an in-memory store, a reconciler and the simulator: one per strategy."""
+    """A controller over an in-memory store, a reconciler, the simulator and a telemetry store: one per
+    strategy. The strategy is a ForecastPolicy run by the controller's proactive loop."""
 
     def __init__(self, topology, nodes: list[str], store=None):
+        from vnstitch.telemetry.store import MemoryTelemetryStore
+
         self.store = store or MemoryStore()
         self.controller = Controller(self.store, clock=lambda: self.now)
         self.now = 0.0
@@ -102,85 +106,122 @@ class World:
         self.reconciler = Reconciler(self.controller, self.sim)
         self.reconciler.reconcile_once(self.now)
         self.finder = PathFinder(topology.nodes, topology.links)
+        self.telemetry = MemoryTelemetryStore()
 
 
 def network_name(node: str) -> str:
     return f"pop-{node}"
 
 
-def stitch_name(pair: tuple[str, str], part: int = 0) -> str:
-    """fc-A-B for a pair's main stitch, fc-A-B-p1… for the further parts of a TE split."""
-    return f"fc-{pair[0]}-{pair[1]}" + (f"-p{part}" if part else "")
+def node_of(network: str) -> str:
+    return network[len("pop-"):]
 
 
+POLICY = "replay"
 REASON_ANNOTATION = "vnstitch.io/reason"
 
 
-def _stitch_doc(pair, bandwidth_bps: float, path, part: int = 0, reason: str = "") -> object:
+def _policy_doc(name: str, config: ReplayConfig, context_steps: int):
+    alloc = config.allocator
     return parse_resource({
-        "kind": "Stitch", "metadata": {"name": stitch_name(pair, part), "tenant": TENANT,
-                                       "annotations": {REASON_ANNOTATION: reason} if reason else {}},
-        "spec": {"type": "bandwidth", "from": {"network": network_name(pair[0])},
-                 "to": {"network": network_name(pair[1])}, "bandwidth": round(bandwidth_bps),
-                 "origin": "forecast", "priority": 10, "symmetric": False, "path": list(path)}})
+        "kind": "ForecastPolicy", "metadata": {"name": POLICY, "tenant": TENANT},
+        "spec": {"interval": config.interval_s, "horizon": config.horizon, "quantile": config.quantile,
+                 "mode": "off" if name == "static" else "auto",
+                 # reactive: only congestion actually observed counts, sized to what was seen
+                 "congestionThreshold": 1.0 if name == "reactive" else alloc.congestion_threshold,
+                 "terminateAfter": alloc.terminate_after, "priority": 10,
+                 "trainingWindow": max(context_steps, 2) * config.interval_s, "minHistory": 10**6,
+                 "latencyFactor": config.sla_latency_factor, "latencySlack": config.sla_latency_slack_s}})
+
+
+def _view(name: str, demand_mbps: np.ndarray, index: dict[str, int], config: ReplayConfig, predict):
+    """The strategy as the loop's predictor: (mean, upper) bit/s per pair for the coming horizon."""
+    def predictor(policy, pairs, history_bps, observed, end):
+        step = int(round(end / config.interval_s))
+        rows = [index[node_of(a)] for a, _ in pairs], [index[node_of(b)] for _, b in pairs]
+        if name == "reactive":  # what the last interval's telemetry saw
+            seen = np.nan_to_num(history_bps[-1], nan=0.0)
+            return dict(zip(pairs, seen)), dict(zip(pairs, seen))
+        if name == "oracle":  # the next interval's real demand, known in advance
+            future = demand_mbps[step:step + config.horizon]
+            mean, upper = future.mean(axis=0), future.max(axis=0)
+        else:
+            mean, upper = predict(step)
+        return (dict(zip(pairs, (mean[rows] * 1e6).tolist())), dict(zip(pairs, (upper[rows] * 1e6).tolist())))
+    return predictor
 
 
 def run_strategy(name: str, demand_mbps: np.ndarray, nodes: list[str], topology, config: ReplayConfig,
                  predict: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None,
                  progress: Callable[[], None] | None = None, store=None,
-                 decision_log: Callable[[dict], None] | None = None) -> StrategyResult:
-    """Replay `config.steps` intervals from `config.start_step` of `demand_mbps` (T, n, n), already scaled."""
+                 decision_log: Callable[[dict], None] | None = None, timestamps=None) -> StrategyResult:
+    """Replay `config.steps` intervals from `config.start_step` of `demand_mbps` (T, n, n), already scaled,
+    through the controller's proactive loop: the simulator carries each interval's traffic, what the pairs
+    offered goes into the telemetry store, and the loop forecasts (this strategy's view) and stitches."""
+    from vnstitch.controller.proactive import ProactiveLoop
+    from vnstitch.telemetry.base import Sample
+
     world = World(topology, nodes, store=store)
     result = StrategyResult(name)
     pairs = [(a, b) for a in nodes for b in nodes if a != b]
     index = {node: i for i, node in enumerate(nodes)}
+    interval = config.interval_s
     default_paths = {pair: world.sim.default_path(*pair) for pair in pairs}
-    capacity = {arc: world.finder.capacity_bps(arc) for arc in world.finder.arcs()}
     latency_bound = {pair: config.sla_latency_factor * world.sim.path_latency(default_paths[pair])
                      + config.sla_latency_slack_s for pair in pairs}
-    alloc_config = config.allocator
-    if name == "reactive":  # only congestion actually observed counts, sized to what was seen
-        alloc_config = AllocatorConfig(**{**alloc_config.__dict__, "congestion_threshold": 1.0})
-    state = AllocatorState()
+    context = 2
+    world.controller.apply([_policy_doc(name, config, context)])
+    loop = ProactiveLoop(world.controller, world.telemetry, train=False,
+                         predictor=_view(name, demand_mbps, index, config, predict))
+
+    def report_telemetry(step: int) -> None:
+        """What every pair offered in interval `step`, as the simulator's counters would report it."""
+        world.telemetry.insert([Sample(TENANT, network_name(a), network_name(b), (step + 1) * interval,
+                                       float(demand_mbps[step, index[a], index[b]]) * 1e6) for a, b in pairs])
+
+    for back in range(context, 0, -1):
+        if config.start_step - back >= 0:
+            report_telemetry(config.start_step - back)
     for t in range(config.steps):
         step = config.start_step + t
-        world.now = step * 300.0
+        world.now = step * interval
         started = time.perf_counter()
-        if name != "static":
-            mean, upper = _strategy_view(name, step, demand_mbps, config, predict)
-            mean_bps = {p: mean[index[p[0]], index[p[1]]] * 1e6 for p in pairs}
-            upper_bps = {p: upper[index[p[0]], index[p[1]]] * 1e6 for p in pairs}
-            allocation = allocate(state, mean_bps, upper_bps, default_paths, capacity, world.finder, alloc_config,
-                                  latency_bound_s=latency_bound)
-            state = _apply(world, allocation, state, result)
-            if decision_log:
-                for d in allocation.decisions:
-                    decision_log({"strategy": name, "step": step, "time": str(world_time(step)), "action": d.action,
-                                  "from": d.pair[0], "to": d.pair[1], "bandwidth_bps": round(d.bandwidth_bps),
-                                  "parts": [{"path": list(p), "bandwidth_bps": round(b)} for p, b in d.all_parts]
-                                  if d.action != "terminate" else [],
-                                  "forecast_mean_bps": round(d.forecast_mean_bps),
-                                  "forecast_upper_bps": round(d.forecast_upper_bps), "reason": d.reason})
-            if store is not None:
-                _record_prediction(world, allocation, step)
+        (run,) = loop.step(world.now)
+        world.reconciler.reconcile_once(world.now)
         result.loop_ms.append((time.perf_counter() - started) * 1e3)
+        result.established += run.established
+        result.adjusted += run.adjusted
+        result.terminated += run.terminated
+        result.refused += len(run.refused)
+        if decision_log:
+            for d in run.decisions:
+                decision_log({"strategy": name, "step": step, "time": str(timestamps[step] if timestamps is not None
+                                                                  else world_time(step, interval)),
+                              "action": d.action, "from": node_of(d.pair[0]), "to": node_of(d.pair[1]),
+                              "bandwidth_bps": round(d.bandwidth_bps),
+                              "parts": [{"path": list(p), "bandwidth_bps": round(b)} for p, b in d.all_parts]
+                              if d.action != "terminate" else [],
+                              "forecast_mean_bps": round(d.forecast_mean_bps),
+                              "forecast_upper_bps": round(d.forecast_upper_bps), "reason": d.reason})
         demands = {(f"{TENANT}/{network_name(a)}", f"{TENANT}/{network_name(b)}"):
                    float(demand_mbps[step, index[a], index[b]]) * 1e6 for a, b in pairs}
-        report = world.sim.carry(demands, interval_s=300.0, default_route=True)
+        report = world.sim.carry(demands, interval_s=interval, default_route=True)
+        report_telemetry(step)
         overloaded = report.overloaded()
         result.overloaded_link_intervals += len(overloaded)
-        result.dropped_mbit += sum(report.dropped_bps.values()) * 300.0 / 1e6
+        result.dropped_mbit += sum(report.dropped_bps.values()) * interval / 1e6
         result.max_utilisation.append(max(load / report.link_capacity_bps[arc] for arc, load in report.link_load_bps.items()))
         for (src, dst), offered in demands.items():
-            pair = (src.split("/pop-")[1], dst.split("/pop-")[1])
+            pair = (node_of(src.split("/")[1]), node_of(dst.split("/")[1]))
             delivered = report.delivered_bps.get((src, dst), 0.0)
             route = report.route.get((src, dst), (None, default_paths[pair]))[1]
             if delivered < offered * 0.999 or world.sim.path_latency(route) > latency_bound[pair]:
                 result.sla_violations += 1
-        for pair, held in state.held.items():
+        world.controller.refresh()
+        for (a, b), held in loop.held(TENANT, POLICY).items():
+            pair = (node_of(a), node_of(b))
             result.reserved_bps_intervals += held.total_bps
             result.used_bps_intervals += float(demand_mbps[step, index[pair[0]], index[pair[1]]]) * 1e6
-        for pair, held in state.held.items():
             label = f"{pair[0]}->{pair[1]}"
             series = result.reserved_series.setdefault(label, [0.0] * config.steps)
             series[t] = held.total_bps / 1e6
@@ -189,100 +230,25 @@ def run_strategy(name: str, demand_mbps: np.ndarray, nodes: list[str], topology,
     return result
 
 
-def world_time(step: int) -> np.datetime64:
-    """Wall time of a bundled Abilene interval (2004-03-01 00:00 + 5 min × step)."""
-    return np.datetime64("2004-03-01T00:00") + np.timedelta64(5 * step, "m")
+def world_time(step: int, interval_s: float = 300.0) -> np.datetime64:
+    """Wall time of a bundled Abilene interval (2004-03-01 00:00 + interval × step)."""
+    return np.datetime64("2004-03-01T00:00") + np.timedelta64(int(interval_s * step), "s")
 
 
-def _strategy_view(name: str, step: int, demand_mbps: np.ndarray, config: ReplayConfig, predict):
-    """(mean, upper) demand matrices in Mbit/s the strategy believes for the coming horizon."""
-    if name == "reactive":
-        seen = demand_mbps[step - 1]
-        return seen, seen
-    if name == "oracle":
-        future = demand_mbps[step:step + config.horizon]
-        return future.mean(axis=0), future.max(axis=0)
-    return predict(step)
-
-
-def _apply(world: World, allocation, old_state: AllocatorState, result: StrategyResult) -> AllocatorState:
-    """Turn decisions into stitch resources (one per part), admit them, reconcile.
-
-    A part that admission refuses keeps what it had before (or nothing); the allocator's state
-    is rebuilt from what really landed.
-    """
-    from vnstitch.planning.allocator import Held
-
-    held = dict(allocation.state.held)
-    docs, owners = [], []
-    stale: list[str] = []
-    for decision in allocation.decisions:
-        before = old_state.held[decision.pair].parts if decision.pair in old_state.held else ()
-        parts = () if decision.action == "terminate" else decision.all_parts
-        stale += [stitch_name(decision.pair, i) for i in range(len(parts), len(before))]
-        for i, (path, bps) in enumerate(parts):
-            docs.append(_stitch_doc(decision.pair, bps, path, i, f"{decision.action}: {decision.reason}"))
-            owners.append((decision, i))
-    landed: dict[tuple[str, str], dict[int, tuple]] = {}
-    for (decision, i), outcome in zip(owners, world.controller.apply_each(docs) if docs else []):
-        if isinstance(outcome, VnstitchError):
-            result.refused += 1
-            before = old_state.held[decision.pair].parts if decision.pair in old_state.held else ()
-            if i < len(before):
-                landed.setdefault(decision.pair, {})[i] = before[i]  # the stored stitch is unchanged
-        else:
-            landed.setdefault(decision.pair, {})[i] = decision.all_parts[i]
-            before = old_state.held[decision.pair].parts if decision.pair in old_state.held else ()
-            if i < len(before):
-                result.adjusted += 1
-            else:
-                result.established += 1
-    for decision in allocation.decisions:
-        if decision.action == "terminate":
-            continue
-        parts = [landed.get(decision.pair, {}).get(i) for i in range(len(decision.all_parts))]
-        # Parts are stitches named by index: keep the unbroken prefix, so part i is always stitch i;
-        # what landed after a refused part is removed again.
-        first_gap = next((i for i, part in enumerate(parts) if part is None), len(parts))
-        kept = parts[:first_gap]
-        stale += [stitch_name(decision.pair, i) for i in range(first_gap, len(parts))]
-        if not kept:
-            held.pop(decision.pair, None)
-        else:
-            safe = held[decision.pair].safe_intervals if decision.pair in held else 0
-            held[decision.pair] = Held(kept[0][0], kept[0][1], safe, tuple(kept[1:]))
-    for name in stale:
-        try:
-            world.controller.delete("stitches", name, TENANT)
-            result.terminated += 1
-        except VnstitchError:
-            pass  # never created (refused), or already going
-    world.reconciler.reconcile_once(world.now)
-    return AllocatorState(held)
-
-
-def _record_prediction(world: World, allocation, step: int) -> None:
-    """Store the predicted network graph for `vnstitch plan --predicted` and the API."""
-    value = {"step": step, "stitches": [
-        {"from": p[0], "to": p[1], "bandwidthBps": bps, "path": list(path)}
-        for p, h in sorted(allocation.state.held.items()) for path, bps in h.parts],
-        "links": [{"arc": list(arc), "predictedLoadBps": round(load)} for arc, load in sorted(allocation.predicted_load_bps.items())],
-        "decisions": [{"action": d.action, "pair": list(d.pair), "bandwidthBps": d.bandwidth_bps, "reason": d.reason}
-                      for d in allocation.decisions]}
-    world.store.put("PredictedGraph", TENANT, "current", value)
-
-
-def make_forecast_predictor(model, series_mbps: np.ndarray, timestamps: np.ndarray, nodes: list[str],
-                            config: ReplayConfig, scale: float):
+def make_forecast_predictor(model, series, nodes: list[str], config: ReplayConfig, scale: float):
     """predict(step) → (mean, upper) (n, n) Mbit/s from a fitted forecaster, rolling origin, no refit."""
-    n = len(nodes)
     context = max(model.context_steps, model.min_history_steps)
+    index = {node: i for i, node in enumerate(nodes)}
+    where = [(j, index[a], index[b]) for j, (a, b) in enumerate(series.pairs) if a in index and b in index]
+    cols, rows, to = (np.array(x, dtype=int) for x in zip(*where))
 
     def predict(step: int) -> tuple[np.ndarray, np.ndarray]:
         start = max(0, step - context)
-        forecast = model.predict(series_mbps[start:step], horizon=config.horizon, timestamps=timestamps[start:step])
-        mean = forecast.mean.max(axis=1).reshape(n, n) * scale
-        upper = forecast.quantile(config.quantile).max(axis=1).reshape(n, n) * scale
+        forecast = model.predict(series.values_mbps[start:step], horizon=config.horizon,
+                                 timestamps=series.timestamps[start:step], observed=series.observed[start:step])
+        mean, upper = np.zeros((len(nodes), len(nodes))), np.zeros((len(nodes), len(nodes)))
+        mean[rows, to] = forecast.mean.max(axis=1)[cols] * scale
+        upper[rows, to] = forecast.quantile(config.quantile).max(axis=1)[cols] * scale
         return mean, upper
 
     return predict
@@ -313,7 +279,8 @@ def train_forecaster(series, end_step: int, model_name: str = "gru", model_path:
             kwargs["epochs"] = epochs
     model = get_forecaster(model_name, **kwargs)
     started = time.perf_counter()
-    log(f"training {model_name} on {end_step} intervals ({end_step / STEPS_PER_DAY:.1f} days) before the replayed window…")
+    days = end_step * series.interval_seconds / 86400
+    log(f"training {model_name} on {end_step} intervals ({days:.1f} days) before the replayed window…")
     model.fit(series.values_mbps[:end_step], series.timestamps[:end_step], series.pairs)
     log(f"trained in {time.perf_counter() - started:.0f} s")
     if model_path:
@@ -322,32 +289,96 @@ def train_forecaster(series, end_step: int, model_name: str = "gru", model_path:
     return model
 
 
+def aggregate(series, factor: int):
+    """Mean rates over blocks of `factor` intervals (e.g. 5-minute matrices → 15-minute ones)."""
+    from vnstitch.forecast.series import TrafficSeries
+
+    if factor == 1:
+        return series
+    steps = series.n_steps // factor
+    if steps < 2:
+        raise InvalidInput(f"the data has {series.n_steps} intervals: too few to aggregate by {factor}",
+                           field="--aggregate")
+    values = series.values_mbps[:steps * factor].reshape(steps, factor, -1)
+    observed = series.observed[:steps * factor].reshape(steps, factor, -1)
+    counts = observed.sum(axis=1)
+    means = np.where(counts > 0, (values * observed).sum(axis=1) / np.maximum(counts, 1), 0.0)
+    return TrafficSeries.from_array(means, series.timestamps[:steps * factor:factor], series.pairs, counts > 0,
+                                    series.interval_seconds * factor)
+
+
+def demand_cube(series, nodes: list[str]) -> np.ndarray:
+    """(steps, n, n) Mbit/s over `nodes`; a pair the data does not carry is 0, a missing value 0."""
+    n = len(nodes)
+    index = {node: i for i, node in enumerate(nodes)}
+    cube = np.zeros((series.n_steps, n, n))
+    values = np.where(series.observed, series.values_mbps, 0.0)
+    for j, (a, b) in enumerate(series.pairs):
+        if a in index and b in index:
+            cube[:, index[a], index[b]] = values[:, j]
+    return cube
+
+
+def load_inputs(dataset: str = "abilene", topology: str = "abilene", nodes: str | None = None,
+                interval: float | None = None, default_capacity_bps: float | None = None, aggregate_s: float | None = None):
+    """The traffic series and the substrate a replay runs on: the bundled Abilene pair, or any file the
+    loaders and importers read. Every node that carries traffic must be a substrate node."""
+    from vnstitch.data import data_path
+    from vnstitch.forecast import load_dataset
+    from vnstitch.forecast.datasets import load_hist
+    from vnstitch.forecast.errors import ForecastInputError
+    from vnstitch.topology.importers import load_topology
+
+    try:
+        if dataset.endswith(".hist"):
+            if not nodes or not interval:
+                raise InvalidInput("a .hist file needs --nodes A,B,… and --interval", field="--nodes")
+            series = load_hist(dataset, [x.strip() for x in nodes.split(",") if x.strip()], interval)
+        elif dataset == "abilene" or "." in Path(dataset).name or Path(dataset).exists():
+            series = load_dataset(dataset)
+        else:
+            raise InvalidInput(f"unknown dataset '{dataset}' (bundled: abilene; or a .npz, .csv, .parquet, "
+                               "SNDlib .xml, .hist file)", field="--dataset")
+    except ForecastInputError as exc:
+        raise InvalidInput(str(exc), field="--dataset") from None
+    if aggregate_s:
+        factor = aggregate_s / series.interval_seconds
+        if factor < 1 or abs(factor - round(factor)) > 1e-9:
+            raise InvalidInput(f"--aggregate must be a multiple of the data's interval ({series.interval_seconds:g} s)",
+                               field="--aggregate")
+        series = aggregate(series, int(round(factor)))
+    substrate = load_topology(data_path("abilene.xml") if topology == "abilene" else topology,
+                              default_capacity_bps=default_capacity_bps)
+    known = {node.name for node in substrate.nodes}
+    carried = [node for node in series.nodes() if node in known]
+    missing = sorted(set(series.nodes()) - known)
+    if missing:
+        raise InvalidInput(f"{len(missing)} node(s) of the traffic data are not in the topology: "
+                           f"{', '.join(missing[:5])}", field="--topology")
+    return series, substrate, carried
+
+
 def run_replay(config: ReplayConfig, model_name: str = "gru", model_path: str | None = None,
                epochs: int | None = None, json_path: str | None = None, plot_dir: str | None = None,
                store_url: str | None = None, show_progress: bool = True, log=print,
-               decisions_path: str | None = None) -> dict:
-    """The whole replay: load bundled Abilene, train/load the model, run each strategy, report."""
-    from vnstitch.data import data_path
-    from vnstitch.forecast import load_bundled_abilene
-    from vnstitch.topology.importers import load_topology
-
+               decisions_path: str | None = None, inputs=None) -> dict:
+    """The whole replay: load the data (bundled Abilene unless `inputs` = load_inputs(…)), train/load the
+    model, run each strategy through the controller's loop, report."""
     unknown = [s for s in config.strategies if s not in STRATEGIES]
     if unknown:
         raise InvalidInput(f"unknown strategy '{unknown[0]}' (valid: {', '.join(STRATEGIES)})", field="--strategy")
     if config.scale <= 0:
         raise InvalidInput("scale must be above 0", field="--scale")
-    series = load_bundled_abilene()
-    nodes = series.nodes()
-    n = len(nodes)
+    series, topology, nodes = inputs or load_inputs()
+    config.interval_s = series.interval_seconds
     if not 1 <= config.start_step or config.start_step + config.steps + config.horizon > series.n_steps:
-        raise InvalidInput(f"the window must lie inside the {series.n_steps} bundled intervals "
+        raise InvalidInput(f"the window must lie inside the {series.n_steps} intervals of the data "
                            f"(start ≥ 1, start + steps + horizon ≤ {series.n_steps})", field="--start")
-    topology = load_topology(data_path("abilene.xml"))
-    demand = series.values_mbps.reshape(series.n_steps, n, n) * config.scale
+    demand = demand_cube(series, nodes) * config.scale
     predictor = None
     if "proactive" in config.strategies:
         model = train_forecaster(series, config.start_step, model_name, model_path, epochs, log=log)
-        predictor = make_forecast_predictor(model, series.values_mbps, series.timestamps, nodes, config, config.scale)
+        predictor = make_forecast_predictor(model, series, nodes, config, config.scale)
     results = {}
     from tqdm import tqdm
 
@@ -367,14 +398,16 @@ def run_replay(config: ReplayConfig, model_name: str = "gru", model_path: str | 
         try:
             results[name] = run_strategy(
                 name, demand, nodes, topology, config, predictor, progress=bar.update, store=store,
+                timestamps=series.timestamps,
                 decision_log=(lambda entry: decisions_file.write(json.dumps(entry) + "\n")) if decisions_file else None)
         finally:
             bar.close()
     if decisions_file:
         decisions_file.close()
-    hours = config.steps * 300 / 3600
+    hours = config.steps * config.interval_s / 3600
     report = {"scale": config.scale, "window": {"start_step": config.start_step, "steps": config.steps,
                                                 "start": str(series.timestamps[config.start_step]), "hours": hours},
+              "interval_s": config.interval_s,
               "model": model_name if predictor else None, "horizon": config.horizon, "quantile": config.quantile,
               "strategies": {name: r.summary(hours) for name, r in results.items()}}
     if json_path:

@@ -40,6 +40,7 @@ PREDICTED_KIND = "PredictedGraph"
 SUGGESTION_KIND = "Suggestion"
 GRAPH_HISTORY = 288          # predicted graphs kept per policy (a day at 5-minute intervals)
 CONTEXT_FOR_KNOWN = 12       # a pair with no sample in this many recent intervals is not forecast
+BASELINE_ROWS = 288          # intervals of history an interval reads (the baseline fits its residuals on them)
 
 Pair = tuple[str, str]
 
@@ -148,10 +149,11 @@ class Trainer:
         with self._wake:
             return key in self._pending or key in self._busy
 
-    def submit(self, key: str, model_name: str, version: int, values_mbps: np.ndarray, observed: np.ndarray,
-               timestamps: np.ndarray, pairs: list[Pair], interval_s: float) -> None:
+    def submit(self, key: str, model_name: str, version: int, load: Callable[[], tuple], pairs: list[Pair],
+               interval_s: float) -> None:
+        """Queue a fit; `load()` → (values Mbit/s, observed, timestamps) runs in the trainer's thread."""
         with self._wake:
-            self._pending[key] = (model_name, version, values_mbps, observed, timestamps, pairs, interval_s)
+            self._pending[key] = (model_name, version, load, pairs, interval_s)
             self._wake.notify()
 
     def close(self, timeout_s: float = 5.0) -> None:
@@ -171,9 +173,10 @@ class Trainer:
                     return
                 key, job = self._pending.popitem()
                 self._busy.add(key)
-            model_name, version, values, observed, stamps, pairs, interval_s = job
+            model_name, version, load, pairs, interval_s = job
             started = time.time()
             try:
+                values, observed, stamps = load()
                 model = get_forecaster(model_name)
                 model.fit(values, stamps, list(pairs), observed=observed,
                           interval_seconds=interval_s)
@@ -262,9 +265,11 @@ class ProactiveLoop:
         ends = self._ends(policy)
         pairs = self._pairs(policy, ends)
         end = step * spec.interval
-        needed = max(spec.min_history, 2)
-        history = self.telemetry.rates(tenant, pairs, end, int(spec.training_window // spec.interval) or needed,
-                                       spec.interval) if pairs else np.zeros((0, 0))
+        # An interval reads only what forecasting needs (a day for the baseline's residuals, or enough to
+        # tell whether training may start); the trainer reads the whole training window in its own thread.
+        window = max(2, int(spec.training_window // spec.interval))
+        rows = min(window, max(BASELINE_ROWS, spec.min_history, CONTEXT_FOR_KNOWN))
+        history = self.telemetry.rates(tenant, pairs, end, rows, spec.interval) if pairs else np.zeros((0, 0))
         observed = np.isfinite(history)
         have = int(observed.any(axis=1).sum()) if pairs else 0
         # Pairs with no sample in the recent context are unknown (a gap is missing data, never zero):
@@ -480,12 +485,19 @@ class ProactiveLoop:
         due = policy.spec.retrain_every is not None and model.trained_at is not None \
             and end - model.trained_at >= policy.spec.retrain_every
         if model.state in ("waiting", "baseline") or stale_pairs or due or model.name != policy.spec.model:
-            rows = observed.any(axis=1)
-            first = int(np.argmax(rows)) if rows.any() else 0
-            stamps = _stamps(end, history.shape[0], policy.spec.interval)[first:]
-            values = np.nan_to_num(history[first:], nan=0.0) / 1e6
-            self.trainer.submit(key, policy.spec.model, model.version + 1, values, observed[first:], stamps, pairs,
-                                policy.spec.interval)
+            spec, tenant = policy.spec, policy.metadata.tenant
+            window = max(2, int(spec.training_window // spec.interval))
+
+            def load():
+                """The training window, read in the trainer's thread (it may be weeks of data)."""
+                data = self.telemetry.rates(tenant, pairs, end, window, spec.interval)
+                seen = np.isfinite(data)
+                rows = seen.any(axis=1)
+                first = int(np.argmax(rows)) if rows.any() else 0
+                return (np.nan_to_num(data[first:], nan=0.0) / 1e6, seen[first:],
+                        _stamps(end, data.shape[0], spec.interval)[first:])
+
+            self.trainer.submit(key, spec.model, model.version + 1, load, pairs, spec.interval)
             self._update_model(key, {"state": "training", "name": policy.spec.model,
                                      "message": f"training {policy.spec.model} on {have} intervals"})
 

@@ -130,7 +130,7 @@ def _policy_doc(name: str, config: ReplayConfig, context_steps: int):
                  # reactive: only congestion actually observed counts, sized to what was seen
                  "congestionThreshold": 1.0 if name == "reactive" else alloc.congestion_threshold,
                  "terminateAfter": alloc.terminate_after, "priority": 10,
-                 "trainingWindow": max(context_steps, 2) * config.interval_s, "minHistory": 10**6,
+                 "trainingWindow": max(context_steps, 2) * config.interval_s,
                  "latencyFactor": config.sla_latency_factor, "latencySlack": config.sla_latency_slack_s}})
 
 

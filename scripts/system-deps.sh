@@ -1,10 +1,11 @@
 #!/bin/sh
 # Install the Debian packages the tests and benches need (idempotent, quiet): the Linux data
-# plane (iproute2, nftables, WireGuard, iperf3…) and etcd for the scale-out tests.
+# plane (iproute2, nftables, WireGuard, iperf3…), etcd for the scale-out tests and Prometheus for
+# the telemetry tests.
 # Skips everything when the packages are already installed; does nothing when not root.
 set -eu
 
-PACKAGES="iproute2 nftables wireguard-tools wireguard-go iperf3 tcpdump iputils-ping procps etcd-server etcd-client"
+PACKAGES="iproute2 nftables wireguard-tools wireguard-go iperf3 tcpdump iputils-ping procps etcd-server etcd-client prometheus"
 
 missing=""
 for pkg in $PACKAGES; do
@@ -33,4 +34,7 @@ fi
 # The etcd package enables a system etcd on 2379; the tests start their own members on free ports.
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
     systemctl disable --now etcd >/dev/null 2>&1 || true
+    # Likewise a system Prometheus on 9090 (and its node exporter, when recommends came along): the
+    # telemetry tests start their own on a free port.
+    systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
 fi

@@ -11,7 +11,8 @@ _BW_UNITS = {
     "gbps": 1e9, "gbit/s": 1e9, "gb/s": 1e9,
     "tbps": 1e12, "tbit/s": 1e12, "tb/s": 1e12,
 }
-_TIME_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+_TIME_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0,
+               "d": 86400.0, "w": 7 * 86400.0}
 _QUANTITY = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-zA-Zµ/]*)\s*$")
 
 MAX_BANDWIDTH_BPS = 10e12  # 10 Tbit/s: anything above is a typo, not a link
@@ -47,7 +48,7 @@ def parse_bandwidth(value: str | int | float) -> float:
 
 def parse_duration(value: str | int | float) -> float:
     """'30ms', '1.5s', 0.02 → seconds; a bare number is seconds."""
-    return _parse_quantity(value, _TIME_UNITS, "duration", "30ms", "ns, us, ms, s, min, h")
+    return _parse_quantity(value, _TIME_UNITS, "duration", "30ms", "ns, us, ms, s, min, h, d, w")
 
 
 def format_bandwidth(bps: float) -> str:

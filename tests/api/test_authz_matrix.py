@@ -7,6 +7,7 @@ member act in their own tenant, the admin may name any tenant, and globex's memb
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -87,6 +88,23 @@ def link_body(who):
             "spec": {"endpoints": [f"la-{who}", f"lb-{who}"], "capacity": "1Gbps"}}
 
 
+def forecast_policy(name, horizon=2):
+    return {"kind": "ForecastPolicy", "metadata": {"name": name}, "spec": {"networks": ["web", "db"], "horizon": horizon}}
+
+
+def setup_policy(api, who):
+    _admin(api, "POST", "/v1/forecastpolicies?tenant=acme", json=forecast_policy(f"fp-{who}"))
+
+
+def setup_suggestion(api, who):
+    """A pending suggestion (to end a pair the policy holds nothing for: approving it changes nothing)."""
+    _admin(api, "POST", "/v1/forecastpolicies?tenant=acme", json=forecast_policy(f"fs-{who}"))
+    api.app.state.ctx.controller.store.put("Suggestion", "acme", f"s-{who}", {
+        "policy": f"fs-{who}", "step": 1, "time": 300.0, "action": "terminate", "from": "web", "to": "db",
+        "bandwidthBps": 0.0, "parts": [], "reason": "test", "forecastMeanBps": 0.0, "forecastUpperBps": 0.0,
+        "state": "pending"})
+
+
 WEB = vnet("web", 100, "10.0.0.0/24", [("w1", "NYCMng", "10.0.0.1")])
 NYC = {"kind": "Node", "metadata": {"name": "NYCMng", "labels": {"x": "y"}}}
 
@@ -119,6 +137,19 @@ ROUTES = [
     Route("POST", "/v1/availability", tenant_read(),
           body=lambda who: {"from": {"network": "web"}, "to": {"network": "db"}, "bandwidth": "1Gbps"}),
     Route("GET", "/v1/predictedgraph", tenant_read()),
+    Route("GET", "/v1/forecastpolicies", tenant_read()),
+    Route("POST", "/v1/forecastpolicies", tenant_write(201), body=lambda who: forecast_policy(f"new-{who}")),
+    Route("GET", "/v1/forecastpolicies/fp-{who}", tenant_read(), setup=setup_policy),
+    Route("PUT", "/v1/forecastpolicies/fp-{who}", tenant_write(), setup=setup_policy,
+          body=lambda who: forecast_policy(f"fp-{who}", horizon=3)),
+    Route("PATCH", "/v1/forecastpolicies/fp-{who}", tenant_write(), headers=MERGE, setup=setup_policy,
+          body=lambda who: {"spec": {"horizon": 4}}),
+    Route("DELETE", "/v1/forecastpolicies/fp-{who}", tenant_write(), setup=setup_policy),
+    Route("GET", "/v1/suggestions", tenant_read()),
+    Route("POST", "/v1/suggestions/s-{who}/approve", tenant_write(), setup=setup_suggestion),
+    Route("POST", "/v1/telemetry", tenant_write(),
+          body=lambda who: {"samples": [{"from": "web", "to": "db", "time": time.time() - 1, "rateBps": 1e6}]}),
+    Route("GET", "/v1/telemetry", tenant_read()),
     # these fixtures run no reconciler: an admin gets 409 (test_plan.py covers the 200)
     Route("GET", "/v1/plan", cluster_write(409), tenant=False),
     Route("POST", "/v1/apply", tenant_write(),

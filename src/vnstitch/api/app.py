@@ -57,9 +57,14 @@ def create_app(settings: Settings, store: Store | None = None, driver=None,
         metrics=RequestMetrics(), usage=TenantUsage(store))
     context.reads = RenderedReads(controller, store)
     context.creates = CreateBatcher(context, settings.create_batch_max)
+    telemetry = None
+    if settings.proactive:
+        from vnstitch.telemetry.store import open_telemetry_store
+
+        telemetry = open_telemetry_store(settings.telemetry_url, state_store=store)
     if settings.reconcile:
         context.worker = _make_worker(settings, controller, driver, context.idempotency, clock,
-                                      pace=_yield_to_requests(context))
+                                      pace=_yield_to_requests(context), telemetry=telemetry)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -86,12 +91,16 @@ def create_app(settings: Settings, store: Store | None = None, driver=None,
                   docs_url="/docs", redoc_url=None)
     app.state.ctx = context
     app.state.dev_token = dev_token
+    if telemetry is not None:
+        app.state.telemetry = telemetry  # what POST /v1/telemetry writes is what the loop reads
     install_error_handlers(app)
     from vnstitch.api.routes import (
-        apply, availability, links, nodes, plan, policies, predicted, stitches, system, virtualnetworks,
+        apply, availability, forecastpolicies, links, nodes, plan, policies, predicted, stitches, system,
+        telemetry as telemetry_routes, virtualnetworks,
     )
 
-    for module in (system, virtualnetworks, stitches, policies, nodes, links, availability, apply, predicted, plan):
+    for module in (system, virtualnetworks, stitches, policies, nodes, links, availability, apply, predicted, plan,
+                   telemetry_routes, forecastpolicies):
         app.include_router(module.router)
     app.add_middleware(BodyLimitAndMetrics, max_body_bytes=settings.max_body_bytes, metrics=context.metrics)
     return app
@@ -115,8 +124,21 @@ def _yield_to_requests(context: ApiContext, pause_s: float = 0.001) -> Callable[
     return pace
 
 
+def _model_dir(settings: Settings, store) -> str:
+    import os
+
+    if settings.model_dir:
+        return settings.model_dir
+    path = getattr(store, "path", None)
+    if path:
+        return f"{os.path.splitext(os.path.abspath(path))[0]}.models"
+    from platformdirs import user_data_dir
+
+    return os.path.join(user_data_dir("vnstitch"), "models")
+
+
 def _make_worker(settings: Settings, controller: Controller, driver, idempotency: IdempotencyKeys, clock,
-                 pace: Callable[[], None] | None = None):
+                 pace: Callable[[], None] | None = None, telemetry=None):
     from vnstitch.api.background import ReconcileWorker
     from vnstitch.controller.reconciler import Reconciler
     from vnstitch.domain.substrate import Link
@@ -140,5 +162,17 @@ def _make_worker(settings: Settings, controller: Controller, driver, idempotency
 
     # the loop and GET /v1/plan share the driver: one call at a time
     reconciler = Reconciler(controller, SerializedDriver(driver), pace=pace)
+    proactive = None
+    if telemetry is not None:
+        from vnstitch.controller.proactive import ModelStore, ProactiveLoop
+
+        sources = []
+        if settings.telemetry_from_driver and hasattr(driver, "pair_bytes"):
+            from vnstitch.telemetry.sim import SimCountersSource
+
+            sources.append(SimCountersSource(driver))
+        proactive = ProactiveLoop(controller, telemetry, ModelStore(_model_dir(settings, controller.store)),
+                                  sources=sources)
     return ReconcileWorker(reconciler, settings.tick_s, settings.reconcile_min_interval_s, clock=clock,
-                           housekeeping=idempotency.purge, election=election, relist_s=settings.relist_s)
+                           housekeeping=idempotency.purge, election=election, relist_s=settings.relist_s,
+                           proactive=proactive)

@@ -19,8 +19,9 @@ log = logging.getLogger("vnstitch.api.reconciler")
 class ReconcileWorker:
     def __init__(self, reconciler: Reconciler, tick_s: float, min_interval_s: float = 0.1,
                  clock: Callable[[], float] = time.time, housekeeping: Callable[[], None] | None = None,
-                 election=None, relist_s: float = 300.0):
+                 election=None, relist_s: float = 300.0, proactive=None):
         self.reconciler = reconciler
+        self.proactive = proactive        # controller.proactive.ProactiveLoop, run by the leader before each pass
         self.election = election          # controller.election.LeaderElection, or None: always run
         self.relist_s = relist_s          # full re-list of the cache this often (a watch alone can miss)
         self.tick_s = tick_s
@@ -59,6 +60,8 @@ class ReconcileWorker:
                     log.error("reconciler thread did not stop within %.0f s", timeout_s)
             if self.election is not None:
                 self.election.resign()
+            if self.proactive is not None:
+                self.proactive.close()
             try:
                 self.reconciler.driver.close()
             except Exception:  # noqa: BLE001 - shutting down; report and go on
@@ -109,7 +112,11 @@ class ReconcileWorker:
         try:
             self.reconciler.controller.refresh()
             self._sync_topology()
-            result = self.reconciler.reconcile_once(self.clock())
+            now = self.clock()
+            if self.proactive is not None:
+                for run in self.proactive.step(now):
+                    log.info("forecast policy %s interval %d: %s", run.policy, run.step, run.message)
+            result = self.reconciler.reconcile_once(now)
             for op, error in result.errors:
                 log.warning("reconcile op failed: %s", error)
             self.last_error = None
@@ -152,7 +159,10 @@ class ReconcileWorker:
                 log.exception("reading the store revision failed")
                 self._stop.wait(1.0)
                 continue
-            deadline = time.monotonic() + self.tick_s
+            wait_s = self.tick_s
+            if self.proactive is not None:  # wake for the next control interval of any policy
+                wait_s = min(wait_s, max(0.05, self.proactive.seconds_until_due(self.clock())))
+            deadline = time.monotonic() + wait_s
             while not self._stop.is_set() and time.monotonic() < deadline:
                 try:
                     changed = store.wait(revision, min(0.5, self.tick_s))

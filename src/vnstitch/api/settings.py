@@ -28,5 +28,9 @@ class Settings:
     leader_ttl_s: float = 10.0          # lease TTL of the leader key (failover ≈ TTL + 1 s)
     replica_id: str | None = None       # None: host:pid:random
     relist_s: float = 300.0             # the leader re-lists the whole cache this often
+    proactive: bool = False             # run the proactive loop (ForecastPolicies) in the leader's reconciler
+    telemetry_url: str | None = None    # None: beside the state store (vnstitch.telemetry.store)
+    model_dir: str | None = None        # trained model artifacts; None: `<state store>.models/` or user data dir
+    telemetry_from_driver: bool = True  # with --proactive: the driver's per-pair counters are a telemetry source
     gc_freeze: bool = False             # freeze the start-up heap out of full GC passes (`vnstitch serve`:
                                         # on; off for apps made and dropped within one process, as in tests)

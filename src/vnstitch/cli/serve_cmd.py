@@ -27,7 +27,8 @@ def cmd_serve(args) -> int:
                         quota_stitches=args.quota_stitches, quota_bandwidth_bps=parse_bandwidth(args.quota_bandwidth),
                         reconcile=not args.no_reconcile,
                         leader_election={"auto": None, "on": True, "off": False}[args.leader_election],
-                        leader_ttl_s=args.leader_ttl, replica_id=args.replica_id, gc_freeze=True)
+                        leader_ttl_s=args.leader_ttl, replica_id=args.replica_id, gc_freeze=True,
+                        proactive=args.proactive, telemetry_url=args.telemetry_store, model_dir=args.model_dir)
     app = create_app(settings)
     if app.state.dev_token:
         print(f"--dev: admin token for tenant 'default' (shown once): {app.state.dev_token}", file=sys.stderr)
@@ -96,6 +97,11 @@ def register(subparsers) -> None:
     p.add_argument("--dev", action="store_true", help="make and print an admin token when none exists")
     p.add_argument("--tick", type=float, default=5.0, help="seconds between reconcile passes (default 5)")
     p.add_argument("--no-reconcile", action="store_true", help="API only (another process reconciles)")
+    p.add_argument("--proactive", action="store_true",
+                   help="run the proactive loop: every ForecastPolicy forecasts its pairs from telemetry and "
+                        "stitches them before congestion (the leader runs it)")
+    p.add_argument("--telemetry-store", help="telemetry samples (default: beside the state store)")
+    p.add_argument("--model-dir", help="trained model artifacts (default: beside the state store)")
     p.add_argument("--max-body", type=int, default=1 << 20, help="largest request body in bytes (default 1 MiB)")
     p.add_argument("--rate-limit", type=float, default=200.0, help="requests/s per token (0: off; default 200)")
     p.add_argument("--rate-burst", type=int, default=400, help="burst per token (default 400)")

@@ -40,7 +40,8 @@ PREDICTED_KIND = "PredictedGraph"
 SUGGESTION_KIND = "Suggestion"
 GRAPH_HISTORY = 288          # predicted graphs kept per policy (a day at 5-minute intervals)
 CONTEXT_FOR_KNOWN = 12       # a pair with no sample in this many recent intervals is not forecast
-BASELINE_ROWS = 288          # intervals of history an interval reads (the baseline fits its residuals on them)
+BASELINE_ROWS = 96           # intervals of history the baseline fits its residuals on (8 h at 5 minutes)
+BASELINE_REFIT = 12          # intervals between refits of the baseline (it forecasts from the last value)
 
 Pair = tuple[str, str]
 
@@ -157,8 +158,10 @@ class Trainer:
             self._wake.notify()
 
     def close(self, timeout_s: float = 5.0) -> None:
+        """Stop after the fit in progress (if any); waits at most `timeout_s` for it."""
         with self._wake:
             self._stop = True
+            self._pending.clear()
             self._wake.notify()
         self._thread.join(timeout_s)
 
@@ -191,7 +194,10 @@ class Trainer:
             finally:
                 with self._wake:
                     self._busy.discard(key)
-            self.on_done(key, outcome)
+            try:
+                self.on_done(key, outcome)
+            except Exception:  # the store may be closing under us: the next leader retrains
+                log.exception("recording the training outcome of %s failed", key)
 
 
 class ProactiveLoop:
@@ -207,6 +213,8 @@ class ProactiveLoop:
         self.trainer = Trainer(models, self._trained) if (models is not None and train) else None
         self._sources_ok = "ok"
         self._routes: tuple[object, dict] = (None, {})  # (finder, default routes) — see _route
+        # Fitted baselines by policy: (pairs, step fitted, model). Derived, cheap to lose on a restart.
+        self._baselines: dict[str, tuple[tuple, int, object]] = {}
 
     def close(self) -> None:
         if self.trainer is not None:
@@ -268,24 +276,35 @@ class ProactiveLoop:
         # An interval reads only what forecasting needs (a day for the baseline's residuals, or enough to
         # tell whether training may start); the trainer reads the whole training window in its own thread.
         window = max(2, int(spec.training_window // spec.interval))
-        rows = min(window, max(BASELINE_ROWS, spec.min_history, CONTEXT_FOR_KNOWN))
-        history = self.telemetry.rates(tenant, pairs, end, rows, spec.interval) if pairs else np.zeros((0, 0))
-        observed = np.isfinite(history)
-        have = int(observed.any(axis=1).sum()) if pairs else 0
-        # Pairs with no sample in the recent context are unknown (a gap is missing data, never zero):
-        # they get no forecast and no decision until telemetry for them arrives.
-        recent = observed[-CONTEXT_FOR_KNOWN:] if len(observed) else observed
-        known = [p for j, p in enumerate(pairs) if recent[:, j].any()] if pairs else []
-        columns = [pairs.index(p) for p in known]
-        history, observed = history[:, columns], observed[:, columns]
-        model_status = policy.status.model
+
+        def read(rows: int):
+            """History of the pairs with data in the recent context (a gap is missing data, never zero:
+            a pair without any sample there gets no forecast and no decision until telemetry arrives)."""
+            data = self.telemetry.rates(tenant, pairs, end, min(window, rows), spec.interval) if pairs \
+                else np.zeros((0, 0))
+            seen = np.isfinite(data)
+            recent = seen[-CONTEXT_FOR_KNOWN:]
+            columns = [j for j in range(len(pairs)) if recent[:, j].any()]
+            return data[:, columns], seen[:, columns], [pairs[j] for j in columns], int(seen.any(axis=1).sum())
+
+        # An interval reads only what forecasting needs; a day when the baseline is (re)fitted or training
+        # may start. The trainer reads the whole training window in its own thread.
+        trained = None if self.predictor is not None else self._forecaster(policy, key, None)[0]
+        history, observed, known, have = read(max(CONTEXT_FOR_KNOWN, trained.context_steps if trained else 1))
         if self.predictor is not None:
             forecaster, model_label = self.predictor, "external"
         else:
             forecaster, model_label = self._forecaster(policy, key, known)
-            if forecaster is None and have >= 2 and known:
-                forecaster, model_label = _baseline(history, observed, end, spec.interval, known), "baseline"
-            self._maybe_train(policy, key, history, observed, end, known, have)
+            cached = self._baselines.get(key)
+            fresh = cached is not None and cached[0] == tuple(known) and step - cached[1] < BASELINE_REFIT
+            trainable = self.trainer is not None and not self.trainer.busy(key)
+            if forecaster is None and (not fresh or trainable):
+                history, observed, known, have = read(max(BASELINE_ROWS, spec.min_history))
+                self._maybe_train(policy, key, history, observed, end, known, have)
+            if forecaster is None and known:
+                forecaster = self._baseline(key, step, history, observed, end, spec.interval, known, have)
+                model_label = "baseline" if forecaster is not None else ""
+        model_status = policy.status.model
         run.model = model_label
         safe = dict(policy.status.safe_intervals)
         if forecaster is None:
@@ -304,7 +323,8 @@ class ProactiveLoop:
         pairs = known
         finder = self.controller.pathfinder()
         nodes = {pair: (ends[pair[0]], ends[pair[1]]) for pair in pairs}
-        routes = {pair: self._route(finder, *nodes[pair]) for pair in pairs}
+        routes = self._routes_for(finder, [nodes[pair] for pair in pairs])
+        routes = {pair: routes[nodes[pair]] for pair in pairs}
         default_paths = {pair: route[0] if route else None for pair, route in routes.items()}
         held = self._held(tenant, record.name, safe)
         config = AllocatorConfig(quantile=spec.quantile, congestion_threshold=spec.congestion_threshold,
@@ -334,14 +354,20 @@ class ProactiveLoop:
         self._write_status(record, policy, step, now, safe, run, pairs=len(pairs), stitches=len(landed))
         return run
 
-    def _route(self, finder, a: str, b: str):
-        """Default route between two nodes, memoised for as long as the substrate (the finder) is the same."""
+    def _routes_for(self, finder, node_pairs: list[tuple[str, str]]) -> dict:
+        """Default routes ((nodes, latency) or None) between node pairs, one Dijkstra per new source,
+        memoised for as long as the substrate (the finder) is the same."""
         if self._routes[0] is not finder:
             self._routes = (finder, {})
         cache = self._routes[1]
-        if (a, b) not in cache:
-            cache[(a, b)] = _default_route(finder, a, b)
-        return cache[(a, b)]
+        missing: dict[str, set[str]] = {}
+        for a, b in node_pairs:
+            if (a, b) not in cache:
+                missing.setdefault(a, set()).add(b)
+        for a, targets in missing.items():
+            for b, path in finder.lowest_latency_from(a, sorted(targets)).items():
+                cache[(a, b)] = (path.nodes, path.latency_s) if path is not None else None
+        return cache
 
     # scope -----------------------------------------------------------------------------------
     def _ends(self, policy: ForecastPolicy) -> dict[str, str]:
@@ -468,12 +494,26 @@ class ProactiveLoop:
         return approve_suggestion(self.controller, tenant, name)
 
     # forecasting and training ------------------------------------------------------------------
-    def _forecaster(self, policy: ForecastPolicy, key: str, pairs: list[Pair]):
+    def _baseline(self, key: str, step: int, history, observed, end: float, interval_s: float, pairs, have: int):
+        """The baseline forecaster, refitted every BASELINE_REFIT intervals (or when the pairs change) on the
+        day of history it was given; None with fewer than two intervals of data."""
+        cached = self._baselines.get(key)
+        if cached is not None and cached[0] == tuple(pairs) and step - cached[1] < BASELINE_REFIT:
+            return cached[2]
+        if have < 2 or history.shape[0] < 2:
+            return cached[2] if cached is not None and cached[0] == tuple(pairs) else None
+        model = _baseline(history, observed, end, interval_s, pairs)
+        self._baselines[key] = (tuple(pairs), step, model)
+        return model
+
+    def _forecaster(self, policy: ForecastPolicy, key: str, pairs: list[Pair] | None):
+        """The policy's trained model, loaded from its artifact; None when there is none (or it was
+        trained for other pairs than `pairs`, unless pairs is None)."""
         model = policy.status.model
         if self.models is None or model.state != "trained" or not model.artifact:
             return None, ""
         loaded = self.models.load(key, model.artifact, model.checksum)
-        if loaded is None or tuple(tuple(p) for p in loaded.pairs) != tuple(pairs):
+        if loaded is None or (pairs is not None and tuple(tuple(p) for p in loaded.pairs) != tuple(pairs)):
             return None, ""  # missing, corrupt, or trained for another set of pairs: retrain
         return loaded, f"{model.name} v{model.version}"
 
@@ -603,15 +643,6 @@ def _stitch_doc(tenant: str, policy: str, spec, decision: Decision, part: int, p
         "spec": {"type": "direct" if vm_pair else "bandwidth", "from": end(src if vm_pair else src.split("/")[0]),
                  "to": end(dst if vm_pair else dst.split("/")[0]), "bandwidth": round(bps),
                  "origin": "forecast", "priority": spec.priority, "symmetric": False, "path": list(path)}})
-
-
-def _default_route(finder, a: str, b: str) -> tuple[tuple[str, ...], float] | None:
-    """The route unstitched traffic takes, with its latency: the lowest-latency path (one node when both
-    ends share it); None when nothing joins them."""
-    if a == b:
-        return (a,), 0.0
-    found = finder.paths(a, b, metric="latency", k=1)
-    return (found[0].nodes, found[0].latency_s) if found else None
 
 
 def _stamps(end: float, steps: int, interval_s: float) -> np.ndarray:

@@ -25,7 +25,7 @@ from vnstitch.store import Compare, Delete, Put, Record, Store
 
 T = TypeVar("T")
 KIND_ORDER = {"Node": 0, "Link": 1, "VirtualNetwork": 2, "Stitch": 3, "ForecastPolicy": 4}
-CACHED_KINDS = ("Node", "Link", "VirtualNetwork", "Stitch", LEDGER_KIND)
+CACHED_KINDS = ("Node", "Link", "VirtualNetwork", "Stitch", "ForecastPolicy", LEDGER_KIND)
 MAX_TXN_RETRIES = 20
 
 

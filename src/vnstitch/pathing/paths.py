@@ -258,6 +258,26 @@ class PathFinder:
 
     # ------------------------------------------------------------ shortest paths
 
+    def lowest_latency_from(self, src: str, dsts: Iterable[str]) -> dict[str, Path | None]:
+        """The lowest-latency path from `src` to each of `dsts` (None where none), from one Dijkstra:
+        the same paths as `paths(src, dst, k=1)` gives one by one."""
+        query = self._prepare(src, src, False, None, (), (), None)
+        dist, pred = self._distances(self._latency_s, query.allowed, query.src, predecessors=True)
+        out: dict[str, Path | None] = {}
+        for dst in dsts:
+            target = self._node(dst, "dst")
+            if target == query.src:
+                out[dst] = self._zero_path(dst)
+                continue
+            if not math.isfinite(dist[target]):
+                out[dst] = None
+                continue
+            chain = [target]
+            while chain[-1] != query.src:
+                chain.append(int(pred[chain[-1]]))
+            out[dst] = self._path(chain[::-1], query)
+        return out
+
     def _distances(self, weights: np.ndarray, mask: np.ndarray, source: int, limit: float = np.inf,
                    predecessors: bool = False):
         """Dijkstra from `source` over the arcs in `mask` (scipy, C)."""

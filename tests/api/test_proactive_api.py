@@ -1,0 +1,79 @@
+"""`vnstitch serve --proactive`: telemetry pushed through the API drives the running controller's loop,
+which stitches a rising pair before its link saturates; the predicted graph, its history and the
+policy's status are read back through the same API."""
+
+import time
+
+from tests.api.payloads import vnet
+
+INTERVAL = 1.0  # seconds: a compressed control interval
+
+
+def policy(mode="auto"):
+    return {"kind": "ForecastPolicy", "metadata": {"name": "fc"},
+            "spec": {"networks": ["web", "db"], "interval": f"{INTERVAL:g}s", "horizon": 1, "mode": mode,
+                     "minHistory": 1000}}
+
+
+def push(api, rates, at):
+    samples = [{"from": a, "to": b, "time": at, "rateBps": bps} for (a, b), bps in rates.items()]
+    response = api.call("member", "POST", "/v1/telemetry", json={"samples": samples})
+    assert response.status_code == 200, response.text
+
+
+def forecast_stitches(api):
+    items = api.call("member", "GET", "/v1/stitches").json()["items"]
+    return [s for s in items if s["spec"]["origin"] == "forecast" and s["status"]["state"] != "TERMINATED"]
+
+
+def test_the_running_controller_stitches_a_rising_pair_from_pushed_telemetry(make_api):
+    api = make_api(reconcile=True, proactive=True, tick_s=0.2, reconcile_min_interval_s=0.05)
+    for doc in (vnet("web", 100, "10.0.0.0/24", [("w1", "NYCMng", "10.0.0.1")]),
+                vnet("db", 101, "10.1.0.0/24", [("d1", "LOSAng", "10.1.0.1")])):
+        api.call("member", "POST", "/v1/virtualnetworks", json=doc).raise_for_status()
+    created = api.call("member", "POST", "/v1/forecastpolicies", json=policy())
+    assert created.status_code == 201, created.text
+    # web→db ramps towards the ~9.9 Gbit/s links: the loop must stitch before the load reaches them
+    stitched_at = None
+    deadline = time.monotonic() + 40
+    rate = 2e9
+    while stitched_at is None:
+        assert time.monotonic() < deadline, api.call("member", "GET", "/v1/forecastpolicies/fc").json()["status"]
+        now = time.time()
+        push(api, {("web", "db"): rate, ("db", "web"): 1e8}, now)
+        time.sleep(INTERVAL)
+        if forecast_stitches(api):
+            stitched_at = rate
+        rate += 0.5e9
+    assert stitched_at < 9.92e9, "stitched before the offered load passed the link's capacity"
+    deadline = time.monotonic() + 10
+    while not all(s["status"]["state"] == "ACTIVE" for s in forecast_stitches(api)):
+        assert time.monotonic() < deadline, forecast_stitches(api)
+        time.sleep(0.1)
+    stitch = forecast_stitches(api)[0]
+    assert stitch["metadata"]["annotations"]["vnstitch.io/pair"] == "web>db"
+    assert "forecast p90" in stitch["metadata"]["annotations"]["vnstitch.io/reason"]
+
+    status = api.call("reader", "GET", "/v1/forecastpolicies/fc").json()["status"]
+    assert status["lastStep"] is not None and status["pairs"] == 2
+    assert status["model"]["state"] == "baseline" and "baseline" in status["message"]
+    graph = api.call("reader", "GET", "/v1/predictedgraph").json()
+    assert graph["spec"]["policy"] == "fc" and graph["spec"]["stitches"]
+    assert any(d["action"] == "establish" for d in graph["spec"]["decisions"]) or graph["spec"]["stitches"]
+    earlier = api.call("reader", "GET", "/v1/predictedgraph", params={"at": time.time() - 3600}).json()
+    assert earlier["spec"]["step"] is None, "nothing was predicted an hour ago"
+    first = api.call("reader", "GET", "/v1/predictedgraph", params={"at": status["lastRun"] - 2.5 * INTERVAL})
+    assert first.json()["spec"]["step"] < status["lastStep"], "the kept history answers for an earlier time"
+    assert api.call("other", "GET", "/v1/forecastpolicies/fc", params={"tenant": "acme"}).status_code == 404
+
+
+def test_bad_policies_and_suggestions_over_the_api(make_api):
+    api = make_api()
+    bad = policy()
+    bad["spec"]["model"] = "prophet"
+    answer = api.call("member", "POST", "/v1/forecastpolicies", json=bad)
+    assert answer.status_code == 422 and "valid:" in answer.json()["message"] and "gru" in answer.json()["message"]
+    assert api.call("member", "GET", "/v1/suggestions").json()["items"] == []
+    missing = api.call("member", "POST", "/v1/suggestions/nope/approve")
+    assert missing.status_code == 404
+    assert api.call("reader", "POST", "/v1/suggestions/nope/approve").status_code == 403

@@ -174,3 +174,29 @@ def test_training_runs_in_the_background_and_the_loop_uses_the_trained_model(wor
         assert result.model == "last_value v1"
     finally:
         loop.close()
+
+
+def test_cli_shows_the_predicted_graph_at_a_time_and_approves_a_suggestion(world, tmp_path, capsys):
+    from vnstitch.cli.main import main
+
+    controller, telemetry, reconciler, clock = world
+    controller.apply([policy(mode="suggest")])
+    loop = ProactiveLoop(controller, telemetry, train=False)
+    steps = []
+    for i in range(6):
+        steps.append(clock.now)
+        run(loop, reconciler, clock, telemetry, {("blue", "red"): 7e9 + 0.5e9 * i})
+    url = f"sqlite://{controller.store.path}"
+    assert main(["--store", url, "plan", "--predicted", "--tenant", "acme", "--at", str(steps[2] + 1),
+                 "-o", "json"]) == 0
+    import json
+
+    graph = json.loads(capsys.readouterr().out)
+    assert graph["time"] == steps[2] and graph["policy"] == "fc"
+    assert main(["--store", url, "plan", "--predicted", "--at", "not-a-time"]) == 1
+    assert "--at" in capsys.readouterr().err
+    pending = sorted(r.name for r in controller.store.list("Suggestion", "acme") if r.value["action"] == "establish")
+    assert main(["--store", url, "approve", pending[0], "--tenant", "acme"]) == 0
+    assert "applied" in capsys.readouterr().out
+    assert main(["--store", url, "approve", pending[0], "--tenant", "acme"]) == 1
+    assert "is approved" in capsys.readouterr().err

@@ -131,9 +131,15 @@ class RemoteController:
                         path["bottleneckBandwidth"])
         return Availability(data["feasible"], path, data["bestBandwidth"], data.get("bestLatency"), data["reason"])
 
-    def predicted_graph(self, tenant: str | None = None) -> dict | None:
-        spec = self._call("GET", "/v1/predictedgraph", params=self._params(tenant)).json()["spec"]
+    def predicted_graph(self, tenant: str | None = None, at: float | None = None,
+                        policy: str | None = None) -> dict | None:
+        params = {**self._params(tenant), **({"at": at} if at is not None else {}),
+                  **({"policy": policy} if policy else {})}
+        spec = self._call("GET", "/v1/predictedgraph", params=params).json()["spec"]
         return spec if spec.get("step") is not None else None
+
+    def approve(self, tenant: str | None, name: str) -> dict:
+        return self._call("POST", f"/v1/suggestions/{name}/approve", params=self._params(tenant)).json()["status"]
 
     def plan(self) -> PlanReport:
         """The server reconciler's plan (GET /v1/plan, admin)."""

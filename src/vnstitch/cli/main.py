@@ -134,11 +134,35 @@ def cmd_plan(args) -> int:
     return EXIT_OK
 
 
+def _when(text: str | None) -> float | None:
+    """--at: unix seconds, or an ISO date-time (UTC unless it names a zone)."""
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    from datetime import datetime, timezone
+
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"'{text}' is neither unix seconds nor an ISO date-time", field="--at") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def cmd_approve(args) -> int:
+    result = services(args).approve(args.tenant, args.name)
+    print(f"suggestion {args.name}: {result['applied']} stitch part(s) applied"
+          + (f", refused: {'; '.join(result['refused'])}" if result["refused"] else ""))
+    return EXIT_OK
+
+
 def _print_predicted(args) -> int:
     """The allocator's predicted network graph for the next horizon (written by the proactive loop)."""
     from vnstitch.units import format_bandwidth
 
-    graph = services(args).predicted_graph(args.tenant)
+    graph = services(args).predicted_graph(args.tenant, _when(args.at), args.policy)
     if graph is None:
         print("error: no predicted graph yet: the proactive allocator has not run against this store "
               "(run `vnstitch demo`, or a replay with the proactive strategy)", file=sys.stderr)
@@ -302,8 +326,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="print what the reconciler would do, without doing it")
     p.add_argument("--predicted", action="store_true", help="the predicted network graph for the next horizon")
     p.add_argument("--tenant", help="with --predicted: this tenant's graph (default: the latest / the token's)")
+    p.add_argument("--at", help="with --predicted: the graph in force then (unix seconds or ISO date-time)")
+    p.add_argument("--policy", help="with --predicted: this ForecastPolicy's graph")
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("approve", help="apply one decision a ForecastPolicy in suggest mode recorded")
+    p.add_argument("name", help="the suggestion (GET /v1/suggestions)")
+    p.add_argument("--tenant")
+    p.set_defaults(func=cmd_approve)
 
     p = sub.add_parser("reconcile", help="run the reconcile loop (or one pass with --once; exit 2 when ops fail)")
     p.add_argument("--once", action="store_true", help="one pass; exit 2 when some ops failed")

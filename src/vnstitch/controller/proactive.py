@@ -598,6 +598,27 @@ class ProactiveLoop:
                                   [Put("ForecastPolicy", record.namespace, record.name, value)])
 
 
+def predicted_graph_at(store, tenant: str | None, at: float | None = None, policy: str | None = None):
+    """The kept predicted graph of a tenant (any tenant: the latest written) in force at `at` (unix
+    time; None: the newest), of one policy or any; a store Record or None."""
+    if at is None and policy is None:
+        if tenant:
+            return store.get(PREDICTED_KIND, tenant, "current")
+        current = [r for r in store.list(PREDICTED_KIND) if r.name == "current"]
+        return max(current, key=lambda r: r.revision) if current else None
+    best = None
+    for record in store.list(PREDICTED_KIND, tenant):
+        value = record.value
+        if record.name == "current" or (policy is not None and value.get("policy") != policy):
+            continue
+        if at is not None and value.get("time", 0) > at:
+            continue
+        if best is None or (value.get("time", 0), value.get("step", 0)) > (best.value.get("time", 0),
+                                                                           best.value.get("step", 0)):
+            best = record
+    return best
+
+
 def approve_suggestion(controller: Controller, tenant: str, name: str) -> PolicyRun:
     """Apply one suggested decision now (suggest mode)."""
     from vnstitch.errors import Conflict, NotFound
@@ -674,4 +695,4 @@ def _forecast(model, history, observed, end: float, spec, pairs: list[Pair]):
     return ({p: float(mean[i]) for i, p in enumerate(pairs)}, {p: float(upper[i]) for i, p in enumerate(pairs)})
 
 
-__all__ = ["ProactiveLoop", "approve_suggestion", "ModelStore", "Trainer", "PolicyRun", "stitch_name", "POLICY_LABEL"]
+__all__ = ["ProactiveLoop", "approve_suggestion", "predicted_graph_at", "ModelStore", "Trainer", "PolicyRun", "stitch_name", "POLICY_LABEL"]

@@ -97,8 +97,13 @@ class Services(Protocol):
                      max_latency_s: float | None = None, symmetric: bool = True,
                      encrypted: bool = True) -> "Availability": ...
 
-    def predicted_graph(self, tenant: str | None = None) -> dict | None:
-        """The proactive allocator's latest predicted graph (its `spec`), or None when it has not run."""
+    def predicted_graph(self, tenant: str | None = None, at: float | None = None,
+                        policy: str | None = None) -> dict | None:
+        """The proactive loop's predicted graph (its `spec`) in force at `at` (default: the latest), or
+        None when it has not run."""
+
+    def approve(self, tenant: str | None, name: str) -> dict:
+        """Apply one suggested decision of a policy in suggest mode; what landed."""
 
     def plan(self) -> PlanReport:
         """The ops the reconciler would apply now, each with its reason; applies nothing."""
@@ -159,13 +164,19 @@ class LocalServices:
         return self.controller.availability(tenant or DEFAULT_TENANT, from_end, to_end, bandwidth_bps,
                                             max_latency_s, symmetric=symmetric, encrypted=encrypted)
 
-    def predicted_graph(self, tenant: str | None = None) -> dict | None:
-        store = self.controller.store
-        if tenant:
-            record = store.get("PredictedGraph", tenant, "current")
-            return record.value if record else None
-        records = store.list("PredictedGraph")  # any tenant: the one the proactive loop wrote last
-        return records[-1].value if records else None
+    def predicted_graph(self, tenant: str | None = None, at: float | None = None,
+                        policy: str | None = None) -> dict | None:
+        from vnstitch.controller.proactive import predicted_graph_at
+
+        record = predicted_graph_at(self.controller.store, tenant, at, policy)
+        return record.value if record else None
+
+    def approve(self, tenant: str | None, name: str) -> dict:
+        from vnstitch.controller.proactive import approve_suggestion
+        from vnstitch.domain.resources import DEFAULT_TENANT
+
+        run = approve_suggestion(self.controller, tenant or DEFAULT_TENANT, name)
+        return {"applied": run.applied, "refused": run.refused}
 
     # reconciling -------------------------------------------------------------------------
     def plan(self) -> PlanReport:

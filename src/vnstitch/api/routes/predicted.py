@@ -11,28 +11,11 @@ from vnstitch.api.auth import Principal
 from vnstitch.api.context import ctx, principal
 from vnstitch.api.routes._common import ERRORS, json_response, resolve_tenant
 from vnstitch.api.routes._crud import tenant_query
-from vnstitch.controller.proactive import PREDICTED_KIND, SUGGESTION_KIND, approve_suggestion
+from vnstitch.controller.proactive import SUGGESTION_KIND, approve_suggestion, predicted_graph_at
 from vnstitch.domain.resources import API_VERSION, NAME_PATTERN
 
 router = APIRouter(prefix="/v1", tags=["forecast"], responses=ERRORS)
 EMPTY = {"step": None, "stitches": [], "links": [], "decisions": []}
-
-
-def _graph_at(store, tenant: str, at: float | None, policy: str | None):
-    """The newest kept graph of the tenant (of one policy) whose interval ends at or before `at`."""
-    if at is None and policy is None:
-        return store.get(PREDICTED_KIND, tenant, "current")
-    best = None
-    for record in store.list(PREDICTED_KIND, tenant):
-        value = record.value
-        if record.name == "current" or (policy is not None and value.get("policy") != policy):
-            continue
-        if at is not None and value.get("time", 0) > at:
-            continue
-        if best is None or (value.get("time", 0), value.get("step", 0)) > (best.value.get("time", 0),
-                                                                           best.value.get("step", 0)):
-            best = record
-    return best
 
 
 @router.get("/predictedgraph", operation_id="getPredictedGraph",
@@ -43,7 +26,7 @@ def get_predicted_graph(request: Request, who: Principal = Depends(principal),
                                                     description="unix time: the graph in force then"),
                         policy: Optional[str] = Query(None, pattern=NAME_PATTERN, max_length=63)):
     scope = resolve_tenant(who, tenant)
-    record = _graph_at(ctx(request).controller.store, scope, at, policy)
+    record = predicted_graph_at(ctx(request).controller.store, scope, at, policy)
     return json_response({"apiVersion": API_VERSION, "kind": "PredictedGraph",
                           "metadata": {"name": record.name if record else "current", "tenant": scope,
                                        "resourceVersion": record.revision if record else None},

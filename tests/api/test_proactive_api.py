@@ -59,7 +59,7 @@ def test_the_running_controller_stitches_a_rising_pair_from_pushed_telemetry(mak
     assert status["model"]["state"] == "baseline" and "baseline" in status["message"]
     graph = api.call("reader", "GET", "/v1/predictedgraph").json()
     assert graph["spec"]["policy"] == "fc" and graph["spec"]["stitches"]
-    assert any(d["action"] == "establish" for d in graph["spec"]["decisions"]) or graph["spec"]["stitches"]
+    assert {(s["from"], s["to"]) for s in graph["spec"]["stitches"]} == {("web", "db")}
     earlier = api.call("reader", "GET", "/v1/predictedgraph", params={"at": time.time() - 3600}).json()
     assert earlier["spec"]["step"] is None, "nothing was predicted an hour ago"
     first = api.call("reader", "GET", "/v1/predictedgraph", params={"at": status["lastRun"] - 2.5 * INTERVAL})

@@ -200,3 +200,19 @@ def test_an_open_watch_is_not_a_request_in_flight(seeded):
             break
     seeded.call("member", "GET", "/v1/stitches/web-db")
     assert metrics.in_flight == 0
+
+
+def test_a_terminated_stitchs_name_can_be_created_again(seeded):
+    from vnstitch.controller.reconciler import Reconciler
+    from vnstitch.drivers.sim import SimDriver
+
+    controller = seeded.app.state.ctx.controller
+    reconciler = Reconciler(controller, SimDriver())
+    reconciler.reconcile_once(1.0)
+    assert seeded.call("member", "DELETE", "/v1/stitches/web-db").status_code == 200
+    reconciler.reconcile_once(2.0)
+    assert seeded.call("member", "GET", "/v1/stitches/web-db").json()["status"]["state"] == "TERMINATED"
+    again = seeded.call("member", "POST", "/v1/stitches", json=stitch("web-db", "web", "db", "5Mbps"))
+    assert again.status_code == 201, again.text
+    assert again.json()["status"]["state"] == "PENDING"
+    assert seeded.call("member", "DELETE", "/v1/virtualnetworks/web").status_code == 409, "the new one uses it"

@@ -146,3 +146,29 @@ def test_readmission_respects_policy_errors_as_before(controller):
     controller.apply([shop, ana])
     with pytest.raises((PolicyDenied, InvalidInput)):
         controller.apply([stitch("x", "shop", "ana", "1Gbps", to_={"network": "ana", "tenant": "globex"})])
+
+
+def test_the_simulator_measures_what_a_stitch_carried_and_a_loss_breach_degrades_it(controller, store, clock, abilene):
+    from vnstitch.api.metrics import state_lines
+
+    _, rec = make(store, clock, abilene)
+    green = vnet("green", 1003, "10.3.0.0/24", [("green-1", "NYCMng", "10.3.0.11")])
+    controller.apply([BLUE, RED, green, stitch("s", "blue", "red", "1Gbps", maxLoss=0.01)])
+    rec.reconcile_once(clock.now)
+    path = _state(controller, "s").path
+    rec.driver.carry({("acme/blue", "acme/red"): 0.8e9}, interval_s=300)
+    rec.reconcile_once(clock.now + 5)
+    status = _state(controller, "s")
+    assert status.measured.throughput == pytest.approx(0.8e9) and status.measured.loss == 0
+    assert status.state.value == "ACTIVE"
+    first = f'link="{"--".join(sorted(path[:2]))}"'
+    measured = [line for line in state_lines(controller) if line.startswith("vnstitch_link_measured_bps") and first in line]
+    assert measured and float(measured[0].split()[-1]) == pytest.approx(0.8e9)
+    # blue offers 3 Gbit/s over its 1 Gbit/s stitch while green floods the same links: the excess is
+    # best effort and loses, so the stitch misses its maxLoss
+    rec.driver.carry({("acme/blue", "acme/red"): 3e9, ("acme/green", "acme/red"): 9.5e9}, interval_s=300,
+                     default_route=True)
+    rec.reconcile_once(clock.now + 10)
+    status = _state(controller, "s")
+    assert status.measured.loss > 0.01
+    assert status.state.value == "DEGRADED" and status.message.startswith("loss ")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import stitch, vnet
-from vnstitch.controller.proactive import ModelStore, ProactiveLoop, POLICY_LABEL
+from vnstitch.controller.proactive import ModelStore, ProactiveLoop, POLICY_LABEL, stitch_name
 from vnstitch.controller.reconciler import Reconciler
 from vnstitch.domain.registry import parse_resource
 from vnstitch.drivers.sim import SimDriver
@@ -91,15 +91,16 @@ def test_rising_demand_gets_a_stitch_before_the_link_saturates_and_a_restart_con
     assert ramp[first_stitch_at] < 9.92e9, "established before the offered load passed the link's capacity"
     held = forecast_stitches(controller)
     assert {v["metadata"]["annotations"]["vnstitch.io/pair"] for v in held.values()} == {"blue>red"}
-    assert sorted(held)[0] == "fc-fc-blue-red", "the main part; more parts (-p1…) when TE splits the pair"
+    assert sorted(held)[0] == stitch_name("fc", ("blue", "red")), "the main part; more parts (-p1…) when TE splits"
+    assert set(held) <= {stitch_name("fc", ("blue", "red"), part) for part in range(len(held))}
     for value in held.values():
         assert value["status"]["state"] == "ACTIVE"
         assert value["spec"]["origin"] == "forecast"
         assert "forecast" in value["metadata"]["annotations"]["vnstitch.io/reason"]
     assert sum(v["spec"]["bandwidth"] for v in held.values()) >= ramp[-1]
     status = controller.store.get("ForecastPolicy", "acme", "fc").value["status"]
-    assert status["model"]["state"] == "baseline" and "until last_value is trained" in status["message"] or \
-        status["model"]["state"] == "baseline"
+    assert status["model"]["state"] == "baseline"
+    assert "forecasting with the baseline (last_value) until last_value is trained" in status["message"]
     assert controller.store.get("PredictedGraph", "acme", f"fc.{status['lastStep']}") is not None
 
     # a restart: a new loop over the same store, the same interval → nothing; the next → one stitch still
@@ -196,7 +197,95 @@ def test_cli_shows_the_predicted_graph_at_a_time_and_approves_a_suggestion(world
     assert main(["--store", url, "plan", "--predicted", "--at", "not-a-time"]) == 1
     assert "--at" in capsys.readouterr().err
     pending = sorted(r.name for r in controller.store.list("Suggestion", "acme") if r.value["action"] == "establish")
-    assert main(["--store", url, "approve", pending[0], "--tenant", "acme"]) == 0
-    assert "applied" in capsys.readouterr().out
-    assert main(["--store", url, "approve", pending[0], "--tenant", "acme"]) == 1
+    assert main(["--store", url, "approve", pending[-1], "--tenant", "acme"]) == 0
+    out = capsys.readouterr().out
+    assert "applied" in out and not out.split(":")[1].strip().startswith("0 "), out
+    assert main(["--store", url, "approve", pending[-1], "--tenant", "acme"]) == 1
     assert "is approved" in capsys.readouterr().err
+
+
+def test_a_deposed_leaders_loop_writes_nothing(world):
+    from vnstitch.store import Compare
+
+    controller, telemetry, reconciler, clock = world
+    controller.apply([policy()])
+    for i in range(3):
+        telemetry.push("acme", "blue", "red", clock.now - (3 - i) * INTERVAL, 9e9)
+    controller.fence = [Compare("Lease", "", "leader", 987654)]  # a leader key that is no longer ours
+    revision = controller.store.revision()
+    ProactiveLoop(controller, telemetry, train=False).step(clock.now)
+    assert controller.store.revision() == revision, "no stitch, no status, no graph lands"
+    controller.fence = []
+    ProactiveLoop(controller, telemetry, train=False).step(clock.now)
+    assert forecast_stitches(controller), "the leader's loop does write"
+
+
+def test_changing_the_interval_does_not_freeze_the_policy(world):
+    controller, telemetry, reconciler, clock = world
+    controller.apply([policy()])
+    loop = ProactiveLoop(controller, telemetry, train=False)
+    run(loop, reconciler, clock, telemetry, {("blue", "red"): 1e9})
+    controller.apply([policy(interval="10m")])  # step numbers halve
+    clock.now += 2 * INTERVAL
+    runs = loop.step(clock.now)
+    assert runs and runs[0].step == int(clock.now // 600)
+
+
+def test_ending_a_policy_or_turning_it_off_ends_its_stitches(world):
+    controller, telemetry, reconciler, clock = world
+    controller.apply([policy()])
+    loop = ProactiveLoop(controller, telemetry, train=False)
+    for i in range(4):
+        run(loop, reconciler, clock, telemetry, {("blue", "red"): 9e9})
+    assert forecast_stitches(controller)
+    controller.apply([policy(mode="off")])
+    run(loop, reconciler, clock, telemetry, {("blue", "red"): 9e9})
+    assert forecast_stitches(controller) == {}, "off: the loop's stitches end"
+    controller.apply([policy()])
+    for i in range(3):
+        run(loop, reconciler, clock, telemetry, {("blue", "red"): 9e9})
+    assert forecast_stitches(controller)
+    controller.delete("forecastpolicy", "fc", "acme")
+    run(loop, reconciler, clock, telemetry, {("blue", "red"): 9e9})
+    assert forecast_stitches(controller) == {}, "a policy that is gone leaves no stitch behind"
+
+
+def test_a_failing_interval_is_recorded_and_the_others_go_on(world):
+    controller, telemetry, reconciler, clock = world
+    controller.apply([policy()])
+
+    def broken(*args):
+        raise ValueError("model exploded")
+    loop = ProactiveLoop(controller, telemetry, train=False, predictor=broken)
+    telemetry.push("acme", "blue", "red", clock.now - INTERVAL, 1e9)
+    telemetry.push("acme", "blue", "red", clock.now - 2 * INTERVAL, 1e9)
+    (result,) = loop.step(clock.now)
+    status = controller.store.get("ForecastPolicy", "acme", "fc").value["status"]
+    assert "interval failed: ValueError: model exploded" in status["message"]
+    assert loop.seconds_until_due(clock.now) > 0, "the failed interval counts as run: no busy retry"
+
+
+def test_a_training_left_by_another_leader_is_done_again(world, tmp_path):
+    import time
+
+    controller, telemetry, reconciler, clock = world
+    controller.apply([policy(minHistory=4)])
+    record = controller.store.get("ForecastPolicy", "acme", "fc")
+    controller.store.put("ForecastPolicy", "acme", "fc", {**record.value, "status": {
+        "model": {"state": "training", "name": "last_value", "message": "training on the old leader"}}})
+    loop = ProactiveLoop(controller, telemetry, ModelStore(str(tmp_path / "models")))
+    try:
+        for i in range(5):
+            run(loop, reconciler, clock, telemetry, {("blue", "red"): 1e9 + 1e7 * i})
+        deadline = time.monotonic() + 30
+        while controller.store.get("ForecastPolicy", "acme", "fc").value["status"]["model"]["state"] != "trained":
+            assert time.monotonic() < deadline, "the orphaned training was never redone"
+            time.sleep(0.05)
+    finally:
+        loop.close()
+
+
+def test_pairs_whose_names_contain_dashes_get_distinct_stitches():
+    assert stitch_name("p", ("eu-web", "db")) != stitch_name("p", ("eu", "web-db"))
+    assert stitch_name("p-a", ("b", "c")) != stitch_name("p", ("a-b", "c"))
+    assert len(stitch_name("x" * 60, ("y" * 60, "z" * 60), 3)) <= 63

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from vnstitch.api.routes._common import dump
-from vnstitch.controller.service import Change
+from vnstitch.controller.service import Change, terminated
 from vnstitch.domain.resources import Resource
 from vnstitch.errors import Conflict, VnstitchError
 
@@ -145,7 +145,8 @@ class CreateBatcher:
                 res = item.resource
                 key = (res.KIND, res.namespace, res.name)
                 try:
-                    if controller.cache.get(*key) is not None:
+                    existing = controller.cache.get(*key)
+                    if existing is not None and not terminated(existing.value):  # TERMINATED: name free again
                         raise Conflict(f"{res.KIND} '{res.name}' already exists", field="metadata.name")
                     if key in names:  # decided once the first one is committed or refused
                         deferred.append(item)

@@ -41,6 +41,7 @@ SUGGESTION_KIND = "Suggestion"
 GRAPH_HISTORY = 288          # predicted graphs kept per policy (a day at 5-minute intervals)
 CONTEXT_FOR_KNOWN = 12       # a pair with no sample in this many recent intervals is not forecast
 BASELINE_ROWS = 96           # intervals of history the baseline fits its residuals on (8 h at 5 minutes)
+RETRY_FAILED_INTERVALS = 12  # a failed fit is tried again after this many intervals
 BASELINE_REFIT = 12          # intervals between refits of the baseline (it forecasts from the last value)
 
 Pair = tuple[str, str]
@@ -86,13 +87,12 @@ def pair_key(pair: Pair) -> str:
 
 
 def stitch_name(policy: str, pair: Pair, part: int = 0) -> str:
-    """fc-<policy>-<src>-<dst>[-pN], shortened with a hash when longer than a name may be."""
+    """fc-<policy>-<src>-<dst>-<hash>[-pN]: readable, and unique per (policy, pair) although names may
+    contain '-' (the hash is over the parts joined by a character no name holds); shortened to fit."""
+    digest = hashlib.sha256(f"{policy}/{pair[0]}/{pair[1]}".encode()).hexdigest()[:8]
+    suffix = f"-{digest}" + (f"-p{part}" if part else "")
     base = f"fc-{policy}-{pair[0]}-{pair[1]}".replace("/", ".")
-    suffix = f"-p{part}" if part else ""
-    if len(base) + len(suffix) > 63:
-        digest = hashlib.sha256(base.encode()).hexdigest()[:10]
-        base = f"{base[:63 - len(suffix) - 11]}-{digest}"
-    return base + suffix
+    return base[:63 - len(suffix)].rstrip("-.") + suffix
 
 
 class ModelStore:
@@ -151,10 +151,11 @@ class Trainer:
             return key in self._pending or key in self._busy
 
     def submit(self, key: str, model_name: str, version: int, load: Callable[[], tuple], pairs: list[Pair],
-               interval_s: float) -> None:
-        """Queue a fit; `load()` → (values Mbit/s, observed, timestamps) runs in the trainer's thread."""
+               interval_s: float, at: float) -> None:
+        """Queue a fit; `load()` → (values Mbit/s, observed, timestamps) runs in the trainer's thread;
+        `at` (the interval's end, the loop's clock) stamps the outcome."""
         with self._wake:
-            self._pending[key] = (model_name, version, load, pairs, interval_s)
+            self._pending[key] = (model_name, version, load, pairs, interval_s, at)
             self._wake.notify()
 
     def close(self, timeout_s: float = 5.0) -> None:
@@ -176,7 +177,7 @@ class Trainer:
                     return
                 key, job = self._pending.popitem()
                 self._busy.add(key)
-            model_name, version, load, pairs, interval_s = job
+            model_name, version, load, pairs, interval_s, at = job
             started = time.time()
             try:
                 values, observed, stamps = load()
@@ -185,12 +186,12 @@ class Trainer:
                           interval_seconds=interval_s)
                 path, checksum = self.models.save(key, version, model)
                 outcome = {"state": "trained", "version": version, "artifact": path, "checksum": checksum,
-                           "trainedAt": time.time(), "trainedOn": int(values.shape[0]), "name": model_name,
+                           "trainedAt": at, "trainedOn": int(values.shape[0]), "name": model_name,
                            "message": f"trained in {time.time() - started:.1f} s on {values.shape[0]} intervals"}
             except Exception as exc:  # a failed fit is reported in the status, never swallowed
                 log.exception("training %s for %s failed", model_name, key)
-                outcome = {"state": "failed", "version": version, "name": model_name,
-                           "message": f"training failed: {exc}"}
+                outcome = {"state": "failed", "name": model_name, "failedAt": at,
+                           "message": f"training {model_name} failed: {exc}"}
             finally:
                 with self._wake:
                     self._busy.discard(key)
@@ -226,24 +227,53 @@ class ProactiveLoop:
         for record in self.controller.store.list("ForecastPolicy"):
             policy = ForecastPolicy.model_validate(record.value)
             interval = policy.spec.interval
-            next_step = (policy.status.last_step + 1) if policy.status.last_step is not None else now // interval
-            due = min(due, next_step * interval - now)
+            current_end = (now // interval) * interval
+            done = policy.status.last_end is not None and policy.status.last_end >= current_end
+            due = min(due, (current_end + interval - now) if done else 0.0)
         return max(0.0, due)
 
     # one pass over every policy ----------------------------------------------------------
     def step(self, now: float) -> list[PolicyRun]:
+        """Every policy whose control interval is due; one policy's failure is recorded in its status
+        (and its interval counted as run) and never stops the others or the reconcile pass."""
         self._collect(now)
         self.controller.refresh()
         runs = []
-        for record in self.controller.store.list("ForecastPolicy"):
+        policies = self.controller.store.list("ForecastPolicy")
+        for record in policies:
             try:
                 run = self.run_policy(record, now)
-            except VnstitchError as exc:
-                log.error("forecast policy %s/%s: %s", record.namespace, record.name, exc)
-                continue
+            except Exception as exc:  # noqa: BLE001 - recorded where the operator looks, and logged
+                log.exception("forecast policy %s/%s failed", record.namespace, record.name)
+                run = self._failed(record, now, exc)
             if run is not None:
                 runs.append(run)
+        self._collect_orphans({(r.namespace, r.name) for r in policies})
         return runs
+
+    def _failed(self, record, now: float, exc: Exception) -> PolicyRun | None:
+        try:
+            policy = ForecastPolicy.model_validate(record.value)
+            step = int(now // policy.spec.interval)
+            run = PolicyRun(f"{record.namespace}/{record.name}", step,
+                            message=f"interval failed: {type(exc).__name__}: {exc}")
+            self._write_status(record, policy, step, now, dict(policy.status.safe_intervals), run, pairs=0)
+            return run
+        except Exception:  # noqa: BLE001 - not even the status could be written: logged above
+            log.exception("recording the failure of %s/%s failed", record.namespace, record.name)
+            return None
+
+    def _collect_orphans(self, policies: set[tuple[str, str]]) -> None:
+        """Forecast stitches whose policy is gone are ended."""
+        for record in self.controller.cache.list("Stitch"):
+            owner = record.value["metadata"].get("labels", {}).get(POLICY_LABEL)
+            if owner is None or (record.namespace, owner) in policies or terminated(record.value) \
+                    or record.value["metadata"].get("deletionTimestamp"):
+                continue
+            try:
+                self.controller.delete("stitches", record.name, record.namespace, fenced=True)
+            except VnstitchError as exc:
+                log.warning("ending orphaned forecast stitch %s/%s: %s", record.namespace, record.name, exc)
 
     def _collect(self, now: float) -> None:
         """Pull sources write into the telemetry store; a failing one degrades, never stops, the loop."""
@@ -262,17 +292,18 @@ class ProactiveLoop:
         policy = ForecastPolicy.model_validate(record.value)
         spec, tenant, key = policy.spec, record.namespace, f"{record.namespace}/{record.name}"
         step = int(now // spec.interval)
-        if policy.status.last_step is not None and policy.status.last_step >= step:
+        end = step * spec.interval
+        if policy.status.last_end is not None and policy.status.last_end >= end:
             return None  # this interval already ran (here, or on the leader before us)
         started = time.perf_counter()
         run = PolicyRun(key, step)
         if spec.mode == "off":
-            run.message = "mode off: no forecast, no decisions"
+            self._end_held(tenant, record.name, self._held(tenant, record.name, {}), "the policy is off", run)
+            run.message = "mode off: no forecast, no decisions; its stitches ended"
             self._write_status(record, policy, step, now, {}, run, pairs=0)
             return run
         ends = self._ends(policy)
         pairs = self._pairs(policy, ends)
-        end = step * spec.interval
         # An interval reads only what forecasting needs (a day for the baseline's residuals, or enough to
         # tell whether training may start); the trainer reads the whole training window in its own thread.
         window = max(2, int(spec.training_window // spec.interval))
@@ -320,13 +351,19 @@ class ProactiveLoop:
             run.message = f"forecast failed: {exc}"
             self._write_status(record, policy, step, now, safe, run, pairs=len(pairs))
             return run
+        scope = set(known)
+        held_all = self._held(tenant, record.name, safe)
+        gone = {p: h for p, h in held_all.items() if p not in scope}
+        if gone:  # out of the policy's scope, or no telemetry for CONTEXT_FOR_KNOWN intervals
+            self._end_held(tenant, record.name, gone, f"pair out of scope or without telemetry for "
+                           f"{CONTEXT_FOR_KNOWN} intervals", run)
         pairs = known
         finder = self.controller.pathfinder()
         nodes = {pair: (ends[pair[0]], ends[pair[1]]) for pair in pairs}
         routes = self._routes_for(finder, [nodes[pair] for pair in pairs])
         routes = {pair: routes[nodes[pair]] for pair in pairs}
         default_paths = {pair: route[0] if route else None for pair, route in routes.items()}
-        held = self._held(tenant, record.name, safe)
+        held = {p: h for p, h in held_all.items() if p in scope}
         config = AllocatorConfig(quantile=spec.quantile, congestion_threshold=spec.congestion_threshold,
                                  terminate_after=spec.terminate_after)
         capacity = {arc: finder.capacity_bps(arc) for arc in finder.arcs()}
@@ -345,7 +382,7 @@ class ProactiveLoop:
             run.suggested = self._suggest(tenant, record.name, step, now, allocation.decisions)
             landed = held
         safe = {pair_key(p): allocation.state.held[p].safe_intervals for p in landed if p in allocation.state.held}
-        self._record_graph(tenant, record.name, step, end, allocation, mean_bps, upper_bps)
+        self._record_graph(tenant, record.name, step, end, allocation, mean_bps, upper_bps, spec.interval)
         run.seconds = time.perf_counter() - started
         run.message = (f"{len(allocation.decisions)} decisions ({run.applied} applied, {len(run.refused)} refused)"
                        if spec.mode == "auto" else f"{run.suggested} decisions suggested, awaiting approval")
@@ -443,18 +480,19 @@ class ProactiveLoop:
                 docs.append(_stitch_doc(tenant, policy, spec, decision, i, path, bps))
                 owners.append((decision, i))
         landed: dict[Pair, dict[int, tuple]] = {}
-        for (decision, i), outcome in zip(owners, self.controller.apply_each(docs) if docs else []):
+        for (decision, i), outcome in zip(owners, self.controller.apply_each(docs, fenced=True) if docs else []):
             before = held[decision.pair].parts if decision.pair in held else ()
             if isinstance(outcome, VnstitchError):
                 run.refused.append(f"{stitch_name(policy, decision.pair, i)}: {outcome}")
                 if i < len(before):
                     landed.setdefault(decision.pair, {})[i] = before[i]
             else:
-                run.applied += 1
-                if i < len(before):
-                    run.adjusted += 1
-                else:
-                    run.established += 1
+                if outcome.action != "unchanged":
+                    run.applied += 1
+                    if i < len(before):
+                        run.adjusted += 1
+                    else:
+                        run.established += 1
                 landed.setdefault(decision.pair, {})[i] = decision.all_parts[i]
         after = {p: h for p, h in held.items()}
         for decision in decisions:
@@ -471,22 +509,40 @@ class ProactiveLoop:
                 after.pop(decision.pair, None)
         for name in stale:
             try:
-                self.controller.delete("stitches", name, tenant)
+                self.controller.delete("stitches", name, tenant, fenced=True)
                 run.terminated += 1
             except VnstitchError:
                 pass  # never created (refused), or already going
         return after
 
+    def _end_held(self, tenant: str, policy: str, held: dict[Pair, Held], reason: str, run: PolicyRun) -> None:
+        """End every part of these pairs' stitches (the loop no longer decides for them)."""
+        for pair, h in sorted(held.items()):
+            for part in range(len(h.parts)):
+                try:
+                    self.controller.delete("stitches", stitch_name(policy, pair, part), tenant, fenced=True)
+                    run.terminated += 1
+                except VnstitchError:
+                    pass  # already going
+            log.info("forecast policy %s/%s: ended the stitches of %s (%s)", tenant, policy, pair_key(pair), reason)
+
     def _suggest(self, tenant: str, policy: str, step: int, now: float, decisions: list[Decision]) -> int:
-        """Record decisions for an operator to approve (`vnstitch approve`); they expire after an interval."""
+        """Record decisions for an operator to approve (`vnstitch approve`). A pending suggestion expires
+        when the next interval runs (its forecast is stale by then): it is removed."""
+        store = self.controller.store
+        ops: list = [Delete(SUGGESTION_KIND, tenant, r.name) for r in store.list(SUGGESTION_KIND, tenant)
+                     if r.value.get("policy") == policy and r.value.get("step", step) < step
+                     and r.value.get("state") == "pending"]
         for index, decision in enumerate(decisions):
-            self.controller.store.put(SUGGESTION_KIND, tenant, f"{policy}-{step}-{index}", {
+            ops.append(Put(SUGGESTION_KIND, tenant, f"{policy}-{step}-{index}", {
                 "policy": policy, "step": step, "time": now, "action": decision.action,
                 "from": decision.pair[0], "to": decision.pair[1], "bandwidthBps": decision.bandwidth_bps,
                 "parts": [{"path": list(p), "bandwidthBps": b} for p, b in decision.all_parts]
                 if decision.action != "terminate" else [],
                 "reason": decision.reason, "forecastMeanBps": decision.forecast_mean_bps,
-                "forecastUpperBps": decision.forecast_upper_bps, "state": "pending"})
+                "forecastUpperBps": decision.forecast_upper_bps, "state": "pending"}))
+        if ops:
+            store.txn([*self.controller.fence], ops)
         return len(decisions)
 
     def approve(self, tenant: str, name: str) -> PolicyRun:
@@ -510,8 +566,8 @@ class ProactiveLoop:
         """The policy's trained model, loaded from its artifact; None when there is none (or it was
         trained for other pairs than `pairs`, unless pairs is None)."""
         model = policy.status.model
-        if self.models is None or model.state != "trained" or not model.artifact:
-            return None, ""
+        if self.models is None or not model.artifact or not model.checksum:
+            return None, ""  # nothing trained yet (a model being retrained is used until the new one lands)
         loaded = self.models.load(key, model.artifact, model.checksum)
         if loaded is None or (pairs is not None and tuple(tuple(p) for p in loaded.pairs) != tuple(pairs)):
             return None, ""  # missing, corrupt, or trained for another set of pairs: retrain
@@ -524,7 +580,13 @@ class ProactiveLoop:
         stale_pairs = model.state == "trained" and self._forecaster(policy, key, pairs)[0] is None
         due = policy.spec.retrain_every is not None and model.trained_at is not None \
             and end - model.trained_at >= policy.spec.retrain_every
-        if model.state in ("waiting", "baseline") or stale_pairs or due or model.name != policy.spec.model:
+        # "training" that this process is not doing was left by a restart or another leader: do it again;
+        # a failed fit is retried after RETRY_FAILED_INTERVALS intervals
+        orphaned = model.state == "training"
+        retry = model.state == "failed" and (model.failed_at is None
+                                             or end - model.failed_at >= RETRY_FAILED_INTERVALS * policy.spec.interval)
+        if model.state in ("waiting", "baseline") or stale_pairs or due or orphaned or retry \
+                or (model.name != policy.spec.model and model.state == "trained"):
             spec, tenant = policy.spec, policy.metadata.tenant
             window = max(2, int(spec.training_window // spec.interval))
 
@@ -537,11 +599,18 @@ class ProactiveLoop:
                 return (np.nan_to_num(data[first:], nan=0.0) / 1e6, seen[first:],
                         _stamps(end, data.shape[0], spec.interval)[first:])
 
-            self.trainer.submit(key, spec.model, model.version + 1, load, pairs, spec.interval)
-            self._update_model(key, {"state": "training", "name": policy.spec.model,
+            self.trainer.submit(key, spec.model, model.version + 1, load, pairs, spec.interval, end)
+            self._update_model(key, {"state": "training", "name": policy.spec.model, "requestedAt": end,
                                      "message": f"training {policy.spec.model} on {have} intervals"})
 
     def _trained(self, key: str, outcome: dict) -> None:
+        if outcome["state"] == "failed":
+            tenant, name = key.split("/", 1)
+            record = self.controller.store.get("ForecastPolicy", tenant, name)
+            previous = ((record.value.get("status") or {}).get("model") or {}) if record else {}
+            if previous.get("artifact"):  # the model in use stays in use
+                outcome = {**outcome, "state": "trained", "name": previous.get("name", outcome["name"]),
+                           "message": f"{outcome['message']}; still forecasting with v{previous.get('version')}"}
         self._update_model(key, outcome)
 
     def _update_model(self, key: str, fields: dict) -> None:
@@ -560,9 +629,10 @@ class ProactiveLoop:
                 return
 
     # records -----------------------------------------------------------------------------------
-    def _record_graph(self, tenant: str, policy: str, step: int, end: float, allocation, mean_bps, upper_bps):
+    def _record_graph(self, tenant: str, policy: str, step: int, end: float, allocation, mean_bps, upper_bps,
+                      interval_s: float):
         """The predicted graph of this interval, kept with a bounded history (and as 'current')."""
-        value = {"policy": policy, "step": step, "time": end, "stitches": [
+        value = {"policy": policy, "step": step, "time": end, "interval": interval_s, "stitches": [
             {"from": p[0], "to": p[1], "bandwidthBps": bps, "path": list(path)}
             for p, h in sorted(allocation.state.held.items()) for path, bps in h.parts],
             "links": [{"arc": list(arc), "predictedLoadBps": round(load)}
@@ -573,43 +643,59 @@ class ProactiveLoop:
                            "reason": d.reason, "forecastMeanBps": d.forecast_mean_bps,
                            "forecastUpperBps": d.forecast_upper_bps} for d in allocation.decisions]}
         store = self.controller.store
-        ops = [Put(PREDICTED_KIND, tenant, f"{policy}.{step}", value), Put(PREDICTED_KIND, tenant, "current", value)]
-        expired = f"{policy}.{step - GRAPH_HISTORY}"  # one in, one out: the history stays bounded
+        ops = [Put(PREDICTED_KIND, tenant, f"{policy}.{step}", value), Put(PREDICTED_KIND, tenant, f"{policy}.current", value),
+               Put(PREDICTED_KIND, tenant, "current", value)]
+        expired = f"{policy}.{step - GRAPH_HISTORY}"  # one in, one out keeps the history bounded …
         if store.get(PREDICTED_KIND, tenant, expired) is not None:
             ops.append(Delete(PREDICTED_KIND, tenant, expired))
+        if step % GRAPH_HISTORY == 0:  # … and a sweep now and then catches gaps, interval changes and
+            ops += [Delete(PREDICTED_KIND, tenant, r.name) for r in store.list(PREDICTED_KIND, tenant)  # removed
+                    if not r.name.endswith("current") and r.name != f"{policy}.{step}"  # policies
+                    and (r.value.get("time", end) < end - GRAPH_HISTORY * r.value.get("interval", 300.0)
+                         or not self._policy_exists(tenant, r.value.get("policy")))]
         store.txn([*self.controller.fence], ops)
+
+    def _policy_exists(self, tenant: str, name: str | None) -> bool:
+        return name is not None and self.controller.store.get("ForecastPolicy", tenant, name) is not None
 
     def _write_status(self, record, policy: ForecastPolicy, step: int, now: float, safe: dict[str, int],
                       run: PolicyRun, pairs: int, stitches: int = 0) -> None:
-        current = self.controller.store.get("ForecastPolicy", record.namespace, record.name)
-        if current is None:
-            return
-        status = dict(current.value.get("status") or {})
-        model = dict(status.get("model") or {})
-        if model.get("state", "waiting") == "waiting" and run.model == "baseline":
-            model.update({"state": "baseline", "name": BASELINE_MODEL,
-                          "message": f"forecasting with {BASELINE_MODEL} until {policy.spec.model} is trained"})
-        status.update({"lastStep": step, "lastRun": now, "safeIntervals": safe, "pairs": pairs,
-                       "stitches": stitches, "telemetry": self._sources_ok, "message": run.message,
-                       "observedGeneration": policy.metadata.generation, "model": model})
-        value = {**current.value, "status": status}
-        self.controller.store.txn([Compare("ForecastPolicy", record.namespace, record.name, current.revision),
-                                   *self.controller.fence],
-                                  [Put("ForecastPolicy", record.namespace, record.name, value)])
-
+        """Record the interval in the policy's status (compare-and-swap, re-read and retried when the
+        trainer wrote meanwhile; fenced, so a deposed leader's status does not land)."""
+        for _ in range(20):
+            current = self.controller.store.get("ForecastPolicy", record.namespace, record.name)
+            if current is None:
+                return
+            status = dict(current.value.get("status") or {})
+            model = dict(status.get("model") or {})
+            if model.get("state", "waiting") == "waiting" and run.model == "baseline":
+                model.update({"state": "baseline", "name": BASELINE_MODEL,
+                              "message": f"forecasting with {BASELINE_MODEL} until {policy.spec.model} is trained"})
+            status.update({"lastStep": step, "lastEnd": step * policy.spec.interval, "lastRun": now,
+                           "safeIntervals": safe, "pairs": pairs, "stitches": stitches,
+                           "telemetry": self._sources_ok, "message": run.message,
+                           "observedGeneration": policy.metadata.generation, "model": model})
+            value = {**current.value, "status": status}
+            if self.controller.store.txn([Compare("ForecastPolicy", record.namespace, record.name, current.revision),
+                                          *self.controller.fence],
+                                         [Put("ForecastPolicy", record.namespace, record.name, value)]).succeeded:
+                return
+            if self.controller.fence and not self.controller.store.txn(self.controller.fence, []).succeeded:
+                return  # no longer the leader: the new one runs this interval
 
 def predicted_graph_at(store, tenant: str | None, at: float | None = None, policy: str | None = None):
     """The kept predicted graph of a tenant (any tenant: the latest written) in force at `at` (unix
     time; None: the newest), of one policy or any; a store Record or None."""
-    if at is None and policy is None:
+    if at is None:
         if tenant:
-            return store.get(PREDICTED_KIND, tenant, "current")
-        current = [r for r in store.list(PREDICTED_KIND) if r.name == "current"]
+            return store.get(PREDICTED_KIND, tenant, f"{policy}.current" if policy else "current")
+        current = [r for r in store.list(PREDICTED_KIND)
+                   if r.name == "current" and (policy is None or r.value.get("policy") == policy)]
         return max(current, key=lambda r: r.revision) if current else None
     best = None
     for record in store.list(PREDICTED_KIND, tenant):
         value = record.value
-        if record.name == "current" or (policy is not None and value.get("policy") != policy):
+        if record.name.endswith("current") or (policy is not None and value.get("policy") != policy):
             continue
         if at is not None and value.get("time", 0) > at:
             continue
@@ -633,6 +719,9 @@ def approve_suggestion(controller: Controller, tenant: str, name: str) -> Policy
     if policy_record is None:
         raise NotFound(f"forecast policy '{value['policy']}' not found", field="policy")
     policy = ForecastPolicy.model_validate(policy_record.value)
+    if policy.status.last_step is not None and value["step"] < policy.status.last_step:
+        raise Conflict(f"suggestion '{name}' is stale: interval {policy.status.last_step} has run since",
+                       field="name")
     pair = (value["from"], value["to"])
     parts = tuple((tuple(p["path"]), float(p["bandwidthBps"])) for p in value["parts"])
     decision = Decision(value["action"], pair, value["bandwidthBps"], parts[0][0] if parts else (),
@@ -642,8 +731,9 @@ def approve_suggestion(controller: Controller, tenant: str, name: str) -> Policy
     controller.refresh()
     loop = ProactiveLoop(controller, None, train=False)  # its admission half only: no telemetry, no model
     loop._apply(tenant, value["policy"], policy.spec, [decision], loop._held(tenant, value["policy"], {}), run)
+    outcome = "approved" if run.applied or value["action"] == "terminate" or not run.refused else "refused"
     controller.store.txn([Compare(SUGGESTION_KIND, tenant, name, record.revision)],
-                         [Put(SUGGESTION_KIND, tenant, name, {**value, "state": "approved"})])
+                         [Put(SUGGESTION_KIND, tenant, name, {**value, "state": outcome, "refused": run.refused})])
     return run
 
 

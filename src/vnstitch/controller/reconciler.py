@@ -152,7 +152,11 @@ class Reconciler:
         for key, (reason, inputs) in sorted(self._replans.items()):
             self.pace()
             self.failpoint("before_replan")
-            outcome = self.controller.replan(self._stitch_record(key), reason)
+            try:
+                outcome = self.controller.replan(self._stitch_record(key), reason)
+            except VnstitchError as exc:  # e.g. fenced out: no longer the leader; the next pass retries
+                log.warning("re-plan %s (%s) failed: %s", key, reason, exc)
+                continue
             log.info("re-plan %s (%s): %s", key, reason, outcome)
             result.replanned.append((key, reason, outcome))
             self._checked[key] = inputs

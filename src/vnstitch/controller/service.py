@@ -303,7 +303,7 @@ class Controller:
 
         return self._transact(stage, dry_run=dry_run)
 
-    def apply_each(self, resources: list[Resource]) -> list[Change | VnstitchError]:
+    def apply_each(self, resources: list[Resource], fenced: bool = False) -> list[Change | VnstitchError]:
         """Admit each resource on its own merits, all in one transaction (group commit: one fsync).
 
         A refused resource gets its error in the result and leaves no trace; the others land.
@@ -319,10 +319,12 @@ class Controller:
                     results.append(exc)
             return results
 
-        return self._transact(stage)
+        return self._transact(stage, fenced=fenced)
 
-    def _transact(self, stage: Callable[[_Batch, float], "T"], dry_run: bool = False) -> "T":
-        """Stage against a fresh view and commit guarded by what was read; retry when the store moved."""
+    def _transact(self, stage: Callable[[_Batch, float], "T"], dry_run: bool = False, fenced: bool = False) -> "T":
+        """Stage against a fresh view and commit guarded by what was read; retry when the store moved.
+        `fenced`: the write is the leader's (the proactive loop, re-planning) and carries the fence, so a
+        deposed leader's write fails instead of landing (API writes are anyone's and carry none)."""
         for attempt in range(MAX_TXN_RETRIES):
             with self._lock:
                 self.refresh()
@@ -330,7 +332,7 @@ class Controller:
                 outcome = stage(batch, self.clock())
                 if dry_run or not batch.staged:
                     return outcome
-                result = self.store.txn(list(batch.compares.values()), batch.ops())
+                result = self.store.txn(list(batch.compares.values()) + (self.fence if fenced else []), batch.ops())
             if result.succeeded:
                 return outcome
             time.sleep(min(0.05, 0.001 * 2 ** attempt))
@@ -426,6 +428,8 @@ class Controller:
         if current is not None:
             members = {m.name for m in vnet.spec.members}
             for record in self.cache.list("Stitch"):
+                if terminated(record.value):
+                    continue  # finished: holds nothing, kept for inspection only
                 spec = record.value["spec"]
                 for side in ("from", "to"):
                     end = spec[side]
@@ -626,7 +630,7 @@ class Controller:
         batch.write("Stitch", namespace, name, new)
 
     # delete --------------------------------------------------------------------------------
-    def delete(self, kind: str, name: str, tenant: str | None = None) -> Change:
+    def delete(self, kind: str, name: str, tenant: str | None = None, fenced: bool = False) -> Change:
         cls = kind_class(kind)
         namespace = (tenant or "default") if cls.NAMESPACED else ""
         def stage(batch: _Batch, now: float) -> Change:
@@ -635,7 +639,7 @@ class Controller:
                 raise NotFound(f"{cls.KIND} '{name}' not found", field="metadata.name")
             return Change(cls.KIND, namespace, name, self._stage_delete(batch, cls.KIND, namespace, name, current, now))
 
-        return self._transact(stage)
+        return self._transact(stage, fenced=fenced)
 
     def _stage_delete(self, batch: _Batch, kind: str, namespace: str, name: str, current: dict, now: float) -> str:
         if kind == "Stitch":
@@ -650,8 +654,8 @@ class Controller:
                                                 "status": status.model_dump(by_alias=True, mode="json")})
             return "deleting"
         if kind == "VirtualNetwork":
-            users = [r for r in self.cache.list("Stitch")
-                     if any((r.value["spec"][s].get("tenant") or r.namespace) == namespace
+            users = [r for r in self.cache.list("Stitch") if not terminated(r.value)
+                     and any((r.value["spec"][s].get("tenant") or r.namespace) == namespace
                             and r.value["spec"][s]["network"] == name for s in ("from", "to"))]
             if users:
                 raise Conflict(self._in_use_message(name, namespace, users), field="metadata.name")
@@ -761,7 +765,7 @@ class Controller:
             batch.write("Stitch", namespace, name, {**value, "status": status.model_dump(by_alias=True, mode="json")})
             return "replanned"
 
-        return self._transact(stage)
+        return self._transact(stage, fenced=True)
 
     def finalize_stitch(self, record: Record, now: float | None = None) -> bool:
         """Teardown confirmed: the stitch becomes TERMINATED (kept for inspection until the reconciler

@@ -61,12 +61,15 @@ class ModelStatus(Strict):
     artifact: str = ""               # where it lies
     trained_at: float | None = Field(default=None, alias="trainedAt")
     trained_on: int = Field(default=0, alias="trainedOn")     # intervals of history
+    failed_at: float | None = Field(default=None, alias="failedAt")
+    requested_at: float | None = Field(default=None, alias="requestedAt")  # training asked for (interval end)
     message: str = ""
 
 
 class ForecastPolicyStatus(Strict):
     model: ModelStatus = Field(default_factory=ModelStatus)
     last_step: int | None = Field(default=None, alias="lastStep")   # the last control interval run
+    last_end: float | None = Field(default=None, alias="lastEnd")    # when it ended (unix s): what is compared
     last_run: float | None = Field(default=None, alias="lastRun")
     safe_intervals: dict[str, int] = Field(default_factory=dict, alias="safeIntervals")  # "a>b" → n
     pairs: int = 0

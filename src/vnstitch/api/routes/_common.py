@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from vnstitch.api.auth import Principal
 from vnstitch.api.context import ApiContext
 from vnstitch.api.schemas import ErrorBody
+from vnstitch.controller.service import terminated
 from vnstitch.domain.resources import API_VERSION, NAME_PATTERN, Resource
 from vnstitch.errors import Conflict, InvalidInput, NotFound
 
@@ -158,7 +159,8 @@ def write(context: ApiContext, resources: Iterable[Resource], mode: str, dry_run
         stitches_by_tenant: dict[str, list[dict]] = {}
         for res in resources:
             current = controller.cache.get(res.KIND, res.namespace, res.name)
-            if mode == "create" and current is not None:
+            if mode == "create" and current is not None and not terminated(current.value):
+                # a TERMINATED stitch is only kept for inspection: its name may be used again
                 raise Conflict(f"{res.KIND} '{res.name}' already exists", field="metadata.name")
             wanted = res.metadata.resource_version
             if mode == "replace" and wanted is not None and current is not None and wanted != current.revision:

@@ -114,8 +114,12 @@ class ReconcileWorker:
             self._sync_topology()
             now = self.clock()
             if self.proactive is not None:
-                for run in self.proactive.step(now):
-                    log.info("forecast policy %s interval %d: %s", run.policy, run.step, run.message)
+                try:
+                    for run in self.proactive.step(now):
+                        log.info("forecast policy %s interval %d: %s", run.policy, run.step, run.message)
+                except Exception:  # noqa: BLE001 - e.g. the store is down: logged, the pass goes on
+                    self.failures += 1
+                    log.exception("proactive loop failed")
             result = self.reconciler.reconcile_once(now)
             for op, error in result.errors:
                 log.warning("reconcile op failed: %s", error)

@@ -103,13 +103,19 @@ class ModelStore:
         self._loaded: dict[str, tuple[str, object]] = {}   # policy key → (checksum, model)
         self._lock = threading.Lock()
 
-    def save(self, key: str, version: int, model) -> tuple[str, str]:
+    def path_for(self, key: str, version: int) -> str:
         os.makedirs(self.directory, exist_ok=True)
-        path = os.path.join(self.directory, f"{key.replace('/', '--')}-v{version}.npz")
+        return os.path.join(self.directory, f"{key.replace('/', '--')}-v{version}.npz")
+
+    def save(self, key: str, version: int, model) -> tuple[str, str]:
+        path = self.path_for(key, version)
         model.save(path)
+        return path, self.checksum(path)
+
+    @staticmethod
+    def checksum(path: str) -> str:
         with open(path, "rb") as handle:
-            checksum = hashlib.sha256(handle.read()).hexdigest()
-        return path, checksum
+            return hashlib.sha256(handle.read()).hexdigest()
 
     def load(self, key: str, path: str, checksum: str):
         """The model at `path` if its checksum matches (cached by checksum), else None."""
@@ -133,12 +139,35 @@ class ModelStore:
         return model
 
 
+def _fit_in_child(model_name: str, values, observed, stamps, pairs, interval_s: float, path: str) -> str:
+    """Fit and save one model (runs in the trainer's child process)."""
+    from vnstitch.forecast import get_forecaster
+
+    model = get_forecaster(model_name)
+    model.fit(values, stamps, list(pairs), observed=observed, interval_seconds=interval_s)
+    model.save(path)
+    return path
+
+
+def _child_init() -> None:
+    """The training process yields the CPU to the controller: lowest priority, one compute thread."""
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    try:
+        os.nice(19)
+    except OSError:
+        pass
+
+
 class Trainer:
-    """Trains models in one background thread, one job at a time; the loop never waits for it."""
+    """Trains models one job at a time in a child process (its own interpreter, lowest CPU priority,
+    one compute thread), driven by a thread here: the loop never waits for it, and the fit does not
+    compete with the loop for this interpreter's lock."""
 
     def __init__(self, models: ModelStore, on_done: Callable[[str, dict], None]):
         self.models = models
         self.on_done = on_done
+        self._pool = None
         self._pending: dict[str, tuple] = {}
         self._busy: set[str] = set()
         self._wake = threading.Condition()
@@ -159,16 +188,36 @@ class Trainer:
             self._wake.notify()
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Stop after the fit in progress (if any); waits at most `timeout_s` for it."""
+        """Stop: a fit in progress is abandoned (its child process ends); waits at most `timeout_s`."""
         with self._wake:
             self._stop = True
             self._pending.clear()
             self._wake.notify()
+        if self._pool is not None:
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                process.terminate()
+            self._pool.shutdown(wait=False, cancel_futures=True)
         self._thread.join(timeout_s)
 
-    def _run(self) -> None:
-        from vnstitch.forecast import get_forecaster
+    def _fit(self, key: str, version: int, model_name: str, values, observed, stamps, pairs, interval_s):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
 
+        path = self.models.path_for(key, version)
+        for attempt in range(2):
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=_child_init)
+            try:
+                return self._pool.submit(_fit_in_child, model_name, values, observed, stamps, pairs, interval_s,
+                                         path).result()
+            except BrokenProcessPool:
+                self._pool = None  # the child died (killed, out of memory): once more with a new one
+                if attempt or self._stop:
+                    raise
+
+    def _run(self) -> None:
         while True:
             with self._wake:
                 while not self._pending and not self._stop:
@@ -181,10 +230,8 @@ class Trainer:
             started = time.time()
             try:
                 values, observed, stamps = load()
-                model = get_forecaster(model_name)
-                model.fit(values, stamps, list(pairs), observed=observed,
-                          interval_seconds=interval_s)
-                path, checksum = self.models.save(key, version, model)
+                path = self._fit(key, version, model_name, values, observed, stamps, pairs, interval_s)
+                checksum = self.models.checksum(path)
                 outcome = {"state": "trained", "version": version, "artifact": path, "checksum": checksum,
                            "trainedAt": at, "trainedOn": int(values.shape[0]), "name": model_name,
                            "message": f"trained in {time.time() - started:.1f} s on {values.shape[0]} intervals"}

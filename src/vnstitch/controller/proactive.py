@@ -196,7 +196,7 @@ class Trainer:
         if self._pool is not None:
             for process in list(getattr(self._pool, "_processes", {}).values()):
                 process.terminate()
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown(wait=True, cancel_futures=True)
         self._thread.join(timeout_s)
 
     def _fit(self, key: str, version: int, model_name: str, values, observed, stamps, pairs, interval_s):

@@ -14,7 +14,7 @@ from typing import Callable, Iterable, TypeVar
 from vnstitch.controller.cache import StateCache
 from vnstitch.domain import ledger as ledgers
 from vnstitch.domain.ledger import LEDGER_KIND, LinkLedger
-from vnstitch.domain.policy import check_policies, check_side, check_stitch_policy, visible_to
+from vnstitch.domain.policy import check_policies, check_side, visible_to
 from vnstitch.domain.registry import kind_class
 from vnstitch.domain.resources import Resource
 from vnstitch.domain.stitch import ALLOWED_TRANSITIONS, State, Stitch, StitchStatus, initial_status, transition

@@ -26,7 +26,7 @@ from vnstitch.controller.reconciler import Reconciler
 from vnstitch.controller.service import Controller
 from vnstitch.domain.registry import parse_resource
 from vnstitch.drivers.sim import SimDriver
-from vnstitch.errors import InvalidInput, VnstitchError
+from vnstitch.errors import InvalidInput
 from vnstitch.pathing.paths import PathFinder
 from vnstitch.planning.allocator import AllocatorConfig
 from vnstitch.store.memory import MemoryStore

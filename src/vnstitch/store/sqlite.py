@@ -7,13 +7,13 @@ Several processes may share one file: writes serialise on SQLite's write lock
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 import time
 from typing import Iterable, Sequence
 
 from vnstitch.errors import StoreUnavailable
+from vnstitch.store.sqlite_files import ThreadConnections
 from vnstitch.store.base import (
     Compacted, Compare, Delete, Event, LeaseNotFound, Op, Put, Record, Store, TxnResult,
 )
@@ -39,16 +39,9 @@ INSERT OR IGNORE INTO meta VALUES ('revision', 0), ('compacted_before', 0);
 class SQLiteStore(Store):
     def __init__(self, path: str, history_limit: int = HISTORY_LIMIT, poll_interval_s: float = 0.02):
         self.path = str(path)
-        directory = os.path.dirname(os.path.abspath(self.path))
-        try:
-            os.makedirs(directory, exist_ok=True)
-        except OSError as exc:
-            raise StoreUnavailable(f"cannot create {directory}: {exc.strerror}") from None
+        self._files = ThreadConnections(self.path, "FULL", "store")
         self._history_limit = history_limit
         self._poll_interval_s = poll_interval_s
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
         self._write_lock = threading.RLock()
         self.write_timeout_s = 30.0  # waiting for the lock, as long as SQLite's own busy timeout
         try:
@@ -58,19 +51,7 @@ class SQLiteStore(Store):
 
     # connection handling -------------------------------------------------------------
     def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            try:
-                db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=FULL")
-                db.execute("PRAGMA busy_timeout=30000")
-            except sqlite3.Error as exc:
-                raise StoreUnavailable(f"cannot open store {self.path}: {exc}") from None
-            self._local.db = db
-            with self._lock:
-                self._connections.append(db)
-        return db
+        return self._files.get()
 
     class _Txn:
         """BEGIN IMMEDIATE … COMMIT, holding the store's in-process writer lock throughout.
@@ -108,14 +89,7 @@ class SQLiteStore(Store):
         return self._Txn(self._db(), self._write_lock, self.write_timeout_s)
 
     def close(self) -> None:
-        with self._lock:
-            for db in self._connections:
-                try:
-                    db.close()
-                except sqlite3.Error:
-                    pass
-            self._connections.clear()
-        self._local = threading.local()
+        self._files.close()
 
     # reads -----------------------------------------------------------------------------
     def get(self, kind: str, namespace: str, name: str) -> Record | None:

@@ -19,6 +19,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from vnstitch.store.sqlite_files import ThreadConnections
 from vnstitch.errors import InvalidInput, StoreUnavailable
 from vnstitch.telemetry.base import DOWNSAMPLE_S, RAW_S, RETENTION_S, Sample, TelemetryError, time_key
 
@@ -222,15 +223,7 @@ class SQLiteTelemetryStore(TelemetryStore):
 
     def __init__(self, path: str, synchronous: str = "FULL"):
         self.path = str(path)
-        directory = os.path.dirname(os.path.abspath(self.path))
-        try:
-            os.makedirs(directory, exist_ok=True)
-        except OSError as exc:
-            raise StoreUnavailable(f"cannot create {directory}: {exc.strerror}") from None
-        self._synchronous = synchronous
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
+        self._files = ThreadConnections(self.path, synchronous, "telemetry store")
         self._write_lock = threading.Lock()
         try:
             self._db().executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
@@ -238,19 +231,7 @@ class SQLiteTelemetryStore(TelemetryStore):
             raise StoreUnavailable(f"cannot initialise telemetry store {self.path}: {exc}") from None
 
     def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            try:
-                db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute(f"PRAGMA synchronous={self._synchronous}")
-                db.execute("PRAGMA busy_timeout=30000")
-            except sqlite3.Error as exc:
-                raise StoreUnavailable(f"cannot open telemetry store {self.path}: {exc}") from None
-            self._local.db = db
-            with self._lock:
-                self._connections.append(db)
-        return db
+        return self._files.get()
 
     def _write(self, work):
         """Run work(db) inside BEGIN IMMEDIATE … COMMIT (ROLLBACK on any error: all or nothing)."""
@@ -269,14 +250,7 @@ class SQLiteTelemetryStore(TelemetryStore):
                 raise StoreUnavailable(f"telemetry store {self.path}: {exc}") from None
 
     def close(self) -> None:
-        with self._lock:
-            for db in self._connections:
-                try:
-                    db.close()
-                except sqlite3.Error:
-                    pass
-            self._connections.clear()
-        self._local = threading.local()
+        self._files.close()
 
     def insert(self, samples: Iterable[Sample]) -> int:
         rows = _rows_of(samples)

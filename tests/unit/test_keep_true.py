@@ -172,3 +172,20 @@ def test_the_simulator_measures_what_a_stitch_carried_and_a_loss_breach_degrades
     status = _state(controller, "s")
     assert status.measured.loss > 0.01
     assert status.state.value == "DEGRADED" and status.message.startswith("loss ")
+    # the breach re-plans it in the next pass: onto a path that avoids the congested links, where the
+    # same traffic arrives whole
+    rec.reconcile_once(clock.now + 15)
+    moved = _state(controller, "s")
+    assert any(h.reason.startswith("rerouted (SLO breach: loss") for h in moved.history), moved.history[-3:]
+    old_links = {frozenset(a) for a in zip(path, path[1:])}
+    assert not old_links & {frozenset(a) for a in zip(moved.path, moved.path[1:])}
+    assert rec.driver.stitches["acme/s"]["path"] == moved.path
+    rec.driver.carry({("acme/blue", "acme/red"): 3e9, ("acme/green", "acme/red"): 9.5e9}, interval_s=300,
+                     default_route=True)
+    rec.reconcile_once(clock.now + 20)
+    assert _state(controller, "s").measured.loss < 0.01
+    assert _state(controller, "s").state.value == "ACTIVE"
+    _ledger_matches_holdings(controller)
+    revision = store.revision()
+    rec.reconcile_once(clock.now + 25)
+    assert store.revision() == revision, "settled: no flapping back"

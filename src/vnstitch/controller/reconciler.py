@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from vnstitch.controller.service import Controller, terminated
+from vnstitch.controller.service import Controller, slo_breached, terminated
 from vnstitch.domain.stitch import State, Stitch
 from vnstitch.domain.vnet import VirtualNetwork
 from vnstitch.drivers.base import Driver
@@ -103,7 +103,8 @@ class Reconciler:
                 self._stitch_cache[key] = hit
             if hit[1] is not None:
                 desired.stitches[key] = hit[1]
-            inputs = (hit[2].metadata.generation, *version[1:], substrate)
+            # an SLO breach is an input too: a stitch that starts missing its bound is re-planned once
+            inputs = (hit[2].metadata.generation, *version[1:], substrate, slo_breached(hit[2]))
             if self._checked.get(key) != inputs:
                 reason = self.controller.replan_reason(hit[2])
                 if reason is None:

@@ -122,6 +122,12 @@ def _own_or_other(caller: str, namespace: str, name: str, what: str = "network")
     return f"{namespace}/{name}" if namespace == caller else f"a {what} of another tenant"
 
 
+def slo_breached(stitch: Stitch) -> bool:
+    """DEGRADED because a measured latency or loss broke the stitch's bound (planning.status says so)."""
+    message = stitch.status.message
+    return stitch.status.state is State.DEGRADED and (message.startswith("latency ") or message.startswith("loss "))
+
+
 def terminated(value: dict | None) -> bool:
     """Is this stored stitch finished (torn down, reservation released, kept only for inspection)?"""
     return bool(value) and (value.get("status") or {}).get("state") == State.TERMINATED.value
@@ -508,7 +514,7 @@ class Controller:
         return a_net, a_node, b_net, b_node, check_policies(a_net, b_net, encrypted, fields)
 
     def _stage_stitch(self, batch: _Batch, stitch: Stitch, current: dict | None, now: float,
-                      replan: bool = False) -> dict | None:
+                      replan: bool = False, avoid: tuple[str, ...] = ()) -> dict | None:
         key = f"{stitch.namespace}/{stitch.name}"
         if current is not None and terminated(current) and not replan:
             current = None  # a finished stitch's record is replaced by the new one of the same name
@@ -533,7 +539,9 @@ class Controller:
         if spec.path is not None:
             path = self._explicit_path(batch, spec, a_node, b_node, zones)
         else:
-            path = self._choose_path(finder, spec, key, a_node, b_node, zones, ledger_map)
+            path = self._choose_path(finder, spec, key, a_node, b_node, zones, ledger_map, avoid=avoid)
+            if path is None and avoid:
+                raise InsufficientCapacity("no other path meets the stitch's bounds", field="spec.path")
         if path is None:
             path, preempted = self._path_with_preemption(finder, spec, key, a_node, b_node, zones, ledger_map)
         # Release what this stitch and its victims held, reserve along the new path: one net change.
@@ -582,11 +590,11 @@ class Controller:
             return residual
         return {arc: float(residual[i]) for arc, i in self._arc_positions.items()}
 
-    def _choose_path(self, finder, spec, key, a_node, b_node, zones, ledger_map, ignore=()):
+    def _choose_path(self, finder, spec, key, a_node, b_node, zones, ledger_map, ignore=(), avoid=()):
         residual = self._for_finder(finder, self.residual(ledger_map, ignore=(key, *ignore)))
         found = finder.paths(a_node, b_node, metric="latency", bandwidth_bps=spec.bandwidth,
                              symmetric=spec.symmetric, max_latency_s=spec.max_latency, allowed_zones=zones,
-                             residual=residual, k=1)
+                             residual=residual, k=1, exclude_links=avoid)
         return found[0] if found else None
 
     def _path_with_preemption(self, finder, spec, key, a_node, b_node, zones, ledger_map):
@@ -694,6 +702,8 @@ class Controller:
             return None
         if not status.path:
             return "retry: what it depends on changed" if status.state is State.FAILED else None
+        if slo_breached(stitch):
+            return f"SLO breach: {status.message}"
         try:  # the same check as admission: a peer that no longer consents looks like one that is gone
             a_net, a_node, b_net, b_node, zones = self.resolve_ends(None, stitch.namespace, stitch.spec.from_,
                                                                     stitch.spec.to, stitch.spec.encrypted)
@@ -725,6 +735,37 @@ class Controller:
         return None
 
     def replan(self, record: Record, reason: str) -> str:
+        """See `_replan`; on an SLO breach the stitch moves to another path that meets its bounds, and
+        stays where it is (DEGRADED, with the reason) when there is none."""
+        if reason.startswith("SLO breach"):
+            return self._reroute(record, reason)
+        return self._replan(record, reason)
+
+    def _reroute(self, record: Record, reason: str) -> str:
+        namespace, name = record.namespace, record.name
+
+        def stage(batch: _Batch, now: float) -> str:
+            current = batch.read("Stitch", namespace, name)
+            if current is None or current["metadata"].get("deletionTimestamp"):
+                return "gone"
+            stitch = Stitch.model_validate(current)
+            if stitch.spec.path is not None or not stitch.status.path:
+                return "unchanged"  # a pinned path is its owner's (the proactive loop reroutes its own)
+            arcs = self._arcs_for(batch)
+            avoid = tuple(sorted({arcs[arc] for arc in zip(stitch.status.path, stitch.status.path[1:]) if arc in arcs}))
+            try:
+                value = self._stage_stitch(batch, stitch, current, now, replan=True, avoid=avoid)
+            except VnstitchError:
+                batch.staged.clear()
+                return "unchanged"
+            status = StitchStatus.model_validate(value["status"])
+            status = transition(status, State.ADJUSTING, now, f"rerouted ({reason}): path {'→'.join(status.path)}")
+            batch.write("Stitch", namespace, name, {**value, "status": status.model_dump(by_alias=True, mode="json")})
+            return "rerouted"
+
+        return self._transact(stage, fenced=True)
+
+    def _replan(self, record: Record, reason: str) -> str:
         """Admit a stored stitch again against what it depends on now: a new path and reservation
         (ADJUSTING, or PENDING for a withdrawn one), or, when that is forbidden or impossible, its
         reservation released and the stitch FAILED with no path (the reconciler removes it from the data

@@ -167,7 +167,12 @@ def _make_worker(settings: Settings, controller: Controller, driver, idempotency
         from vnstitch.controller.proactive import ModelStore, ProactiveLoop
 
         sources = []
-        if settings.telemetry_from_driver and hasattr(driver, "pair_bytes"):
+        if settings.telemetry_from_driver and settings.driver == "linux":
+            from vnstitch.telemetry.linux import LinuxCountersSource
+
+            sources.append(LinuxCountersSource(reconciler.driver))  # serialized: never mid-apply
+        elif settings.telemetry_from_driver and settings.driver == "sim" and hasattr(driver, "pair_bytes"):
+            # (an injected test driver without counters gets no source)
             from vnstitch.telemetry.sim import SimCountersSource
 
             sources.append(SimCountersSource(driver))

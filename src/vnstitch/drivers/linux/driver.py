@@ -343,6 +343,51 @@ class LinuxDriver:
         self._samples[key] = _CounterSample(now, tx, rx, rate)
         return rate
 
+    # --- counters for telemetry ---------------------------------------------------------
+
+    def stitch_bytes(self) -> dict[tuple[str, str, str], tuple[str, int] | None]:
+        """(stitch, src, dst) → (counter id, cumulative bytes) of each direction of each stitch, None
+        where its chain cannot be read now; one nft dump per node.
+
+        src/dst are network keys ("acme/blue"), and for a direct stitch also its VMs
+        ("acme/blue/blue-1"). A direction is counted where it enters the stitch (the offered
+        traffic, before any shaping): a→b by rule 0 of end a's chain, b→a by rule 0 of end b's
+        (a local stitch has one chain: b→a is its rule 1). The id names the rule (chain and nft
+        handle): a rewritten chain or a re-created stitch gets new handles and counts from zero."""
+        self.state = self._load()
+        snap = _Snapshot(self.nss, self.lab, self.clock())
+        out: dict[tuple[str, str, str], tuple[str, int] | None] = {}
+        for key, record in self.state["stitches"].items():
+            op = op_from_dict(record["op"])
+            names = StitchNames(record["hash"], record["index"])
+            chains = {}
+            for side, end in (("a", op.a), ("b", op.b)):
+                if side in stitch_mod.policy_sides(op):
+                    spec = stitch_mod.nft_spec(op, names, side)
+                    rules, problem = nft.stitch_chain_problem(snap.nft_table(end.node), *spec)
+                    chains[side] = (spec[0], rules if problem is None else None)
+            where = {"a": ("a", 0), "b": ("b", 0) if "b" in chains else ("a", 1)}
+            for side, (src, dst) in (("a", (op.a, op.b)), ("b", (op.b, op.a))):
+                chain, rules = chains[where[side][0]]
+                counter = None
+                if rules is not None:
+                    rule = rules[where[side][1]]
+                    counter = (f"{chain}#{rule.get('handle')}", nft.chain_counters([rule])[0])
+                out[(key, src.network, dst.network)] = counter
+                if op.type == "direct" and src.member and dst.member:
+                    out[(key, f"{src.network}/{src.member}", f"{dst.network}/{dst.member}")] = counter
+        return out
+
+    def pair_bytes(self) -> dict[tuple[str, str], int]:
+        """Cumulative bytes per direction (src, dst), summed over the stitches that join them (see
+        `stitch_bytes`; unreadable chains are left out). A sum hides which stitch was reset: rates
+        come from `stitch_bytes` (telemetry/linux.py)."""
+        out: dict[tuple[str, str], int] = {}
+        for (_, src, dst), counter in self.stitch_bytes().items():
+            if counter is not None:
+                out[(src, dst)] = out.get((src, dst), 0) + counter[1]
+        return out
+
     def wireguard_status(self, key: str) -> dict[str, dict]:
         """Per end: listen port, peer endpoint, handshake, counters (never the private key)."""
         record = self.state["stitches"][key]

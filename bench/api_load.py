@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
+from common import wait_healthy
 
 
 def serve(db_path: str, port: int, ready, reconcile: bool = True) -> None:
@@ -131,16 +132,7 @@ def main() -> int:
     server.start()
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("server did not start")
-            time.sleep(0.1)
+        wait_healthy(url)
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {tokens['member']}"}) as client:
             for name, vnid, cidr, node in (("web", 100, "10.0.0.0/24", "NYCMng"),
                                            ("db", 101, "10.1.0.0/24", "LOSAng")):

@@ -28,6 +28,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+from common import wait_healthy
 
 NODES = ("ATLAM5", "ATLAng", "CHINng", "DNVRng", "HSTNng", "IPLSng", "KSCYng", "LOSAng", "NYCMng", "SNVAng",
          "STTLng", "WASHng")
@@ -129,16 +130,7 @@ def bench_api(workdir: str, samples, batch: int, concurrency: int, reconcile: bo
     server.start()
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("server did not start")
-            time.sleep(0.1)
+        wait_healthy(url)
         bodies = [json.dumps({"samples": [{"from": s.src, "to": s.dst, "time": s.time, "rateBps": s.rate_bps}
                                           for s in samples[first:first + batch]]}).encode()
                   for first in range(0, len(samples), batch)]

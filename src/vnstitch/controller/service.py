@@ -741,14 +741,21 @@ class Controller:
             return self._reroute(record, reason)
         return self._replan(record, reason)
 
+    @staticmethod
+    def _live_stitch(batch: _Batch, namespace: str, name: str) -> tuple[dict | None, Stitch | None]:
+        """The stored stitch as this batch sees it, unless it is gone or being deleted."""
+        current = batch.read("Stitch", namespace, name)
+        if current is None or current["metadata"].get("deletionTimestamp"):
+            return current, None
+        return current, Stitch.model_validate(current)
+
     def _reroute(self, record: Record, reason: str) -> str:
         namespace, name = record.namespace, record.name
 
         def stage(batch: _Batch, now: float) -> str:
-            current = batch.read("Stitch", namespace, name)
-            if current is None or current["metadata"].get("deletionTimestamp"):
+            current, stitch = self._live_stitch(batch, namespace, name)
+            if stitch is None:
                 return "gone"
-            stitch = Stitch.model_validate(current)
             if stitch.spec.path is not None or not stitch.status.path:
                 return "unchanged"  # a pinned path is its owner's (the proactive loop reroutes its own)
             arcs = self._arcs_for(batch)
@@ -773,10 +780,9 @@ class Controller:
         namespace, name = record.namespace, record.name
 
         def stage(batch: _Batch, now: float) -> str:
-            current = batch.read("Stitch", namespace, name)
-            if current is None or current["metadata"].get("deletionTimestamp"):
+            current, stitch = self._live_stitch(batch, namespace, name)
+            if stitch is None:
                 return "gone"
-            stitch = Stitch.model_validate(current)
             old = stitch.status
             try:
                 value = self._stage_stitch(batch, stitch, current, now, replan=True)

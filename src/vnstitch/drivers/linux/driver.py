@@ -302,6 +302,17 @@ class LinuxDriver:
         for node in pinned:
             if node not in self.lab.nodes or snap.rules(node).get(names.table, 0) < 1:
                 problems.append(f"pinned route of table {names.table} missing on {node}")
+        for node in dict.fromkeys(op.path):
+            base = nft.base_problem(snap.nft_table(node)) if node in self.lab.nodes else None
+            if base:
+                problems.append(f"{base} on {node}")
+        if not problems:  # the cheap checks passed: ask the kernel where the traffic really goes
+            ctx = self._context()
+            for side in ("a", "b"):
+                route = stitch_mod.route_problem(ctx, op, names, side)
+                if route:
+                    problems.append(route)
+                    break
         rate = 0.0
         try:
             egresses = stitch_mod.shaped_egresses(self.lab, op.path, op.symmetric)

@@ -109,19 +109,32 @@ def run(ns: str, script: str, json_output: bool = False, what: str = "nft") -> s
     return out
 
 
-def _base_present(ns: str) -> bool:
-    try:
-        run(ns, f"list chain inet {TABLE} forward\n")
-        return True
-    except DriverError:
-        return False
+_BASE_RULES = {"forward": 3, "input": 4}  # rules per base chain in _BASE
+
+
+def base_problem(table: dict | None) -> str | None:
+    """What is missing of the base ruleset (a read_table() result), or None: a flushed table keeps its
+    chains but loses their rules, and then every stitch through the node is dropped."""
+    if table is None:
+        return "nftables table missing"
+    for chain, count in _BASE_RULES.items():
+        rules = table["chains"].get(chain)
+        if rules is None:
+            return f"nftables base chain {chain} missing"
+        if len(rules) != count:
+            return f"nftables base chain {chain} has {len(rules)} rules, not {count}"
+    return None
 
 
 def ensure_base(ns: str) -> bool:
-    """nft -f BASE (only when the forward chain is missing: rules are not idempotent to add)."""
-    if _base_present(ns):
+    """nft -f BASE where the base ruleset is missing or incomplete (its chains flushed first, in the same
+    transaction: rules are not idempotent to add)."""
+    table = read_table(ns)
+    if base_problem(table) is None:
         return False
-    run(ns, _BASE, what="nft base ruleset")
+    flush = "".join(f"flush chain inet {TABLE} {chain}\n" for chain in _BASE_RULES
+                    if table is not None and chain in table["chains"])
+    run(ns, flush + _BASE, what="nft base ruleset")
     return True
 
 

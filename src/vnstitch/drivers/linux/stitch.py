@@ -135,6 +135,9 @@ def build(ctx: StitchContext, op: EnsureStitch, names: StitchNames, record: dict
         changed |= ensure_attachment(ctx, op, names, side, fresh)
         changed |= _ensure_vm_routes(ctx, op, names, side, fresh)
     changed |= ensure_path(ctx, op, names, fresh)
+    if not fresh:  # a flushed table on any node of the path drops the stitch's traffic there
+        for node in dict.fromkeys(op.path):
+            changed |= nft.ensure_base(ctx.lab.node_ns(node))
     for side in policy_sides(op):
         end, _ = _ends(op, side)
         changed |= nft.ensure_stitch(ctx.lab.node_ns(end.node), *nft_spec(op, names, side), fresh=fresh)
@@ -385,6 +388,31 @@ def verify_end(ctx: StitchContext, op: EnsureStitch, names: StitchNames, side: s
     if tun_index is None or oif != tun_index:
         raise DriverError(f"stitch {op.stitch}: {end.node} does not route {src}→{dst} into the tunnel",
                           errno=ENOENT)
+
+
+def route_problem(ctx: StitchContext, op: EnsureStitch, names: StitchNames, side: str) -> str | None:
+    """Does the end's node still route its traffic into the tunnel, and the far end's back to the end
+    (ip route get, both ways)? What is wrong, or None."""
+    try:
+        verify_end(ctx, op, names, side)
+    except DriverError as exc:
+        return str(exc).split(": ", 1)[-1]
+    direct = op.type == "direct"
+    end, remote = _ends(op, side)
+    node_ns = ctx.lab.node_ns(end.node)
+    here = end.address if direct else str(ipaddress.ip_network(end.cidr, strict=False).network_address + 1)
+    there = remote.address if direct else str(ipaddress.ip_network(remote.cidr, strict=False).network_address + 1)
+    tunnel, gateway = ctx.ifindex(node_ns, tunnel_if(op, names, side)), ctx.ifindex(node_ns, names.gateway_if(side))
+    if tunnel is None or gateway is None:
+        return f"{end.node}: stitch devices missing"
+    try:
+        # ip route get HERE from THERE iif TUNNEL
+        found = ctx.nss(node_ns).route("get", dst=here, src=there, iif=tunnel)
+    except Exception as exc:  # noqa: BLE001 - unreachable, or a netlink error: the route is not right
+        return f"{end.node} does not route {there}→{here} back to the end ({exc})"
+    if not found or found[0].get("RTA_OIF") != gateway:
+        return f"{end.node} does not route {there}→{here} back to the end"
+    return None
 
 
 def _vm_targets(ctx: StitchContext, op: EnsureStitch, names: StitchNames, side: str) -> list[tuple[str, str, str]]:

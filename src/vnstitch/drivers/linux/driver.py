@@ -236,6 +236,8 @@ class LinuxDriver:
     def observe(self) -> Observed:
         """Read the kernel back: one link, rule, nft and class dump per namespace, shared by all stitches."""
         self.state = self._load()
+        for proc in list(self._procs.values()):
+            proc.poll()  # reap a wireguard-go we started that died (killed, crashed): no zombies
         snap = _Snapshot(self.nss, self.lab, self.clock())
         observed = Observed()
         for key, record in self.state["networks"].items():

@@ -162,7 +162,7 @@ def start_tunnel_processes(ctx: StitchContext, op: EnsureStitch, names: StitchNa
         ifname = names.wg_if(side)
         pid = record.get("pids", {}).get(side)
         ours = ctx.procs.get(ifname)
-        if ours is not None and ours.pid == pid and ours.poll() is None:
+        if ours is not None and ours.poll() is None and ours.pid == pid:  # poll() first: it reaps a dead one
             continue  # started by this op and still starting up: wait_ready() waits for it
         if pid_alive(pid, needle=ifname) and os.path.exists(wireguard.socket_path(ifname)):
             continue

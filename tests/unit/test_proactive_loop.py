@@ -194,6 +194,9 @@ def test_cli_shows_the_predicted_graph_at_a_time_and_approves_a_suggestion(world
 
     graph = json.loads(capsys.readouterr().out)
     assert graph["time"] == steps[2] and graph["policy"] == "fc"
+    assert main(["--store", url, "get", "forecastpolicies", "--tenant", "acme"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:4] == ["TENANT", "NAME", "MODE", "MODEL"] and table[1].split()[:3] == ["acme", "fc", "suggest"]
     assert main(["--store", url, "plan", "--predicted", "--at", "not-a-time"]) == 1
     assert "--at" in capsys.readouterr().err
     pending = sorted(r.name for r in controller.store.list("Suggestion", "acme") if r.value["action"] == "establish")

@@ -29,10 +29,16 @@ def _row(kind: str, obj: dict) -> list[str]:
     if kind == "Link":
         return [meta["name"], " ↔ ".join(spec["endpoints"]), format_bandwidth(spec["capacity"]),
                 _ms(spec.get("latency")), spec.get("trustZone", "default")]
+    if kind == "ForecastPolicy":
+        model = status.get("model") or {}
+        return [meta.get("tenant", ""), meta["name"], spec.get("mode", "auto"), spec.get("model", "-"),
+                f"{model.get('state', 'waiting')}" + (f" v{model['version']}" if model.get("version") else ""),
+                str(status.get("lastStep", "-")), str(status.get("stitches", 0)), status.get("message", "") or "-"]
     return [meta["name"]]
 
 
 HEADERS = {
+    "ForecastPolicy": ["TENANT", "NAME", "MODE", "MODEL", "STATE", "LAST", "STITCHES", "MESSAGE"],
     "Stitch": ["TENANT", "NAME", "TYPE", "FROM", "TO", "RESERVED", "STATE", "PATH"],
     "VirtualNetwork": ["TENANT", "NAME", "VNID", "CIDR", "MEMBERS"],
     "Node": ["NAME", "SITE", "ZONE"],

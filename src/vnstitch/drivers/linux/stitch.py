@@ -505,16 +505,24 @@ def ensure_rate(ctx: StitchContext, op: EnsureStitch, names: StitchNames, rate_b
     """HTB class at rate × lab scale on each egress of the path (removed when the rate is 0)."""
     changed = False
     ports = sorted({names.port("a"), names.port("b")})
+    failed: list[DriverError] = []
     for node, egress, link_rate in shaped_egresses(ctx.lab, op.path, op.symmetric):
-        ipr = ctx.nss(ctx.lab.node_ns(node))
-        with kernel_errors(f"tc class for {op.stitch} on {node}/{egress}"):
+        try:
+            ipr = ctx.nss(ctx.lab.node_ns(node))
+            with kernel_errors(f"tc class for {op.stitch} on {node}/{egress}"):
+                if rate_bps > 0:
+                    scaled = min(rate_bps * ctx.lab.scale, link_rate)
+                    changed |= routing.ensure_stitch_class(ipr, egress, names.class_minor, names.filter_prio,
+                                                           scaled, link_rate, ports)
+                else:
+                    changed |= routing.remove_stitch_class(ipr, egress, names.class_minor, names.filter_prio,
+                                                           link_rate)
+        except DriverError as exc:
             if rate_bps > 0:
-                scaled = min(rate_bps * ctx.lab.scale, link_rate)
-                changed |= routing.ensure_stitch_class(ipr, egress, names.class_minor, names.filter_prio, scaled,
-                                                       link_rate, ports)
-            else:
-                changed |= routing.remove_stitch_class(ipr, egress, names.class_minor, names.filter_prio,
-                                                       link_rate)
+                raise
+            failed.append(exc)  # removing: one egress that fails must not leave the others' classes behind
+    if failed:
+        raise failed[0]
     return changed
 
 

@@ -210,7 +210,9 @@ def ensure_stitch_class(ipr, ifname: str, minor: int, prio: int, rate_bps: float
                if (m["info"] >> 16) == prio and m.get("TCA_KIND") == "u32" and m.get(("TCA_OPTIONS", "TCA_U32_SEL"))]
     if len(filters) < len(dports):
         with tolerate(ENOENT):
-            ipr.tc("del-filter", "u32", index, 0, parent=0x10000, prio=prio, protocol=ETH_P_IP) if filters else None
+            # pyroute2's u32 plugin needs the target even to delete (KeyError 'target' without it)
+            ipr.tc("del-filter", "u32", index, 0, parent=0x10000, prio=prio, protocol=ETH_P_IP,
+                   target=_handle(minor)) if filters else None
         for port in dports:
             # tc filter add dev X parent 1: protocol ip prio P u32 match ip protocol 17 0xff
             #    match ip dport PORT 0xffff flowid 1:MINOR
@@ -230,11 +232,14 @@ def remove_stitch_class(ipr, ifname: str, minor: int, prio: int, link_rate_bps: 
     changed = False
     if any((m["info"] >> 16) == prio for m in ipr.get_filters(index=index, parent=0x10000)):
         with tolerate(ENOENT, 22):
-            ipr.tc("del-filter", "u32", index, 0, parent=0x10000, prio=prio, protocol=ETH_P_IP)
+            # tc filter del dev X parent 1: prio P (pyroute2's u32 plugin needs the target even here)
+            ipr.tc("del-filter", "u32", index, 0, parent=0x10000, prio=prio, protocol=ETH_P_IP,
+                   target=_handle(minor))
         changed = True
     if minor in htb_classes(ipr, index):
         with tolerate(ENOENT):
-            ipr.tc("del-class", "htb", index, _handle(minor), parent=_handle(LINK_CLASS_MINOR))
+            # tc class del dev X classid 1:MINOR (no kind: pyroute2's htb plugin cannot build a delete)
+            ipr.tc("del-class", index=index, handle=_handle(minor), parent=_handle(LINK_CLASS_MINOR))
         changed = True
     if changed:
         _rebalance_default(ipr, index, link_rate_bps)

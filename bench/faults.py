@@ -808,9 +808,12 @@ def run_campaign(faults: int, stitches: int, seed: int, max_passes: int = 4, max
     finally:
         if campaign is not None:
             campaign.remember_names()
+        driver = campaign.driver if campaign is not None else None
         if services is not None:
             services.close()
         builder.down(lab_dir, name=name)
+        if driver is not None:  # `lab down` killed the wireguard-go this process started: reap them
+            driver.reap(wait_s=2.0)
         leaks = leaked_objects(name, lab_dir, campaign.wg_names if campaign else set(),
                                campaign.hashes if campaign else set(), vm_ports)
         shutil.rmtree(work, ignore_errors=True)

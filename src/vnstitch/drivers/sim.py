@@ -157,7 +157,8 @@ class SimDriver:
         observed = Observed()
         for key, net in self.networks.items():
             observed.networks[key] = ObservedNetwork(
-                key, net["vnid"], frozenset(m["node"] for m in net["members"].values()), frozenset(net["members"]))
+                key, net["vnid"], frozenset(m["node"] for m in net["members"].values()), frozenset(net["members"]),
+                frozenset((name, m["node"]) for name, m in net["members"].items()))
         for key, s in self.stitches.items():
             latency = self._path_latency(s["path"])
             broken = s.get("broken", "")

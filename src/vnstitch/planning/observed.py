@@ -12,6 +12,7 @@ class ObservedNetwork:
     vnid: int
     nodes: frozenset[str]
     members: frozenset[str] = frozenset()
+    placements: frozenset[tuple[str, str]] | None = None  # (member, node) attached; None: not reported
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,9 @@ class Plan:
 def _network_matches(want: EnsureNetwork, observed) -> bool:
     return (observed is not None and observed.vnid == want.vnid
             and observed.nodes == frozenset(m.node for m in want.members)
-            and observed.members == frozenset(m.name for m in want.members))
+            and observed.members == frozenset(m.name for m in want.members)
+            and (observed.placements is None  # a member that moved to another node is drift too
+                 or observed.placements == frozenset((m.name, m.node) for m in want.members)))
 
 
 def compute_plan(desired: Desired, observed: Observed) -> Plan:

@@ -233,23 +233,32 @@ class LinuxDriver:
 
     # --- observe ----------------------------------------------------------------------
 
+    def reap(self, wait_s: float = 0.0) -> None:
+        """Reap the wireguard-go processes this driver started that have died (killed, crashed, or
+        stopped by `lab down`), waiting up to `wait_s` for dying ones: no zombies."""
+        deadline = time.monotonic() + wait_s
+        for proc in list(self._procs.values()):
+            while proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+
     def observe(self) -> Observed:
         """Read the kernel back: one link, rule, nft and class dump per namespace, shared by all stitches."""
         self.state = self._load()
-        for proc in list(self._procs.values()):
-            proc.poll()  # reap a wireguard-go we started that died (killed, crashed): no zombies
+        self.reap()
         snap = _Snapshot(self.nss, self.lab, self.clock())
         observed = Observed()
         for key, record in self.state["networks"].items():
             nodes = {node for node in self.lab.nodes if bridge_ifname(record["vnid"]) in snap.links(node)}
             if not nodes:
                 continue
-            members = set()
+            members, placements = set(), set()
             for m in record["members"]:
                 if m["node"] in nodes and netns_exists(self.lab.vm_ns(m["name"])) and (
                         member_ifname(self.lab.name, key, m["name"]) in snap.links(m["node"])):
                     members.add(m["name"])
-            observed.networks[key] = ObservedNetwork(key, record["vnid"], frozenset(nodes), frozenset(members))
+                    placements.add((m["name"], m["node"]))
+            observed.networks[key] = ObservedNetwork(key, record["vnid"], frozenset(nodes), frozenset(members),
+                                                     frozenset(placements))
         for key, record in self.state["stitches"].items():
             observed.stitches[key] = self._observe_stitch(key, record, snap)
         for key in set(self._samples) - set(observed.stitches):  # removed stitches

@@ -127,6 +127,13 @@ def _ensure_member(nss: Namespaces, lab: LabLayout, op: EnsureNetwork, member, p
         if port_index is None or ifindex(vm_ipr, "eth0") is None:
             if port_index is not None:
                 node_ipr.link("del", index=port_index)
+            else:  # the member moved here: its port (and the VM's eth0 with it) is still on the old node
+                for other in lab.nodes:
+                    if other != member.node:
+                        other_ipr = nss(lab.node_ns(other))
+                        old = ifindex(other_ipr, port)
+                        if old is not None:
+                            other_ipr.link("del", index=old)  # ip -n OLD link del vmHASH
             # ip -n NODE link add vmHASH type veth peer name eth0 netns VM
             node_ipr.link("add", ifname=port, kind="veth", peer={"ifname": "eth0", "net_ns_fd": vm_ns})
             port_index = ifindex(node_ipr, port)
@@ -143,7 +150,7 @@ def _ensure_member(nss: Namespaces, lab: LabLayout, op: EnsureNetwork, member, p
 def _prune(nss: Namespaces, lab: LabLayout, op: EnsureNetwork, nodes: set[str]) -> bool:
     """Remove bridges and member ports of this network that the op no longer lists."""
     changed = False
-    wanted_ports = {member_ifname(lab.name, op.network, m.name) for m in op.members}
+    wanted_ports = {member_ifname(lab.name, op.network, m.name): m.node for m in op.members}  # port → node
     for node in lab.nodes:
         ipr = nss(lab.node_ns(node))
         br_index = ifindex(ipr, bridge_ifname(op.vnid))
@@ -151,7 +158,7 @@ def _prune(nss: Namespaces, lab: LabLayout, op: EnsureNetwork, nodes: set[str]) 
             continue
         for msg in ipr.get_links():
             name = msg.get("IFLA_IFNAME")
-            if msg.get("IFLA_MASTER") == br_index and name.startswith("vm") and name not in wanted_ports:
+            if msg.get("IFLA_MASTER") == br_index and name.startswith("vm") and wanted_ports.get(name) != node:
                 with tolerate(ENOENT, 19):
                     ipr.link("del", index=msg["index"])  # ip link del vmHASH
                 changed = True

@@ -591,8 +591,11 @@ def teardown(ctx: StitchContext, op: EnsureStitch, names: StitchNames, record: d
             log.warning("stitch %s: removing its HTB classes: %s", op.stitch, exc)
     for pid, ifname, proc in stopping:
         wireguard.wait_stopped(pid, ifname)
-        if proc is not None:
-            proc.poll()
+        if proc is not None:  # ours: reap it (a SIGKILLed one may take a moment to become a zombie)
+            try:
+                proc.wait(timeout=2.0)
+            except subprocess.TimeoutExpired:
+                log.warning("wireguard-go %s (pid %s) did not exit", ifname, proc.pid)
         try:
             os.unlink(key_path(ctx, ifname))
         except FileNotFoundError:

@@ -166,3 +166,15 @@ def controlled(lab, tmp_path):
         yield created
     finally:
         created.services.close()
+
+
+def iperf_server(lab, vm: str, port: int):
+    """iperf3 -s -1 in a VM, returned once it listens (the tests that measure a stitch's rate use it)."""
+    import time
+
+    server = lab.spawn(vm, "iperf3", "-s", "-1", "-p", str(port))
+    deadline = time.monotonic() + 3
+    while f":{port}" not in lab.run(vm, "ss", "-Hltn").stdout:
+        assert time.monotonic() < deadline, "iperf3 server did not start"
+        time.sleep(0.02)
+    return server

@@ -9,6 +9,7 @@ from vnstitch.drivers.linux import nft, stitch as stitch_mod
 from vnstitch.drivers.linux.layout import StitchNames
 from vnstitch.planning.ops import RemoveStitch
 from vnstitch.telemetry.linux import LinuxCountersSource
+from tests.linux.conftest import iperf_server
 
 KEY = "acme/blue1-red1"
 FORWARD_BPS = 20e6
@@ -21,15 +22,6 @@ def _direct(lab):
                        {"network": "red", "member": "red-1"}, encryption="none")
     lab.driver.apply(op)
     return op
-
-
-def _iperf_server(lab, vm: str, port: int):
-    server = lab.spawn(vm, "iperf3", "-s", "-1", "-p", str(port))
-    deadline = time.monotonic() + 3
-    while f":{port}" not in lab.run(vm, "ss", "-Hltn").stdout:
-        assert time.monotonic() < deadline, "iperf3 server did not start"
-        time.sleep(0.02)
-    return server
 
 
 def _by_pair(samples):
@@ -46,7 +38,7 @@ def test_samples_match_the_rate_iperf3_sends_each_way(lab):
     clients = {}
     for (src, dst), (port, rate_bps) in {("blue", "red"): (5201, FORWARD_BPS),
                                          ("red", "blue"): (5202, REVERSE_BPS)}.items():
-        _iperf_server(lab, "red-1", port)
+        iperf_server(lab, "red-1", port)
         clients[(src, dst)] = lab.spawn(
             "blue-1", "iperf3", "-c", "10.2.0.21", "-p", str(port), "-u", "-b", str(int(rate_bps)), "-l", "1200",
             "-t", "3", "-J", "--connect-timeout", "2000", *(["-R"] if src == "red" else []))

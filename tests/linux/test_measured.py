@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from tests.linux.conftest import REPO
+from tests.linux.conftest import REPO, iperf_server
 from vnstitch.drivers.linux import nft, stitch as stitch_mod
 from vnstitch.drivers.linux.layout import StitchNames
 
@@ -13,21 +13,12 @@ STITCH = (REPO / "examples" / "lab-stitch.yaml").read_text()   # blue-1 (n1) ⇄
 KEY = "acme/blue1-red1"
 
 
-def _iperf_server(lab, vm: str, port: int):
-    server = lab.spawn(vm, "iperf3", "-s", "-1", "-p", str(port))
-    deadline = time.monotonic() + 3
-    while f":{port}" not in lab.run(vm, "ss", "-Hltn").stdout:
-        assert time.monotonic() < deadline, "iperf3 server did not start"
-        time.sleep(0.02)
-    return server
-
-
 def test_status_reports_the_throughput_iperf3_sees(controlled):
     lab = controlled.lab
     controlled.apply(STITCH)
     controlled.services.reconcile_once()
     assert controlled.stitch("blue1-red1").status.state.value == "ACTIVE"
-    _iperf_server(lab, "red-1", 5201)
+    iperf_server(lab, "red-1", 5201)
     client = lab.spawn("blue-1", "iperf3", "-c", "10.2.0.21", "-p", "5201", "-t", "2", "-J",
                        "--connect-timeout", "2000")
     time.sleep(0.5)

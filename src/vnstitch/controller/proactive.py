@@ -107,11 +107,6 @@ class ModelStore:
         os.makedirs(self.directory, exist_ok=True)
         return os.path.join(self.directory, f"{key.replace('/', '--')}-v{version}.npz")
 
-    def save(self, key: str, version: int, model) -> tuple[str, str]:
-        path = self.path_for(key, version)
-        model.save(path)
-        return path, self.checksum(path)
-
     @staticmethod
     def checksum(path: str) -> str:
         with open(path, "rb") as handle:
@@ -260,7 +255,8 @@ class ProactiveLoop:
         self.models = models
         self.trainer = Trainer(models, self._trained) if (models is not None and train) else None
         self._sources_ok = "ok"
-        self._routes: tuple[object, dict] = (None, {})  # (finder, default routes) — see _route
+        self._routes: tuple[object, dict] = (None, {})  # (finder, default routes) — see _routes_for
+        self._policies_seen: set[tuple[str, str]] | None = None  # for _collect_orphans
         # Fitted baselines by policy: (pairs, step fitted, model). Derived, cheap to lose on a restart.
         self._baselines: dict[str, tuple[tuple, int, object]] = {}
 
@@ -271,7 +267,8 @@ class ProactiveLoop:
     def seconds_until_due(self, now: float) -> float:
         """Until the next control interval of any policy starts (inf without policies)."""
         due = float("inf")
-        for record in self.controller.store.list("ForecastPolicy"):
+        self.controller.refresh()
+        for record in self.controller.cache.list("ForecastPolicy"):
             policy = ForecastPolicy.model_validate(record.value)
             interval = policy.spec.interval
             current_end = (now // interval) * interval
@@ -286,7 +283,7 @@ class ProactiveLoop:
         self._collect(now)
         self.controller.refresh()
         runs = []
-        policies = self.controller.store.list("ForecastPolicy")
+        policies = self.controller.cache.list("ForecastPolicy")  # current: refreshed above
         for record in policies:
             try:
                 run = self.run_policy(record, now)
@@ -295,7 +292,10 @@ class ProactiveLoop:
                 run = self._failed(record, now, exc)
             if run is not None:
                 runs.append(run)
-        self._collect_orphans({(r.namespace, r.name) for r in policies})
+        names = {(r.namespace, r.name) for r in policies}
+        if runs or names != self._policies_seen:  # only when something ran or a policy came or went
+            self._collect_orphans(names)
+            self._policies_seen = names
         return runs
 
     def _failed(self, record, now: float, exc: Exception) -> PolicyRun | None:

@@ -6,7 +6,6 @@ it; an invisible network answers every question as if it did not exist.
 
 from __future__ import annotations
 
-from vnstitch.domain.stitch import StitchSpec
 from vnstitch.domain.vnet import LabelSelector, VirtualNetwork
 from vnstitch.errors import PolicyDenied
 
@@ -61,7 +60,3 @@ def check_policies(a: VirtualNetwork, b: VirtualNetwork, encrypted: bool = True,
             zones = frozenset(allowed) if zones is None else zones & frozenset(allowed)
     return zones
 
-
-def check_stitch_policy(spec: StitchSpec, a: VirtualNetwork, b: VirtualNetwork) -> frozenset[str] | None:
-    """Both sides' policies for stitch `spec` from `a` to `b`; returns the trust zones the path may use."""
-    return check_policies(a, b, spec.encrypted)

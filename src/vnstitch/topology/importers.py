@@ -99,6 +99,23 @@ def sanitize_name(label: str, fallback: str) -> str:
     return name
 
 
+
+def _named_nodes(graph, ids: list, labels: list[tuple[str, str]], notes: list[str], site_of):
+    """Node names made unique from their labels (with a note when some changed), and the raw nodes with
+    their site and coordinates (`Latitude`/`Longitude`, either case)."""
+    names = dict(zip(ids, _unique_names(labels)))
+    renamed = sum(1 for (label, _), n in zip(labels, ids) if label != names[n])
+    if renamed:
+        notes.append(f"{renamed} node labels were sanitised or disambiguated into names")
+    raw_nodes = []
+    for n in ids:
+        attrs = graph.nodes[n]
+        lat, lon = attrs.get("Latitude", attrs.get("latitude")), attrs.get("Longitude", attrs.get("longitude"))
+        geo = lat is not None and lon is not None
+        raw_nodes.append(_RawNode(name=names[n], site=str(site_of(attrs) or n),
+                                  latitude=float(lat) if geo else None, longitude=float(lon) if geo else None))
+    return names, raw_nodes
+
 def _unique_names(labels: Sequence[tuple[str, str]]) -> list[str]:
     """Sanitised, unique names for (label, fallback) pairs; later duplicates get '-2', '-3', …."""
     names = [sanitize_name(label, fallback) for label, fallback in labels]
@@ -257,17 +274,7 @@ def _read_graphml(path: Path, notes: list[str]) -> tuple[list[_RawNode], list[_R
         raise InvalidInput(f"not a valid graphml topology: {str(exc).splitlines()[0]}", field=str(path)) from None
     ids = list(graph.nodes)
     labels = [(str(graph.nodes[n].get("label") or ""), str(n)) for n in ids]
-    names = dict(zip(ids, _unique_names(labels)))
-    renamed = sum(1 for (label, _), n in zip(labels, ids) if label != names[n])
-    if renamed:
-        notes.append(f"{renamed} node labels were sanitised or disambiguated into names")
-    raw_nodes = []
-    for n in ids:
-        attrs = graph.nodes[n]
-        lat, lon = attrs.get("Latitude"), attrs.get("Longitude")
-        geo = lat is not None and lon is not None
-        raw_nodes.append(_RawNode(name=names[n], site=str(attrs.get("label") or n),
-                                  latitude=float(lat) if geo else None, longitude=float(lon) if geo else None))
+    names, raw_nodes = _named_nodes(graph, ids, labels, notes, lambda attrs: attrs.get("label"))
     raw_links = []
     self_loops = 0
     for u, v, attrs in graph.edges(data=True):
@@ -398,19 +405,9 @@ def _read_node_link(path: Path, notes: list[str]) -> tuple[list[_RawNode], list[
     ids = list(graph.nodes)
     labels = [(str(graph.nodes[n].get("name") or graph.nodes[n].get("label")
                    or (f"n{n}" if isinstance(n, int) else n)), f"n{i}") for i, n in enumerate(ids)]
-    names = dict(zip(ids, _unique_names(labels)))
     if any(isinstance(n, int) and not (graph.nodes[n].get("name") or graph.nodes[n].get("label")) for n in ids):
         notes.append("integer node ids named n<id> (n0, n1, …)")
-    renamed = sum(1 for (label, _), n in zip(labels, ids) if label != names[n])
-    if renamed:
-        notes.append(f"{renamed} node labels were sanitised or disambiguated into names")
-    raw_nodes = []
-    for n in ids:
-        attrs = graph.nodes[n]
-        lat, lon = attrs.get("Latitude", attrs.get("latitude")), attrs.get("Longitude", attrs.get("longitude"))
-        geo = lat is not None and lon is not None
-        raw_nodes.append(_RawNode(name=names[n], site=str(attrs.get("label") or attrs.get("name") or n),
-                                  latitude=float(lat) if geo else None, longitude=float(lon) if geo else None))
+    names, raw_nodes = _named_nodes(graph, ids, labels, notes, lambda attrs: attrs.get("label") or attrs.get("name"))
 
     arcs: dict[tuple[str, str], tuple[list[float], list[float]]] = {}  # (a, b) → (capacities, latencies)
     raw_links: list[_RawLink] = []

@@ -292,3 +292,24 @@ def test_pairs_whose_names_contain_dashes_get_distinct_stitches():
     assert stitch_name("p", ("eu-web", "db")) != stitch_name("p", ("eu", "web-db"))
     assert stitch_name("p-a", ("b", "c")) != stitch_name("p", ("a-b", "c"))
     assert len(stitch_name("x" * 60, ("y" * 60, "z" * 60), 3)) <= 63
+
+
+def test_a_pull_source_with_a_bad_sample_degrades_the_status_and_stores_nothing(world):
+    from vnstitch.telemetry.base import Sample
+    from vnstitch.telemetry.store import MemoryTelemetryStore
+
+    controller, _, reconciler, clock = world
+    controller.apply([policy()])
+
+    class Broken:
+        name = "broken"
+        capabilities = frozenset({"pull"})
+
+        def collect(self, now):
+            return [Sample("acme", "blue", "red", now, 1e9), Sample("acme", "red", "blue", now, float("nan"))]
+
+    store = MemoryTelemetryStore()
+    ProactiveLoop(controller, store, sources=[Broken()], train=False).step(clock.now)
+    status = controller.store.get("ForecastPolicy", "acme", "fc").value["status"]
+    assert status["telemetry"].startswith("broken: ") and "broken[1]" in status["telemetry"]
+    assert np.isnan(store.rates("acme", [("blue", "red")], clock.now, 1, INTERVAL)).all(), "nothing stored"

@@ -28,6 +28,7 @@ from vnstitch.domain.stitch import State
 from vnstitch.errors import VnstitchError
 from vnstitch.planning.allocator import AllocatorConfig, AllocatorState, Decision, Held, allocate
 from vnstitch.store import Compare, Delete, Put
+from vnstitch.telemetry.validate import validate_batch
 
 log = logging.getLogger("vnstitch.proactive")
 
@@ -328,8 +329,8 @@ class ProactiveLoop:
         for source in self.sources:
             try:
                 samples = source.collect(now)
-                if samples:
-                    self.telemetry.insert(samples)
+                if samples:  # the same checks as pushed samples (a NaN or negative rate names the sample)
+                    self.telemetry.insert(validate_batch(samples, now, prefix=source.name))
             except Exception as exc:  # reported in every policy's status
                 log.warning("telemetry source %s: %s", source.name, exc)
                 problems.append(f"{source.name}: {exc}")

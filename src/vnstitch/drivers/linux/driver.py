@@ -237,9 +237,11 @@ class LinuxDriver:
         """Reap the wireguard-go processes this driver started that have died (killed, crashed, or
         stopped by `lab down`), waiting up to `wait_s` for dying ones: no zombies."""
         deadline = time.monotonic() + wait_s
-        for proc in list(self._procs.values()):
+        for key, proc in list(self._procs.items()):
             while proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.01)
+            if "#" in key and proc.returncode is not None:  # a replaced one, now reaped
+                del self._procs[key]
 
     def observe(self) -> Observed:
         """Read the kernel back: one link, rule, nft and class dump per namespace, shared by all stitches."""
@@ -425,11 +427,13 @@ class LinuxDriver:
         return out
 
     def close(self) -> None:
-        """Drop netlink sockets; tunnels and wireguard-go keep running (restart-safe)."""
+        """Drop netlink sockets; tunnels and wireguard-go keep running (restart-safe). The handles of
+        still-running wireguard-go children are kept, so that a later reap() (after `lab down` kills
+        them) leaves no zombie behind."""
         self.nss.close()
-        for proc in self._procs.values():
-            proc.poll()
-        self._procs.clear()
+        for ifname, proc in list(self._procs.items()):
+            if proc.poll() is not None:
+                del self._procs[ifname]
 
 
 class _Snapshot:

@@ -170,6 +170,8 @@ def start_tunnel_processes(ctx: StitchContext, op: EnsureStitch, names: StitchNa
         if pid_alive(pid, needle=ifname) and os.path.exists(wireguard.socket_path(ifname)):
             continue
         end, _ = _ends(op, side)
+        if ours is not None and ours.poll() is None:  # replaced while still dying: keep it for reap()
+            ctx.procs[f"{ifname}#{ours.pid}"] = ours
         proc = wireguard.start(ctx.lab.node_ns(end.node), ifname, os.path.join(ctx.state_dir, f"{ifname}.log"))
         ctx.procs[ifname] = proc
         record.setdefault("pids", {})[side] = proc.pid

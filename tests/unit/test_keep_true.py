@@ -188,3 +188,45 @@ def test_the_simulator_measures_what_a_stitch_carried_and_a_loss_breach_degrades
     revision = store.revision()
     rec.reconcile_once(clock.now + 25)
     assert store.revision() == revision, "settled: no flapping back"
+
+
+def test_queueing_delay_grows_with_load_and_is_capped_by_the_buffer():
+    from vnstitch.drivers.sim import BUFFER_S, PACKET_BITS, queueing_delay
+
+    assert queueing_delay(0, 1e9) == 0.0
+    assert queueing_delay(0.5e9, 1e9) == pytest.approx(PACKET_BITS / 1e9)  # ρ/(1-ρ) = 1
+    assert queueing_delay(0.9e9, 1e9) == pytest.approx(9 * PACKET_BITS / 1e9)
+    assert queueing_delay(0.99e9, 1e9) > queueing_delay(0.9e9, 1e9)
+    assert queueing_delay(1e9, 1e9) == queueing_delay(5e9, 1e9) == BUFFER_S
+
+
+def test_the_simulator_measures_latency_from_carried_traffic_and_a_latency_breach_reroutes(
+        controller, store, clock, abilene):
+    _, rec = make(store, clock, abilene)
+    green = vnet("green", 1003, "10.3.0.0/24", [("green-1", "NYCMng", "10.3.0.11")])
+    controller.apply([BLUE, RED, green, stitch("s", "blue", "red", "1Gbps")])
+    rec.reconcile_once(clock.now)
+    path = _state(controller, "s").path
+    rec.driver.carry({("acme/blue", "acme/red"): 0.5e9}, interval_s=300, default_route=True)
+    rec.reconcile_once(clock.now + 5)
+    quiet = _state(controller, "s").measured.latency
+    propagation = rec.driver.path_latency(path)
+    assert quiet == pytest.approx(propagation, abs=1e-4), "an idle network adds next to no queueing"
+    # a best-effort stitch (no reservation) with a latency bound 5 ms above its propagation latency
+    controller.apply([stitch("b", "blue", "red", 0, type="segment", maxLatency=f"{(propagation + 0.005) * 1e3:.3f}ms")])
+    rec.reconcile_once(clock.now + 10)
+    assert _state(controller, "b").state.value == "ACTIVE"
+    b_path = _state(controller, "b").path
+    # green floods the links: their queues fill. The reserved stitch's traffic is served first and
+    # keeps its latency; the best-effort one waits behind the flood and misses its bound
+    flood = {("acme/blue", "acme/red"): 0.5e9, ("acme/green", "acme/red"): 12e9}
+    rec.driver.carry(flood, interval_s=300, default_route=True)
+    rec.reconcile_once(clock.now + 15)
+    assert _state(controller, "s").measured.latency < propagation + 1e-3
+    status = _state(controller, "b")
+    assert status.measured.latency >= propagation + 0.040, status.measured
+    assert status.state.value == "DEGRADED" and status.message.startswith("latency "), status.message
+    rec.reconcile_once(clock.now + 20)
+    moved = _state(controller, "b")
+    assert any(h.reason.startswith("rerouted (SLO breach: latency") for h in moved.history), moved.history[-3:]
+    assert moved.path != b_path

@@ -47,11 +47,28 @@ class TrafficReport:
     delivered_bps: dict[tuple[str, str], float] = field(default_factory=dict)       # per network pair
     dropped_bps: dict[tuple[str, str], float] = field(default_factory=dict)
     route: dict[tuple[str, str], tuple[str | None, tuple[str, ...]]] = field(default_factory=dict)
+    link_delay_s: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)  # queueing:
+    # (guaranteed class, best-effort class) per arc, on top of the link's propagation latency
 
     def overloaded(self) -> dict[tuple[str, str], float]:
         """Arcs loaded above capacity → excess bit/s."""
         return {arc: load - self.link_capacity_bps[arc] for arc, load in self.link_load_bps.items()
                 if arc in self.link_capacity_bps and load > self.link_capacity_bps[arc]}
+
+
+PACKET_BITS = 1500 * 8   # the mean packet the queueing model serves
+BUFFER_S = 0.050          # an egress buffer holds this much drain time: the delay of a full queue
+
+
+def queueing_delay(load_bps: float, capacity_bps: float, buffer_s: float = BUFFER_S) -> float:
+    """Mean waiting time at an egress queue (M/M/1: service time · ρ/(1-ρ)), capped by the buffer:
+    a link loaded at or above its capacity keeps its buffer full, so packets wait `buffer_s`."""
+    if capacity_bps <= 0 or load_bps <= 0:
+        return 0.0
+    rho = load_bps / capacity_bps
+    if rho >= 1.0:
+        return buffer_s
+    return min(buffer_s, PACKET_BITS / capacity_bps * rho / (1.0 - rho))
 
 
 class SimDriver:
@@ -161,6 +178,8 @@ class SimDriver:
                 frozenset((name, m["node"]) for name, m in net["members"].items()))
         for key, s in self.stitches.items():
             latency = self._path_latency(s["path"])
+            if latency is not None:  # what a probe through it would see: propagation + queueing
+                latency += s.get("queue_s", 0.0)
             broken = s.get("broken", "")
             observed.stitches[key] = ObservedStitch(
                 key, s["type"], tuple(s["path"]), s["rate_bps"], s["encrypted"], not broken,
@@ -262,11 +281,16 @@ class SimDriver:
         for arc in set(guaranteed) | set(best_effort):
             offered = guaranteed.get(arc, 0.0) + best_effort.get(arc, 0.0)
             report.link_load_bps[arc] = offered
-            room = max(0.0, report.link_capacity_bps.get(arc, float("inf")) - guaranteed.get(arc, 0.0))
+            capacity = report.link_capacity_bps.get(arc, float("inf"))
+            room = max(0.0, capacity - guaranteed.get(arc, 0.0))
             extra = best_effort.get(arc, 0.0)
             drop_fraction[arc] = (extra - room) / extra if extra > room else 0.0
+            if capacity != float("inf"):  # reserved traffic is served first (HTB): it queues behind itself only
+                report.link_delay_s[arc] = (queueing_delay(guaranteed.get(arc, 0.0), capacity),
+                                            queueing_delay(offered, capacity))
         offered_on: dict[str, float] = {}
         delivered_on: dict[str, float] = {}
+        waited_on: dict[str, float] = {}  # Σ bps · queueing delay over the stitch's flows
         for pair, stitch, arcs, sure, extra in flows:
             survive = 1.0 - max((drop_fraction[arc] for arc in arcs), default=0.0)  # its bottleneck
             delivered = sure + extra * survive
@@ -276,11 +300,22 @@ class SimDriver:
                 self.stitches[stitch]["tx_bytes"] += int(delivered * interval_s / 8)
                 offered_on[stitch] = offered_on.get(stitch, 0.0) + sure + extra
                 delivered_on[stitch] = delivered_on.get(stitch, 0.0) + delivered
-        # what each stitch carried this interval: its measured throughput and loss
+                delays = [report.link_delay_s.get(arc, (0.0, 0.0)) for arc in arcs]
+                waited_on[stitch] = waited_on.get(stitch, 0.0) + (
+                    sure * sum(d[0] for d in delays) + extra * sum(d[1] for d in delays))
+        # what each stitch carried this interval: its measured throughput, loss and queueing delay
+        # (its traffic within the reservation sees the guaranteed class's queue, the rest the best-effort
+        # one, weighted by rate; an idle stitch, as a probe would, the class its reservation puts it in)
         for key, s in self.stitches.items():
             offered = offered_on.get(key, 0.0)
             s["throughput_bps"] = delivered_on.get(key, 0.0)
             s["loss"] = (offered - delivered_on.get(key, 0.0)) / offered if offered > 0 else 0.0
+            if offered > 0:
+                s["queue_s"] = waited_on.get(key, 0.0) / offered
+            else:
+                cls = 0 if s["rate_bps"] > 0 else 1
+                s["queue_s"] = sum(report.link_delay_s.get(arc, (0.0, 0.0))[cls]
+                                   for arc in zip(s["path"], s["path"][1:]))
         self._count_pair_bytes(demands_bps, report, interval_s)
         return report
 

@@ -47,6 +47,24 @@ def test_resending_changes_nothing_and_a_correction_replaces(tstore):
     assert [s.rate_bps for s in tstore.series("acme", "web", "db", since=0)] == [1e6, 2.5e6]
 
 
+def test_export_pages_through_every_tenant_in_key_order(tstore):
+    tstore.insert([sample(T0 + 300 * k, 1e6 + k, src=src, tenant=tenant)
+                   for k in range(5) for src in ("a", "b") for tenant in ("acme", "globex")])
+    everything = tstore.export(since=T0 + 300)
+    assert len(everything) == 16 and {s.tenant for s in everything} == {"acme", "globex"}
+    assert everything == sorted(everything, key=lambda s: (s.tenant, s.src, s.dst, s.time))
+    assert min(s.time for s in everything) == T0 + 300  # since is inclusive
+    pages, after = [], None
+    while True:
+        page = tstore.export(since=T0 + 300, after=after, limit=3)
+        if not page:
+            break
+        pages += page
+        last = page[-1]
+        after = (last.tenant, last.src, last.dst, round(last.time * 1000))
+    assert pages == everything
+
+
 def test_a_batch_with_a_non_numeric_sample_stores_nothing(tstore):
     with pytest.raises(TelemetryError):
         tstore.insert([sample(T0, 1e6), sample(T0 + 1, "lots")])

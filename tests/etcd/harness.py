@@ -44,8 +44,9 @@ def seed(store) -> str:
 
 
 class Replica:
-    def __init__(self, store_url: str, log_path: str, ttl_s: float, name: str):
+    def __init__(self, store_url: str, log_path: str, ttl_s: float, name: str, extra: tuple[str, ...] = ()):
         self.store_url, self.log_path, self.ttl_s, self.name = store_url, log_path, ttl_s, name
+        self.extra = tuple(a.replace("{name}", name) for a in extra)  # more replica.py flags
         self.port = free_ports(1)[0]
         self.process: subprocess.Popen | None = None
 
@@ -58,7 +59,7 @@ class Replica:
         err = open(self.log_path + ".stderr", "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.etcd.replica", "--store", self.store_url, "--port", str(self.port),
-             "--log", self.log_path, "--ttl", str(self.ttl_s), "--id", self.name],
+             "--log", self.log_path, "--ttl", str(self.ttl_s), "--id", self.name, *self.extra],
             cwd=ROOT, env=env, stdout=err, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
         err.close()
 
@@ -103,9 +104,10 @@ class Replica:
 class Fleet:
     """`count` replicas over one etcd prefix."""
 
-    def __init__(self, store_url: str, log_dir: str, count: int = 3, ttl_s: float = 2.0):
+    def __init__(self, store_url: str, log_dir: str, count: int = 3, ttl_s: float = 2.0,
+                 extra: tuple[str, ...] = ()):
         self.log_dir = log_dir
-        self.replicas = [Replica(store_url, os.path.join(log_dir, f"r{i}.jsonl"), ttl_s, f"r{i}")
+        self.replicas = [Replica(store_url, os.path.join(log_dir, f"r{i}.jsonl"), ttl_s, f"r{i}", extra)
                          for i in range(count)]
 
     def start(self) -> "Fleet":

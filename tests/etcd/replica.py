@@ -4,6 +4,7 @@ an etcd:// store, with every fenced (reconciler) write logged as a JSON line:
 
 On SIGCONT it also tries one write fenced on the last leader key it held (a zombie's write).
 Usage: python -m tests.etcd.replica --store URL --port P --log FILE [--ttl S] [--id NAME]
+       [--telemetry FILE (replicated telemetry) --proactive]
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ def main() -> None:
     parser.add_argument("--ttl", type=float, default=2.0)
     parser.add_argument("--id", default=None)
     parser.add_argument("--tick", type=float, default=0.5)
+    parser.add_argument("--telemetry", help="this replica's telemetry file; with it, telemetry is replicated")
+    parser.add_argument("--proactive", action="store_true")
     args = parser.parse_args()
 
     import uvicorn
@@ -69,7 +72,10 @@ def main() -> None:
 
     store = RecordingStore(open_store(args.store), args.log)
     settings = Settings(store_url=args.store, tick_s=args.tick, rate_limit_per_s=0, leader_election=True,
-                        leader_ttl_s=args.ttl, replica_id=args.id or f"r{args.port}")
+                        leader_ttl_s=args.ttl, replica_id=args.id or f"r{args.port}", proactive=args.proactive,
+                        telemetry_url=f"sqlite://{args.telemetry}" if args.telemetry else None,
+                        advertise_url=f"http://127.0.0.1:{args.port}" if args.telemetry else None,
+                        model_dir=f"{args.telemetry}.models" if args.telemetry else None)
     app = create_app(settings, store=store)
     election = app.state.ctx.worker.election
     held = {"fence": None}

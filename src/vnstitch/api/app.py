@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import logging
 import time
@@ -58,13 +59,29 @@ def create_app(settings: Settings, store: Store | None = None, driver=None,
     context.reads = RenderedReads(controller, store)
     context.creates = CreateBatcher(context, settings.create_batch_max)
     telemetry = None
-    if settings.proactive:
+    replicate = bool(getattr(store, "replicated", False) and settings.advertise_url)
+    if settings.proactive or replicate:
         from vnstitch.telemetry.store import open_telemetry_store
 
         telemetry = open_telemetry_store(settings.telemetry_url, state_store=store)
+    registry = None
+    if replicate:  # several replicas: each keeps a full copy of the telemetry (telemetry.replication)
+        from vnstitch.controller.election import default_identity
+        from vnstitch.controller.membership import ReplicaRegistry
+        from vnstitch.telemetry.replication import ReplicatedTelemetryStore
+
+        settings = dataclasses.replace(settings, replica_id=settings.replica_id or default_identity())
+        context.settings = settings  # one identity for the election and the replica list
+        registry = ReplicaRegistry(store, settings.replica_id, settings.advertise_url, ttl_s=settings.leader_ttl_s)
+        telemetry = ReplicatedTelemetryStore(telemetry, registry.peers, registry.secret, clock=clock)
+        registry.tick = telemetry.retry
+        registry.on_leading = lambda: telemetry.catch_up(3600.0)
     if settings.reconcile:
         context.worker = _make_worker(settings, controller, driver, context.idempotency, clock,
                                       pace=_yield_to_requests(context), telemetry=telemetry)
+    if registry is not None:
+        worker = context.worker
+        registry.leading = (lambda: worker.leading) if worker is not None else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -76,6 +93,12 @@ def create_app(settings: Settings, store: Store | None = None, driver=None,
             # it out of the cyclic collector's full passes, which otherwise stall every request 50-100 ms.
             gc.collect()
             gc.freeze()
+        if registry is not None:  # registered, and caught up with the peers, before this replica leads
+            await asyncio.to_thread(registry.start)
+            # once every peer's list has us (their lists are at most PEERS_MAX_AGE_S old), what they
+            # accept reaches us; what they accepted before, the catch-up copies
+            await asyncio.sleep(2 * registry.PEERS_MAX_AGE_S)
+            await asyncio.to_thread(telemetry.catch_up)
         if context.worker is not None:
             context.worker.start()
         try:
@@ -84,6 +107,8 @@ def create_app(settings: Settings, store: Store | None = None, driver=None,
             context.creates.close()
             if context.worker is not None:
                 context.worker.stop()
+            if registry is not None:
+                registry.stop()
             if settings.gc_freeze:
                 gc.unfreeze()
 
@@ -91,6 +116,7 @@ def create_app(settings: Settings, store: Store | None = None, driver=None,
                   docs_url="/docs", redoc_url=None)
     app.state.ctx = context
     app.state.dev_token = dev_token
+    app.state.replicas = registry
     if telemetry is not None:
         app.state.telemetry = telemetry  # what POST /v1/telemetry writes is what the loop reads
     install_error_handlers(app)

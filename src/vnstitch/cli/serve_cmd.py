@@ -28,7 +28,8 @@ def cmd_serve(args) -> int:
                         reconcile=not args.no_reconcile,
                         leader_election={"auto": None, "on": True, "off": False}[args.leader_election],
                         leader_ttl_s=args.leader_ttl, replica_id=args.replica_id, gc_freeze=True,
-                        proactive=args.proactive, telemetry_url=args.telemetry_store, model_dir=args.model_dir)
+                        proactive=args.proactive, telemetry_url=args.telemetry_store, model_dir=args.model_dir,
+                        advertise_url=advertise_url(args))
     app = create_app(settings)
     if app.state.dev_token:
         print(f"--dev: admin token for tenant 'default' (shown once): {app.state.dev_token}", file=sys.stderr)
@@ -40,6 +41,19 @@ def cmd_serve(args) -> int:
                             timeout_keep_alive=30, timeout_graceful_shutdown=10)
     _run_resigning(config, app.state.ctx.worker)
     return EXIT_OK
+
+
+def advertise_url(args) -> str | None:
+    """Where the other replicas reach this one: --advertise-url, else http://HOST:PORT (the host name
+    when listening on every address); 'none' keeps telemetry replica-local."""
+    if args.advertise_url:
+        return None if args.advertise_url == "none" else args.advertise_url
+    host = args.host
+    if host in ("0.0.0.0", "::", ""):
+        import socket
+
+        host = socket.getfqdn()
+    return f"http://[{host}]:{args.port}" if ":" in host else f"http://{host}:{args.port}"
 
 
 def _run_resigning(config, worker) -> None:
@@ -112,6 +126,10 @@ def register(subparsers) -> None:
     p.add_argument("--leader-ttl", type=float, default=10.0,
                    help="lease TTL of the leader key in seconds (default 10; failover takes about this long)")
     p.add_argument("--replica-id", help="this replica's name in /readyz and /metrics (default host:pid:random)")
+    p.add_argument("--advertise-url", metavar="URL",
+                   help="with several replicas (etcd://): where the others reach this replica's API, to keep "
+                        "a full copy of the telemetry each (default http://HOST:PORT; 'none': telemetry stays "
+                        "replica-local)")
     p.set_defaults(func=cmd_serve)
 
     p = subparsers.add_parser("token", help="API tokens (stored hashed in the store)")

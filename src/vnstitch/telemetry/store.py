@@ -52,6 +52,12 @@ class TelemetryStore(ABC):
         """The newest raw sample of each of the tenant's series, sorted by (src, dst)."""
 
     @abstractmethod
+    def export(self, since: float, after: tuple | None = None, limit: int = 10_000) -> list[Sample]:
+        """Raw samples of every tenant with time >= since, ordered by (tenant, src, dst, time), at
+        most `limit`, starting after the key `after` = (tenant, src, dst, time_ms) of the last one
+        a previous page returned (a replica catching up pages through a peer's copy this way)."""
+
+    @abstractmethod
     def compact(self, now: float, retention_s: float = RETENTION_S, raw_s: float = RAW_S) -> Compaction:
         """Fold whole hours older than now - raw_s into hourly means; drop what is older than retention."""
 
@@ -142,6 +148,14 @@ class MemoryTelemetryStore(TelemetryStore):
             rows = sorted((t, v) for t, v in self._raw.get((tenant, src, dst), {}).items()
                           if t >= lo and (hi is None or t <= hi))
         return [Sample(tenant, src, dst, t / 1000, *v) for t, v in rows[:limit]]
+
+    def export(self, since, after=None, limit=10_000):
+        lo, start = time_key(since), tuple(after) if after is not None else None
+        with self._lock:
+            rows = sorted((*key, t, v) for key, series in self._raw.items() for t, v in series.items() if t >= lo)
+        if start is not None:
+            rows = [r for r in rows if r[:4] > start]
+        return [Sample(tenant, src, dst, t / 1000, *v) for tenant, src, dst, t, v in rows[:limit]]
 
     def latest(self, tenant):
         with self._lock:
@@ -276,6 +290,17 @@ class SQLiteTelemetryStore(TelemetryStore):
             "AND time_ms >= ? AND time_ms <= ? ORDER BY time_ms LIMIT ?",
             (tenant, src, dst, time_key(since), hi, int(limit))).fetchall()
         return [Sample(tenant, src, dst, t / 1000, rate, latency, loss) for t, rate, latency, loss in rows]
+
+    def export(self, since, after=None, limit=10_000):
+        tenant, src, dst, t = after if after is not None else ("", "", "", -1)
+        # row values walk the primary key in order: each page is one index range scan
+        rows = self._db().execute(
+            "SELECT tenant, src, dst, time_ms, rate_bps, latency_s, loss FROM telemetry_samples "
+            "WHERE (tenant, src, dst, time_ms) > (?, ?, ?, ?) AND time_ms >= ? "
+            "ORDER BY tenant, src, dst, time_ms LIMIT ?",
+            (tenant, src, dst, int(t), time_key(since), int(limit))).fetchall()
+        return [Sample(tenant, src, dst, t / 1000, rate, latency, loss)
+                for tenant, src, dst, t, rate, latency, loss in rows]
 
     def latest(self, tenant):
         rows = self._db().execute(

@@ -6,11 +6,13 @@ unknown names here, exactly like names that exist nowhere."""
 
 from __future__ import annotations
 
+import hmac
 import logging
 import threading
 from typing import Optional
 
 from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 from vnstitch.api.auth import Principal
@@ -19,8 +21,9 @@ from vnstitch.api.routes._common import ERRORS, json_response, resolve_tenant
 from vnstitch.api.routes._crud import tenant_query
 from vnstitch.domain.resources import API_VERSION, Strict
 from vnstitch.domain.vnet import VirtualNetwork
-from vnstitch.errors import InvalidInput
+from vnstitch.errors import InvalidInput, NotFound
 from vnstitch.telemetry import Sample, validate_batch
+from vnstitch.telemetry.replication import PATH as INTERNAL_PATH, SECRET_HEADER, ReplicatedTelemetryStore, from_wire, to_wire
 from vnstitch.telemetry.store import TelemetryStore, open_telemetry_store
 from vnstitch.telemetry.validate import MAX_RATE_BPS, endpoints_of
 
@@ -53,6 +56,8 @@ class TelemetryPush(Strict):
 class TelemetryAccepted(BaseModel):
     accepted: int = Field(description="samples in the batch, all stored")
     changed: int = Field(description="rows new or corrected (a re-sent sample changes nothing)")
+    replicatedTo: Optional[int] = Field(default=None, description="with several replicas: how many other "
+                                        "replicas confirmed the batch before this answer (the rest retry)")
 
 
 class TelemetrySampleOut(BaseModel):
@@ -116,7 +121,10 @@ def push_telemetry(request: Request, body: TelemetryPush, who: Principal = Depen
     store = telemetry_store(request)
     changed = store.insert(kept)
     _compact_if_due(request, store, now)
-    return json_response({"accepted": len(samples), "changed": changed})
+    body = {"accepted": len(samples), "changed": changed}
+    if isinstance(store, ReplicatedTelemetryStore):
+        body["replicatedTo"] = store.confirmed_last
+    return json_response(body)
 
 
 def _compact_if_due(request: Request, store: TelemetryStore, now: float) -> None:
@@ -166,3 +174,40 @@ def get_telemetry(request: Request, who: Principal = Depends(principal), tenant:
         samples = store.series(scope, from_, to, since, until, limit)
     return json_response({"apiVersion": API_VERSION, "kind": "TelemetryList", "tenant": scope,
                           "items": [sample_body(s) for s in samples]})
+
+
+# --- between replicas (not part of the public API: no token, the cluster's replication secret) ------
+
+def _replicated(request: Request) -> ReplicatedTelemetryStore:
+    """The replicated store, if the caller proves it is a replica; otherwise 404 as for any unknown path."""
+    store = getattr(request.app.state, "telemetry", None)
+    given = request.headers.get(SECRET_HEADER, "")
+    if not isinstance(store, ReplicatedTelemetryStore) or not hmac.compare_digest(given.encode(), store.secret.encode()):
+        raise NotFound("not found")
+    return store
+
+
+@router.post(INTERNAL_PATH.removeprefix("/v1"), include_in_schema=False)
+async def replicated_push(request: Request):
+    store = _replicated(request)
+    try:
+        body = await request.json()
+        samples = from_wire(body["samples"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidInput(f"bad replicated batch: {exc}", field="samples") from None
+    changed = await run_in_threadpool(store.insert_local, samples)
+    return json_response({"accepted": len(samples), "changed": changed})
+
+
+@router.get(INTERNAL_PATH.removeprefix("/v1"), include_in_schema=False)
+def replicated_export(request: Request, since: float = Query(0.0, ge=0, le=_LAST_TIME, allow_inf_nan=False),
+                      after: Optional[str] = Query(None, max_length=1000),
+                      limit: int = Query(10_000, ge=1, le=100_000)):
+    store = _replicated(request)
+    key = None
+    if after is not None:
+        parts = after.split("\x1f")
+        if len(parts) != 4 or not parts[3].lstrip("-").isdigit():
+            raise InvalidInput("after must be tenant, src, dst and time_ms joined by U+001F", field="after")
+        key = (parts[0], parts[1], parts[2], int(parts[3]))
+    return json_response({"samples": to_wire(store.export(since, key, limit))})

@@ -1,6 +1,6 @@
 """Prometheus text exposition, written by hand: request latency histogram plus gauges
 computed from the controller's mirror at scrape time (stitches by state, per-link
-reserved and measured bandwidth)."""
+reserved and measured bandwidth, the worst measured stitch latency and loss)."""
 
 from __future__ import annotations
 
@@ -61,6 +61,7 @@ def state_lines(controller, worker=None) -> list[str]:
     cache = controller.cache
     by_state: dict[str, int] = {s.value: 0 for s in State}
     measured: dict[tuple[str, str], float] = defaultdict(float)
+    worst: dict[str, float] = {}   # latency (s), loss (0–1): the highest measured by an established stitch
     arc_links = {}
     for record in cache.list("Link"):
         a, b = record.value["spec"]["endpoints"]
@@ -70,6 +71,11 @@ def state_lines(controller, worker=None) -> list[str]:
         status = record.value.get("status") or {}
         by_state[status.get("state", "PENDING")] = by_state.get(status.get("state", "PENDING"), 0) + 1
         throughput = (status.get("measured") or {}).get("throughput")
+        if status.get("state") in ("ACTIVE", "ADJUSTING", "DEGRADED"):  # established: its measures are current
+            for what in ("latency", "loss"):
+                value = (status.get("measured") or {}).get(what)
+                if value is not None:
+                    worst[what] = max(worst.get(what, 0.0), float(value))
         path = status.get("path") or []
         if throughput:
             for arc in zip(path, path[1:]):
@@ -91,6 +97,11 @@ def state_lines(controller, worker=None) -> list[str]:
               "# TYPE vnstitch_link_measured_bps gauge"]
     lines += [f"vnstitch_link_measured_bps{_labels(link=link, direction=d)} {bps:g}"
               for (link, d), bps in sorted(measured.items())]
+    for what, name, text in (("latency", "vnstitch_stitch_latency_max_seconds", "one-way latency (s)"),
+                             ("loss", "vnstitch_stitch_loss_max_ratio", "loss (0-1)")):
+        if what in worst:  # absent, not 0, where no stitch has been measured
+            lines += [f"# HELP {name} Highest measured {text} among established stitches.",
+                      f"# TYPE {name} gauge", f"{name} {worst[what]:g}"]
     if worker is not None:
         lines += ["# HELP vnstitch_reconcile_passes_total Reconcile passes run by the server.",
                   "# TYPE vnstitch_reconcile_passes_total counter",

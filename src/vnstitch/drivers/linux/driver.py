@@ -14,6 +14,7 @@ from typing import Callable, Iterator
 
 from vnstitch.planning.observed import Observed, ObservedNetwork, ObservedStitch
 from vnstitch.drivers.linux import nft, routing, stitch as stitch_mod, wireguard
+from vnstitch.drivers.linux.probe import Prober, probe_target
 from vnstitch.drivers.linux.kernel import ENOENT, Namespaces, netns_exists, pid_alive
 from vnstitch.drivers.linux.layout import (
     DRIVER_FILE, LabLayout, StitchNames, bridge_ifname, load_layout, member_ifname, short_hash, state_dir,
@@ -56,10 +57,13 @@ class LinuxDriver:
     name = "linux"
     capabilities = frozenset({"encryption", "rate_limit", "counters", "path_pinning", "policy", "restart_safe"})
 
-    def __init__(self, state_dir_path: str | None = None, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, state_dir_path: str | None = None, clock: Callable[[], float] = time.monotonic,
+                 probe_interval_s: float = 5.0, probe_count: int = 5):
         self.state_dir = state_dir(state_dir_path)
         self.clock = clock   # monotonic: only intervals between observes are measured with it
         self._samples: dict[str, _CounterSample] = {}   # stitch → its counters at an earlier observe
+        # latency and loss: each healthy stitch pinged through itself at most every probe_interval_s
+        self.prober = Prober(interval_s=probe_interval_s, count=probe_count)
         lab = load_layout(self.state_dir)
         if lab is None:
             raise DriverError(f"no lab in {self.state_dir}: run `vnstitch lab up FILE` first", errno=ENOENT)
@@ -265,7 +269,23 @@ class LinuxDriver:
             observed.stitches[key] = self._observe_stitch(key, record, snap)
         for key in set(self._samples) - set(observed.stitches):  # removed stitches
             del self._samples[key]
+        self._probe(observed, snap.time)
         return observed
+
+    def _probe(self, observed: Observed, now: float) -> None:
+        """Latency and loss of the healthy stitches from the prober (probe.py): the due ones pinged
+        all at once, the others from its cache; an unhealthy stitch (its problem already says why)
+        is not pinged, and keeps None."""
+        members = {key: net["members"] for key, net in self.state["networks"].items()}
+        targets = {}
+        for key, have in observed.stitches.items():
+            if have.healthy:
+                record = self.state["stitches"][key]
+                op = op_from_dict(record["op"])
+                targets[key] = ((op, record["hash"], record["index"]), probe_target(self.lab, members, op))
+        for key, result in self.prober.results(targets, now).items():
+            observed.stitches[key] = dataclasses.replace(observed.stitches[key], latency_s=result.latency_s,
+                                                         loss=result.loss)
 
     def _observe_stitch(self, key: str, record: dict, snap: "_Snapshot") -> ObservedStitch:
         op = op_from_dict(record["op"])

@@ -12,7 +12,9 @@ from vnstitch.domain.vnet import VirtualNetwork
 from vnstitch.drivers.base import Driver
 from vnstitch.errors import VnstitchError
 from vnstitch.planning.observed import ObservedStitch
-from vnstitch.planning.ops import EnsureNetwork, EnsureStitch, MemberPlacement, Op, StitchEnd
+from vnstitch.planning import desired as desired_ops
+from vnstitch.planning.desired import network_key
+from vnstitch.planning.ops import EnsureNetwork, EnsureStitch, Op
 from vnstitch.planning.reconcile import Desired, DesiredStitch, Plan, compute_plan
 from vnstitch.planning.status import next_status
 from vnstitch.store import Record
@@ -30,10 +32,6 @@ class PassResult:
     released: list[str] = field(default_factory=list)
     replanned: list[tuple[str, str, str]] = field(default_factory=list)  # stitch, why, outcome
     purged: list[str] = field(default_factory=list)                      # finished stitches removed
-
-
-def network_key(tenant: str, name: str) -> str:
-    return f"{tenant}/{name}"
 
 
 class Reconciler:
@@ -73,9 +71,7 @@ class Reconciler:
             hit = self._network_cache.get(key)
             if hit is None or hit[0] != record.revision:
                 vnet = VirtualNetwork.model_validate(record.value)
-                hit = (record.revision, vnet, EnsureNetwork(
-                    key, vnet.spec.vnid, vnet.spec.cidr,
-                    tuple(MemberPlacement(m.name, m.node, m.address) for m in vnet.spec.members)))
+                hit = (record.revision, vnet, desired_ops.network_op(vnet))
                 self._network_cache[key] = hit
             network_revisions[key] = record.revision
             vnets[key], desired.networks[key] = hit[1], hit[2]
@@ -129,18 +125,8 @@ class Reconciler:
 
     @staticmethod
     def _stitch_op(key: str, tenant: str, stitch: Stitch, vnets: dict[str, VirtualNetwork]) -> EnsureStitch | None:
-        ends = []
-        for end, node in ((stitch.spec.from_, stitch.status.path[0] if stitch.status.path else None),
-                          (stitch.spec.to, stitch.status.path[-1] if stitch.status.path else None)):
-            net_key = network_key(end.tenant or tenant, end.network)
-            vnet = vnets.get(net_key)
-            if vnet is None or node is None:
-                return None
-            member = vnet.member(end.member) if end.member else None
-            ends.append(StitchEnd(net_key, vnet.spec.vnid, end.subnet or vnet.spec.cidr, node,
-                                  member.name if member else None, member.address if member else None))
-        return EnsureStitch(key, stitch.spec.type.value, ends[0], ends[1], tuple(stitch.status.path),
-                            stitch.status.reserved_bandwidth, stitch.spec.encrypted, stitch.spec.symmetric)
+        return desired_ops.stitch_op(key, tenant, stitch, tuple(stitch.status.path), vnets,
+                                     stitch.status.reserved_bandwidth)
 
     def plan(self) -> Plan:
         desired, _ = self.desired()

@@ -23,7 +23,8 @@ from vnstitch.drivers.linux.network import ensure_address, ensure_link_up
 from vnstitch.drivers.linux.routing import ensure_root_htb
 from vnstitch.errors import Conflict, InvalidInput, NotFound
 from vnstitch.lab.topology import LAB_NAME, LabTopology, parse
-from vnstitch.planning.ops import EnsureNetwork, MemberPlacement
+from vnstitch.planning import desired
+from vnstitch.planning.ops import EnsureNetwork
 
 DEFAULT_SCALE = 0.01      # lab rate = capacity × scale (10 Gbit/s links become 100 Mbit/s HTB)
 DEFAULT_NAME = "lab"
@@ -51,9 +52,8 @@ def plan_layout(topo: LabTopology, name: str, scale: float, source: str = "") ->
 
 
 def network_op(net) -> EnsureNetwork:
-    return EnsureNetwork(network=f"{net.metadata.tenant}/{net.name}", vnid=net.spec.vnid, cidr=net.spec.cidr,
-                         members=tuple(MemberPlacement(m.name, m.node, m.address) for m in net.spec.members),
-                         reason="lab up")
+    """The lab's networks compile as the controller's do (`planning.desired`)."""
+    return desired.network_op(net, reason="lab up")
 
 
 def up(path: str, name: str | None = None, scale: float = DEFAULT_SCALE, directory: str | None = None) -> LabLayout:

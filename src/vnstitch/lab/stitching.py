@@ -1,5 +1,6 @@
-"""Turn Stitch resources into ops against a running lab (for `lab stitch`, tests and benchmarks;
-the controller's reconciler does the same from its store)."""
+"""Turn Stitch resources into ops against a running lab (for `lab stitch`, tests and benchmarks),
+with the controller's op compiler (`planning.desired`): the lab only picks the ends' nodes and the
+path, as admission does for the controller."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ from vnstitch.domain.substrate import Link, Node, link_name
 from vnstitch.drivers.linux.layout import LabLayout
 from vnstitch.errors import InvalidInput
 from vnstitch.pathing.paths import PathFinder
-from vnstitch.planning.ops import EnsureStitch, StitchEnd
+from vnstitch.domain.resources import API_VERSION
+from vnstitch.domain.vnet import VirtualNetwork
+from vnstitch.planning import desired
+from vnstitch.planning.desired import attach_node, end_key
+from vnstitch.planning.ops import EnsureStitch
 
 
 def lab_path(layout: LabLayout, a: str, b: str) -> tuple[str, ...]:
@@ -23,28 +28,39 @@ def lab_path(layout: LabLayout, a: str, b: str) -> tuple[str, ...]:
     return found[0].nodes
 
 
-def _end(networks: dict[str, dict], tenant: str, endpoint, field: str) -> StitchEnd:
-    key = f"{endpoint.tenant or tenant}/{endpoint.network}"
-    record = networks.get(key)
-    if record is None:
+def _vnet(key: str, record: dict) -> VirtualNetwork:
+    """A network the lab's driver state holds, as the resource the op compiler takes."""
+    tenant, _, name = key.partition("/")
+    return VirtualNetwork.model_validate({
+        "apiVersion": API_VERSION, "kind": "VirtualNetwork", "metadata": {"name": name, "tenant": tenant},
+        "spec": {"vnid": record["vnid"], "cidr": record["cidr"],
+                 "members": [{"name": m["name"], "node": m["node"], "address": m["address"]}
+                             for m in record["members"]]}})
+
+
+def _end_node(vnets: dict[str, VirtualNetwork], tenant: str, endpoint, field: str) -> str:
+    key = end_key(tenant, endpoint)
+    vnet = vnets.get(key)
+    if vnet is None:
         raise InvalidInput(f"unknown network '{key}' in the lab", field=f"{field}.network")
-    if endpoint.member:
-        member = next((m for m in record["members"] if m["name"] == endpoint.member), None)
-        if member is None:
-            raise InvalidInput(f"network {key} has no member '{endpoint.member}'", field=f"{field}.member")
-        return StitchEnd(key, record["vnid"], record["cidr"], member["node"], member["name"], member["address"])
-    if not record["members"]:
+    if endpoint.member and vnet.member(endpoint.member) is None:
+        raise InvalidInput(f"network {key} has no member '{endpoint.member}'", field=f"{field}.member")
+    node = attach_node(vnet, endpoint)
+    if node is None:
         raise InvalidInput(f"network {key} has no members to attach to", field=field)
-    return StitchEnd(key, record["vnid"], endpoint.subnet or record["cidr"], record["members"][0]["node"])
+    return node
 
 
 def stitch_op(layout: LabLayout, networks: dict[str, dict], stitch: Stitch,
               path: tuple[str, ...] | None = None) -> EnsureStitch:
-    """EnsureStitch for a Stitch resource: ends resolved from the lab's networks, shortest path."""
+    """EnsureStitch for a Stitch resource, compiled as the controller compiles it
+    (`planning.desired.stitch_op`): ends resolved from the lab's networks, lowest-latency path
+    unless `path` is given, the spec's bandwidth reserved."""
     tenant = stitch.metadata.tenant
-    a = _end(networks, tenant, stitch.spec.from_, "spec.from")
-    b = _end(networks, tenant, stitch.spec.to, "spec.to")
-    return EnsureStitch(stitch=f"{tenant}/{stitch.name}", type=stitch.spec.type.value, a=a, b=b,
-                        path=path or lab_path(layout, a.node, b.node), rate_bps=stitch.spec.bandwidth,
-                        encrypted=stitch.spec.encrypted, symmetric=stitch.spec.symmetric,
-                        reason="lab stitch")
+    vnets = {key: _vnet(key, record) for key, record in networks.items()}
+    a = _end_node(vnets, tenant, stitch.spec.from_, "spec.from")
+    b = _end_node(vnets, tenant, stitch.spec.to, "spec.to")
+    op = desired.stitch_op(f"{tenant}/{stitch.name}", tenant, stitch, tuple(path or lab_path(layout, a, b)), vnets,
+                           stitch.spec.bandwidth, reason="lab stitch")
+    assert op is not None  # both ends resolved above
+    return op

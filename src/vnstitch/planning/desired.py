@@ -1,0 +1,56 @@
+"""Desired state → ops: the one op compiler. The reconciler compiles the store's networks and
+admitted stitches with it, and the namespace lab (`vnstitch lab up`, `lab stitch`) compiles its
+YAML documents with it, so both ask the data plane for exactly the same thing.
+
+Pure: typed resources in, ops out; no store, no driver."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from vnstitch.domain.stitch import Endpoint, Stitch
+from vnstitch.domain.vnet import VirtualNetwork
+from vnstitch.planning.ops import EnsureNetwork, EnsureStitch, MemberPlacement, StitchEnd
+
+
+def network_key(tenant: str, name: str) -> str:
+    return f"{tenant}/{name}"
+
+
+def network_op(vnet: VirtualNetwork, reason: str = "") -> EnsureNetwork:
+    """EnsureNetwork for a virtual network: its VNID, CIDR and where each member sits."""
+    return EnsureNetwork(network_key(vnet.metadata.tenant, vnet.name), vnet.spec.vnid, vnet.spec.cidr,
+                         tuple(MemberPlacement(m.name, m.node, m.address) for m in vnet.spec.members), reason=reason)
+
+
+def end_key(tenant: str, end: Endpoint) -> str:
+    """The network a stitch end names (another tenant's when the end says so)."""
+    return network_key(end.tenant or tenant, end.network)
+
+
+def attach_node(vnet: VirtualNetwork, end: Endpoint) -> str | None:
+    """Where a stitch end attaches when no path says so: its member's node, else the network's first
+    member's node; None when the member is unknown or the network has no member."""
+    if end.member:
+        member = vnet.member(end.member)
+        return member.node if member else None
+    return vnet.spec.members[0].node if vnet.spec.members else None
+
+
+def stitch_op(key: str, tenant: str, stitch: Stitch, path: tuple[str, ...],
+              vnets: Mapping[str, VirtualNetwork], rate_bps: float, reason: str = "") -> EnsureStitch | None:
+    """EnsureStitch for a stitch over `path` (its ends attach at path[0] and path[-1]) reserving
+    `rate_bps`; None when an end's network is not among `vnets` or there is no path. (A member that
+    is gone is the caller's to refuse: admission re-plans such a stitch, the lab says so.)"""
+    if not path:
+        return None
+    ends = []
+    for end, node in ((stitch.spec.from_, path[0]), (stitch.spec.to, path[-1])):
+        vnet = vnets.get(end_key(tenant, end))
+        if vnet is None:
+            return None
+        member = vnet.member(end.member) if end.member else None
+        ends.append(StitchEnd(end_key(tenant, end), vnet.spec.vnid, end.subnet or vnet.spec.cidr, node,
+                              member.name if member else None, member.address if member else None))
+    return EnsureStitch(key, stitch.spec.type.value, ends[0], ends[1], tuple(path), rate_bps,
+                        stitch.spec.encrypted, stitch.spec.symmetric, reason=reason)

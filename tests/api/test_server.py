@@ -25,7 +25,7 @@ def test_server_refuses_to_start_without_an_admin_token(tmp_path):
 
 def test_token_commands(tmp_path, capsys):
     url = f"sqlite:///{tmp_path}/t.db"
-    assert main(["--store", url, "token", "create", "--tenant", "acme", "--role", "member"]) == 0
+    assert main(["--store", url, "--create", "token", "create", "--tenant", "acme", "--role", "member"]) == 0
     token = capsys.readouterr().out.strip()
     assert token.startswith("vns_")
     assert main(["--store", url, "token", "list"]) == 0

@@ -23,7 +23,8 @@ def cli(tmp_path, capsys):
         out, err = capsys.readouterr()
         return code, out, err
 
-    assert run("substrate", "import", str(data_path("abilene.xml")))[0] == 0
+    assert main(["--store", store, "--create", "substrate", "import", str(data_path("abilene.xml"))]) == 0
+    capsys.readouterr()
     return run
 
 
@@ -121,7 +122,7 @@ def test_unknown_store_scheme_and_missing_file(cli, capsys):
 
 def test_console_script_runs(tmp_path):
     exe = Path(sys.executable).parent / "vnstitch"
-    proc = subprocess.run([str(exe), "--store", f"sqlite://{tmp_path}/s.db", "get", "nodes"],
+    proc = subprocess.run([str(exe), "--store", f"sqlite://{tmp_path}/s.db", "--create", "get", "nodes"],
                           capture_output=True, text=True, env={**os.environ})
     assert proc.returncode == 0 and "No nodes found." in proc.stdout
 
@@ -230,3 +231,34 @@ def test_reconcile_loop_converges_and_stops_on_sigterm(cli, tmp_path):
     assert loop.returncode == 0, err
     assert "Traceback" not in err
     assert "No changes" in cli("plan")[1]  # the loop's driver state outlived it
+
+
+def test_a_store_path_that_does_not_exist_is_refused_unless_create(tmp_path, capsys):
+    typo = tmp_path / "typo" / "state.db"
+    assert main(["--store", f"sqlite://{typo}", "get", "nodes"]) == 1
+    err = capsys.readouterr().err
+    assert f"store sqlite://{typo} does not exist" in err and "--create" in err
+    assert not typo.parent.exists(), "nothing was created"
+    assert main(["--store", f"sqlite://{typo}", "--create", "get", "nodes"]) == 0
+    assert typo.exists()
+    assert main(["--store", f"sqlite://{typo}", "get", "nodes"]) == 0  # it exists now
+
+
+def test_an_empty_file_is_an_error_naming_it(cli, tmp_path):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing here\n---\n")
+    for command in (("apply", "-f"), ("validate",)):
+        code, _, err = cli(*command, str(empty))
+        assert code == 1 and f"no resources in {empty}" in err, (command, err)
+
+
+def test_a_bandwidth_without_a_unit_is_a_usage_error(cli):
+    with pytest.raises(SystemExit) as exited:
+        cli("availability", "blue", "red", "--bandwidth", "fast")
+    assert exited.value.code == 2
+
+
+def test_token_commands_refuse_a_server(tmp_path, capsys):
+    code = main(["--server", "http://127.0.0.1:9", "--store", f"sqlite://{tmp_path}/t.db", "--create",
+                 "token", "list"])
+    assert code == 1 and "do not go through --server" in capsys.readouterr().err

@@ -15,7 +15,7 @@ def test_apply_reconcile_delete_drive_the_kernel(lab, tmp_path, monkeypatch, cap
     store = f"sqlite://{tmp_path}/state.db"
 
     def cli(*argv):
-        code = main(["--store", store, "--driver", "linux", *argv])
+        code = main(["--store", store, "--create", "--driver", "linux", *argv])
         out, err = capsys.readouterr()
         assert code == 0, err
         return out

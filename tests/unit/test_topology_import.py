@@ -343,7 +343,7 @@ def test_sndlib_without_modules_needs_the_flag(tmp_path):
 def test_cli_import_refuses_missing_capacities_then_takes_the_flag(tmp_path, capsys):
     path = _write(tmp_path, {**NODE_LINK, "links": [{k: v for k, v in arc.items() if k != "capacity"}
                                                     for arc in NODE_LINK["links"]]})
-    store = ["--store", f"sqlite://{tmp_path}/state.db"]
+    store = ["--store", f"sqlite://{tmp_path}/state.db", "--create"]
     assert main([*store, "substrate", "import", str(path)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "4 of 4 links have no capacity" in err and "--default-capacity" in err

@@ -21,9 +21,20 @@ EXIT_OPS_FAILED = 2  # `reconcile --once`: the pass ran, some ops failed
 
 # composition root helpers -------------------------------------------------------------------
 def _store_url(args) -> str:
+    """--store (or $VNSTITCH_STORE), else the default store under the user data dir. A SQLite file
+    named explicitly must exist unless --create is given: a typo must not silently start an empty store."""
     from vnstitch.store import default_store_url
 
-    return args.store or default_store_url()
+    url = args.store or default_store_url()
+    if args.store and not getattr(args, "create", False):
+        scheme, _, rest = url.partition("://")
+        if scheme == "sqlite" and rest and not os.path.exists(rest):
+            raise InvalidInput(f"store {url} does not exist (check the path, or give --create to make a new "
+                               "store there)", field="--store")
+    return url
+
+
+store_url = _store_url  # for the command modules (serve, token, telemetry)
 
 
 def open_services(args) -> "Services":
@@ -72,13 +83,41 @@ def read_input(path: str) -> str:
         raise InvalidInput(f"cannot read {path}: {exc.strerror}", field="FILE") from None
 
 
-# commands ----------------------------------------------------------------------------------
-def cmd_validate(args) -> int:
+def _documents(path: str) -> list:
+    """The resources of one file; a file with none is an error (an empty or all-comment file is a mistake)."""
     from vnstitch.domain.registry import parse_documents
 
+    resources = parse_documents(read_input(path), source=path)
+    if not resources:
+        raise InvalidInput(f"no resources in {'standard input' if path == '-' else path}", field="FILE")
+    return resources
+
+
+def bandwidth_arg(text: str) -> float:
+    """argparse type: a bandwidth with its unit ('2Gbps'); anything else is a usage error."""
+    from vnstitch.units import parse_bandwidth
+
+    try:
+        return parse_bandwidth(text)
+    except (ValueError, VnstitchError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def duration_arg(text: str) -> float:
+    """argparse type: a duration with its unit ('20ms', '5m'); anything else is a usage error."""
+    from vnstitch.units import parse_duration
+
+    try:
+        return parse_duration(text)
+    except (ValueError, VnstitchError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+# commands ----------------------------------------------------------------------------------
+def cmd_validate(args) -> int:
     resources = []
     for path in args.files:
-        parsed = parse_documents(read_input(path), source=path)
+        parsed = _documents(path)
         resources.extend(parsed)
         for res in parsed:
             print(f"{path}: {res.KIND} {res.namespace + '/' if res.namespace else ''}{res.name} ok")
@@ -89,11 +128,9 @@ def cmd_validate(args) -> int:
 
 
 def cmd_apply(args) -> int:
-    from vnstitch.domain.registry import parse_documents
-
     resources = []
     for path in args.filename:
-        resources.extend(parse_documents(read_input(path), source=path))
+        resources.extend(_documents(path))
     if args.tenant:
         for res in resources:
             if res.NAMESPACED and "tenant" not in res.model_fields_set and res.metadata.tenant == "default":
@@ -252,11 +289,10 @@ def _endpoint(text: str):
 
 
 def cmd_availability(args) -> int:
-    from vnstitch.units import format_bandwidth, parse_bandwidth, parse_duration
+    from vnstitch.units import format_bandwidth
 
     answer = services(args).availability(args.tenant, _endpoint(args.src), _endpoint(args.dst),
-                                         parse_bandwidth(args.bandwidth),
-                                         parse_duration(args.max_latency) if args.max_latency else None)
+                                         args.bandwidth, args.max_latency)
     result = {
         "feasible": answer.feasible,
         "path": list(answer.path.nodes) if answer.path else None,
@@ -294,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--token", default=os.environ.get("VNSTITCH_TOKEN"), help="API bearer token ($VNSTITCH_TOKEN)")
     parser.add_argument("--driver", choices=["sim", "linux"], default=os.environ.get("VNSTITCH_DRIVER", "sim"),
                         help="data plane (default: sim)")
+    parser.add_argument("--create", action="store_true",
+                        help="make the store named by --store if it does not exist yet (without it, a SQLite "
+                             "path that does not exist is an error: a typo does not start an empty store)")
     parser.add_argument("--driver-state", help="driver state file/dir (default: beside the store)")
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -357,10 +396,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("availability", help="could X bit/s at ≤ Y ms be stitched between two endpoints? (reserves nothing)")
     p.add_argument("src", metavar="FROM", help="network or network/vm")
     p.add_argument("dst", metavar="TO", help="network or network/vm")
-    p.add_argument("--bandwidth", required=True)
-    p.add_argument("--max-latency")
-    p.add_argument("--tenant")
-    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    p.add_argument("--bandwidth", required=True, type=bandwidth_arg,
+                   help="bit/s with a unit: 200Mbps, 2Gbps, 1.5Tbps (bytes: MB/s)")
+    p.add_argument("--max-latency", type=duration_arg, help="one-way bound with a unit: 20ms, 1s (default: none)")
+    p.add_argument("--tenant", help="whose endpoints (default: the token's tenant, or 'default' locally)")
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text", help="default: text")
     p.set_defaults(func=cmd_availability)
 
     p = sub.add_parser("demo", help="the end-to-end demo on bundled real data (simulator, no root)")

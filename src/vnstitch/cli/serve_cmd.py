@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import sys
 
+from vnstitch.errors import InvalidInput
+
 EXIT_OK = 0
 
 
 def _store(args):
-    from vnstitch.store import default_store_url, open_store
+    """The store the token commands work on: they write it directly, never through --server."""
+    from vnstitch.cli.main import store_url
+    from vnstitch.store import open_store
 
-    return open_store(args.store or default_store_url())
+    if getattr(args, "server", None):
+        raise InvalidInput("token commands work on the store itself (--store or $VNSTITCH_STORE), on the "
+                           "machine that holds it; they do not go through --server / $VNSTITCH_URL",
+                           field="--server")
+    return open_store(store_url(args))
 
 
 def cmd_serve(args) -> int:
@@ -18,10 +26,11 @@ def cmd_serve(args) -> int:
 
     from vnstitch.api.app import create_app
     from vnstitch.api.settings import Settings
-    from vnstitch.cli.main import driver_state_path
+    from vnstitch.cli.main import driver_state_path, store_url
     from vnstitch.units import parse_bandwidth
 
-    settings = Settings(store_url=args.store, driver=args.driver, driver_state=driver_state_path(args),
+    settings = Settings(store_url=store_url(args) if args.store else None, driver=args.driver,
+                        driver_state=driver_state_path(args),
                         dev=args.dev, tick_s=args.tick, max_body_bytes=args.max_body,
                         rate_limit_per_s=args.rate_limit, rate_limit_burst=args.rate_burst,
                         quota_stitches=args.quota_stitches, quota_bandwidth_bps=parse_bandwidth(args.quota_bandwidth),

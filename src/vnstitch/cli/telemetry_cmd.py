@@ -97,20 +97,21 @@ def cmd_push(args) -> int:
 
 
 def _progress(total: int, quiet: bool):
-    from tqdm import tqdm
+    from vnstitch.optional import progress_bar
 
-    return tqdm(total=total, unit="sample", unit_scale=True, file=sys.stderr, disable=quiet, leave=False)
+    return progress_bar(total, unit="sample", unit_scale=True, disable=quiet, leave=False)
 
 
 def _push_local(args, tenant, samples, batch, now) -> tuple[int, int]:
     """Validated whole against the local store's networks first, then written batch by batch."""
     from vnstitch.domain.vnet import VirtualNetwork
-    from vnstitch.store import default_store_url, open_store
+    from vnstitch.cli.main import store_url
+    from vnstitch.store import open_store
     from vnstitch.telemetry import validate_batch
     from vnstitch.telemetry.store import open_telemetry_store
     from vnstitch.telemetry.validate import endpoints_of
 
-    store = open_store(getattr(args, "store", None) or default_store_url())
+    store = open_store(store_url(args))
     try:
         networks = {}
         for record in store.list("VirtualNetwork", tenant):

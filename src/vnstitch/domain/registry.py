@@ -24,6 +24,36 @@ _ALIASES = {
 }
 
 
+class StrictLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (PyYAML lets the last one win
+    silently: `bandwidth: 1Gbps` … `bandwidth: 10Gbps` would reserve the second without a word)."""
+
+
+def _mapping_without_duplicates(loader: StrictLoader, node: yaml.MappingNode, deep: bool = False):
+    seen: dict = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # '<<' merges are resolved by the base constructor
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            first = seen.get(key)
+        except TypeError:
+            continue  # an unhashable key: the base constructor reports it
+        if first is not None:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key '{key}' (first given at line {first})", key_node.start_mark)
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def load_yaml_documents(stream) -> list:
+    """Every non-empty document of a YAML (or JSON) text or file; a duplicate key is a YAMLError."""
+    return [d for d in yaml.load_all(stream, Loader=StrictLoader) if d is not None]
+
+
 def kind_class(name: str) -> type[Resource]:
     """'stitches', 'Stitch', 'vnet' → the resource class; unknown names list the valid ones."""
     cls = _ALIASES.get(name) or _ALIASES.get(name.lower())
@@ -55,7 +85,7 @@ def parse_resource(doc: Any, where: str = "") -> Resource:
 def parse_documents(text: str, source: str = "input") -> list[Resource]:
     """Multi-document YAML (or JSON) text → resources, in file order."""
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = load_yaml_documents(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

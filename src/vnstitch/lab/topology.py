@@ -9,6 +9,7 @@ import networkx as nx
 import yaml
 from pydantic import ValidationError
 
+from vnstitch.domain.registry import load_yaml_documents
 from vnstitch.domain.resources import invalid_from_pydantic
 from vnstitch.domain.stitch import Stitch
 from vnstitch.domain.substrate import Link, Node
@@ -45,7 +46,7 @@ class LabTopology:
 def load_documents(path: str) -> list[dict]:
     try:
         with open(path) as handle:
-            return [doc for doc in yaml.safe_load_all(handle) if doc is not None]
+            return load_yaml_documents(handle)
     except yaml.YAMLError as exc:
         raise InvalidInput(f"{path}: malformed YAML ({exc})") from None
     except OSError as exc:

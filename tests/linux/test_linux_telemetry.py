@@ -1,4 +1,5 @@
-"""LinuxCountersSource: the stitch chains' nft counters give the rate iperf3 sends, per direction."""
+"""LinuxCountersSource: the stitch chains' nft counters give the rate iperf3 sends, per direction
+(in the controller's units: the kernel's rate divided by the lab's scale, 0.01 here)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ def test_samples_match_the_rate_iperf3_sends_each_way(lab):
     _direct(lab)
     assert lab.pings("blue-1", "10.2.0.21")
     source = LinuxCountersSource(lab.driver)
+    scale = lab.driver.lab.scale
     assert source.collect(1000.0) == [], "the first collect is a baseline"
 
     # Two UDP flows at once, of different rates: blue-1 → red-1 and (-R) red-1 → blue-1.
@@ -53,8 +55,10 @@ def test_samples_match_the_rate_iperf3_sends_each_way(lab):
         sample = samples[pair]
         assert sample.tenant == "acme" and sample.time == 1002.5
         # the counters see IP packets (28 bytes of headers on 1200 of payload) where iperf3 counts payload
-        assert 0.8 * sent_bps <= sample.rate_bps <= 1.2 * sent_bps, (pair, sample.rate_bps, sent_bps)
-        print(f"\nsample {pair[0]}→{pair[1]} {sample.rate_bps / 1e6:.2f} Mbit/s, iperf3 {sent_bps / 1e6:.2f} Mbit/s "
+        kernel_bps = sample.rate_bps * scale
+        assert 0.8 * sent_bps <= kernel_bps <= 1.2 * sent_bps, (pair, sample.rate_bps, sent_bps)
+        print(f"\nsample {pair[0]}→{pair[1]} {kernel_bps / 1e6:.2f} Mbit/s in the kernel "
+              f"({sample.rate_bps / 1e6:.0f} Mbit/s modelled), iperf3 {sent_bps / 1e6:.2f} Mbit/s "
               f"(lost {report.get('lost_percent', 0):.1f}%)")
     vm_pair = samples[("blue/blue-1", "red/red-1")]
     assert vm_pair.rate_bps == samples[("blue", "red")].rate_bps, "a direct stitch: its VM pair is its network pair"
@@ -64,6 +68,7 @@ def test_rewritten_chain_and_recreated_stitch_count_from_zero(lab):
     op = _direct(lab)
     assert lab.pings("blue-1", "10.2.0.21", count=30)
     source = LinuxCountersSource(lab.driver)
+    scale = lab.driver.lab.scale
     source.collect(1000.0)
     before = lab.driver.pair_bytes()[("acme/blue", "acme/red")]
     assert before > 0
@@ -77,7 +82,7 @@ def test_rewritten_chain_and_recreated_stitch_count_from_zero(lab):
     assert 0 < lab.driver.pair_bytes()[("acme/blue", "acme/red")] < before
     samples = source.collect(1001.0)
     assert source.resets >= 1 and samples
-    assert all(0 <= s.rate_bps < 1e6 for s in samples), samples
+    assert all(0 <= s.rate_bps * scale < 1e6 for s in samples), samples
 
     # The stitch removed and built again: all of its counters start again.
     lab.driver.apply(RemoveStitch(stitch=KEY, reason="test"))
@@ -88,7 +93,7 @@ def test_rewritten_chain_and_recreated_stitch_count_from_zero(lab):
     samples = _by_pair(source.collect(1003.0))
     assert set(samples) == {("blue", "red"), ("red", "blue"), ("blue/blue-1", "red/red-1"),
                             ("red/red-1", "blue/blue-1")}
-    assert all(0 < s.rate_bps < 1e6 for s in samples.values()), samples
+    assert all(0 < s.rate_bps * scale < 1e6 for s in samples.values()), samples
 
 
 class _FakeDriver:
@@ -121,3 +126,18 @@ def test_resets_unreadable_chains_and_cross_tenant_pairs():
     driver.counters[("acme/s2", "acme/a", "acme/b")] = ("st_y#4", 5500)   # readable again: over 2 s
     [sample] = source.collect(102.0)
     assert sample.rate_bps == 100 * 8 + 500 * 8 / 2.0
+
+
+def test_rates_are_in_the_units_of_capacities_and_reservations():
+    """A lab shapes a link to capacity × scale: the kernel's rate ÷ scale is the modelled demand."""
+    from types import SimpleNamespace
+
+    driver, clock = _FakeDriver(), [0.0]
+    driver.lab = SimpleNamespace(scale=0.01)
+    source = LinuxCountersSource(driver, clock=lambda: clock[0])
+    driver.counters = {("acme/s1", "acme/a", "acme/b"): ("st_x#4", 0)}
+    assert source.collect(100.0) == []
+    clock[0] = 2.0
+    driver.counters[("acme/s1", "acme/a", "acme/b")] = ("st_x#4", 5_000_000)    # 20 Mbit/s in the kernel
+    [sample] = source.collect(102.0)
+    assert sample.rate_bps == 2e9

@@ -14,7 +14,9 @@ class LinuxCountersSource:
     """Reads `LinuxDriver.stitch_bytes()` and reports each (src, dst) the stitches carry.
 
     rate_bps is what entered the stitches from src towards dst (offered, before shaping), summed
-    over the stitches that join them; direct stitches also give their VM pair ("blue/blue-1").
+    over the stitches that join them; direct stitches also give their VM pair ("blue/blue-1"). It is
+    in the controller's units, as link capacities and reservations are: the kernel's rate divided by
+    the lab's scale (the lab shapes a link to capacity × scale; a driver without a lab: scale 1).
     The first collect only takes a baseline; elapsed time is measured with `clock` (monotonic),
     `now` only stamps the samples. Each stitch direction is its own counter, so one stitch's reset
     does not hide in a pair's sum: a counter that went down, or whose rule was rewritten (a new
@@ -30,6 +32,7 @@ class LinuxCountersSource:
     def __init__(self, driver, clock: Callable[[], float] = time.monotonic):
         self.driver = driver
         self.clock = clock
+        self.scale = float(getattr(getattr(driver, "lab", None), "scale", 1.0) or 1.0)
         self._last: dict[Key, tuple[str, int, float]] = {}   # → (counter id, bytes, clock() when read)
         self._last_time: float | None = None
         self.skipped_cross_tenant = 0
@@ -56,7 +59,7 @@ class LinuxCountersSource:
             else:
                 delta, since = value - before[1], before[2]
             pair = key[1:]
-            bits[pair] = bits.get(pair, 0.0) + delta * 8 / (read_at - since)
+            bits[pair] = bits.get(pair, 0.0) + delta * 8 / (read_at - since) / self.scale
         out = []
         for (src_key, dst_key), rate_bps in sorted(bits.items()):
             src_tenant, _, src = src_key.partition("/")

@@ -147,7 +147,7 @@ class LinuxDriver:
             names = StitchNames(rec["hash"], rec["index"])
             for side, end in (("a", sop.a), ("b", sop.b)):
                 if end.network == op.network:
-                    changed |= stitch_mod._ensure_vm_routes(ctx, sop, names, side)
+                    changed |= stitch_mod.ensure_vm_routes(ctx, sop, names, side)
         return changed
 
     def _remove_network(self, op: RemoveNetwork) -> bool:
@@ -233,7 +233,30 @@ class LinuxDriver:
         stitch_mod.teardown(self._context(), sop, StitchNames(record["hash"], record["index"]), record)
         del self.state["stitches"][key]
         self._save()
+        self._hand_back_vm_routes(sop)
         return True
+
+    def _hand_back_vm_routes(self, gone: EnsureStitch) -> None:
+        """The VMs' route towards the other network was the removed stitch's (the stitch ensured last
+        takes it): give it to a remaining stitch between the same networks (the one reserving most), so
+        that, e.g., ending a forecast stitch does not cut off the user stitch the pair still has."""
+        if gone.type == "direct":
+            return
+        ends = {gone.a.network, gone.b.network}
+        siblings = []
+        for key, record in self.state["stitches"].items():
+            sop = op_from_dict(record["op"])
+            if sop.type != "direct" and {sop.a.network, sop.b.network} == ends:
+                siblings.append((sop.rate_bps, key, sop, record))
+        if not siblings:
+            return
+        _, key, sop, record = max(siblings, key=lambda s: (s[0], s[1]))
+        ctx, names = self._context(), StitchNames(record["hash"], record["index"])
+        for side in stitch_mod.SIDES:
+            try:
+                stitch_mod.ensure_vm_routes(ctx, sop, names, side)
+            except DriverError as exc:  # e.g. a VM just gone: the next pass repairs what it can
+                log.warning("handing the VM routes of %s back to %s: %s", gone.stitch, key, exc)
 
     # --- observe ----------------------------------------------------------------------
 

@@ -143,7 +143,7 @@ def _handle(minor: int) -> int:
 
 
 def htb_classes(ipr, index: int) -> dict[int, dict]:
-    """minor → {"rate_bps", "bytes"} for the HTB classes on a device."""
+    """minor → {"rate_bps", "ceil_bps", "bytes"} for the HTB classes on a device."""
     out = {}
     for msg in ipr.get_classes(index=index):
         if msg.get("TCA_KIND") != "htb":
@@ -151,12 +151,13 @@ def htb_classes(ipr, index: int) -> dict[int, dict]:
         parms = msg.get(("TCA_OPTIONS", "TCA_HTB_PARMS")) or {}
         rate64 = msg.get(("TCA_OPTIONS", "TCA_HTB_RATE64"))
         rate_bytes = rate64 or parms.get("rate", 0)
+        ceil_bytes = msg.get(("TCA_OPTIONS", "TCA_HTB_CEIL64")) or parms.get("ceil", 0)
         stats = msg.get("TCA_STATS2")
         sent = 0
         if stats is not None:
             basic = stats.get("TCA_STATS_BASIC")
             sent = basic.get("bytes", 0) if basic else 0
-        out[msg["handle"] & 0xFFFF] = {"rate_bps": rate_bytes * 8.0, "bytes": sent}
+        out[msg["handle"] & 0xFFFF] = {"rate_bps": rate_bytes * 8.0, "ceil_bps": ceil_bytes * 8.0, "bytes": sent}
     return out
 
 
@@ -195,16 +196,19 @@ def _rebalance_default(ipr, index: int, link_rate_bps: float) -> None:
 
 def ensure_stitch_class(ipr, ifname: str, minor: int, prio: int, rate_bps: float, link_rate_bps: float,
                         dports: list[int]) -> bool:
-    """A class at the reserved rate for the stitch's tunnel packets (UDP to its ports) on one egress."""
+    """A class for the stitch's tunnel packets (UDP to its ports) on one egress: the reservation is
+    guaranteed (rate) and what the link has spare is borrowed (ceil = the link's rate), so traffic above
+    the reservation is best effort, as the simulator models it, never cut off while the link is idle."""
     index = ifindex(ipr, ifname)
     classes = htb_classes(ipr, index)
     changed = False
     current = classes.get(minor)
-    rate = f"{int(rate_bps)}bit"
-    if current is None or abs(current["rate_bps"] - int(rate_bps)) > max(8.0, rate_bps * 1e-3):
-        # tc class replace dev X parent 1:1 classid 1:MINOR htb rate R ceil R
+    rate, ceil = f"{int(rate_bps)}bit", f"{int(link_rate_bps)}bit"
+    if current is None or abs(current["rate_bps"] - int(rate_bps)) > max(8.0, rate_bps * 1e-3) \
+            or abs(current["ceil_bps"] - int(link_rate_bps)) > max(8.0, link_rate_bps * 1e-3):
+        # tc class replace dev X parent 1:1 classid 1:MINOR htb rate R ceil LINK
         ipr.tc("replace-class", "htb", index, _handle(minor), parent=_handle(LINK_CLASS_MINOR), rate=rate,
-               ceil=rate, quantum=1514)
+               ceil=ceil, quantum=1514)
         changed = True
     filters = [m for m in ipr.get_filters(index=index, parent=0x10000)
                if (m["info"] >> 16) == prio and m.get("TCA_KIND") == "u32" and m.get(("TCA_OPTIONS", "TCA_U32_SEL"))]

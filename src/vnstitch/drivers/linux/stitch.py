@@ -136,7 +136,7 @@ def build(ctx: StitchContext, op: EnsureStitch, names: StitchNames, record: dict
     changed = start_tunnel_processes(ctx, op, names, record)
     for side in SIDES:
         changed |= ensure_attachment(ctx, op, names, side, fresh)
-        changed |= _ensure_vm_routes(ctx, op, names, side, fresh)
+        changed |= ensure_vm_routes(ctx, op, names, side, fresh)
     changed |= ensure_path(ctx, op, names, fresh)
     if not fresh:  # a flushed table on any node of the path drops the stitch's traffic there
         for node in dict.fromkeys(op.path):
@@ -428,7 +428,7 @@ def _vm_targets(ctx: StitchContext, op: EnsureStitch, names: StitchNames, side: 
     return [(ctx.lab.vm_ns(m["name"]), "eth0", None) for m in ctx.members_of.get(end.network, [])]
 
 
-def _ensure_vm_routes(ctx: StitchContext, op: EnsureStitch, names: StitchNames, side: str,
+def ensure_vm_routes(ctx: StitchContext, op: EnsureStitch, names: StitchNames, side: str,
                       fresh: bool = False) -> bool:
     """ip -n VM route replace REMOTE via 169.254.x.y dev DEV onlink [src ADDR] mtu M."""
     _, remote = _ends(op, side)

@@ -53,6 +53,13 @@ def test_cli_and_remote_controller_over_a_real_server(live, tmp_path, capsys):
     assert "web-db" in capsys.readouterr().out
     assert main(member + ["availability", "web", "db", "--bandwidth", "1Gbps"]) == 0
     assert capsys.readouterr().out.startswith("yes")
+    # ForecastPolicies go through apply and get like every other kind
+    policy = tmp_path / "fc.yaml"
+    policy.write_text("kind: ForecastPolicy\nmetadata: {name: fc}\nspec: {networks: [web, db], interval: 60s}\n")
+    assert main(member + ["apply", "-f", str(policy)]) == 0
+    assert "forecastpolicy/acme/fc created" in capsys.readouterr().out.lower()
+    assert main(member + ["get", "forecastpolicies", "fc", "-o", "json"]) == 0
+    assert '"interval": 60' in capsys.readouterr().out
     # Errors come back as the same classes, with code and field.
     remote = RemoteController(live.url, token=live.tokens["other"])
     with pytest.raises(NotFound):

@@ -120,7 +120,9 @@ class ReconcileWorker:
                 except Exception:  # noqa: BLE001 - e.g. the store is down: logged, the pass goes on
                     self.failures += 1
                     log.exception("proactive loop failed")
-            result = self.reconciler.reconcile_once(now)
+            # read the clock again: the transitions this pass records happen after what the proactive
+            # step wrote (a stitch created at t must not go ESTABLISHING at a time before t)
+            result = self.reconciler.reconcile_once(self.clock() if self.proactive is not None else now)
             for op, error in result.errors:
                 log.warning("reconcile op failed: %s", error)
             self.last_error = None

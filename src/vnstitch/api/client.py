@@ -16,7 +16,7 @@ from vnstitch.domain.resources import Resource
 from vnstitch.errors import InvalidInput, VnstitchError
 
 PATHS = {"Node": "substrate/nodes", "Link": "substrate/links", "VirtualNetwork": "virtualnetworks",
-         "Stitch": "stitches"}
+         "Stitch": "stitches", "ForecastPolicy": "forecastpolicies"}
 PAGE_SIZE = 500
 
 

@@ -381,7 +381,7 @@ class LinuxDriver:
             node, egress, _ = egresses[0]
             cls = snap.classes(node, egress).get(names.class_minor)
             if cls is not None and self.lab.scale > 0:
-                rate = cls["rate_bps"] / self.lab.scale
+                rate = cls["rate_bps"] / self.lab.scale / stitch_mod.wire_factor(op)
             elif op.rate_bps > 0:
                 problems.append(f"HTB class {names.class_minor} missing on {node} {egress}")
         if not counted:

@@ -91,6 +91,22 @@ def tunnel_mtu(op: EnsureStitch) -> int:
     return wireguard.TUNNEL_MTU if op.encrypted else NETWORK_MTU - 30
 
 
+# Bytes each tunnel packet adds on the substrate link (what the HTB class counts): WireGuard's header
+# and tag (16 + 16), UDP 8, IPv4 20, Ethernet 14; VXLAN's inner Ethernet 14, VXLAN 8, UDP 8, IPv4 20,
+# Ethernet 14.
+WIREGUARD_OVERHEAD, VXLAN_OVERHEAD = 32 + 8 + 20 + 14, 14 + 8 + 8 + 20 + 14
+
+
+def wire_factor(op: EnsureStitch) -> float:
+    """Substrate bytes per byte of the stitched traffic for full-size packets: the reservation is of the
+    traffic between the networks, the class is enforced on the tunnel's packets, so its rate is scaled
+    up by this (about 5%); small packets carry relatively more overhead and get a little less."""
+    if is_local(op):
+        return 1.0
+    mtu = tunnel_mtu(op)
+    return (mtu + (WIREGUARD_OVERHEAD if op.encrypted else VXLAN_OVERHEAD)) / mtu
+
+
 def policy_sides(op: EnsureStitch) -> tuple[str, ...]:
     """The ends that own a routing table T and an nft chain: a local stitch has one of each, in
     which end a's gateway and end b's gateway are each other's tunnel."""
@@ -507,7 +523,7 @@ def shaped_egresses(lab: LabLayout, op_path: tuple[str, ...], symmetric: bool) -
 
 
 def ensure_rate(ctx: StitchContext, op: EnsureStitch, names: StitchNames, rate_bps: float) -> bool:
-    """HTB class at rate × lab scale on each egress of the path (removed when the rate is 0)."""
+    """HTB class at rate × lab scale × wire_factor on each egress of the path (removed when the rate is 0)."""
     changed = False
     ports = sorted({names.port("a"), names.port("b")})
     failed: list[DriverError] = []
@@ -516,7 +532,7 @@ def ensure_rate(ctx: StitchContext, op: EnsureStitch, names: StitchNames, rate_b
             ipr = ctx.nss(ctx.lab.node_ns(node))
             with kernel_errors(f"tc class for {op.stitch} on {node}/{egress}"):
                 if rate_bps > 0:
-                    scaled = min(rate_bps * ctx.lab.scale, link_rate)
+                    scaled = min(rate_bps * ctx.lab.scale * wire_factor(op), link_rate)
                     changed |= routing.ensure_stitch_class(ipr, egress, names.class_minor, names.filter_prio,
                                                            scaled, link_rate, ports)
                 else:

@@ -77,3 +77,21 @@ def test_bad_policies_and_suggestions_over_the_api(make_api):
     missing = api.call("member", "POST", "/v1/suggestions/nope/approve")
     assert missing.status_code == 404
     assert api.call("reader", "POST", "/v1/suggestions/nope/approve").status_code == 403
+
+
+def test_forecast_stitches_count_against_the_tenants_quota(make_api):
+    api = make_api(reconcile=True, proactive=True, tick_s=0.2, reconcile_min_interval_s=0.05,
+                   quota_bandwidth_bps=1e9)
+    for doc in (vnet("web", 100, "10.0.0.0/24", [("w1", "NYCMng", "10.0.0.1")]),
+                vnet("db", 101, "10.1.0.0/24", [("d1", "LOSAng", "10.1.0.1")])):
+        api.call("member", "POST", "/v1/virtualnetworks", json=doc).raise_for_status()
+    assert api.call("member", "POST", "/v1/forecastpolicies", json=policy()).status_code == 201
+    deadline = time.monotonic() + 30
+    while True:  # near the links' capacity: the loop wants a stitch of several Gbit/s, over the 1 Gbit/s quota
+        push(api, {("web", "db"): 9.5e9}, time.time())
+        time.sleep(INTERVAL)
+        status = api.call("member", "GET", "/v1/forecastpolicies/fc").json()["status"]
+        if "refused" in status.get("message", "") and "quota 'bandwidth'" in status["message"]:
+            break
+        assert time.monotonic() < deadline, status
+    assert forecast_stitches(api) == []

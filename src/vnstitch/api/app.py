@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Callable
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 from vnstitch import __version__
 from vnstitch.api.auth import Authenticator, create_token, has_admin
@@ -78,7 +78,7 @@ def create_app(settings: Settings, store: Store | None = None, driver=None,
         registry.on_leading = lambda: telemetry.catch_up(3600.0)
     if settings.reconcile:
         context.worker = _make_worker(settings, controller, driver, context.idempotency, clock,
-                                      pace=_yield_to_requests(context), telemetry=telemetry)
+                                      pace=_yield_to_requests(context), telemetry=telemetry, usage=context.usage)
     if registry is not None:
         worker = context.worker
         registry.leading = (lambda: worker.leading) if worker is not None else None
@@ -113,7 +113,9 @@ def create_app(settings: Settings, store: Store | None = None, driver=None,
                 gc.unfreeze()
 
     app = FastAPI(title="vnstitch", version=__version__, description=DESCRIPTION, lifespan=lifespan,
-                  docs_url="/docs", redoc_url=None)
+                  docs_url=None, redoc_url=None)  # /docs below, its assets served from the package
+    _mount_docs(app)
+    context.metrics.watch(controller, context.worker)  # /metrics reads the state at scrape time
     app.state.ctx = context
     app.state.dev_token = dev_token
     app.state.replicas = registry
@@ -130,6 +132,29 @@ def create_app(settings: Settings, store: Store | None = None, driver=None,
         app.include_router(module.router)
     app.add_middleware(BodyLimitAndMetrics, max_body_bytes=settings.max_body_bytes, metrics=context.metrics)
     return app
+
+
+def _mount_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from the vendored swagger-ui-dist in api/static (no CDN: works offline)."""
+    from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount("/static", StaticFiles(packages=[("vnstitch.api", "static")]), name="static")
+    assets = "/static/swagger-ui"  # api/static/README.md says which release and where from
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui(request: Request):
+        root = request.scope.get("root_path", "").rstrip("/")  # behind a proxy, as FastAPI's own /docs
+        return get_swagger_ui_html(
+            openapi_url=root + app.openapi_url, title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{assets}/swagger-ui-bundle.js", swagger_css_url=f"{root}{assets}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{assets}/favicon-32x32.png",
+            oauth2_redirect_url=root + app.swagger_ui_oauth2_redirect_url,
+            swagger_ui_parameters={"validatorUrl": None})  # no badge fetched from validator.swagger.io
+
+    @app.get(app.swagger_ui_oauth2_redirect_url, include_in_schema=False)
+    def swagger_ui_redirect():
+        return get_swagger_ui_oauth2_redirect_html()
 
 
 def _warm(controller: Controller) -> None:
@@ -164,7 +189,7 @@ def _model_dir(settings: Settings, store) -> str:
 
 
 def _make_worker(settings: Settings, controller: Controller, driver, idempotency: IdempotencyKeys, clock,
-                 pace: Callable[[], None] | None = None, telemetry=None):
+                 pace: Callable[[], None] | None = None, telemetry=None, usage=None):
     from vnstitch.api.background import ReconcileWorker
     from vnstitch.controller.reconciler import Reconciler
     from vnstitch.domain.substrate import Link
@@ -202,8 +227,10 @@ def _make_worker(settings: Settings, controller: Controller, driver, idempotency
             from vnstitch.telemetry.sim import SimCountersSource
 
             sources.append(SimCountersSource(driver))
+        def quota(tenant: str, values: list[dict]) -> None:  # forecast stitches count like the tenant's own
+            usage.check(tenant, values, settings.quota_stitches, settings.quota_bandwidth_bps)
         proactive = ProactiveLoop(controller, telemetry, ModelStore(_model_dir(settings, controller.store)),
-                                  sources=sources)
+                                  sources=sources, quota=quota if usage is not None else None)
     return ReconcileWorker(reconciler, settings.tick_s, settings.reconcile_min_interval_s, clock=clock,
                            housekeeping=idempotency.purge, election=election, relist_s=settings.relist_s,
                            proactive=proactive)

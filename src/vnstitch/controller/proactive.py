@@ -248,8 +248,12 @@ class ProactiveLoop:
     """One controller's forecast → allocate → admit loop over every ForecastPolicy in the store."""
 
     def __init__(self, controller: Controller, telemetry: TelemetryReader, models: ModelStore | None = None,
-                 sources: Iterable[TelemetrySource] = (), train: bool = True, predictor: "Predictor | None" = None):
+                 sources: Iterable[TelemetrySource] = (), train: bool = True, predictor: "Predictor | None" = None,
+                 quota: Callable[[str, list[dict]], None] | None = None):
         self.controller = controller
+        # quota(tenant, stitch values) raises (QuotaExceeded) when writing them would take the tenant over
+        # its stitch or bandwidth quota: forecast stitches count against the tenant's quotas like its own
+        self.quota = quota
         self.predictor = predictor  # replaces the policy's model (the replay's strategies); None: the model
         self.telemetry = telemetry
         self.sources = list(sources)
@@ -434,6 +438,8 @@ class ProactiveLoop:
         run.seconds = time.perf_counter() - started
         run.message = (f"{len(allocation.decisions)} decisions ({run.applied} applied, {len(run.refused)} refused)"
                        if spec.mode == "auto" else f"{run.suggested} decisions suggested, awaiting approval")
+        if run.refused:
+            run.message += f"; first refusal: {run.refused[0]}"
         if model_label == "baseline" and model_status.state != "training":
             run.message += f"; forecasting with the baseline ({BASELINE_MODEL}) until {spec.model} is trained"
         self._write_status(record, policy, step, now, safe, run, pairs=len(pairs), stitches=len(landed))
@@ -515,6 +521,32 @@ class ProactiveLoop:
         return held
 
     # decisions -> stitches ----------------------------------------------------------------------
+    def _admit(self, tenant: str, docs: list) -> list:
+        """apply_each over the docs the tenant's quotas allow: in order, each is admitted only if, with
+        those admitted before it, it keeps the tenant within its quotas (else its outcome is the
+        QuotaExceeded error, and the part is refused as admission refuses one); one outcome per doc."""
+        if not docs:
+            return []
+        outcomes: list = [None] * len(docs)
+        allowed: list[int] = []
+        if self.quota is None:
+            allowed = list(range(len(docs)))
+        else:
+            accepted: list[dict] = []
+            for k, doc in enumerate(docs):
+                value = {"metadata": {"name": doc.name}, "spec": {"bandwidth": float(doc.spec.bandwidth)}}
+                try:
+                    self.quota(tenant, accepted + [value])
+                except VnstitchError as exc:
+                    outcomes[k] = exc
+                    continue
+                accepted.append(value)
+                allowed.append(k)
+        if allowed:
+            for k, outcome in zip(allowed, self.controller.apply_each([docs[k] for k in allowed], fenced=True)):
+                outcomes[k] = outcome
+        return outcomes
+
     def _apply(self, tenant: str, policy: str, spec, decisions: list[Decision], held: dict[Pair, Held],
                run: PolicyRun) -> dict[Pair, Held]:
         """Admit the decisions as stitches (one per part); a refused part keeps what it had. Returns
@@ -528,7 +560,7 @@ class ProactiveLoop:
                 docs.append(_stitch_doc(tenant, policy, spec, decision, i, path, bps))
                 owners.append((decision, i))
         landed: dict[Pair, dict[int, tuple]] = {}
-        for (decision, i), outcome in zip(owners, self.controller.apply_each(docs, fenced=True) if docs else []):
+        for (decision, i), outcome in zip(owners, self._admit(tenant, docs)):
             before = held[decision.pair].parts if decision.pair in held else ()
             if isinstance(outcome, VnstitchError):
                 run.refused.append(f"{stitch_name(policy, decision.pair, i)}: {outcome}")

@@ -73,3 +73,10 @@ class DriverError(VnstitchError):
     def __init__(self, message: str, field: str | None = None, errno: int | None = None):
         super().__init__(message, field)
         self.errno = errno
+
+
+class MissingDependency(VnstitchError):
+    """An optional package is not installed; the message names the extra that brings it."""
+
+    code = "missing_dependency"
+    http_status = 500

@@ -125,12 +125,27 @@ def test_availability_reserves_nothing(seeded):
     query = {"from": {"network": "web"}, "to": {"network": "db"}, "bandwidth": "9Gbps", "maxLatency": "100ms"}
     answer = seeded.call("member", "POST", "/v1/availability", json=query).json()
     assert answer["feasible"] is True and answer["path"]["nodes"][0] == "NYCMng"
-    before = seeded.call("admin", "GET", "/metrics").text
-    seeded.call("member", "POST", "/v1/availability", json=query)
-    assert seeded.call("admin", "GET", "/metrics").text.count("vnstitch_link_reserved_bps{") == \
-        before.count("vnstitch_link_reserved_bps{")
+    before = _reserved_bps(seeded)
+    assert before and any(before.values()), "the seeded stitch reserves something: the comparison has values"
+    seeded.call("member", "POST", "/v1/availability", json=query).raise_for_status()
+    assert _reserved_bps(seeded) == before
     too_much = seeded.call("member", "POST", "/v1/availability", json={**query, "bandwidth": "50Gbps"}).json()
     assert too_much["feasible"] is False and too_much["reason"]
+    assert _reserved_bps(seeded) == before
+    # The comparison sees a reservation on links that already hold one (same lines, other values).
+    seeded.call("member", "POST", "/v1/stitches", json=stitch("more", "web", "db", "1Mbps")).raise_for_status()
+    after = _reserved_bps(seeded)
+    assert after.keys() == before.keys() and after != before
+
+
+def _reserved_bps(api) -> dict[tuple[str, str], float]:
+    """(link, direction) → reserved bit/s, parsed from /metrics (the ledger as an operator sees it)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = api.call("admin", "GET", "/metrics").text
+    return {(s.labels["link"], s.labels["direction"]): s.value
+            for family in text_string_to_metric_families(text) if family.name == "vnstitch_link_reserved_bps"
+            for s in family.samples}
 
 
 def test_watch_streams_ndjson_and_sse(seeded):
@@ -165,16 +180,25 @@ def test_reconciler_inside_the_server_activates_stitches_and_metrics_show_them(l
         history = [t["to"] for t in client.get("/v1/stitches/web-db/history").json()["items"]]
         assert history == ["PENDING", "ESTABLISHING", "ACTIVE"]
         assert client.get("/readyz").json()["reconciler"] == "ok"
-        metrics = client.get("/metrics").text
-        assert 'vnstitch_stitches{state="ACTIVE"} 1' in metrics
-        assert 'vnstitch_link_reserved_bps{link="NYCMng--WASHng",direction="forward"} 1e+07' in metrics
-        assert 'vnstitch_http_request_duration_seconds_bucket{method="POST",route="/v1/stitches"' in metrics
+        metrics = scraped(client)
+        assert metrics[("vnstitch_stitches", (("state", "ACTIVE"),))] == 1
+        assert metrics[("vnstitch_link_reserved_bps", (("direction", "forward"), ("link", "NYCMng--WASHng")))] == 1e7
+        assert any(name == "vnstitch_http_request_duration_seconds_bucket" and ("method", "POST") in labels
+                   and ("route", "/v1/stitches") in labels for name, labels in metrics)
         client.delete("/v1/stitches/web-db").raise_for_status()
         while client.get("/v1/stitches/web-db").json()["status"]["state"] != "TERMINATED":
             assert time.monotonic() < deadline + 10
             time.sleep(0.05)
         assert client.get("/v1/stitches/web-db").json()["status"]["reservedBandwidth"] == 0
-        assert 'vnstitch_link_reserved_bps{link="NYCMng--WASHng",direction="forward"} 0' in client.get("/metrics").text
+        assert scraped(client)[("vnstitch_link_reserved_bps", (("direction", "forward"), ("link", "NYCMng--WASHng")))] == 0
+
+
+def scraped(client) -> dict:
+    """/metrics parsed: (sample name, sorted label pairs) → value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(client.get("/metrics").text) for s in family.samples}
 
 
 def test_predicted_graph_is_served_per_tenant(api):

@@ -94,6 +94,10 @@ def cmd_eval(args) -> int:
         if unknown:
             return _fail(f"unknown model(s) {unknown}; valid: {', '.join(available_forecasters())}")
         options = _options(args.option)
+        if args.plot:
+            from vnstitch.optional import pyplot
+
+            pyplot()  # a missing `plots` extra fails now, not after the backtest
         if args.threads:
             for name in ("lstm", "gru"):
                 options.setdefault(name, {}).setdefault("num_threads", args.threads)

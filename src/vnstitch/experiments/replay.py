@@ -369,6 +369,10 @@ def run_replay(config: ReplayConfig, model_name: str = "gru", model_path: str | 
         raise InvalidInput(f"unknown strategy '{unknown[0]}' (valid: {', '.join(STRATEGIES)})", field="--strategy")
     if config.scale <= 0:
         raise InvalidInput("scale must be above 0", field="--scale")
+    if plot_dir:
+        from vnstitch.optional import pyplot
+
+        pyplot()  # before the replay, not after it: a missing `plots` extra fails at once
     series, topology, nodes = inputs or load_inputs()
     config.interval_s = series.interval_seconds
     if not 1 <= config.start_step or config.start_step + config.steps + config.horizon > series.n_steps:
@@ -380,7 +384,7 @@ def run_replay(config: ReplayConfig, model_name: str = "gru", model_path: str | 
         model = train_forecaster(series, config.start_step, model_name, model_path, epochs, log=log)
         predictor = make_forecast_predictor(model, series, nodes, config, config.scale)
     results = {}
-    from tqdm import tqdm
+    from vnstitch.optional import progress_bar
 
     decisions_file = None
     if decisions_path:
@@ -388,7 +392,7 @@ def run_replay(config: ReplayConfig, model_name: str = "gru", model_path: str | 
         decisions_file = open(decisions_path, "w", encoding="utf-8")
 
     for name in config.strategies:
-        bar = tqdm(total=config.steps, desc=f"{name:>9}", unit="interval", file=sys.stderr, disable=not show_progress,
+        bar = progress_bar(config.steps, desc=f"{name:>9}", unit="interval", file=sys.stderr, disable=not show_progress,
                    leave=True)
         store = None
         if store_url and name == "proactive":
@@ -419,10 +423,9 @@ def run_replay(config: ReplayConfig, model_name: str = "gru", model_path: str | 
 
 
 def plot_results(results: dict[str, StrategyResult], demand, nodes, config: ReplayConfig, plot_dir: str) -> list[str]:
-    import matplotlib
+    from vnstitch.optional import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     out = Path(plot_dir)
     out.mkdir(parents=True, exist_ok=True)

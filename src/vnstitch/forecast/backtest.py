@@ -80,7 +80,7 @@ def run_backtest(series: TrafficSeries, models: Sequence[str] = DEFAULT_MODELS, 
                  model_options: dict[str, dict] | None = None, fractions=(0.6, 0.15, 0.25), calibrate: bool = True,
                  timing_calls: int = 20, progress: bool = True) -> list[ModelRun]:
     """Fit, calibrate and score each model; metrics use pairs with traffic in the training split."""
-    from tqdm import tqdm
+    from vnstitch.optional import progress_bar
 
     horizons = sorted({int(h) for h in horizons})
     if not horizons or horizons[0] < 1:
@@ -98,14 +98,14 @@ def run_backtest(series: TrafficSeries, models: Sequence[str] = DEFAULT_MODELS, 
         started, cpu_started = time.perf_counter(), time.process_time()
         model.fit(train)
         if calibrate:
-            bar = tqdm(total=split.calib_stop - split.train_stop, desc=f"{name} calibrate", disable=not progress,
+            bar = progress_bar(split.calib_stop - split.train_stop, desc=f"{name} calibrate", disable=not progress,
                        leave=False)
             model = ConformalForecaster(model).calibrate(series, split.train_stop, split.calib_stop, hmax,
                                                          pairs_mask, progress=bar)
             bar.close()
         fit_seconds = time.perf_counter() - started
         fit_cpu_seconds = time.process_time() - cpu_started
-        bar = tqdm(total=len(origins), desc=f"{name} test", disable=not progress, leave=False)
+        bar = progress_bar(len(origins), desc=f"{name} test", disable=not progress, leave=False)
         mean, quant = model.predict_origins(series, origins, hmax, progress=bar)
         bar.close()
         run = ModelRun(name, origins, mean, quant, model.quantile_levels, fit_cpu_seconds=fit_cpu_seconds)
@@ -147,10 +147,9 @@ def results_table(rows: list[dict[str, Any]]) -> str:
 
 def plot_runs(series: TrafficSeries, run: ModelRun, horizon: int, path, n_pairs: int = 4, steps: int = 576) -> None:
     """PNG: actual vs forecast at `horizon` steps ahead with 80/90% bands, for the largest pairs."""
-    import matplotlib
+    from vnstitch.optional import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     top = np.argsort(-series.values_mbps.mean(axis=0))[:n_pairs]
     origins = run.origins[:steps]

@@ -67,8 +67,9 @@ def load_long_table(path, timestamp_col: str = "timestamp", source_col: str = "s
                     destination_col: str = "destination", value_col: str = "value",
                     value_scale: float = 1.0, interval_seconds: float | None = None) -> TrafficSeries:
     """CSV or Parquet with one row per (timestamp, source, destination, value); value × value_scale = Mbit/s."""
-    import pandas as pd
+    from vnstitch.optional import require
 
+    pd = require("pandas", "reading a CSV or Parquet table")
     path = _existing(path)
     frame = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
     return series_from_frame(frame, timestamp_col, source_col, destination_col, value_col, value_scale, interval_seconds)

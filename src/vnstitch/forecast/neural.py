@@ -206,9 +206,9 @@ class RNNForecaster(Forecaster):
             val_o, val_p = val_o[pick], val_p[pick]
         best, best_state = np.inf, None
         self.training_log = []
-        from tqdm import tqdm
+        from vnstitch.optional import progress_bar
 
-        bar = tqdm(total=self.epochs * self.samples_per_epoch, desc=f"{self.name} train", unit="sample",
+        bar = progress_bar(self.epochs * self.samples_per_epoch, desc=f"{self.name} train", unit="sample",
                    disable=not self.show_progress, leave=False)
         for epoch in range(self.epochs):
             started = time.perf_counter()

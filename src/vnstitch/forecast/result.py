@@ -68,8 +68,9 @@ class Forecast:
 
     def to_frame(self):
         """Long DataFrame: pair, step, timestamp, mean_mbps, q0.05_mbps, ..."""
-        import pandas as pd
+        from vnstitch.optional import require
 
+        pd = require("pandas", "a forecast as a table")
         n_pairs, horizon = self.mean.shape
         frame = pd.DataFrame({
             "source": np.repeat([p[0] for p in self.pairs], horizon),

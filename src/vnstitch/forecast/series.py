@@ -43,16 +43,29 @@ def to_datetime64(timestamps: Iterable) -> np.ndarray:
     arr = np.asarray(timestamps)
     if np.issubdtype(arr.dtype, np.datetime64):
         return arr.astype("datetime64[s]")
-    import pandas as pd
+    if arr.dtype.kind in "US" and arr.size and len(str(arr.flat[0])) == 13 and str(arr.flat[0])[8] == "-":
+        return _compact_to_datetime64(arr.astype(str))  # the bundled data's form: no pandas needed
+    from vnstitch.optional import require
 
+    pd = require("pandas", "parsing timestamps other than datetime64 and 'YYYYMMDD-HHMM'")
     try:
-        if arr.dtype.kind in "US" and arr.size and len(str(arr.flat[0])) == 13 and str(arr.flat[0])[8] == "-":
-            parsed = pd.to_datetime(arr.astype(str), format="%Y%m%d-%H%M")
-        else:
-            parsed = pd.to_datetime(arr)
+        parsed = pd.to_datetime(arr)
     except (ValueError, TypeError) as exc:
         raise ForecastInputError(f"timestamps could not be parsed: {exc}") from None
     return np.asarray(parsed.tz_localize(None) if getattr(parsed, "tz", None) else parsed).astype("datetime64[s]")
+
+
+def _compact_to_datetime64(stamps: np.ndarray) -> np.ndarray:
+    """'YYYYMMDD-HHMM' strings → datetime64[s], through numpy's ISO 8601 parser."""
+    iso = []
+    for stamp in stamps.ravel():
+        if len(stamp) != 13 or stamp[8] != "-" or not (stamp[:8].isdigit() and stamp[9:].isdigit()):
+            raise ForecastInputError(f"timestamps could not be parsed: '{stamp}' is not YYYYMMDD-HHMM")
+        iso.append(f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[9:11]}:{stamp[11:]}")
+    try:
+        return np.array(iso, dtype="datetime64[s]").reshape(stamps.shape)
+    except ValueError as exc:
+        raise ForecastInputError(f"timestamps could not be parsed: {exc}") from None
 
 
 def check_values(values_mbps: np.ndarray, observed: np.ndarray | None, pairs: Sequence[Pair] | None = None) -> None:
@@ -158,8 +171,9 @@ class TrafficSeries:
 
     def to_frame(self):
         """Long pandas DataFrame: timestamp, source, destination, value_mbps (observed cells only)."""
-        import pandas as pd
+        from vnstitch.optional import require
 
+        pd = require("pandas", "a series as a table")
         t_idx, p_idx = np.nonzero(self.observed)
         return pd.DataFrame({
             "timestamp": self.timestamps[t_idx],

@@ -1,13 +1,13 @@
 """Health, readiness, metrics and whoami."""
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from vnstitch.api.auth import Principal
 from vnstitch.api.context import ctx, principal
 from vnstitch.api.errors import NotReady
-from vnstitch.api.metrics import CONTENT_TYPE, _labels, state_lines
+from vnstitch.api.metrics import CONTENT_TYPE
 from vnstitch.api.routes._common import ERRORS, json_response
 
 router = APIRouter(tags=["system"])
@@ -67,20 +67,7 @@ def readyz(request: Request):
 @router.get("/metrics", operation_id="metrics", summary="Prometheus metrics",
             response_class=PlainTextResponse, responses={200: {"content": {CONTENT_TYPE: {}}}})
 def metrics(request: Request):
-    context = ctx(request)
-    lines = context.metrics.render() + state_lines(context.controller, context.worker)
-    election = getattr(context.worker, "election", None)
-    if election is not None:
-        lines += ["# HELP vnstitch_leader 1 when this replica leads (runs the reconciler), else 0.",
-                  "# TYPE vnstitch_leader gauge",
-                  f"vnstitch_leader{_labels(replica=election.identity)} {int(election.is_leader())}",
-                  "# HELP vnstitch_leader_transitions_total Times this replica gained or lost leadership.",
-                  "# TYPE vnstitch_leader_transitions_total counter",
-                  f"vnstitch_leader_transitions_total {election.transitions}",
-                  "# HELP vnstitch_leader_fence_revision Create revision of the leader key this replica holds.",
-                  "# TYPE vnstitch_leader_fence_revision gauge",
-                  f"vnstitch_leader_fence_revision {election.fence_revision or 0}"]
-    return PlainTextResponse("\n".join(lines) + "\n", media_type=CONTENT_TYPE)
+    return Response(ctx(request).metrics.exposition(), media_type=CONTENT_TYPE)
 
 
 @router.get("/v1/whoami", operation_id="whoAmI", summary="The tenant and role of the calling token",

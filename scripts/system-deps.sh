@@ -2,7 +2,8 @@
 # Install the Debian packages the tests and benches need (idempotent, quiet): the Linux data
 # plane (iproute2, nftables, WireGuard, iperf3…), etcd for the scale-out tests and Prometheus for
 # the telemetry tests.
-# Skips everything when the packages are already installed; does nothing when not root.
+# Skips everything when the packages are already installed. When not root it prints what to install
+# and exits 0, except under CI=true, where it exits 1 with the reason (a tier must not skip there).
 set -eu
 
 PACKAGES="iproute2 nftables wireguard-tools wireguard-go iperf3 tcpdump iputils-ping procps etcd-server etcd-client prometheus"
@@ -19,7 +20,13 @@ if [ -z "$missing" ]; then
 fi
 
 if [ "$(id -u)" != "0" ]; then
-    echo "system-deps: not root; missing:$missing (the Linux tests will be skipped)" >&2
+    if [ "${CI:-}" = "true" ]; then
+        # CI runs as root: a tier without its packages would fail anyway, so say why here, first.
+        echo "system-deps: not root, cannot install:$missing; CI=true, so the tiers that need them must run" >&2
+        exit 1
+    fi
+    echo "system-deps: not root; missing:$missing (the tests that need them will be skipped)" >&2
+    echo "system-deps: to install them: sudo apt-get install$missing" >&2
     exit 0
 fi
 

@@ -1,5 +1,6 @@
 """A real 3-member etcd cluster on 127.0.0.1 for the whole session (free ports, tmp dirs),
-stopped afterwards. Tests skip with the reason when etcd is not installed."""
+stopped afterwards. Without etcd the tests skip with the reason, except under CI=true, where they
+fail with it (tests/tiers.py)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,22 @@ import os
 import pytest
 
 from tests.etcd.cluster import ETCD_BINARY, LocalEtcdCluster
+from tests.tiers import require_tier
+
+MISSING_REASON = "etcd is not installed: run scripts/system-deps.sh (Debian package etcd-server)"
 
 _prefixes = itertools.count()
 
 
+@pytest.fixture(autouse=True)
+def _etcd_tier():
+    """Every test here needs etcd: skip (developer machine) or fail (CI=true) with the reason."""
+    require_tier("etcd", MISSING_REASON if ETCD_BINARY is None else None)
+
+
 @pytest.fixture(scope="session")
 def etcd_cluster(tmp_path_factory):
-    if ETCD_BINARY is None:
-        pytest.skip("etcd is not installed: run scripts/system-deps.sh (Debian package etcd-server)")
+    require_tier("etcd", MISSING_REASON if ETCD_BINARY is None else None)
     cluster = LocalEtcdCluster(3, base_dir=str(tmp_path_factory.mktemp("etcd")))
     try:
         cluster.start()

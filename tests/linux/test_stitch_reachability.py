@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
-
+from tests.linux.conftest import lab_processes, lab_root_devices, lab_sockets
+from vnstitch.drivers.linux.layout import short_hash
 from vnstitch.planning.ops import RemoveStitch
 
 
@@ -68,6 +68,9 @@ def test_failed_stitch_is_rolled_back(lab):
         links = lab.run(node, "ip", "-o", "link").stdout
         assert " vg" not in links and " vw" not in links, links
         assert "lookup 1000" not in lab.run(node, "ip", "rule").stdout
-    ps = subprocess.run(["ps", "-eo", "stat,args"], capture_output=True, text=True).stdout
-    assert not [line for line in ps.splitlines() if "wireguard-go" in line and not line.startswith("Z")
-                and lab.driver.state.get("x") is None and "vw" in line and op.stitch in line]
+    # No wireguard-go, UAPI socket or root-namespace device of the rolled-back stitch: its interfaces
+    # are vw<hash>a/b, the hash the driver derives from the lab and the stitch.
+    broken = short_hash(lab.name, op.stitch)
+    assert not [line for line in lab_processes(lab.name) if f"vw{broken}" in line]
+    assert lab_sockets(lab.name, also={f"vw{broken}a", f"vw{broken}b"}) == []
+    assert lab_root_devices(lab.name, also_hashes={broken}) == []

@@ -1,7 +1,7 @@
 """A real Prometheus on 127.0.0.1 (free port, tmp dir) scraping a tiny exporter with known values.
 
 Without the `prometheus` binary the tests skip with the reason, except under CI=true, where a
-tier that cannot run fails."""
+tier that cannot run fails (tests/tiers.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from tests.tiers import require_tier
+
 PROMETHEUS_BINARY = shutil.which("prometheus")
 
 
@@ -27,12 +29,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def prometheus_binary() -> str:
-    if PROMETHEUS_BINARY is None:
-        reason = "prometheus is not installed: run scripts/system-deps.sh (Debian package prometheus)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason}; CI=true, so this tier must run")
-        print(f"\nskipping the Prometheus tests: {reason}")
-        pytest.skip(reason)
+    reason = "prometheus is not installed: run scripts/system-deps.sh (Debian package prometheus)"
+    require_tier("prometheus", reason if PROMETHEUS_BINARY is None else None)
     return PROMETHEUS_BINARY
 
 

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from vnstitch.forecast import EventCalendar, get_forecaster
+from tests.tiers import import_or_require
 
-torch = pytest.importorskip("torch")
+torch = import_or_require("torch", "torch", "pip install torch (the CPU build; `make` installs it)")
 torch.set_num_threads(2)
 
 TINY = {"epochs": 3, "samples_per_epoch": 6000, "hidden_size": 16, "head_size": 32, "window": 24,

@@ -9,6 +9,8 @@ import stat
 import subprocess
 
 import pytest
+
+from tests.tiers import require_tier
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from vnstitch.drivers.linux import keys
@@ -23,11 +25,8 @@ SHARED = bytes.fromhex("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c
 
 def wg_binary() -> str:
     path = shutil.which("wg")
-    if path is None:
-        reason = "wg is not installed: run scripts/system-deps.sh (Debian package wireguard-tools)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason}; CI=true, so this test must run")
-        pytest.skip(reason)
+    require_tier("wireguard-tools", None if path else
+                 "wg is not installed: run scripts/system-deps.sh (Debian package wireguard-tools)")
     return path
 
 

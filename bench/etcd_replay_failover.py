@@ -45,7 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
 from bench.replay_replica import CLOCK_KEY  # noqa: E402
-from tests.etcd.cluster import LocalEtcdCluster, free_ports  # noqa: E402
+from tests.etcd.cluster import LocalEtcdCluster  # noqa: E402
+from tests.etcd.harness import Replica  # noqa: E402
 from vnstitch.api.auth import create_token  # noqa: E402
 from vnstitch.controller.proactive import PAIR_ANNOTATION, PART_ANNOTATION, POLICY_LABEL  # noqa: E402
 from vnstitch.controller.reconciler import Reconciler  # noqa: E402
@@ -61,55 +62,29 @@ TRANSITIONAL = {"PENDING", "ESTABLISHING", "ADJUSTING", "TERMINATING"}
 CONTEXT = 24  # intervals of telemetry before the day starts
 
 
-class ReplicaProcess:
+class ReplicaProcess(Replica):
+    """The etcd tests' replica process (wait_up, ready, stop), running bench/replay_replica.py."""
+
     def __init__(self, store_url: str, workdir: str, name: str, ttl_s: float):
-        self.store_url, self.dir, self.name, self.ttl_s = store_url, os.path.join(workdir, name), name, ttl_s
-        self.port = free_ports(1)[0]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen | None = None
+        self.dir = os.path.join(workdir, name)
+        os.makedirs(self.dir, exist_ok=True)
+        super().__init__(store_url, os.path.join(self.dir, "replica"), ttl_s, name)
 
     def start(self) -> None:
-        os.makedirs(self.dir, exist_ok=True)
-        log = open(os.path.join(self.dir, "stderr.log"), "ab")
+        log = open(self.log_path + ".stderr", "ab")
         self.process = subprocess.Popen(
             [sys.executable, str(ROOT / "bench" / "replay_replica.py"), "--store", self.store_url, "--port",
              str(self.port), "--dir", self.dir, "--ttl", str(self.ttl_s), "--id", self.name],
             cwd=ROOT, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
 
-    def wait_up(self, timeout_s: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"replica {self.name} exited: "
-                                 + Path(self.dir, "stderr.log").read_text()[-2000:])
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise SystemExit(f"replica {self.name} did not come up")
-
     def leading(self) -> bool:
-        try:
-            r = httpx.get(self.url + "/readyz", timeout=1.0)
-            return r.status_code == 200 and bool(r.json().get("leading"))
-        except (httpx.HTTPError, ValueError):
-            return False
+        return bool((self.ready() or {}).get("leading"))
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 def seed(store, topology, nodes, config: ReplayConfig, strategy: str = "proactive") -> str:
@@ -273,7 +248,7 @@ def run(cluster, label: str, kill_at: int | None, args, inputs, workdir: str, lo
             if r.value["metadata"].get("labels", {}).get(POLICY_LABEL) == POLICY and not terminated(r.value))
     finally:
         for replica in replicas:
-            replica.stop()
+            replica.stop(signal.SIGTERM)
         http.close()
         store.close()
     out["forecast_stitches_seen"] = len(names)

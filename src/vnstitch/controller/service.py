@@ -1,7 +1,9 @@
 """Use-case services shared by the CLI and the API: apply, delete, query, admit stitches.
 
-Admission (path + reservation + store write) happens in one store transaction guarded by
-the revisions of everything it read, so concurrent controllers never over-reserve a link.
+Admission is decided by planning.admission (pure, over a snapshot); this layer reads through a
+batch that records every read, builds that snapshot over it, writes what the decision returns and
+commits in one store transaction guarded by the revisions of everything read (retrying when the
+store moved), so concurrent controllers never over-reserve a link.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from typing import Callable, Iterable, TypeVar
 from vnstitch.controller.cache import StateCache
 from vnstitch.domain import ledger as ledgers
 from vnstitch.domain.ledger import LEDGER_KIND, LinkLedger
-from vnstitch.domain.policy import check_policies, check_side, visible_to
 from vnstitch.domain.registry import kind_class
 from vnstitch.domain.resources import Resource
-from vnstitch.domain.stitch import ALLOWED_TRANSITIONS, State, Stitch, StitchStatus, initial_status, transition
+from vnstitch.domain.stitch import State, Stitch, StitchStatus, transition
 from vnstitch.domain.substrate import Link, Node
 from vnstitch.domain.vnet import VirtualNetwork
-from vnstitch.errors import Conflict, InsufficientCapacity, InvalidInput, NotFound, PolicyDenied, VnstitchError
+from vnstitch.errors import Conflict, InvalidInput, NotFound, VnstitchError
+from vnstitch.planning import admission
+from vnstitch.planning.admission import Admitted, Residual, slo_breached
 from vnstitch.store import Compare, Delete, Put, Record, Store
 
 T = TypeVar("T")
@@ -68,12 +71,6 @@ class _Batch:
         return [Put(*key, value) if value is not None else Delete(*key) for key, value in self.staged.items()]
 
 
-@dataclass(frozen=True)
-class _PinnedPath:
-    nodes: tuple[str, ...]
-    latency_s: float
-
-
 class _LedgerView(dict):
     """Ledgers by link name, read lazily (staged versions first), with the residual per arc kept current."""
 
@@ -117,15 +114,71 @@ class _LedgerView(dict):
         return ledgers.held_by(record.value if record else None)
 
 
+class _View:
+    """Admission's snapshot (planning.admission.Snapshot) over one batch: every read goes through the
+    batch, so the commit's compare-and-swap guards exactly what the decision read. Batch None: over the
+    cache alone, for checks and queries that write nothing. Parsed models come from the controller's
+    per-revision cache."""
+
+    def __init__(self, controller: "Controller", batch: _Batch | None):
+        self._controller, self._batch = controller, batch
+        self._finder = None
+        self._ledger_view: _LedgerView | None = None
+
+    @property
+    def finder(self):
+        if self._finder is None:
+            self._finder = self._controller._finder_for(self._batch)
+        return self._finder
+
+    @property
+    def arc_links(self) -> dict[tuple[str, str], str]:
+        self.finder  # a batch that changes the substrate maps its arcs with the finder it builds
+        return self._controller._arcs_for(self._batch)
+
+    @property
+    def ledgers(self) -> _LedgerView:
+        if self._batch is not None:
+            return self._controller.ledgers(self._batch)  # one per batch, shared by its admissions
+        if self._ledger_view is None:
+            self._ledger_view = self._controller.ledgers(None)
+        return self._ledger_view
+
+    def network(self, namespace: str, name: str) -> VirtualNetwork | None:
+        return self._controller._read_typed(self._batch, VirtualNetwork, namespace, name)  # guarded: its policy
+
+    def link(self, name: str) -> Link | None:
+        return self._controller._read_typed(self._batch, Link, "", name, guard=False)
+
+    def node(self, name: str) -> Node | None:
+        return self._controller._read_typed(self._batch, Node, "", name, guard=False)
+
+    def stitch(self, namespace: str, name: str) -> Stitch | None:
+        return self._controller._read_typed(self._batch, Stitch, namespace, name)
+
+    def stitches(self) -> list[Stitch]:
+        return self._controller._stored_stitches()
+
+    def holdings(self, stitch: str) -> dict[tuple[str, str], int]:
+        return self.ledgers.holdings_of(stitch)
+
+    def residual(self, released: Iterable[str] = ()) -> Residual:
+        vector = self._controller.residual(self.ledgers, ignore=released)
+        positions = self._controller._arc_positions
+        if self.finder is self._controller._pathfinder:
+            return Residual(vector, positions)
+        return Residual({arc: float(vector[i]) for arc, i in positions.items()})  # a one-off finder: by arc
+
+
 def _own_or_other(caller: str, namespace: str, name: str, what: str = "network") -> str:
     """An object's name when it is the caller's tenant's, else only that it belongs to another tenant."""
     return f"{namespace}/{name}" if namespace == caller else f"a {what} of another tenant"
 
 
-def slo_breached(stitch: Stitch) -> bool:
-    """DEGRADED because a measured latency or loss broke the stitch's bound (planning.status says so)."""
-    message = stitch.status.message
-    return stitch.status.state is State.DEGRADED and (message.startswith("latency ") or message.startswith("loss "))
+def _ends_on(stitch: Stitch, namespace: str, network: str) -> list:
+    """The stitch's endpoints that lie on network `namespace/network`."""
+    return [end for end in (stitch.spec.from_, stitch.spec.to)
+            if (end.tenant or stitch.namespace) == namespace and end.network == network]
 
 
 def terminated(value: dict | None) -> bool:
@@ -146,7 +199,7 @@ class Controller:
         self._ledgers: dict[str, LinkLedger] = {}           # link → its ledger, kept current from events
         self._arc_positions: dict[tuple[str, str], int] = {}  # arc → index in the PathFinder's vectors
         self._residual_arr = None                           # free bit/s per arc, PathFinder order
-        self._vnets: dict[tuple[str, str, int], VirtualNetwork] = {}  # parsed networks by revision
+        self._parsed: dict[tuple[str, str, str], tuple[int, Resource]] = {}  # key → (revision, parsed model)
         self._ledger_dirty: set[str] = set()
         self.substrate_version = 0  # bumped on every node or link change (re-planning keys on it)
         self.cache = StateCache(store, CACHED_KINDS, on_change=self._on_change)
@@ -156,6 +209,7 @@ class Controller:
 
     # cache and derived views -------------------------------------------------------------
     def _on_change(self, kind: str, old: Record | None, new: Record | None) -> None:
+        self._parsed.pop((new or old).key, None)
         if kind in ("Node", "Link"):
             self._substrate_dirty = True
             self.substrate_version += 1
@@ -436,206 +490,65 @@ class Controller:
             for record in self.cache.list("Stitch"):
                 if terminated(record.value):
                     continue  # finished: holds nothing, kept for inspection only
-                spec = record.value["spec"]
-                for side in ("from", "to"):
-                    end = spec[side]
-                    if (end.get("tenant") or record.namespace) == vnet.namespace and end["network"] == vnet.name \
-                            and end.get("member") and end["member"] not in members:
-                        raise Conflict(f"member '{end['member']}' is used by stitch "
+                for end in _ends_on(self._typed(Stitch, record), vnet.namespace, vnet.name):
+                    if end.member and end.member not in members:
+                        raise Conflict(f"member '{end.member}' is used by stitch "
                                        f"{_own_or_other(vnet.namespace, record.namespace, record.name, 'stitch')}",
                                        field="spec.members")
         return self._envelope(vnet, current, now)
 
-    # stitch admission -------------------------------------------------------------------
-    def _vnet(self, batch: _Batch | None, namespace: str, name: str) -> VirtualNetwork | None:
-        """A network as this batch sees it; stored ones are parsed once per revision."""
-        key = ("VirtualNetwork", namespace, name)
+    # typed reads ------------------------------------------------------------------------
+    def _typed(self, cls: type[T], record: Record) -> T:
+        """The stored object parsed into its model, once per revision."""
+        hit = self._parsed.get(record.key)
+        if hit is not None and hit[0] == record.revision:
+            return hit[1]
+        model = cls.model_validate(record.value)
+        self._parsed[record.key] = (record.revision, model)
+        return model
+
+    def _read_typed(self, batch: _Batch | None, cls: type[T], namespace: str, name: str, guard: bool = True) -> T | None:
+        """An object as this batch sees it (staged first; `guard`: the commit requires it unchanged)."""
+        key = (cls.KIND, namespace, name)
         if batch is not None:
-            batch.read(*key)  # guard: the policy we check must still hold at commit
+            if guard:
+                batch.read(*key)
             if key in batch.staged:
                 value = batch.staged[key]
-                return VirtualNetwork.model_validate(value) if value else None
+                return cls.model_validate(value) if value else None
         record = self.cache.get(*key)
-        if record is None:
-            return None
-        cached = self._vnets.get((namespace, name, record.revision))
-        if cached is None:
-            if len(self._vnets) > 10_000:
-                self._vnets.clear()
-            cached = self._vnets[(namespace, name, record.revision)] = VirtualNetwork.model_validate(record.value)
-        return cached
+        return self._typed(cls, record) if record is not None else None
 
-    def resolve_endpoint(self, batch: _Batch | None, tenant: str, end, field: str,
-                         seen_from: VirtualNetwork | None = None) -> tuple[VirtualNetwork, str]:
-        """The endpoint's network and the substrate node where the stitch attaches. With `seen_from`
-        (the stitch's own network), another tenant's network that does not accept it is unknown."""
-        namespace = end.tenant or tenant
-        vnet = self._vnet(batch, namespace, end.network)
-        if vnet is not None and seen_from is not None and namespace != tenant and not visible_to(vnet, seen_from):
-            vnet = None  # exactly as if it did not exist: same error, and nothing of it is read below
-        if vnet is None:
-            raise InvalidInput(f"unknown network '{namespace}/{end.network}'", field=f"{field}.network")
-        if end.member:
-            member = vnet.member(end.member)
-            if member is None:
-                raise InvalidInput(f"network '{end.network}' has no member '{end.member}'", field=f"{field}.member")
-            return vnet, member.node
-        if not vnet.spec.members:
-            raise InvalidInput(f"network '{end.network}' has no members to attach a stitch to",
-                               field=f"{field}.network")
-        counts: dict[str, int] = {}
-        for member in vnet.spec.members:
-            counts[member.node] = counts.get(member.node, 0) + 1
-        return vnet, min(counts, key=lambda node: (-counts[node], node))
+    def _vnet(self, batch: _Batch | None, namespace: str, name: str) -> VirtualNetwork | None:
+        return self._read_typed(batch, VirtualNetwork, namespace, name)
 
-    def resolve_ends(self, batch: _Batch | None, tenant: str, from_end, to_end, encrypted: bool = True,
-                     fields: tuple[str, str] = ("spec.from", "spec.to")):
-        """Both ends of a stitch in `tenant` checked against both sides' policies: (a_net, a_node, b_net,
-        b_node, allowed trust zones). No answer depends on whether an unseen network of another tenant
-        exists: our own side is resolved and asked first, then the peer exists only if it accepts us."""
-        ends = ((from_end, fields[0]), (to_end, fields[1]))
-        foreign = [(end.tenant or tenant) != tenant for end, _ in ends]
-        if all(foreign):
-            raise InvalidInput("a stitch must have at least one endpoint in its own tenant",
-                               field=f"{fields[0]}.tenant")
-        own = foreign.index(False)
-        (own_end, own_field), (peer_end, peer_field) = ends[own], ends[1 - own]
-        own_net, own_node = self.resolve_endpoint(batch, tenant, own_end, own_field)
-        if foreign[1 - own]:
-            candidate = self._vnet(batch, peer_end.tenant, peer_end.network)
-            if candidate is None or not visible_to(candidate, own_net):
-                # Our own policy decides alone, whatever the peer's labels, before "unknown network".
-                check_side(own_net, peer_end.tenant, peer_end.network, None, encrypted, own_field)
-        peer_net, peer_node = self.resolve_endpoint(batch, tenant, peer_end, peer_field, seen_from=own_net)
-        if own == 0:
-            a_net, a_node, b_net, b_node = own_net, own_node, peer_net, peer_node
-        else:
-            a_net, a_node, b_net, b_node = peer_net, peer_node, own_net, own_node
-        return a_net, a_node, b_net, b_node, check_policies(a_net, b_net, encrypted, fields)
+    def _stored_stitches(self) -> list[Stitch]:
+        """Every stitch in the cache, parsed (staged writes not included)."""
+        return [self._typed(Stitch, r) for r in self.cache.list("Stitch")]
 
-    def _stage_stitch(self, batch: _Batch, stitch: Stitch, current: dict | None, now: float,
-                      replan: bool = False, avoid: tuple[str, ...] = ()) -> dict | None:
-        key = f"{stitch.namespace}/{stitch.name}"
-        if current is not None and terminated(current) and not replan:
-            current = None  # a finished stitch's record is replaced by the new one of the same name
-        if current is not None and current["metadata"].get("deletionTimestamp"):
-            raise Conflict(f"stitch '{stitch.name}' is being deleted; wait until it is gone", field="metadata.name")
-        if current is not None and current["spec"].get("symmetric", True) != stitch.spec.symmetric:
-            raise InvalidInput("symmetric cannot change on an existing stitch; delete and recreate it",
-                               field="spec.symmetric")
-        envelope = dict(current) if replan else self._envelope(stitch, current, now)
+    # stitch admission -------------------------------------------------------------------
+    def _stage_stitch(self, batch: _Batch, stitch: Stitch, current: dict | None, now: float) -> dict | None:
+        """Stored form of an admitted stitch, with its reservation and pre-emptions staged; None: unchanged."""
+        stored = self._read_typed(batch, Stitch, stitch.namespace, stitch.name) if current is not None else None
+        stored = admission.replaces(stitch, stored)
+        envelope = self._envelope(stitch, current if stored is not None else None, now)
         if envelope is None:
             return None
-        a_net, a_node, b_net, b_node, zones = self.resolve_ends(batch, stitch.namespace, stitch.spec.from_,
-                                                                stitch.spec.to, stitch.spec.encrypted)
-        if (a_net.metadata.tenant, a_net.metadata.name) == (b_net.metadata.tenant, b_net.metadata.name) \
-                and stitch.spec.from_.member == stitch.spec.to.member:
-            raise InvalidInput("a stitch must join two different endpoints; both ends name "
-                               f"{stitch.spec.from_.member or a_net.metadata.name}", field="spec.to")
-        spec = stitch.spec
+        admitted = admission.admit_stitch(_View(self, batch), stitch, stored, now)
+        return self._write_admitted(batch, envelope, admitted, now)
+
+    def _write_admitted(self, batch: _Batch, value: dict, admitted: Admitted, now: float) -> dict:
+        """Stage what an admission decided: ledgers, pre-empted stitches; returns the stitch's new value."""
         ledger_map = self.ledgers(batch)
-        finder = self._finder_for(batch)
-        preempted: list[str] = []
-        if spec.path is not None:
-            path = self._explicit_path(batch, spec, a_node, b_node, zones)
-        else:
-            path = self._choose_path(finder, spec, key, a_node, b_node, zones, ledger_map, avoid=avoid)
-            if path is None and avoid:
-                raise InsufficientCapacity("no other path meets the stitch's bounds", field="spec.path")
-        if path is None:
-            path, preempted = self._path_with_preemption(finder, spec, key, a_node, b_node, zones, ledger_map)
-        # Release what this stitch and its victims held, reserve along the new path: one net change.
-        wanted = {arc: ledgers.as_reservation(spec.bandwidth) for arc in ledgers.stitch_arcs(path.nodes, spec.symmetric)} \
-            if spec.bandwidth > 0 else {}
-        deltas = ledgers.net_deltas((ledger_map.holdings_of(key), -1), (wanted, +1),
-                                    *((ledger_map.holdings_of(victim), -1) for victim in preempted))
-        for link, ledger in ledgers.apply_deltas(ledger_map, self._arcs_for(batch), deltas).items():
+        for link, ledger in admitted.ledgers.items():
             ledger_map.set(link, ledger)
             batch.write(LEDGER_KIND, "", link, ledger.to_value())
-        for victim in preempted:
-            self._stage_preemption(batch, victim, key, now)
-        status = StitchStatus.model_validate(current["status"]) if current and current.get("status") \
-            else initial_status(now, "accepted")
-        status = status.model_copy(update={"path": list(path.nodes), "reserved_bandwidth": spec.bandwidth})
-        envelope["status"] = status.model_dump(by_alias=True, mode="json")
-        return envelope
-
-    def _explicit_path(self, batch: _Batch, spec, a_node: str, b_node: str, zones):
-        """The pinned route, checked: it joins the endpoints over real links within zones and latency."""
-        nodes = list(spec.path)
-        if not nodes or nodes[0] != a_node or nodes[-1] != b_node:
-            raise InvalidInput(f"the path must run from {a_node} to {b_node}", field="spec.path")
-        if len(set(nodes)) != len(nodes):
-            raise InvalidInput("the path visits a node twice", field="spec.path")
-        latency = 0.0
-        for index, (u, v) in enumerate(zip(nodes, nodes[1:])):
-            link = self._arcs_for(batch).get((u, v))
-            link_value = batch.read("Link", "", link, guard=False) if link else None
-            if link_value is None:
-                raise InvalidInput(f"no link joins {u} and {v}", field=f"spec.path[{index + 1}]")
-            link_spec = link_value["spec"]
-            if link_spec.get("state", "up") != "up":
-                raise InsufficientCapacity(f"link {link} on the path is {link_spec['state']}", field=f"spec.path[{index + 1}]")
-            node_zone = ((batch.read("Node", "", v, guard=False) or {}).get("spec") or {}).get("trustZone", "default")
-            if zones is not None and (link_spec.get("trustZone", "default") not in zones or node_zone not in zones):
-                raise PolicyDenied(f"link {link} or node {v} is outside the allowed trust zones", field="spec.path")
-            latency += float(link_spec.get("latency", 0.001))
-        if spec.max_latency is not None and latency > spec.max_latency + 1e-12:
-            raise InsufficientCapacity(f"the path takes {latency * 1e3:.3g} ms, above maxLatency", field="spec.maxLatency")
-        return _PinnedPath(tuple(nodes), latency)
-
-    def _for_finder(self, finder, residual):
-        """The residual vector, or a dict when `finder` is a one-off over a staged substrate."""
-        if finder is self._pathfinder:
-            return residual
-        return {arc: float(residual[i]) for arc, i in self._arc_positions.items()}
-
-    def _choose_path(self, finder, spec, key, a_node, b_node, zones, ledger_map, ignore=(), avoid=()):
-        residual = self._for_finder(finder, self.residual(ledger_map, ignore=(key, *ignore)))
-        found = finder.paths(a_node, b_node, metric="latency", bandwidth_bps=spec.bandwidth,
-                             symmetric=spec.symmetric, max_latency_s=spec.max_latency, allowed_zones=zones,
-                             residual=residual, k=1, exclude_links=avoid)
-        return found[0] if found else None
-
-    def _path_with_preemption(self, finder, spec, key, a_node, b_node, zones, ledger_map):
-        """Path freed by pre-empting lower-priority forecast stitches, or the reason there is none."""
-        victims_all = [r for r in self.cache.list("Stitch")
-                       if r.value["spec"].get("origin") == "forecast"
-                       and r.value["spec"].get("priority", 100) < spec.priority
-                       and f"{r.namespace}/{r.name}" != key]
-        candidates = [f"{r.namespace}/{r.name}" for r in victims_all]
-        path = self._choose_path(finder, spec, key, a_node, b_node, zones, ledger_map,
-                                 ignore=candidates) if candidates else None
-        if path is None:
-            availability = finder.availability(
-                a_node, b_node, bandwidth_bps=spec.bandwidth, max_latency_s=spec.max_latency,
-                residual=self._for_finder(finder, self.residual(ledger_map, ignore=(key,))), allowed_zones=zones,
-                symmetric=spec.symmetric)
-            raise InsufficientCapacity(f"no path from {a_node} to {b_node}: {availability.reason}",
-                                       field="spec.maxLatency" if "latency" in availability.reason else "spec.bandwidth")
-        # Pre-empt only victims holding capacity on this path, lowest priority first, until it fits.
-        arcs = set(ledgers.stitch_arcs(path.nodes, spec.symmetric))
-        held = {v: ledger_map.holdings_of(v) for v in candidates}
-        on_path = sorted((v for v in candidates if arcs & set(held.get(v, {}))),
-                         key=lambda v: self.cache.get("Stitch", *v.split("/", 1)).value["spec"].get("priority", 100))
-        chosen: list[str] = []
-        for victim in on_path:
-            chosen.append(victim)
-            residual = self.residual(ledger_map, ignore=(key, *chosen))
-            if all(residual[self._arc_positions[arc]] >= ledgers.as_reservation(spec.bandwidth) for arc in arcs):
-                break
-        return path, chosen
-
-    def _stage_preemption(self, batch: _Batch, victim: str, by: str, now: float) -> None:
-        namespace, name = victim.split("/", 1)
-        value = batch.read("Stitch", namespace, name)
-        status = StitchStatus.model_validate(value.get("status", {}))
-        who = by if by.split("/", 1)[0] == namespace else "another tenant's stitch"  # name only its own
-        status = transition(status, State.TERMINATING, now, f"pre-empted by higher-priority stitch {who}")
-        status = status.model_copy(update={"reserved_bandwidth": 0.0})
-        new = {**value, "metadata": {**value["metadata"], "deletionTimestamp": now},
-               "status": status.model_dump(by_alias=True, mode="json")}
-        batch.write("Stitch", namespace, name, new)
+        for victim, status in admitted.preempted.items():
+            namespace, name = victim.split("/", 1)
+            old = batch.read("Stitch", namespace, name)
+            batch.write("Stitch", namespace, name, {**old, "metadata": {**old["metadata"], "deletionTimestamp": now},
+                                                    "status": status.model_dump(by_alias=True, mode="json")})
+        return {**value, "status": admitted.status.model_dump(by_alias=True, mode="json")}
 
     # delete --------------------------------------------------------------------------------
     def delete(self, kind: str, name: str, tenant: str | None = None, fenced: bool = False) -> Change:
@@ -662,15 +575,14 @@ class Controller:
                                                 "status": status.model_dump(by_alias=True, mode="json")})
             return "deleting"
         if kind == "VirtualNetwork":
-            users = [r for r in self.cache.list("Stitch") if not terminated(r.value)
-                     and any((r.value["spec"][s].get("tenant") or r.namespace) == namespace
-                            and r.value["spec"][s]["network"] == name for s in ("from", "to"))]
+            users = [r for r in self.cache.list("Stitch")
+                     if not terminated(r.value) and _ends_on(self._typed(Stitch, r), namespace, name)]
             if users:
                 raise Conflict(self._in_use_message(name, namespace, users), field="metadata.name")
         elif kind == "Node":
             links = [r.name for r in self.cache.list("Link") if name in r.value["spec"]["endpoints"]]
             vnets = [f"{r.namespace}/{r.name}" for r in self.cache.list("VirtualNetwork")
-                     if any(m["node"] == name for m in r.value["spec"].get("members", []))]
+                     if any(m.node == name for m in self._typed(VirtualNetwork, r).spec.members)]
             if links or vnets:
                 raise Conflict(f"node '{name}' is used by {', '.join((links + vnets)[:5])}", field="metadata.name")
         elif kind == "Link":
@@ -694,123 +606,26 @@ class Controller:
 
     # reconciler support ---------------------------------------------------------------------
     def replan_reason(self, stitch: Stitch) -> str | None:
-        """Why an admitted stitch no longer holds as admitted (an end moved, a link on its path went away
-        or down, a policy no longer consents, the path leaves the allowed trust zones or latency), or None.
-        A stitch withdrawn earlier is always worth another try when something changed."""
-        status = stitch.status
-        if status.state in (State.TERMINATING, State.TERMINATED) or stitch.metadata.deletion_timestamp:
-            return None
-        if not status.path:
-            return "retry: what it depends on changed" if status.state is State.FAILED else None
-        if slo_breached(stitch):
-            return f"SLO breach: {status.message}"
-        try:  # the same check as admission: a peer that no longer consents looks like one that is gone
-            a_net, a_node, b_net, b_node, zones = self.resolve_ends(None, stitch.namespace, stitch.spec.from_,
-                                                                    stitch.spec.to, stitch.spec.encrypted)
-        except VnstitchError as exc:
-            return str(exc)
-        for end, net, node, at in ((stitch.spec.from_, a_net, a_node, status.path[0]),
-                                   (stitch.spec.to, b_net, b_node, status.path[-1])):
-            if end.member and node != at:
-                return f"member {end.member} moved from {at} to {node}"
-            if not end.member and at not in {m.node for m in net.spec.members}:
-                return f"network {net.metadata.name} has no member on {at} any more"
-        arcs = self.arc_links()
-        latency = 0.0
-        for u, v in zip(status.path, status.path[1:]):
-            name = arcs.get((u, v))
-            record = self.cache.get("Link", "", name) if name else None
-            if record is None:
-                return f"no link joins {u} and {v} any more"
-            link = record.value["spec"]
-            if link.get("state", "up") != "up":
-                return f"link {name} is {link['state']}"
-            node = self.cache.get("Node", "", v)
-            node_zone = ((node.value if node else {}).get("spec") or {}).get("trustZone", "default")
-            if zones is not None and (link.get("trustZone", "default") not in zones or node_zone not in zones):
-                return f"link {name} or node {v} is outside the allowed trust zones"
-            latency += float(link.get("latency", 0.001))
-        if stitch.spec.max_latency is not None and latency > stitch.spec.max_latency + 1e-12:
-            return f"the path now takes {latency * 1e3:.3g} ms, above maxLatency"
-        return None
+        """See planning.admission.replan_reason (over the cache as it is now)."""
+        return admission.replan_reason(_View(self, None), stitch)
 
     def replan(self, record: Record, reason: str) -> str:
-        """See `_replan`; on an SLO breach the stitch moves to another path that meets its bounds, and
-        stays where it is (DEGRADED, with the reason) when there is none."""
-        if reason.startswith("SLO breach"):
-            return self._reroute(record, reason)
-        return self._replan(record, reason)
-
-    @staticmethod
-    def _live_stitch(batch: _Batch, namespace: str, name: str) -> tuple[dict | None, Stitch | None]:
-        """The stored stitch as this batch sees it, unless it is gone or being deleted."""
-        current = batch.read("Stitch", namespace, name)
-        if current is None or current["metadata"].get("deletionTimestamp"):
-            return current, None
-        return current, Stitch.model_validate(current)
-
-    def _reroute(self, record: Record, reason: str) -> str:
+        """Admit a stored stitch again (planning.admission.replan), or on an SLO breach move it to another
+        path that meets its bounds (planning.admission.reroute; it stays, DEGRADED, when there is none).
+        Returns what happened: 'replanned', 'rerouted', 'withdrawn', 'unchanged' or 'gone'."""
+        decide = admission.reroute if reason.startswith("SLO breach") else admission.replan
         namespace, name = record.namespace, record.name
 
         def stage(batch: _Batch, now: float) -> str:
-            current, stitch = self._live_stitch(batch, namespace, name)
-            if stitch is None:
+            current = batch.read("Stitch", namespace, name)
+            stitch = self._read_typed(batch, Stitch, namespace, name)
+            if stitch is None or stitch.metadata.deletion_timestamp:
                 return "gone"
-            if stitch.spec.path is not None or not stitch.status.path:
-                return "unchanged"  # a pinned path is its owner's (the proactive loop reroutes its own)
-            arcs = self._arcs_for(batch)
-            avoid = tuple(sorted({arcs[arc] for arc in zip(stitch.status.path, stitch.status.path[1:]) if arc in arcs}))
-            try:
-                value = self._stage_stitch(batch, stitch, current, now, replan=True, avoid=avoid)
-            except VnstitchError:
-                batch.staged.clear()
+            decision = decide(_View(self, batch), stitch, reason, now)
+            if decision is None:
                 return "unchanged"
-            status = StitchStatus.model_validate(value["status"])
-            status = transition(status, State.ADJUSTING, now, f"rerouted ({reason}): path {'→'.join(status.path)}")
-            batch.write("Stitch", namespace, name, {**value, "status": status.model_dump(by_alias=True, mode="json")})
-            return "rerouted"
-
-        return self._transact(stage, fenced=True)
-
-    def _replan(self, record: Record, reason: str) -> str:
-        """Admit a stored stitch again against what it depends on now: a new path and reservation
-        (ADJUSTING, or PENDING for a withdrawn one), or, when that is forbidden or impossible, its
-        reservation released and the stitch FAILED with no path (the reconciler removes it from the data
-        plane). Returns what happened: 'replanned', 'withdrawn', 'unchanged' or 'gone'."""
-        namespace, name = record.namespace, record.name
-
-        def stage(batch: _Batch, now: float) -> str:
-            current, stitch = self._live_stitch(batch, namespace, name)
-            if stitch is None:
-                return "gone"
-            old = stitch.status
-            try:
-                value = self._stage_stitch(batch, stitch, current, now, replan=True)
-            except VnstitchError as exc:
-                key = f"{namespace}/{name}"
-                deltas = ledgers.net_deltas((self.ledgers(batch).holdings_of(key), -1))
-                for link, ledger in ledgers.apply_deltas(self.ledgers(batch), self._arcs_for(batch), deltas).items():
-                    self.ledgers(batch).set(link, ledger)
-                    batch.write(LEDGER_KIND, "", link, ledger.to_value())
-                why = f"withdrawn: {exc}" if str(exc) == reason else f"withdrawn ({reason}): {exc}"
-                status = transition(old, State.FAILED, now, why) if old.state is not State.FAILED \
-                    else old.model_copy(update={"message": why})
-                status = status.model_copy(update={"path": [], "reserved_bandwidth": 0.0})
-                if status == old:
-                    return "unchanged"
-                batch.write("Stitch", namespace, name,
-                            {**current, "status": status.model_dump(by_alias=True, mode="json")})
-                return "withdrawn"
-            status = StitchStatus.model_validate(value["status"])
-            if status.path == old.path and status.reserved_bandwidth == old.reserved_bandwidth \
-                    and old.state is not State.FAILED:
-                batch.staged.clear()  # nothing moved: write nothing
-                return "unchanged"
-            target = State.PENDING if old.state is State.FAILED else State.ADJUSTING
-            if target in ALLOWED_TRANSITIONS[old.state]:
-                status = transition(status, target, now, f"re-planned ({reason}): path {'→'.join(status.path)}")
-            batch.write("Stitch", namespace, name, {**value, "status": status.model_dump(by_alias=True, mode="json")})
-            return "replanned"
+            batch.write("Stitch", namespace, name, self._write_admitted(batch, current, decision, now))
+            return decision.outcome
 
         return self._transact(stage, fenced=True)
 
@@ -869,13 +684,10 @@ class Controller:
     # queries --------------------------------------------------------------------------------
     def availability(self, tenant: str, from_end, to_end, bandwidth_bps: float,
                      max_latency_s: float | None = None, symmetric: bool = True, encrypted: bool = True):
-        """Could X bit/s at ≤ Y s be stitched between two endpoints now? Reserves nothing. Checks the
-        ends and both sides' policies as admission does (an unseen peer is an unknown network)."""
+        """See planning.admission.availability (over the cache as it is now); reserves nothing."""
         self.refresh()
-        _, a_node, _, b_node, zones = self.resolve_ends(None, tenant, from_end, to_end, encrypted, ("from", "to"))
-        return self.pathfinder().availability(a_node, b_node, bandwidth_bps=bandwidth_bps,
-                                              max_latency_s=max_latency_s, symmetric=symmetric,
-                                              allowed_zones=zones, residual=self.residual(self.ledgers()))
+        return admission.availability(_View(self, None), tenant, from_end, to_end, bandwidth_bps,
+                                      max_latency_s, symmetric, encrypted)
 
 
-__all__ = ["Controller", "Change", "VnstitchError"]
+__all__ = ["Controller", "Change", "VnstitchError", "slo_breached", "terminated"]

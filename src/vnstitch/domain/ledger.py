@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
+from vnstitch.domain.stitch import Stitch, StitchSpec, StitchStatus
 from vnstitch.errors import InsufficientCapacity
 
 LEDGER_KIND = "LinkLedger"
@@ -67,15 +68,30 @@ def stitch_arcs(path: Iterable[str], symmetric: bool) -> list[Arc]:
     return arcs + [(v, u) for u, v in arcs] if symmetric else arcs
 
 
+# held_by reads stored values on the hot path without parsing them; where a field is absent it takes
+# the model's own default, so the default still lives only on the model.
+_SYMMETRIC_DEFAULT = StitchSpec.model_fields["symmetric"].default
+_RESERVED_DEFAULT = StitchStatus.model_fields["reserved_bandwidth"].default
+
+
 def held_by(stitch_value: Mapping | None) -> dict[Arc, int]:
     """What a stored stitch holds: arc → bit/s, from its status and spec."""
     if not stitch_value:
         return {}
     status = stitch_value.get("status") or {}
-    bps = as_reservation(status.get("reservedBandwidth", 0))
-    if bps <= 0 or len(status.get("path", [])) < 2:
+    bps = as_reservation(status.get("reservedBandwidth", _RESERVED_DEFAULT))
+    path = status.get("path") or ()
+    if bps <= 0 or len(path) < 2:
         return {}
-    return {arc: bps for arc in stitch_arcs(status["path"], stitch_value["spec"].get("symmetric", True))}
+    return {arc: bps for arc in stitch_arcs(path, stitch_value["spec"].get("symmetric", _SYMMETRIC_DEFAULT))}
+
+
+def held_by_stitch(stitch: Stitch) -> dict[Arc, int]:
+    """What a parsed stitch holds: arc → bit/s (held_by over the model)."""
+    bps = as_reservation(stitch.status.reserved_bandwidth)
+    if bps <= 0 or len(stitch.status.path) < 2:
+        return {}
+    return {arc: bps for arc in stitch_arcs(stitch.status.path, stitch.spec.symmetric)}
 
 
 def apply_deltas(ledgers: Mapping[str, LinkLedger], arc_links: Mapping[Arc, str],

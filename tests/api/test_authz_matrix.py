@@ -127,6 +127,7 @@ ROUTES = [
     Route("DELETE", "/v1/stitches/del-{who}", tenant_write(), setup=setup_stitch),
     Route("GET", "/v1/stitches/web-db/status", tenant_read()),
     Route("GET", "/v1/stitches/web-db/history", tenant_read()),
+    Route("POST", "/v1/stitches/web-db/rotate-keys", tenant_write(202)),
     Route("GET", "/v1/policies", tenant_read()),
     Route("GET", "/v1/policies/web", tenant_read()),
     Route("PUT", "/v1/policies/web", tenant_write(),
@@ -152,6 +153,7 @@ ROUTES = [
     Route("GET", "/v1/telemetry", tenant_read()),
     # these fixtures run no reconciler: an admin gets 409 (test_plan.py covers the 200)
     Route("GET", "/v1/plan", cluster_write(409), tenant=False),
+    Route("GET", "/v1/audit", cluster_write(), tenant=False),
     Route("POST", "/v1/apply", tenant_write(),
           body=lambda who: {"items": [{**WEB, "metadata": {"name": "web", "labels": {"applied": who}}}]}),
     Route("GET", "/v1/substrate/nodes", cluster_read(), tenant=False),

@@ -1,6 +1,7 @@
 """A real 3-member etcd cluster on 127.0.0.1 for the whole session (free ports, tmp dirs),
-stopped afterwards. Without etcd the tests skip with the reason, except under CI=true, where they
-fail with it (tests/tiers.py)."""
+stopped afterwards: TLS with client certificates, etcd auth on, and the tests' etcd user limited
+to the keys under ROLE_PREFIX (every test's prefix lives there). Without etcd the tests skip with
+the reason, except under CI=true, where they fail with it (tests/tiers.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from tests.tiers import require_tier
 MISSING_REASON = "etcd is not installed: run scripts/system-deps.sh (Debian package etcd-server)"
 
 _prefixes = itertools.count()
+ROOT = "vnstitch-test"          # every test's store prefix is under it...
+ROLE_PREFIX = f"/{ROOT}/"       # ...and the etcd role of the tests' user may touch nothing else
 
 
 @pytest.fixture(autouse=True)
@@ -26,7 +29,7 @@ def _etcd_tier():
 @pytest.fixture(scope="session")
 def etcd_cluster(tmp_path_factory):
     require_tier("etcd", MISSING_REASON if ETCD_BINARY is None else None)
-    cluster = LocalEtcdCluster(3, base_dir=str(tmp_path_factory.mktemp("etcd")))
+    cluster = LocalEtcdCluster(3, base_dir=str(tmp_path_factory.mktemp("etcd")), role_prefix=ROLE_PREFIX)
     try:
         cluster.start()
         yield cluster
@@ -46,8 +49,9 @@ def etcd_cluster_healthy(etcd_cluster):
 
 @pytest.fixture
 def etcd_prefix(request):
-    """A key prefix of its own for each test."""
-    return f"t{os.getpid()}-{next(_prefixes)}-{request.node.name[:40]}".replace("[", "-").replace("]", "")
+    """A key prefix of its own for each test (under ROOT, where the etcd role lets the tests write)."""
+    name = f"t{os.getpid()}-{next(_prefixes)}-{request.node.name[:40]}".replace("[", "-").replace("]", "")
+    return f"{ROOT}/{name}"
 
 
 @pytest.fixture

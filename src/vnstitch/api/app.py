@@ -14,6 +14,7 @@ from typing import Callable
 from fastapi import FastAPI, Request
 
 from vnstitch import __version__
+from vnstitch.api.audit import install as install_audit
 from vnstitch.api.auth import Authenticator, create_token, has_admin
 from vnstitch.api.batching import CreateBatcher
 from vnstitch.api.context import ApiContext
@@ -52,7 +53,7 @@ def create_app(settings: Settings, store: Store | None = None, driver=None,
     controller = Controller(store, clock=clock)
     context = ApiContext(
         settings=settings, store=store, controller=controller,
-        authenticator=Authenticator(store, settings.token_cache_s),
+        authenticator=Authenticator(store, settings.token_cache_s, clock=clock),
         limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
         idempotency=IdempotencyKeys(store, settings.idempotency_ttl_s, settings.idempotency_wait_s, clock=clock),
         metrics=RequestMetrics(), usage=TenantUsage(store))
@@ -123,13 +124,14 @@ def create_app(settings: Settings, store: Store | None = None, driver=None,
         app.state.telemetry = telemetry  # what POST /v1/telemetry writes is what the loop reads
     install_error_handlers(app)
     from vnstitch.api.routes import (
-        apply, availability, forecastpolicies, links, nodes, plan, policies, predicted, stitches, system,
+        apply, audit, availability, forecastpolicies, links, nodes, plan, policies, predicted, stitches, system,
         telemetry as telemetry_routes, virtualnetworks,
     )
 
     for module in (system, virtualnetworks, stitches, policies, nodes, links, availability, apply, predicted, plan,
-                   telemetry_routes, forecastpolicies):
+                   telemetry_routes, forecastpolicies, audit):
         app.include_router(module.router)
+    install_audit(app, store, clock)  # every write through a route, with its principal (api/audit.py)
     app.add_middleware(BodyLimitAndMetrics, max_body_bytes=settings.max_body_bytes, metrics=context.metrics)
     return app
 
@@ -227,6 +229,10 @@ def _make_worker(settings: Settings, controller: Controller, driver, idempotency
             from vnstitch.telemetry.sim import SimCountersSource
 
             sources.append(SimCountersSource(driver))
+        if settings.prometheus_config:
+            from vnstitch.telemetry.prometheus import load_source
+
+            sources.append(load_source(settings.prometheus_config))
         def quota(tenant: str, values: list[dict]) -> None:  # forecast stitches count like the tenant's own
             usage.check(tenant, values, settings.quota_stitches, settings.quota_bandwidth_bps)
         proactive = ProactiveLoop(controller, telemetry, ModelStore(_model_dir(settings, controller.store)),

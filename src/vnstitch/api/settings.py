@@ -32,6 +32,7 @@ class Settings:
     telemetry_url: str | None = None    # None: beside the state store (vnstitch.telemetry.store)
     model_dir: str | None = None        # trained model artifacts; None: `<state store>.models/` or user data dir
     telemetry_from_driver: bool = True  # with --proactive: the driver's per-pair counters are a telemetry source
+    prometheus_config: str | None = None  # with --proactive: a Prometheus source (telemetry.prometheus.load_source)
     advertise_url: str | None = None    # where the other replicas reach this one's API (telemetry replication);
                                         # None with a replicated store: telemetry stays replica-local
     gc_freeze: bool = False             # freeze the start-up heap out of full GC passes (`vnstitch serve`:

@@ -23,7 +23,8 @@ def default_store_url() -> str:
 
 def open_store(url: str | None = None) -> Store:
     """'sqlite:///abs/path.db', 'sqlite://rel/path.db', 'memory://' or
-    'etcd://host:port[,host:port...]/prefix' (several controller replicas share one etcd cluster)."""
+    'etcd://host:port[,host:port...]/prefix[?cacert=&cert=&key=&user=&password-file=]' (several
+    controller replicas share one etcd cluster; TLS and etcd auth in docs/SCALE_OUT.md)."""
     url = url or default_store_url()
     scheme, sep, rest = url.partition("://")
     if not sep or scheme not in STORE_SCHEMES:
@@ -34,13 +35,13 @@ def open_store(url: str | None = None) -> Store:
 
         return MemoryStore()
     if scheme == "etcd":
-        from vnstitch.store.etcd import EtcdStore, parse_url
+        from vnstitch.store.etcd import EtcdStore, parse_options, parse_url
 
         endpoints, prefix = parse_url(rest)
         if not endpoints:
             raise InvalidInput("etcd store needs endpoints: etcd://host:port[,host:port...]/prefix",
                                field="--store")
-        return EtcdStore(endpoints, prefix)
+        return EtcdStore(endpoints, prefix, security=parse_options(rest))  # ?cacert=&cert=&key=&user=&password-file=
     from vnstitch.store.sqlite import SQLiteStore
 
     path = rest  # sqlite:///abs/path → /abs/path; sqlite://rel/path → rel/path

@@ -3,14 +3,18 @@
 etcd is the Raft store; this module adds no consensus of its own. Each object is one key,
 `<prefix>/<kind>/<namespace>/<name>` (components percent-encoded), holding the JSON value.
 
-Events: a watch stream over the *whole keyspace* feeds a local log of this prefix's events.
-Every etcd revision after the first changes at least one key, so the last event seen is
-exactly the revision the log is complete up to (the JSON gateway cannot ask for watch
-progress notifications). `events_since` first waits until the log has reached every revision
-an answer from etcd has shown this process (read-your-writes, and "every event up to
-`revision()` is in the answer"); older revisions are replayed from etcd's history, and
-raise `Compacted` once etcd has compacted them. The stream resumes from the next revision
-after a disconnect; after a compaction gap the log restarts, so older readers re-list.
+Events: a watch stream over this prefix (all the etcd role lets us read) feeds a local log of its
+events; the last event seen is the revision the log is complete up to. `events_since` first waits
+until the log has reached every revision an answer from etcd has shown this process
+(read-your-writes, and "every event up to `revision()` is in the answer"). Revisions that changed
+only keys outside the prefix never reach the stream (the JSON gateway cannot ask for watch progress
+notifications), so when the log stays behind for `SYNC_MARK_AFTER_S`, the store writes its marker key
+`<prefix>/_sync` (not an object: never listed) and waits for the stream to deliver that write — every
+event before it has then arrived. Older revisions are replayed from etcd's history, and raise
+`Compacted` once etcd has compacted them. The stream resumes from the next revision after a
+disconnect; after a compaction gap the log restarts, so older readers re-list.
+
+Security: `EtcdSecurity` (TLS files, etcd user; from the etcd:// URL's query or $VNSTITCH_ETCD_*).
 """
 
 from __future__ import annotations
@@ -28,12 +32,16 @@ from vnstitch.errors import StoreUnavailable
 from vnstitch.store.base import (
     Compacted, Compare, Delete, Event, LeaseNotFound, Op, Put, Record, Store, TxnResult,
 )
-from vnstitch.store.etcd_http import ALL_KEYS, GatewayClient, WatchStream, b64, prefix_end, unb64
+from vnstitch.store.etcd_http import (
+    AuthTokenInvalid, EtcdSecurity, GatewayClient, WatchStream, b64, prefix_end, unb64,
+)
 
 log = logging.getLogger("vnstitch.store.etcd")
 
 HISTORY_LIMIT = 100_000      # prefix events kept in memory; older ones are replayed from etcd
 DEFAULT_PREFIX = "vnstitch"
+SYNC_MARK_AFTER_S = 0.05     # the watch still behind after this long: write the marker key
+SYNC_KEY = "_sync"
 
 
 class EtcdStore(Store):
@@ -42,10 +50,12 @@ class EtcdStore(Store):
     replicated = True  # capability: several controller processes share it (leader election applies)
 
     def __init__(self, endpoints: list[str], prefix: str = DEFAULT_PREFIX, timeout_s: float = 3.0,
-                 sync_timeout_s: float = 5.0, history_limit: int = HISTORY_LIMIT):
-        self._client = GatewayClient(endpoints, timeout_s)
+                 sync_timeout_s: float = 5.0, history_limit: int = HISTORY_LIMIT,
+                 security: EtcdSecurity | None = None):
+        self._client = GatewayClient(endpoints, timeout_s, security=security)
         self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
         self._prefix = (self.prefix + "/").encode()
+        self._mark_lock = threading.Lock()
         self._sync_timeout_s = sync_timeout_s
         self._history_limit = history_limit
         self._cond = threading.Condition()
@@ -192,6 +202,11 @@ class EtcdStore(Store):
 
     def _await_sync(self, target: int) -> None:
         deadline = time.monotonic() + self._sync_timeout_s
+        with self._cond:
+            self._cond.wait_for(lambda: self._synced >= target, SYNC_MARK_AFTER_S)
+            behind = self._synced < target
+        if behind:  # revisions outside the prefix, which the stream never delivers: pass them with a write
+            self._mark(target)
         restarted = False
         with self._cond:
             while self._synced < target:
@@ -204,12 +219,27 @@ class EtcdStore(Store):
                     self._restart_watch()
                 self._cond.wait(min(remaining, 0.1))
 
+    def _mark(self, target: int = 0) -> int:
+        """Write the marker key (one writer at a time; none when the log has reached `target` meanwhile);
+        the revision of the write, which the stream will deliver like any event of the prefix."""
+        with self._mark_lock:
+            with self._cond:
+                if target and self._synced >= target:
+                    return self._synced
+            answer = self._client.call("/v3/kv/put", {"key": b64(self._prefix + SYNC_KEY.encode()),
+                                                      "value": b64(b"")}, idempotent=True)
+            return self._header_revision(answer)
+
+    def _watch_request(self, start: int) -> dict[str, Any]:
+        return {"key": b64(self._prefix), "range_end": b64(prefix_end(self._prefix)),
+                "start_revision": str(start), "prev_kv": True}
+
     def _history(self, after: int, upto: int) -> list[Event]:
         """This prefix's events in (after, upto], replayed from etcd (raises Compacted)."""
         if upto <= max(after, 1):  # revision 1 is the empty cluster: no event
             return []
-        stream = WatchStream(self._client.endpoint, {"key": ALL_KEYS, "range_end": ALL_KEYS,
-                                                     "start_revision": str(after + 1), "prev_kv": True})
+        self._mark()  # a write after `upto` in the prefix: the replay knows when it has passed `upto`
+        stream = WatchStream(self._client.endpoint, self._watch_request(after + 1), client=self._client)
         timer = threading.Timer(self._sync_timeout_s, stream.close)
         timer.start()
         out: list[Event] = []
@@ -254,8 +284,7 @@ class EtcdStore(Store):
             endpoint = self._client.endpoint
             with self._cond:
                 start = self._synced + 1
-            stream = WatchStream(endpoint, {"key": ALL_KEYS, "range_end": ALL_KEYS,
-                                            "start_revision": str(start), "prev_kv": True})
+            stream = WatchStream(endpoint, self._watch_request(start), client=self._client)
             with self._cond:
                 if self._closed:
                     break
@@ -274,6 +303,8 @@ class EtcdStore(Store):
             except Exception as exc:  # noqa: BLE001 - the stream broke: note it, reconnect elsewhere
                 if self._closed:
                     break
+                if isinstance(exc, AuthTokenInvalid):
+                    self._client.drop_token()
                 self.watch_error = f"{endpoint}: {type(exc).__name__}: {exc}"
                 log.debug("etcd watch on %s broke: %s", endpoint, exc)
                 self._client.rotate(endpoint)
@@ -364,7 +395,22 @@ class EtcdStore(Store):
 
 
 def parse_url(rest: str) -> tuple[list[str], str]:
-    """'h1:2379,h2:2379/prefix' → (['h1:2379', 'h2:2379'], 'prefix')."""
-    hosts, _, prefix = rest.partition("/")
+    """'h1:2379,h2:2379/prefix' → (['h1:2379', 'h2:2379'], 'prefix') (a '?query' is `parse_options`')."""
+    hosts, _, prefix = rest.partition("?")[0].partition("/")
     endpoints = [h.strip() for h in hosts.split(",") if h.strip()]
     return endpoints, prefix.strip("/") or DEFAULT_PREFIX
+
+
+def parse_options(rest: str) -> EtcdSecurity:
+    """'h1:2379/prefix?cacert=/ca.pem&cert=/c.pem&key=/c.key&user=vnstitch&password-file=/pw' → EtcdSecurity
+    (options left out come from $VNSTITCH_ETCD_CACERT, _CERT, _KEY, _USER, _PASSWORD_FILE)."""
+    from urllib.parse import parse_qsl
+
+    query = rest.partition("?")[2]
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError:
+        from vnstitch.errors import InvalidInput
+
+        raise InvalidInput(f"bad etcd URL options '{query}' (use ?cacert=…&cert=…&key=…)", field="--store") from None
+    return EtcdSecurity.from_options(dict(pairs))

@@ -134,3 +134,64 @@ def _error_of(raw: bytes) -> str | None:
     if isinstance(body, dict) and body.get("status") == "error":
         return f"{body.get('errorType', 'error')}: {body.get('error', '')}"
     return None
+
+
+# --- the server's configuration ------------------------------------------------------------------
+
+def load_source(path: str) -> PrometheusSource:
+    """A PrometheusSource from a YAML (or JSON) file, as `vnstitch serve --proactive --prometheus FILE`
+    takes it:
+
+        url: http://127.0.0.1:9090          # Prometheus' HTTP API
+        timeout: 5s                         # optional, per query
+        queries:
+          - tenant: acme
+            promql: sum by (src, dst) (rate(flow_bytes_total[1m]))
+            field: rate_bps                 # rate_bps (default) | latency_s | loss
+            scale: 8                        # optional: bytes/s → bit/s
+            srcLabel: src                   # optional, the labels naming the endpoints
+            dstLabel: dst
+            names: {ATLA: pop-atla}         # optional: label value → network or VM name
+
+    Errors name the file and the field (`queries[1].promql`)."""
+    from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+    from vnstitch.domain.registry import load_yaml_documents
+    from vnstitch.domain.resources import invalid_from_pydantic
+    from vnstitch.errors import InvalidInput
+    from vnstitch.units import parse_duration
+
+    class Query(BaseModel):
+        model_config = ConfigDict(extra="forbid", populate_by_name=True)
+        tenant: str = Field(min_length=1)
+        promql: str = Field(min_length=1)
+        field: str = "rate_bps"
+        scale: float = Field(default=1.0, gt=0)
+        src_label: str = Field(default="src", alias="srcLabel", min_length=1)
+        dst_label: str = Field(default="dst", alias="dstLabel", min_length=1)
+        names: dict[str, str] = Field(default_factory=dict)
+
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        url: str = Field(pattern=r"^https?://")
+        timeout: str = "5s"
+        queries: list[Query] = Field(min_length=1)
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            docs = load_yaml_documents(handle)
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}", field="--prometheus") from None
+    except Exception as exc:  # noqa: BLE001 - a YAML error: one line with its position
+        raise InvalidInput(f"{path}: malformed YAML: {str(exc).splitlines()[0]}", field="--prometheus") from None
+    if len(docs) != 1:
+        raise InvalidInput(f"{path}: expected one document with url and queries, found {len(docs)}",
+                           field="--prometheus")
+    try:
+        config = Config.model_validate(docs[0])
+    except ValidationError as exc:
+        err = invalid_from_pydantic(exc)
+        raise InvalidInput(f"{path}: {err.message}", field=err.field) from None
+    queries = [PromQuery(q.tenant, q.promql, q.field, q.src_label, q.dst_label, q.scale, q.names)
+               for q in config.queries]
+    return PrometheusSource(config.url, queries, timeout_s=parse_duration(config.timeout))

@@ -141,6 +141,13 @@ class RemoteController:
     def approve(self, tenant: str | None, name: str) -> dict:
         return self._call("POST", f"/v1/suggestions/{name}/approve", params=self._params(tenant)).json()["status"]
 
+    def rotate_keys(self, name: str, tenant: str | None = None) -> float:
+        """POST /v1/stitches/NAME/rotate-keys: the request's time (unix seconds)."""
+        from vnstitch.domain.resources import parse_timestamp
+
+        answer = self._call("POST", f"/v1/stitches/{name}/rotate-keys", params=self._params(tenant)).json()
+        return float(parse_timestamp(answer["status"]["requestedAt"]))
+
     def plan(self) -> PlanReport:
         """The server reconciler's plan (GET /v1/plan, admin)."""
         data = self._call("GET", "/v1/plan").json()

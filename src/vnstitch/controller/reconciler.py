@@ -130,7 +130,7 @@ class Reconciler:
 
     def plan(self) -> Plan:
         desired, _ = self.desired()
-        plan = compute_plan(desired, self.driver.observe())
+        plan = compute_plan(desired, self.driver.observe(), self.controller.clock())
         plan.replans = sorted((key, reason) for key, (reason, _) in self._replans.items())
         return plan
 
@@ -161,7 +161,7 @@ class Reconciler:
             desired, records = self.desired()  # with the new paths and reservations
         observed = self.driver.observe()
         self.failpoint("after_observe")
-        result = PassResult(compute_plan(desired, observed), replanned=replanned)
+        result = PassResult(compute_plan(desired, observed, now), replanned=replanned)
         result.plan.replans = [(key, reason) for key, reason, _ in replanned]
         failed: dict[str, str] = {}
         touched: dict[str, list[Op]] = {}

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 
-from vnstitch.controller.service import Change, Controller
+from vnstitch.controller.service import Change, Controller, terminated
 
 if TYPE_CHECKING:
     from vnstitch.controller.reconciler import Reconciler
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from vnstitch.pathing.paths import Availability
 
 __all__ = ["Services", "LocalServices", "PlannedOp", "PlanReport", "PassReport", "Change",
-           "SerializedDriver", "open_local"]
+           "SerializedDriver", "open_local", "request_key_rotation"]
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,9 @@ class Services(Protocol):
     def approve(self, tenant: str | None, name: str) -> dict:
         """Apply one suggested decision of a policy in suggest mode; what landed."""
 
+    def rotate_keys(self, name: str, tenant: str | None = None) -> float:
+        """Ask for new WireGuard keys on a stitch (the reconciler rotates them); the request's unix time."""
+
     def plan(self) -> PlanReport:
         """The ops the reconciler would apply now, each with its reason; applies nothing."""
 
@@ -178,6 +181,11 @@ class LocalServices:
         run = approve_suggestion(self.controller, tenant or DEFAULT_TENANT, name)
         return {"applied": run.applied, "refused": run.refused}
 
+    def rotate_keys(self, name: str, tenant: str | None = None) -> float:
+        from vnstitch.domain.resources import DEFAULT_TENANT
+
+        return request_key_rotation(self.controller, tenant or DEFAULT_TENANT, name)
+
     # reconciling -------------------------------------------------------------------------
     def plan(self) -> PlanReport:
         return PlanReport.of(self.reconciler.plan())
@@ -210,6 +218,35 @@ class LocalServices:
         if self._owns_driver and self._driver is not None:
             self._driver.close()
             self._owns_driver = False
+
+
+def request_key_rotation(controller: Controller, tenant: str, name: str) -> float:
+    """Record a rotate-keys request on a stitch: its annotation vnstitch.io/rotate-keys-requested = now,
+    written with compare-and-swap on its revision (the spec and its generation stay: nothing is admitted
+    again). The reconciler compiles it into the op's `keys_after`. Returns the request's unix time."""
+    from vnstitch.domain.stitch import State, Stitch
+    from vnstitch.errors import Conflict, InvalidInput, NotFound
+    from vnstitch.planning.desired import ROTATE_KEYS_ANNOTATION
+    from vnstitch.store import Compare, Put
+
+    for _ in range(8):
+        record = controller.store.get("Stitch", tenant, name)
+        if record is None or terminated(record.value):
+            raise NotFound(f"stitch '{name}' not found", field="metadata.name")
+        stitch = Stitch.model_validate(record.value)
+        if stitch.metadata.deletion_timestamp or stitch.status.state is State.TERMINATING:
+            raise Conflict(f"stitch '{name}' is being deleted", field="metadata.name")
+        if not stitch.spec.encrypted:
+            raise InvalidInput(f"stitch '{name}' is not encrypted (encryption: none): it has no keys to rotate",
+                               field="spec.encryption")
+        now = controller.clock()
+        meta = record.value["metadata"]
+        value = {**record.value, "metadata": {**meta, "annotations": {**meta.get("annotations", {}),
+                                                                      ROTATE_KEYS_ANNOTATION: f"{now:.6f}"}}}
+        if controller.store.txn([Compare("Stitch", tenant, name, record.revision)],
+                                [Put("Stitch", tenant, name, value)]).succeeded:
+            return now
+    raise Conflict(f"stitch '{name}' kept changing under the request; try again", field="metadata.name")
 
 
 class SerializedDriver:

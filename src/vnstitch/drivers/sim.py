@@ -11,8 +11,9 @@ import errno
 import json
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field, fields
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import networkx as nx
 
@@ -75,8 +76,10 @@ class SimDriver:
     name = "sim"
     capabilities = frozenset({"encryption", "rate_limit", "counters", "reachability"})
 
-    def __init__(self, state_path: str | None = None, topology: Iterable | None = None):
+    def __init__(self, state_path: str | None = None, topology: Iterable | None = None,
+                 clock: Callable[[], float] = time.time):
         self.state_path = state_path
+        self.clock = clock  # unix time: when an encrypted stitch's keys are made
         self.networks: dict[str, dict] = {}
         self.stitches: dict[str, dict] = {}
         self._graph = nx.DiGraph()
@@ -155,10 +158,16 @@ class SimDriver:
         want = {"type": op.type, "a": _end_dict(op.a), "b": _end_dict(op.b), "path": list(op.path),
                 "rate_bps": op.rate_bps, "encrypted": op.encrypted, "symmetric": op.symmetric}
         have = self.stitches.get(op.stitch)
-        if have is not None and {k: have[k] for k in want} == want and not have.get("broken"):
+        keys_due = have is not None and op.encrypted and have.get("keys_at", 0.0) < op.keys_after
+        if have is not None and {k: have[k] for k in want} == want and not have.get("broken") and not keys_due:
             return False
         counters = {"tx_bytes": have["tx_bytes"], "rx_bytes": have["rx_bytes"]} if have else {"tx_bytes": 0, "rx_bytes": 0}
-        self.stitches[op.stitch] = {**want, **counters}
+        keys = {}
+        if op.encrypted:  # keys made for this op count as at least as new as it asks (as the linux driver's)
+            kept = have.get("keys_at") if have is not None and have.get("encrypted") and not keys_due else None
+            keys = {"keys_at": kept if kept is not None else max(self.clock(), op.keys_after),
+                    "key_rotations": (have or {}).get("key_rotations", 0) + (1 if keys_due else 0)}
+        self.stitches[op.stitch] = {**want, **counters, **keys}
         return True
 
     def _set_rate(self, op: SetStitchRate) -> bool:
@@ -184,7 +193,7 @@ class SimDriver:
             observed.stitches[key] = ObservedStitch(
                 key, s["type"], tuple(s["path"]), s["rate_bps"], s["encrypted"], not broken,
                 s["tx_bytes"], s["rx_bytes"], latency_s=latency, throughput_bps=s.get("throughput_bps"),
-                loss=s.get("loss"), problem=broken)
+                loss=s.get("loss"), problem=broken, keys_at=s.get("keys_at"))
         return observed
 
     def close(self) -> None:

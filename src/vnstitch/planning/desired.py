@@ -13,6 +13,18 @@ from vnstitch.domain.vnet import VirtualNetwork
 from vnstitch.planning.ops import EnsureNetwork, EnsureStitch, MemberPlacement, StitchEnd
 
 
+# Set by `vnstitch stitch rotate-keys` / POST /v1/stitches/{name}/rotate-keys: unix seconds of the request.
+ROTATE_KEYS_ANNOTATION = "vnstitch.io/rotate-keys-requested"
+
+
+def rotation_requested_at(stitch: Stitch) -> float:
+    """When the stitch's keys were last asked to be replaced (its annotation), 0.0 when never (or unreadable)."""
+    try:
+        return max(0.0, float(stitch.metadata.annotations.get(ROTATE_KEYS_ANNOTATION, 0.0)))
+    except ValueError:
+        return 0.0
+
+
 def network_key(tenant: str, name: str) -> str:
     return f"{tenant}/{name}"
 
@@ -38,10 +50,13 @@ def attach_node(vnet: VirtualNetwork, end: Endpoint) -> str | None:
 
 
 def stitch_op(key: str, tenant: str, stitch: Stitch, path: tuple[str, ...],
-              vnets: Mapping[str, VirtualNetwork], rate_bps: float, reason: str = "") -> EnsureStitch | None:
+              vnets: Mapping[str, VirtualNetwork], rate_bps: float, reason: str = "",
+              keys_after: float | None = None) -> EnsureStitch | None:
     """EnsureStitch for a stitch over `path` (its ends attach at path[0] and path[-1]) reserving
     `rate_bps`; None when an end's network is not among `vnets` or there is no path. (A member that
-    is gone is the caller's to refuse: admission re-plans such a stitch, the lab says so.)"""
+    is gone is the caller's to refuse: admission re-plans such a stitch, the lab says so.) Its keys
+    must be newer than `keys_after` (default: the stitch's rotate-keys request); the spec's period
+    travels along for the plan (compute_plan) to apply with its `now`."""
     if not path:
         return None
     ends = []
@@ -53,4 +68,6 @@ def stitch_op(key: str, tenant: str, stitch: Stitch, path: tuple[str, ...],
         ends.append(StitchEnd(end_key(tenant, end), vnet.spec.vnid, end.subnet or vnet.spec.cidr, node,
                               member.name if member else None, member.address if member else None))
     return EnsureStitch(key, stitch.spec.type.value, ends[0], ends[1], tuple(path), rate_bps,
-                        stitch.spec.encrypted, stitch.spec.symmetric, reason=reason)
+                        stitch.spec.encrypted, stitch.spec.symmetric, reason=reason,
+                        keys_after=rotation_requested_at(stitch) if keys_after is None else keys_after,
+                        key_rotation_s=stitch.spec.key_rotation)

@@ -29,6 +29,7 @@ class ObservedStitch:
     throughput_bps: float | None = None
     loss: float | None = None
     problem: str = ""  # why it is not healthy, as the driver saw it
+    keys_at: float | None = None  # unix time its WireGuard keys were made; None: no keys, or not reported
 
 
 @dataclass

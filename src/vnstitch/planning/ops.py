@@ -55,6 +55,18 @@ class EnsureStitch:
     encrypted: bool
     symmetric: bool = True
     reason: str = field(default="", compare=False)
+    # Unix time: WireGuard keys made before it are replaced, without loss (0: keep them). The compiler sets
+    # it from a rotate-keys request, the plan raises it to now − key_rotation_s when the period is up.
+    keys_after: float = 0.0
+    key_rotation_s: float | None = field(default=None, compare=False)  # spec.keyRotation; only the plan reads it
+
+
+ROTATE_KEYS = "rotate keys"  # the reason of an ensure-stitch that only replaces a healthy stitch's keys
+
+
+def is_key_rotation(op: "Op") -> bool:
+    """An ensure-stitch the plan emitted only to replace the keys of a healthy stitch (not a repair)."""
+    return isinstance(op, EnsureStitch) and op.reason.startswith(ROTATE_KEYS)
 
 
 @dataclass(frozen=True)

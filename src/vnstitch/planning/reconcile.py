@@ -1,12 +1,12 @@
-"""Desired vs observed → a Plan of ops, each with a reason. Pure: no I/O, no clock."""
+"""Desired vs observed → a Plan of ops, each with a reason. Pure: no I/O, no clock (`now` is an argument)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from vnstitch.planning.observed import Observed
 from vnstitch.planning.ops import (
-    EnsureNetwork, EnsureStitch, Op, RemoveNetwork, RemoveStitch, SetStitchRate, describe,
+    ROTATE_KEYS, EnsureStitch, EnsureNetwork, Op, RemoveNetwork, RemoveStitch, SetStitchRate, describe,
 )
 from vnstitch.planning.status import rate_matches
 from vnstitch.units import format_bandwidth
@@ -54,8 +54,23 @@ def _network_matches(want: EnsureNetwork, observed) -> bool:
                  or observed.placements == frozenset((m.name, m.node) for m in want.members)))
 
 
-def compute_plan(desired: Desired, observed: Observed) -> Plan:
-    """Ops that take the data plane from `observed` to `desired`, networks before stitches."""
+def keys_after(op: EnsureStitch, now: float | None) -> float:
+    """The time the stitch's keys must be newer than: its rotate-keys request, or now − its rotation
+    period when that is later (no `now`: the request alone)."""
+    if op.key_rotation_s and now is not None:
+        return max(op.keys_after, now - op.key_rotation_s)
+    return op.keys_after
+
+
+def _rotation_reason(op: EnsureStitch, keys_at: float, now: float | None) -> str:
+    if keys_at < op.keys_after:
+        return f"{ROTATE_KEYS}: requested after they were made"
+    return f"{ROTATE_KEYS}: made {(now or 0.0) - keys_at:.0f} s ago, period {op.key_rotation_s:.0f} s"
+
+
+def compute_plan(desired: Desired, observed: Observed, now: float | None = None) -> Plan:
+    """Ops that take the data plane from `observed` to `desired`, networks before stitches. With `now`,
+    a stitch whose keys are older than its rotation period gets them replaced too."""
     ops: list[Op] = []
     for key, want in sorted(desired.networks.items()):
         have = observed.networks.get(key)
@@ -74,7 +89,9 @@ def compute_plan(desired: Desired, observed: Observed) -> Plan:
             if have is not None:
                 stitch_ops.append(RemoveStitch(key, reason=f"withdrawn: {want.reason}"))
             continue
-        op = want.op
+        op, due = want.op, keys_after(want.op, now)
+        if due != op.keys_after:  # the rotation period is up: the driver is to hold keys newer than `due`
+            op = replace(op, keys_after=due)
         if have is None:
             reason = ("drift: tunnel missing" if want.state in ("ACTIVE", "ADJUSTING", "DEGRADED")
                       else f"establish stitch ({want.state.lower()})")
@@ -85,9 +102,13 @@ def compute_plan(desired: Desired, observed: Observed) -> Plan:
                                                f"encrypted={op.encrypted}"))
         elif not have.healthy:
             stitch_ops.append(_with_reason(op, f"repair: {have.problem or 'tunnel unhealthy'}"))
-        elif not rate_matches(have.rate_bps, op.rate_bps):
-            stitch_ops.append(SetStitchRate(key, op.rate_bps, reason=f"reservation is {format_bandwidth(op.rate_bps)}, "
-                                                                    f"data plane has {format_bandwidth(have.rate_bps)}"))
+        else:
+            if not rate_matches(have.rate_bps, op.rate_bps):
+                stitch_ops.append(SetStitchRate(key, op.rate_bps,
+                                                reason=f"reservation is {format_bandwidth(op.rate_bps)}, "
+                                                       f"data plane has {format_bandwidth(have.rate_bps)}"))
+            if have.keys_at is not None and have.keys_at < op.keys_after:  # healthy, but its keys are due
+                stitch_ops.append(_with_reason(op, _rotation_reason(want.op, have.keys_at, now)))
     for key in sorted(set(observed.stitches) - set(desired.stitches)):
         stitch_ops.append(RemoveStitch(key, reason="orphan: no such stitch in the store"))
     # Stitches go before network removal (a stitch may use a network being removed).
@@ -96,6 +117,4 @@ def compute_plan(desired: Desired, observed: Observed) -> Plan:
 
 
 def _with_reason(op, reason: str):
-    from dataclasses import replace
-
     return replace(op, reason=reason)

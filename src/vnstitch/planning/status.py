@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from vnstitch.domain.stitch import ALLOWED_TRANSITIONS, Measured, State, Stitch, StitchStatus, transition
 from vnstitch.planning.observed import ObservedStitch
-from vnstitch.planning.ops import EnsureStitch, Op, SetStitchRate
+from vnstitch.planning.ops import EnsureStitch, Op, SetStitchRate, is_key_rotation
 from vnstitch.units import format_bandwidth
 
 RATE_TOLERANCE = 1e-6  # relative
@@ -40,7 +40,8 @@ def next_status(stitch: Stitch, want: EnsureStitch, have: ObservedStitch | None,
     else:
         matches = (tuple(have.path) == want.path and have.encrypted == want.encrypted
                    and rate_matches(have.rate_bps, want.rate_bps))
-        ensured = [op for op in ops if isinstance(op, EnsureStitch)]
+        # a key rotation keeps a healthy stitch up: it is not a repair, and does not degrade it
+        ensured = [op for op in ops if isinstance(op, EnsureStitch) and not is_key_rotation(op)]
         rate_set = [op for op in ops if isinstance(op, SetStitchRate)]
         if ensured and status.state in (State.ACTIVE, State.ADJUSTING, State.DEGRADED):
             steps.append((State.DEGRADED, ensured[0].reason))
@@ -68,7 +69,10 @@ def next_status(stitch: Stitch, want: EnsureStitch, have: ObservedStitch | None,
         old = status.measured
         measured = Measured(latency=_or(have.latency_s, old.latency), throughput=_or(have.throughput_bps, old.throughput),
                             loss=_or(have.loss, old.loss))
-    new = new.model_copy(update={"measured": measured, "observed_generation": stitch.metadata.generation})
+    update = {"measured": measured, "observed_generation": stitch.metadata.generation}
+    if have is not None and have.keys_at is not None:
+        update["keys_rotated_at"] = have.keys_at
+    new = new.model_copy(update=update)
     if new == status:
         return None, taken
     if new.model_copy(update={"measured": status.measured}) == status and _close(status.measured, measured):

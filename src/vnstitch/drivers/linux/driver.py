@@ -48,7 +48,13 @@ def op_to_dict(op: EnsureStitch) -> dict:
 def op_from_dict(data: dict) -> EnsureStitch:
     return EnsureStitch(stitch=data["stitch"], type=data["type"], a=StitchEnd(**data["a"]), b=StitchEnd(**data["b"]),
                         path=tuple(data["path"]), rate_bps=data["rate_bps"], encrypted=data["encrypted"],
-                        symmetric=data.get("symmetric", True))
+                        symmetric=data.get("symmetric", True), keys_after=data.get("keys_after", 0.0),
+                        key_rotation_s=data.get("key_rotation_s"))
+
+
+def _shape(op: EnsureStitch) -> EnsureStitch:
+    """What a stitch is built as: a different shape is a rebuild; the rate and the keys change in place."""
+    return dataclasses.replace(op, reason="", rate_bps=0.0, keys_after=0.0)
 
 
 class LinuxDriver:
@@ -58,9 +64,10 @@ class LinuxDriver:
     capabilities = frozenset({"encryption", "rate_limit", "counters", "path_pinning", "policy", "restart_safe"})
 
     def __init__(self, state_dir_path: str | None = None, clock: Callable[[], float] = time.monotonic,
-                 probe_interval_s: float = 5.0, probe_count: int = 5):
+                 probe_interval_s: float = 5.0, probe_count: int = 5, wall_clock: Callable[[], float] = time.time):
         self.state_dir = state_dir(state_dir_path)
         self.clock = clock   # monotonic: only intervals between observes are measured with it
+        self.wall_clock = wall_clock  # unix time: when keys were made (the controller's keys_after is one)
         self._samples: dict[str, _CounterSample] = {}   # stitch → its counters at an earlier observe
         # latency and loss: each healthy stitch pinged through itself at most every probe_interval_s
         self.prober = Prober(interval_s=probe_interval_s, count=probe_count)
@@ -114,7 +121,8 @@ class LinuxDriver:
 
     def _context(self) -> stitch_mod.StitchContext:
         members = {key: net["members"] for key, net in self.state["networks"].items()}
-        return stitch_mod.StitchContext(self.nss, self.lab, self.state_dir, members, self._procs)
+        return stitch_mod.StitchContext(self.nss, self.lab, self.state_dir, members, self._procs,
+                                        wall_clock=self.wall_clock)
 
     # --- apply ------------------------------------------------------------------------
 
@@ -177,14 +185,17 @@ class LinuxDriver:
         if record is not None:
             old = op_from_dict(record["op"])
             if old != dataclasses.replace(op, reason=""):
-                if dataclasses.replace(old, rate_bps=op.rate_bps) == dataclasses.replace(op, reason=""):
+                if _shape(old) != _shape(op):
+                    self._remove_stitch(op.stitch)  # different shape: rebuild
+                    record = None
+                elif old.keys_after == op.keys_after:  # only the rate: set it
                     changed = stitch_mod.ensure_rate(ctx, old, StitchNames(record["hash"], record["index"]),
                                                      op.rate_bps)
                     record["op"] = op_to_dict(op)
                     self._save()
                     return changed or True
-                self._remove_stitch(op.stitch)  # different shape: rebuild
-                record = None
+                else:  # newer keys asked for: re-applied below (with the rate), then rotated
+                    record["op"] = op_to_dict(op)
         # fresh: allocated now, so nothing named after it exists and build() may skip reading lists
         fresh = record is None
         if fresh:
@@ -210,9 +221,15 @@ class LinuxDriver:
             if isinstance(exc, DriverError):
                 raise
             raise DriverError(f"stitch {op.stitch}: {exc}", errno=getattr(exc, "errno", None)) from exc
-        if changed or fresh:
+        try:  # outside the rollback: a failed rotation leaves the stitch up (on the new keys, see rotate_keys)
+            rotated = stitch_mod.rotate_keys(ctx, op, names, record)
+        except Exception:
             self._save()
-        return changed or fresh
+            raise
+        if changed or fresh or rotated or record["op"] != op_to_dict(op):
+            record["op"] = op_to_dict(op)
+            self._save()
+        return changed or fresh or rotated
 
     def _set_rate(self, op: SetStitchRate) -> bool:
         record = self.state["stitches"].get(op.stitch)
@@ -386,10 +403,11 @@ class LinuxDriver:
                 problems.append(f"HTB class {names.class_minor} missing on {node} {egress}")
         if not counted:
             self._samples.pop(key, None)  # no counters to trust: start again from the next readable ones
+        keys_at = None if local or not op.encrypted else stitch_mod.keys_made_at(self.state_dir, names, record)
         return ObservedStitch(stitch=key, type=op.type, path=op.path, rate_bps=rate, encrypted=encrypted,
                               healthy=not problems, tx_bytes=tx, rx_bytes=rx,
                               throughput_bps=self._throughput(key, tx, rx, snap.time) if counted else None,
-                              problem=problems[0] if problems else "")
+                              problem=problems[0] if problems else "", keys_at=keys_at)
 
     def _throughput(self, key: str, tx: int, rx: int, now: float) -> float | None:
         """Bit/s both ways through the stitch since an earlier observe, from its a-end nft counters.
@@ -456,7 +474,10 @@ class LinuxDriver:
         return out
 
     def wireguard_status(self, key: str) -> dict[str, dict]:
-        """Per end: listen port, peer endpoint, handshake, counters (never the private key)."""
+        """Per end: its public key (base64, from the key wireguard-go holds), listen port, peer endpoint,
+        handshake, counters (never the private key)."""
+        from vnstitch.drivers.linux import keys
+
         record = self.state["stitches"][key]
         names = StitchNames(record["hash"], record["index"])
         out = {}
@@ -465,7 +486,8 @@ class LinuxDriver:
                 config = wireguard.read_config(names.wg_if(side))
             except DriverError:
                 continue
-            config.pop("private_key", None)
+            private = config.pop("private_key", None)
+            config["public_key"] = keys.to_base64(keys.public_key(bytes.fromhex(private))) if private else None
             out[side] = config
         return out
 

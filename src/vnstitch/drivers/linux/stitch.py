@@ -15,7 +15,9 @@ import logging
 import ipaddress
 import os
 import subprocess
+import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from pyroute2.netlink.exceptions import NetlinkError
 
@@ -41,6 +43,7 @@ class StitchContext:
     members_of: dict[str, list[dict]]             # network key → [{"name","node","address"}]
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)   # wg ifname → process we started
     indexes: dict[tuple[str, str], int] = field(default_factory=dict)  # (netns, ifname) → ifindex, one build
+    wall_clock: Callable[[], float] = time.time   # unix time: when keys are made (compared with keys_after)
 
     def ifindex(self, ns: str, ifname: str) -> int | None:
         """ip -n NS link show IFNAME, remembered for the rest of this build (links we made do not move)."""
@@ -69,7 +72,7 @@ def _dst(end: StitchEnd, direct: bool) -> str:
 
 
 def key_path(ctx: StitchContext, ifname: str) -> str:
-    return os.path.join(ctx.state_dir, "keys", f"{ifname}.key")
+    return os.path.join(ctx.state_dir, "keys", f"{ifname}.key")  # keys_made_at() reads the same path
 
 
 def is_local(op: EnsureStitch) -> bool:
@@ -195,8 +198,10 @@ def start_tunnel_processes(ctx: StitchContext, op: EnsureStitch, names: StitchNa
     return changed
 
 
-def ensure_keys(ctx: StitchContext, names: StitchNames, record: dict) -> dict[str, bytes]:
-    """A key pair per end, kept in 0600 files; public halves recorded in the state."""
+def ensure_keys(ctx: StitchContext, names: StitchNames, record: dict, keys_after: float = 0.0) -> dict[str, bytes]:
+    """A key pair per end, kept in 0600 files; public halves (always those of the files) and the time
+    keys were made recorded in the state. Keys made for an op count as at least as new as its
+    `keys_after` (a clock behind the controller's must not make it ask for them again)."""
     private = {}
     for side in SIDES:
         path = key_path(ctx, names.wg_if(side))
@@ -204,11 +209,88 @@ def ensure_keys(ctx: StitchContext, names: StitchNames, record: dict) -> dict[st
         if key is None:
             key = keys.generate_private_key()
             keys.write_private_key(path, key)
-            record.setdefault("public", {})[side] = keys.to_base64(keys.public_key(key))
-        elif side not in record.get("public", {}):
-            record.setdefault("public", {})[side] = keys.to_base64(keys.public_key(key))
+            record["keys_at"] = max(ctx.wall_clock(), keys_after)
+        record.setdefault("public", {})[side] = keys.to_base64(keys.public_key(key))
         private[side] = key
     return private
+
+
+def keys_made_at(state_dir: str, names: StitchNames, record: dict) -> float | None:
+    """When the stitch's current keys were made (unix time): the state's record, else (a stitch built before
+    it was kept) the older key file's mtime; None when it has no keys."""
+    if record.get("keys_at") is not None:
+        return record["keys_at"]
+    try:
+        return min(os.stat(os.path.join(state_dir, "keys", f"{names.wg_if(side)}.key")).st_mtime for side in SIDES)
+    except FileNotFoundError:
+        return None
+
+
+HANDSHAKE_TIMEOUT_S = 5.0  # wireguard-go's own REKEY_TIMEOUT: a handshake not done by then is lost
+
+
+def rotate_keys(ctx: StitchContext, op: EnsureStitch, names: StitchNames, record: dict) -> bool:
+    """New key pairs for both ends when the keys are older than `op.keys_after`, without losing a packet.
+
+    WireGuard authenticates each end by its static key, a device has one private key, peers are known by
+    public key, and a changed private key only stops a device *sending* on its sessions. So one end at a
+    time (a, then b), the mover M and the other end O:
+      1. M takes its new private key: its packets wait (wireguard-go queues them) for a new session, what O
+         still sends on the old one is received;
+      2. O replaces its peer M-old by M-new (the allowed IPs move with it) in one request; the new peer's
+         keepalive makes O handshake at once, M's queued packets leave on the new session;
+      3. wait until both ends report that handshake, so nothing is left queued on the peer entry the next
+         end's step 2 removes.
+    The new keys are written to the 0600 files first: a wireguard-go restarted, or a repair, from then on
+    sets up the new keys. Should a step fail, both ends are set up again from the files (a repair's
+    `wg set`) and the error raised."""
+    if not op.encrypted or is_local(op):
+        return False
+    made = keys_made_at(ctx.state_dir, names, record)
+    if made is None or made >= op.keys_after:
+        return False
+    old = ensure_keys(ctx, names, record)
+    new = {side: keys.generate_private_key() for side in SIDES}
+    known_as = {side: keys.public_key(old[side]).hex() for side in SIDES}  # the key the far end knows it by
+    new_public = {side: keys.public_key(new[side]).hex() for side in SIDES}
+    for side in SIDES:
+        keys.write_private_key(key_path(ctx, names.wg_if(side)), new[side])
+        record.setdefault("public", {})[side] = keys.to_base64(keys.public_key(new[side]))
+    record["keys_at"] = max(ctx.wall_clock(), op.keys_after)
+    try:
+        for mover in SIDES:
+            other = _other(mover)
+            mover_if, other_if = names.wg_if(mover), names.wg_if(other)
+            mover_end, _ = _ends(op, mover)
+            before = wireguard.peers(mover_if).get(known_as[other], {}).get("handshake", (0, 0))
+            wireguard.set_private_key(mover_if, new[mover].hex())                    # 1.
+            wireguard.replace_peer(other_if, known_as[mover], new_public[mover],     # 2.
+                                   f"{ctx.lab.nodes[mover_end.node].address}:{names.port(mover)}",
+                                   [_dst(mover_end, op.type == "direct")])
+            _wait_handshake(op, ((mover_if, known_as[other], before), (other_if, new_public[mover], (0, 0))))  # 3.
+            known_as[mover] = new_public[mover]
+    except DriverError as exc:
+        log.warning("stitch %s: key rotation failed (%s); setting both ends up from the new keys", op.stitch, exc)
+        ensure_tunnel(ctx, op, names, record, fresh=False)
+        raise
+    return True
+
+
+def _wait_handshake(op: EnsureStitch, waits) -> None:
+    """Until each (device, peer) reports a handshake newer than the one given (`wg show IF latest-handshakes`)."""
+    deadline = time.monotonic() + HANDSHAKE_TIMEOUT_S
+    pending = list(waits)
+    while pending:
+        pending = [(ifname, peer, before) for ifname, peer, before in pending
+                   if wireguard.peers(ifname).get(peer, {}).get("handshake", (0, 0)) <= before]
+        if pending and time.monotonic() > deadline:
+            # the keys are in place on both ends; only this handshake is late (a path down?): the next
+            # packet or keepalive makes it, and the repair loop sees a tunnel that stays down
+            log.warning("stitch %s: no handshake on %s within %.0f s of the key change", op.stitch,
+                        ", ".join(ifname for ifname, _, _ in pending), HANDSHAKE_TIMEOUT_S)
+            return
+        if pending:
+            time.sleep(0.002)
 
 
 def ensure_tunnel(ctx: StitchContext, op: EnsureStitch, names: StitchNames, record: dict, fresh: bool) -> bool:
@@ -221,7 +303,7 @@ def ensure_tunnel(ctx: StitchContext, op: EnsureStitch, names: StitchNames, reco
         for side in SIDES:
             changed |= _ensure_vxlan_tunnel(ctx, op, names, side)
         return changed
-    private = ensure_keys(ctx, names, record)
+    private = ensure_keys(ctx, names, record, op.keys_after)
     changed = False
     for side in SIDES:
         ifname = names.wg_if(side)

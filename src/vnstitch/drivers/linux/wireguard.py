@@ -107,8 +107,9 @@ def _reap(pid: int) -> None:
         pass
 
 
-def uapi(ifname: str, request: str, timeout_s: float = 2.0) -> dict[str, list[str]]:
-    """One UAPI exchange (`wg show`/`wg set` equivalent); returns key → values."""
+def uapi(ifname: str, request: str, timeout_s: float = 2.0, raw: bool = False):
+    """One UAPI exchange (`wg show`/`wg set` equivalent); returns key → values (`raw`: the answer's text,
+    where the order of the lines tells which peer a value belongs to)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout_s)
     try:
@@ -132,7 +133,7 @@ def uapi(ifname: str, request: str, timeout_s: float = 2.0) -> dict[str, list[st
     code = int(out.get("errno", ["0"])[-1])
     if code:
         raise DriverError(f"wireguard UAPI {ifname} refused the request", errno=code)
-    return out
+    return data.decode() if raw else out
 
 
 def configure(ifname: str, private_hex: str, listen_port: int, peer_public_hex: str, endpoint: str,
@@ -142,6 +143,40 @@ def configure(ifname: str, private_hex: str, listen_port: int, peer_public_hex: 
              f"public_key={peer_public_hex}", f"endpoint={endpoint}", "persistent_keepalive_interval=25",
              "replace_allowed_ips=true"] + [f"allowed_ip={ip}" for ip in allowed_ips]
     uapi(ifname, "\n".join(lines) + "\n\n")
+
+
+def set_private_key(ifname: str, private_hex: str) -> None:
+    """wg set IFNAME private-key FILE: the device stops sending on its sessions (it still receives on them)
+    and handshakes again with its new key on its next packet; its peers stay as they are."""
+    uapi(ifname, f"set=1\nprivate_key={private_hex}\n\n")
+
+
+def replace_peer(ifname: str, old_public_hex: str, new_public_hex: str, endpoint: str, allowed_ips: list[str]) -> None:
+    """wg set IFNAME peer NEW endpoint E persistent-keepalive 25 allowed-ips A peer OLD remove, in one request.
+
+    The allowed IPs move from the old peer to the new one (a prefix has one owner) and the new peer's
+    keepalive, switched on from 0, makes wireguard-go handshake with it as soon as the request ends."""
+    lines = ["set=1", f"public_key={new_public_hex}", f"endpoint={endpoint}", "persistent_keepalive_interval=25",
+             "replace_allowed_ips=true"] + [f"allowed_ip={ip}" for ip in allowed_ips]
+    if old_public_hex != new_public_hex:
+        lines += [f"public_key={old_public_hex}", "remove=true"]
+    uapi(ifname, "\n".join(lines) + "\n\n")
+
+
+def peers(ifname: str) -> dict[str, dict]:
+    """wg show IFNAME peers: public key (hex) → its last handshake as (seconds, nanoseconds), 0 when none."""
+    data = uapi(ifname, "get=1\n\n", raw=True)
+    out: dict[str, dict] = {}
+    current: dict | None = None
+    for line in data.splitlines():
+        key, _, value = line.partition("=")
+        if key == "public_key":
+            current = out.setdefault(value, {"handshake": (0, 0)})
+        elif current is not None and key == "last_handshake_time_sec":
+            current["handshake"] = (int(value), current["handshake"][1])
+        elif current is not None and key == "last_handshake_time_nsec":
+            current["handshake"] = (current["handshake"][0], int(value))
+    return out
 
 
 def read_config(ifname: str) -> dict:

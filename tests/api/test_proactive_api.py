@@ -4,6 +4,8 @@ policy's status are read back through the same API."""
 
 import time
 
+from vnstitch.domain.resources import parse_timestamp
+
 from tests.api.payloads import vnet
 
 INTERVAL = 1.0  # seconds: a compressed control interval
@@ -62,7 +64,9 @@ def test_the_running_controller_stitches_a_rising_pair_from_pushed_telemetry(mak
     assert {(s["from"], s["to"]) for s in graph["spec"]["stitches"]} == {("web", "db")}
     earlier = api.call("reader", "GET", "/v1/predictedgraph", params={"at": time.time() - 3600}).json()
     assert earlier["spec"]["step"] is None, "nothing was predicted an hour ago"
-    first = api.call("reader", "GET", "/v1/predictedgraph", params={"at": status["lastRun"] - 2.5 * INTERVAL})
+    assert status["lastRun"].endswith("Z")  # RFC 3339 UTC on the wire
+    last_run = parse_timestamp(status["lastRun"])
+    first = api.call("reader", "GET", "/v1/predictedgraph", params={"at": last_run - 2.5 * INTERVAL})
     assert first.json()["spec"]["step"] < status["lastStep"], "the kept history answers for an earlier time"
     assert api.call("other", "GET", "/v1/forecastpolicies/fc", params={"tenant": "acme"}).status_code == 404
 

@@ -3,6 +3,7 @@ feature that needs one that is missing names the extra to install."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -57,13 +58,35 @@ def test_a_missing_package_names_its_extra(monkeypatch):
         optional.require("pandas", "a table")
 
 
-def test_without_tqdm_a_progress_bar_is_silent(monkeypatch, capsys):
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_without_tqdm_a_progress_bar_on_a_terminal_is_silent(monkeypatch):
     from vnstitch import optional
 
     monkeypatch.setitem(sys.modules, "tqdm", None)
-    with optional.progress_bar(10, desc="x") as bar:
+    terminal = _Terminal()
+    with optional.progress_bar(10, desc="x", file=terminal) as bar:
         bar.update(5)
-    assert capsys.readouterr() == ("", "")
+    assert terminal.getvalue() == ""
+
+
+def test_a_progress_bar_in_a_log_writes_one_line_per_phase(capsys):
+    """stderr not a terminal (CI, a pipe): no redraws, one line when the phase ends."""
+    from vnstitch import optional
+
+    for phase in ("static", "reactive"):
+        with optional.progress_bar(288, desc=f"{phase:>9}", unit="interval") as bar:
+            for _ in range(288):
+                bar.update()
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and "\r" not in "".join(lines)
+    assert lines[0].startswith("static: 288/288 intervals in ") and lines[1].startswith("reactive: 288/288")
+    with optional.progress_bar(5, disable=True) as bar:
+        bar.update(5)
+    assert capsys.readouterr().err == ""
 
 
 def test_replay_without_matplotlib_fails_before_it_runs(monkeypatch, tmp_path):

@@ -15,7 +15,7 @@ import threading
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from vnstitch.domain.resources import Resource
+from vnstitch.domain.resources import WIRE_TIMES, Resource
 from vnstitch.errors import NotFound
 
 MAX_RENDERED = 20_000  # memoised objects; cleared wholesale beyond this
@@ -58,7 +58,7 @@ class RenderedReads:
             return hit[1]
         resource = cls.model_validate(record.value)
         resource.metadata.resource_version = record.revision
-        rendered = render(resource.model_dump(by_alias=True, mode="json"))
+        rendered = render(resource.model_dump(by_alias=True, mode="json", context=WIRE_TIMES))
         with self._lock:
             if len(self._rendered) >= MAX_RENDERED:
                 self._rendered.clear()

@@ -75,6 +75,7 @@ def register(subparsers) -> None:
                    help="only entries this recent, with a unit: 30m, 1h, 7d (default: all that is kept)")
     p.add_argument("--tenant", help="writes by this tenant's tokens or on its objects")
     p.add_argument("--principal", metavar="ID", help="a token id (or a prefix of one), as `vnstitch token list` shows")
-    p.add_argument("--limit", type=int, default=1000, help="the newest this many (default 1000)")
+    p.add_argument("--limit", type=int, default=1000, metavar="ENTRIES",
+                   help="at most this many entries, the newest (default: 1000)")
     add_output_argument(p, ("table", "json", "yaml"))
     p.set_defaults(func=cmd_audit)

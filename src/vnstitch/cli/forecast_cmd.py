@@ -17,35 +17,43 @@ def register(subparsers) -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="rolling-origin backtest (60%% train, 15%% calibrate, 25%% test)")
     _data_args(ev)
-    ev.add_argument("--horizon", default="1,12", help="comma-separated steps ahead to score (default 1,12)")
+    ev.add_argument("--horizon", default="1,12", metavar="STEPS",
+                    help="comma-separated intervals ahead to score (default: 1,12 = 5 min and 1 h at 5-minute data)")
     ev.add_argument("--models", default=None, help="comma-separated model names (default: all)")
     ev.add_argument("--option", action="append", default=[], metavar="MODEL.KEY=VALUE",
-                    help="model option, e.g. lstm.epochs=4 (repeatable)")
-    ev.add_argument("--json", type=Path, help="write results as JSON to this file")
-    ev.add_argument("--plot", type=Path, help="write a PNG of forecast vs actual for the largest pairs")
+                    help="model option, e.g. lstm.epochs=4 (repeatable; default: none)")
+    ev.add_argument("--json", type=Path, metavar="FILE", help="write results as JSON to this file (default: none)")
+    ev.add_argument("--plot", type=Path, metavar="FILE",
+                    help="write a PNG of forecast vs actual for the largest pairs (default: none)")
     ev.add_argument("--no-calibrate", action="store_true", help="skip conformal calibration")
-    ev.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ev.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
     ev.set_defaults(func=cmd_eval)
 
     tr = sub.add_parser("train", help="fit a model (and calibrate it) and save it to a file")
     _data_args(tr)
-    tr.add_argument("--model", required=True, help="model name")
-    tr.add_argument("--out", required=True, type=Path, help="model file to write (.npz)")
-    tr.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="model option (repeatable)")
-    tr.add_argument("--calibration-fraction", type=float, default=0.2,
-                    help="last fraction of the data kept for conformal calibration (0 = none; default 0.2)")
-    tr.add_argument("--calendar", type=Path, help="YAML list of scheduled events (name, start, duration_seconds, repeat)")
-    tr.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    tr.add_argument("--model", required=True, help="model name, e.g. gru, seasonal_naive_day (required)")
+    tr.add_argument("--out", required=True, type=Path, metavar="FILE", help="model file to write (.npz) (required)")
+    tr.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                    help="model option (repeatable; default: none)")
+    tr.add_argument("--calibration-fraction", type=float, default=0.2, metavar="FRACTION",
+                    help="last fraction of the data kept for conformal calibration (0 = none; default: 0.2)")
+    tr.add_argument("--calendar", type=Path, metavar="FILE",
+                    help="YAML list of scheduled events (name, start, duration_seconds, repeat) (default: none)")
+    tr.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     tr.set_defaults(func=cmd_train)
 
     pr = sub.add_parser("predict", help="load a saved model and forecast from the end of a history")
     _data_args(pr)
-    pr.add_argument("--model-file", required=True, type=Path, help="file written by `forecast train`")
-    pr.add_argument("--horizon", type=int, default=12, help="steps ahead (default 12)")
-    pr.add_argument("--origin", type=int, default=None, help="index of the last history step (default: the last)")
+    pr.add_argument("--model-file", required=True, type=Path, metavar="FILE",
+                    help="file written by `forecast train` (required)")
+    pr.add_argument("--horizon", type=int, default=12, metavar="STEPS",
+                    help="intervals ahead (default: 12 = 1 h at 5-minute data)")
+    pr.add_argument("--origin", type=int, default=None, metavar="INDEX",
+                    help="index of the last history interval (default: the last)")
     pr.add_argument("--pairs", default=None, help="comma-separated SRC->DST pairs to print (default: the 5 largest)")
-    pr.add_argument("--out", type=Path, help="write all pairs to .csv or .json instead of printing")
+    pr.add_argument("--out", type=Path, metavar="FILE",
+                    help="write all pairs to .csv or .json instead of printing (default: print)")
     pr.add_argument("--destinations", action="store_true", help="also print destination shares per source")
     pr.set_defaults(func=cmd_predict)
     return parser
@@ -53,8 +61,10 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def _data_args(parser) -> None:
     parser.add_argument("--dataset", default="abilene",
-                        help="abilene (bundled 14 days), abilene-full (needs --data-dir) or a data file path")
-    parser.add_argument("--data-dir", type=Path, default=None, help="folder that relative dataset paths are read from")
+                        help="abilene (bundled 14 days), abilene-full (needs --data-dir) or a data file path "
+                             "(default: abilene)")
+    parser.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
+                        help="folder that relative dataset paths are read from (default: the current directory)")
 
 
 def _options(items, prefix: str | None = None) -> dict:
@@ -174,8 +184,9 @@ def cmd_predict(args) -> int:
         print(f"wrote {forecast.mean.shape[0]} pairs x {forecast.horizon} steps to {args.out}")
     else:
         shown = chosen or [forecast.pairs[i] for i in np.argsort(-forecast.mean[:, 0])[:5]]
-        frame = forecast.select(shown).to_frame()
-        print(f"model {model.name}; history ends {series.timestamps[origin]}; Mbit/s")
+        frame = forecast.select(shown).to_frame().rename(columns=_column_label)
+        print(f"model {model.name}; history ends {series.timestamps[origin]}; rates in Mbit/s "
+              f"(median: the 50% quantile; pN: the N% quantile)")
         print(frame.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     if args.destinations:
         for src, shares in destination_shares(forecast).items():
@@ -184,6 +195,16 @@ def cmd_predict(args) -> int:
                      f"{shares.quantile(0.95)[i, 0]:.2f}]" for i in top]
             print(f"{src}: " + "; ".join(parts))
     return 0
+
+
+def _column_label(name: str) -> str:
+    """to_frame's column → what the table prints: q0.5_mbps is the median, q0.9_mbps is p90."""
+    if name == "mean_mbps":
+        return "mean"
+    if name.startswith("q") and name.endswith("_mbps"):
+        level = float(name[1:-len("_mbps")])
+        return "median" if level == 0.5 else f"p{level * 100:g}"
+    return name
 
 
 def main(argv=None) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -31,8 +30,10 @@ def _status(args) -> int:
     from vnstitch.lab import builder
 
     report = builder.status(args.state_dir)
-    if args.output == "json":
-        print(json.dumps(report, indent=2))
+    if args.output in ("json", "yaml"):
+        from vnstitch.cli.output import dump_structured
+
+        print(dump_structured(report, args.output))
         return 0
     if report["lab"] is None:
         print(f"no lab in {report['stateDir']}")
@@ -95,37 +96,40 @@ def _unstitch(args) -> int:
 
 def register(subparsers) -> argparse.ArgumentParser:
     """Add `lab` with its subcommands to an argparse subparsers object."""
+    from vnstitch.cli.output import add_output_argument
+
     lab = subparsers.add_parser("lab", help="namespace lab for the linux driver (root)")
     lab.add_argument("--state-dir", default=None,
-                     help="lab state directory (default $VNSTITCH_LAB_DIR or /run/vnstitch/lab)")
+                     metavar="DIR", help="lab state directory (default: $VNSTITCH_LAB_DIR, else /run/vnstitch/lab)")
     sub = lab.add_subparsers(dest="lab_command", required=True)
 
     p = sub.add_parser("up", help="build the lab from a topology file (Node, Link, VirtualNetwork)")
-    p.add_argument("file")
-    p.add_argument("--name", default=None, help="lab name, prefix of every namespace (default 'lab')")
-    p.add_argument("--scale", type=float, default=0.01,
-                   help="lab link rate = capacity × scale (default 0.01)")
+    p.add_argument("file", help="YAML file of Node, Link and VirtualNetwork documents")
+    p.add_argument("--name", default=None, help="lab name, prefix of every namespace (default: 'lab')")
+    p.add_argument("--scale", type=float, default=0.01, metavar="FACTOR",
+                   help="lab link rate in bit/s = link capacity × FACTOR (default: 0.01: 10 Gbps → 100 Mbit/s)")
     p.set_defaults(func=_up)
 
     p = sub.add_parser("down", help="remove everything the lab made, and nothing else")
-    p.add_argument("--name", default=None, help="lab name when the state directory is gone")
+    p.add_argument("--name", default=None,
+                   help="lab name when the state directory is gone (default: the name the state directory records)")
     p.set_defaults(func=_down)
 
     p = sub.add_parser("status", help="what exists in the kernel")
-    p.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    add_output_argument(p, ("table", "json", "yaml"))
     p.set_defaults(func=_status)
 
     p = sub.add_parser("exec", help="run a command inside a VM: lab exec VM -- CMD...")
-    p.add_argument("vm")
-    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.add_argument("vm", help="the VM (member) name")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="the command and its arguments, after --")
     p.set_defaults(func=_exec)
 
     p = sub.add_parser("stitch", help="apply the Stitch documents of a file directly through the driver")
-    p.add_argument("file")
+    p.add_argument("file", help="YAML file of Stitch documents")
     p.set_defaults(func=_stitch)
 
     p = sub.add_parser("unstitch", help="remove a stitch by key (tenant/name)")
-    p.add_argument("stitch")
+    p.add_argument("stitch", help="the stitch's key, TENANT/NAME")
     p.set_defaults(func=_unstitch)
     return lab
 

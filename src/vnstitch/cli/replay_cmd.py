@@ -81,28 +81,44 @@ def cmd_replay(args) -> int:
 
 def add_replay_arguments(p) -> None:
     p.add_argument("--dataset", default="abilene",
-                   help="traffic matrices: abilene (bundled), or a .npz, .csv/.parquet, SNDlib .xml or .hist file")
-    p.add_argument("--nodes", help=".hist: the node names, comma-separated, in the file's order")
-    p.add_argument("--interval", help=".hist: the interval of the matrices, e.g. 5m")
-    p.add_argument("--aggregate", help="replay at a coarser interval (a multiple of the data's), e.g. 15m")
+                   help="traffic matrices: abilene (bundled 14 days), or a .npz, .csv/.parquet, SNDlib .xml or "
+                        ".hist file (default: abilene)")
+    p.add_argument("--nodes", help=".hist: the node names, comma-separated, in the file's order (default: none)")
+    p.add_argument("--interval", metavar="DURATION",
+                   help=".hist: the interval of the matrices with a unit, e.g. 5m (default: none)")
+    p.add_argument("--aggregate", metavar="DURATION",
+                   help="replay at a coarser interval (a multiple of the data's) with a unit, e.g. 15m "
+                        "(default: the data's own)")
     p.add_argument("--topology", default="abilene",
-                   help="substrate: abilene (bundled, SNDlib capacities) or a file `substrate import` reads")
-    p.add_argument("--default-capacity", help="capacity for topology links whose file gives none")
-    p.add_argument("--scale", type=float, default=10.0, help="traffic multiplier (default 10: static overloads links)")
-    p.add_argument("--strategy", action="append", help="static, reactive, proactive, oracle (repeat or comma-separate; default all)")
-    p.add_argument("--day", type=int, default=12, help="replay this day of the data, 0-based (default 12)")
-    p.add_argument("--start", type=int, help="or: first replayed interval")
-    p.add_argument("--steps", type=int, help="intervals to replay (default: one day at the data's interval)")
-    p.add_argument("--horizon", type=int, default=2, help="forecast intervals ahead (default 2 = 10 min)")
-    p.add_argument("--quantile", type=float, default=0.9, help="forecast quantile that sizes stitches (default 0.9)")
-    p.add_argument("--threshold", type=float, default=0.8,
-                   help="predicted link utilisation that counts as congestion (default 0.8)")
-    p.add_argument("--model", default="gru", help="forecaster for the proactive strategy (default gru)")
-    p.add_argument("--model-file", help="load the model from here if it exists, else train and save it here")
-    p.add_argument("--epochs", type=int, help="training epochs for gru/lstm")
-    p.add_argument("--json", help="write the results as JSON here")
-    p.add_argument("--plot", metavar="DIR", help="write PNG plots into DIR")
-    p.add_argument("--decisions", metavar="FILE", help="log every allocator decision, with its reason and forecast, as JSON lines")
+                   help="substrate: abilene (bundled, SNDlib capacities) or a file `substrate import` reads "
+                        "(default: abilene)")
+    p.add_argument("--default-capacity", metavar="BANDWIDTH",
+                   help="capacity for topology links whose file gives none, e.g. 10Gbps (default: none)")
+    p.add_argument("--scale", type=float, default=10.0, metavar="FACTOR",
+                   help="traffic multiplier (default: 10: static shortest paths overload links)")
+    p.add_argument("--strategy", action="append",
+                   help="static, reactive, proactive, oracle (repeat or comma-separate; default: all four)")
+    p.add_argument("--day", type=int, default=12,
+                   help="replay this day of the data, 0-based (default: 12; days 11 and 12 tuned the allocator's "
+                        "defaults, days 10 and 13 did not)")
+    p.add_argument("--start", type=int, metavar="INTERVAL", help="or: first replayed interval (default: --day's first)")
+    p.add_argument("--steps", type=int, metavar="N",
+                   help="intervals to replay (default: one day at the data's interval, 288 at 5 minutes)")
+    p.add_argument("--horizon", type=int, default=2, metavar="STEPS",
+                   help="forecast intervals ahead (default: 2 = 10 min at 5-minute data)")
+    p.add_argument("--quantile", type=float, default=0.9,
+                   help="forecast quantile that sizes stitches, between 0 and 1 (default: 0.9)")
+    p.add_argument("--threshold", type=float, default=0.8, metavar="FRACTION",
+                   help="predicted link utilisation (fraction of capacity) that counts as congestion (default: 0.8)")
+    p.add_argument("--model", default="gru", help="forecaster for the proactive strategy (default: gru)")
+    p.add_argument("--model-file", metavar="FILE",
+                   help="load the model from here if it exists, else train and save it here (default: train, "
+                        "do not save)")
+    p.add_argument("--epochs", type=int, help="training epochs for gru/lstm (default: 4)")
+    p.add_argument("--json", metavar="FILE", help="write the results as JSON here (default: none)")
+    p.add_argument("--plot", metavar="DIR", help="write PNG plots into DIR (default: none)")
+    p.add_argument("--decisions", metavar="FILE",
+                   help="log every allocator decision, with its reason and forecast, as JSON lines (default: none)")
     p.add_argument("--record-store", help=argparse.SUPPRESS)  # the demo records the predicted graph here
 
 

@@ -27,19 +27,24 @@ def register(subparsers) -> argparse.ArgumentParser:
                                                 "of them, AbileneTM*, or .hist with --nodes and --interval")
     p.add_argument("--tenant", help="tenant the networks belong to (default: the token's; locally 'default')")
     p.add_argument("--server", default=argparse.SUPPRESS, help="API server (default: $VNSTITCH_URL; none: local)")
-    p.add_argument("--token", default=argparse.SUPPRESS, help="API bearer token ($VNSTITCH_TOKEN)")
-    p.add_argument("--nodes", help="comma-separated node order of a .hist file's matrices")
-    p.add_argument("--interval", help="time between matrices, e.g. 300 or 15m (.hist; overrides the file's)")
-    p.add_argument("--network-prefix", default="", help="network name = PREFIX + node name (e.g. pop-)")
+    p.add_argument("--token", default=argparse.SUPPRESS, help="API bearer token (default: $VNSTITCH_TOKEN)")
+    p.add_argument("--nodes", help="comma-separated node order of a .hist file's matrices (default: none)")
+    p.add_argument("--interval", metavar="DURATION",
+                   help="time between matrices, in seconds or with a unit, e.g. 300 or 15m (.hist; overrides "
+                        "the file's) (default: the file's)")
+    p.add_argument("--network-prefix", default="", metavar="PREFIX",
+                   help="network name = PREFIX + node name, e.g. pop- (default: '', the node name)")
     p.add_argument("--shift-to-now", action="store_true",
                    help="move the data in time so its last interval ends now (data older than the 14-day "
                         "retention is refused otherwise)")
-    p.add_argument("--last", type=int, metavar="N", help="only the last N intervals")
+    p.add_argument("--last", type=int, metavar="N", help="only the last N intervals (default: all)")
     p.add_argument("--include-self", action="store_true",
                    help="also push node-to-itself pairs (skipped by default: traffic inside one network "
                         "needs no stitch, and .hist files zero them)")
-    p.add_argument("--batch-size", type=int, default=BATCH, help=f"samples per request (default {BATCH})")
-    p.add_argument("--telemetry-store", help="local mode: sqlite:///PATH (default: beside the state store)")
+    p.add_argument("--batch-size", type=int, default=BATCH, metavar="N", help=f"samples per request (default: {BATCH})")
+    p.add_argument("--telemetry-store", metavar="URL",
+                   help="local mode: sqlite:///PATH or memory:// (default: $VNSTITCH_TELEMETRY, else beside a "
+                        "SQLite state store)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_push)
     return parser

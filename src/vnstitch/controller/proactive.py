@@ -417,7 +417,8 @@ class ProactiveLoop:
         default_paths = {pair: route[0] if route else None for pair, route in routes.items()}
         held = {p: h for p, h in held_all.items() if p in scope}
         config = AllocatorConfig(quantile=spec.quantile, congestion_threshold=spec.congestion_threshold,
-                                 terminate_after=spec.terminate_after)
+                                 terminate_after=spec.terminate_after,
+                                 demand_label=getattr(self.predictor, "demand_label", ""))  # reasons' wording
         capacity = {arc: finder.capacity_bps(arc) for arc in finder.arcs()}
         reachable = {p for p in pairs if default_paths[p] is not None}
         bounds = None

@@ -75,6 +75,7 @@ class StrategyResult:
             "reserved_over_used": round(self.reserved_bps_intervals / self.used_bps_intervals, 3)
             if self.used_bps_intervals else None,
             "stitch_churn_per_hour": round((self.established + self.terminated) / hours, 2),
+            "stitch_resizes_per_hour": round(self.adjusted / hours, 2),  # resized or rerouted in place
             "stitches_established": self.established,
             "stitches_terminated": self.terminated,
             "stitches_adjusted": self.adjusted,
@@ -118,6 +119,7 @@ def node_of(network: str) -> str:
 
 
 POLICY = "replay"
+REACTIVE_BASIS = "last interval's rate"
 REASON_ANNOTATION = "vnstitch.io/reason"
 
 
@@ -148,6 +150,8 @@ def _view(name: str, demand_mbps: np.ndarray, index: dict[str, int], config: Rep
         else:
             mean, upper = predict(step)
         return (dict(zip(pairs, (mean[rows] * 1e6).tolist())), dict(zip(pairs, (upper[rows] * 1e6).tolist())))
+    if name == "reactive":  # its decisions' reasons name what it acts on: no forecast
+        predictor.demand_label = REACTIVE_BASIS
     return predictor
 
 
@@ -464,9 +468,10 @@ def plot_results(results: dict[str, StrategyResult], demand, nodes, config: Repl
 
 def render_table(report: dict) -> str:
     columns = ["overloaded_link_intervals", "dropped_mbit", "sla_violations", "reserved_over_used",
-               "stitch_churn_per_hour", "loop_ms_p50", "loop_ms_p99"]
-    heads = ["strategy", "overloaded", "dropped Mbit", "SLA viol.", "reserved/used", "churn/h", "loop p50 ms", "loop p99 ms"]
-    rows = [heads] + [[name] + ["-" if v[c] is None else str(v[c]) for c in columns]
+               "stitch_churn_per_hour", "stitch_resizes_per_hour", "loop_ms_p50", "loop_ms_p99"]
+    heads = ["strategy", "overloaded", "dropped Mbit", "SLA viol.", "reserved/used", "churn/h", "resized/h",
+             "loop p50 ms", "loop p99 ms"]
+    rows = [heads] + [[name] + ["-" if v.get(c) is None else str(v[c]) for c in columns]
                       for name, v in report["strategies"].items()]
     widths = [max(len(r[i]) for r in rows) for i in range(len(heads))]
     return "\n".join("  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(r, widths)))

@@ -38,6 +38,7 @@ class AllocatorConfig:
     k_paths: int = 3
     min_stitch_bps: float = 1e6
     reroute_margin: float = 0.05          # a held stitch moves only for a peak this much lower (damping)
+    demand_label: str = ""                # what the reasons call the sizing rate ("": "forecast p90")
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ def allocate(state: AllocatorState, mean_bps: Mapping[Pair, float], upper_bps: M
     held = dict(state.held)
     limit = config.congestion_threshold
     up_q = f"p{config.quantile * 100:.0f}"
+    basis = config.demand_label or f"forecast {up_q}"  # a reactive predictor's rates are observed, not forecast
     shares: dict[Pair, list[tuple[tuple[str, ...], float]]] = {}   # pair → (path, fraction of its traffic)
     load: dict[Arc, float] = {}
     reserved: dict[Arc, float] = {}
@@ -223,7 +225,8 @@ def allocate(state: AllocatorState, mean_bps: Mapping[Pair, float], upper_bps: M
         safe = h.safe_intervals + 1 if home_peak < config.hysteresis * limit and not above_pair_threshold else 0
         if safe >= config.terminate_after:
             commit("terminate", pair, None,
-                   f"demand fell under hysteresis: {up_q} {_mbps(upper_bps.get(pair, 0.0))} would load the default "
+                   f"demand fell under hysteresis: {config.demand_label or up_q} {_mbps(upper_bps.get(pair, 0.0))} "
+                   f"would load the default "
                    f"path to {_pct(home_peak)} (< {_pct(config.hysteresis * limit)}) for {config.terminate_after} intervals")
             continue
         held[pair] = replace(h, safe_intervals=safe)
@@ -238,14 +241,14 @@ def allocate(state: AllocatorState, mean_bps: Mapping[Pair, float], upper_bps: M
             if option and option[1] != h.parts and (option[0] < own_peak - config.reroute_margin or not fits):
                 where = f"{own_arc[0]}→{own_arc[1]} to {_pct(own_peak)}" if own_arc else "its path"
                 commit("reroute", pair, option[1],
-                       f"forecast {up_q} {_mbps(size)} would load {where}"
+                       f"{basis} {_mbps(size)} would load {where}"
                        f"{'' if fits else ' and no longer fits its reservation'}; new route peaks at {_pct(option[0])}"
                        + (f" (TE split: {describe(option[1])})" if len(option[1]) > 1 else ""), safe)
                 continue
         outside_band = not (h.total_bps * (1 - config.adjust_band) <= size <= h.total_bps * (1 + config.adjust_band))
         if outside_band and fits:
             commit("adjust", pair, scaled,
-                   f"forecast {up_q} {_mbps(size)} left the ±{_pct(config.adjust_band)} band around the "
+                   f"{basis} {_mbps(size)} left the ±{_pct(config.adjust_band)} band around the "
                    f"reservation of {_mbps(h.total_bps)}", safe)
     # 2. pairs at risk on their default route get stitches, largest first
     at_risk = []
@@ -266,9 +269,9 @@ def allocate(state: AllocatorState, mean_bps: Mapping[Pair, float], upper_bps: M
             option = min((o for o in (option, te_split(pair, size)) if o), default=None, key=lambda o: o[0])
         if option is None or (option[0] >= risk and not above_pair_threshold):
             continue  # no route with room relieves the hot link: left best effort
-        why = (f"forecast {up_q} {_mbps(size)} (mean {_mbps(mean_bps.get(pair, 0.0))}) would load "
-               f"{arc[0]}→{arc[1]} to {_pct(risk)} of capacity" if risk > limit
-               else f"forecast {up_q} {_mbps(size)} above the per-pair threshold")
+        mean = "" if config.demand_label else f" (mean {_mbps(mean_bps.get(pair, 0.0))})"
+        why = (f"{basis} {_mbps(size)}{mean} would load {arc[0]}→{arc[1]} to {_pct(risk)} of capacity"
+               if risk > limit else f"{basis} {_mbps(size)} above the per-pair threshold")
         split = f"; TE split: {describe(option[1])}" if len(option[1]) > 1 else ""
         commit("establish", pair, option[1], f"{why}; route peaks at {_pct(option[0])}{split}")
     return Allocation(AllocatorState(held), decisions, load,

@@ -87,7 +87,8 @@ def test_errors_are_json_with_stable_codes(seeded):
     unknown_key = seeded.call("member", "POST", "/v1/virtualnetworks",
                               json={**vnet("x", 9, "10.9.0.0/24", []), "colour": "red"})
     assert unknown_key.status_code == 422
-    assert unknown_key.json() == {"code": "invalid", "message": "unknown key", "field": "colour"}
+    assert unknown_key.json() == {"code": "invalid", "message": "is not a known field (known: apiVersion, kind, metadata, "
+                                                          "spec)", "field": "colour"}
     bad = seeded.call("member", "POST", "/v1/stitches", json=stitch("y", "web", "db", "lots"))
     assert bad.status_code == 422 and bad.json()["field"] == "spec.bandwidth"
     no_route = seeded.call("member", "GET", "/v1/nothing")

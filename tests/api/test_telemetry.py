@@ -71,7 +71,8 @@ def test_a_bad_sample_is_named_and_the_batch_stores_nothing(seeded):
     body = samples(("web", "db", now, 1.0))
     body["samples"][0]["speed"] = 3
     error = seeded.call("member", "POST", "/v1/telemetry", json=body).json()
-    assert error == {"code": "invalid", "message": "unknown key", "field": "samples[0].speed"}
+    assert error == {"code": "invalid", "message": "is not a known field (known: from, to, time, rateBps, latency, loss)",
+                     "field": "samples[0].speed"}
     loss = samples(("web", "db", now, 1.0))
     loss["samples"][0]["loss"] = 2
     assert seeded.call("member", "POST", "/v1/telemetry", json=loss).json()["field"] == "samples[0].loss"

@@ -8,10 +8,11 @@ import uuid
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import vnstitch.errors as core_errors
-from vnstitch.domain.resources import format_loc
+from vnstitch.domain.resources import describe_error, first_error
 from vnstitch.errors import InvalidInput, VnstitchError
 from vnstitch.store import Compacted, LeaseNotFound
 
@@ -110,29 +111,29 @@ def error_response(exc: VnstitchError) -> JSONResponse:
     return JSONResponse(exc.to_dict(), status_code=exc.http_status, headers=headers)
 
 
-def validation_error(exc: RequestValidationError) -> InvalidInput:
-    """FastAPI's request validation errors → one InvalidInput naming the first bad field."""
+def validation_error(exc: RequestValidationError, body_model: type | None = None) -> InvalidInput:
+    """FastAPI's request validation errors → one InvalidInput naming the first bad field (dotted) and saying
+    what is allowed, in the words `vnstitch validate` uses; `body_model` is the request body's model."""
     errors = exc.errors()
     if not errors:
         return InvalidInput("invalid request")
-    err = errors[0]
+    err = first_error(errors)
     loc = tuple(err.get("loc", ()))
     where = loc[0] if loc else ""
-    field = format_loc(loc[1:]) if where == "body" else (format_loc(loc[1:]) or str(where))
-    if where == "body":
-        # Discriminated unions add the tag to the location: ('body', 'items', 0, 'Stitch', 'spec').
-        parts = [p for p in loc[1:] if p not in ("Node", "Link", "VirtualNetwork", "Stitch")]
-        field = format_loc(tuple(parts))
-    message = str(err.get("msg", "invalid value"))
-    if err.get("type") == "extra_forbidden":
-        message = "unknown key"
-    elif err.get("type") == "json_invalid":
-        message, field = "request body is not valid JSON", ""
-    elif message.startswith("Value error, "):
-        message = message[len("Value error, "):]
-    if where in ("query", "header", "path") and field:
+    if err.get("type") == "json_invalid":
+        return InvalidInput("request body is not valid JSON")
+    field, message = describe_error({**err, "loc": loc[1:]}, body_model if where == "body" else None)
+    if where in ("query", "header", "path"):
+        field = field or str(where)
         message = f"{where} parameter: {message}"
     return InvalidInput(message, field=field or None)
+
+
+def _body_model(request: Request) -> type | None:
+    """The pydantic model of the matched route's request body, where it has one."""
+    field = getattr(request.scope.get("route"), "body_field", None)
+    model = getattr(getattr(field, "field_info", None), "annotation", None)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
 
 def _allowed_methods(request: Request) -> list[str]:
@@ -155,7 +156,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc)
 
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(validation_error(exc))
+        return error_response(validation_error(exc, _body_model(request)))
 
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         cls = _STATUS_CODES.get(exc.status_code)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -83,13 +82,40 @@ def read_input(path: str) -> str:
         raise InvalidInput(f"cannot read {path}: {exc.strerror}", field="FILE") from None
 
 
-def _documents(path: str) -> list:
-    """The resources of one file; a file with none is an error (an empty or all-comment file is a mistake)."""
+MAX_OBJECT_BYTES = 1 << 20  # as the API's --max-body
+
+
+def _documents(path: str, max_object_bytes: int = MAX_OBJECT_BYTES) -> list:
+    """The resources of one file; a file with none is an error (an empty or all-comment file is a mistake),
+    and so is a document (or an item of a JSON list) over `max_object_bytes`, checked before YAML parses it."""
+    import json
+    import re
+
     from vnstitch.domain.registry import parse_documents
 
-    resources = parse_documents(read_input(path), source=path)
+    text = read_input(path)
+    where = "standard input" if path == "-" else path
+    if len(text.encode()) > max_object_bytes:
+        chunks = [c for c in re.split(r"^(?:---|\.\.\.)(?=\s|$)", text, flags=re.M)
+                  if re.sub(r"(?m)^\s*#.*$", "", c).strip()]
+        for number, chunk in enumerate(chunks, 1):
+            size = len(chunk.removeprefix("\n").encode())  # the text after its '---' line
+            if size <= max_object_bytes:
+                continue
+            try:
+                items = json.loads(chunk)  # `get -o json` prints a list: its objects count one by one
+            except ValueError:
+                items = None
+            sizes = [len(json.dumps(i, separators=(",", ":")).encode()) for i in items] \
+                if isinstance(items, list) else [size]
+            for index, item_size in enumerate(sizes, 1):
+                if item_size > max_object_bytes:
+                    what = f"document {number}" + (f", item {index}," if isinstance(items, list) else "")
+                    raise InvalidInput(f"{where}: {what} is {item_size} bytes, over the limit of {max_object_bytes} "
+                                       "bytes per object (--max-object-bytes)", field="FILE")
+    resources = parse_documents(text, source=path)
     if not resources:
-        raise InvalidInput(f"no resources in {'standard input' if path == '-' else path}", field="FILE")
+        raise InvalidInput(f"no resources in {where}", field="FILE")
     return resources
 
 
@@ -117,7 +143,7 @@ def duration_arg(text: str) -> float:
 def cmd_validate(args) -> int:
     resources = []
     for path in args.files:
-        parsed = _documents(path)
+        parsed = _documents(path, args.max_object_bytes)
         resources.extend(parsed)
         for res in parsed:
             print(f"{path}: {res.KIND} {res.namespace + '/' if res.namespace else ''}{res.name} ok")
@@ -130,7 +156,7 @@ def cmd_validate(args) -> int:
 def cmd_apply(args) -> int:
     resources = []
     for path in args.filename:
-        resources.extend(_documents(path))
+        resources.extend(_documents(path, args.max_object_bytes))
     if args.tenant:
         for res in resources:
             if res.NAMESPACED and "tenant" not in res.model_fields_set and res.metadata.tenant == "default":
@@ -162,10 +188,12 @@ def cmd_plan(args) -> int:
     report = services(args).plan()
     if not report.leading:
         print("note: this replica is a standby: the leader's data plane may differ", file=sys.stderr)
-    if args.output == "json":
-        print(json.dumps({"leading": report.leading, "ops": [
+    if args.output in ("json", "yaml"):
+        from vnstitch.cli.output import dump_structured
+
+        print(dump_structured({"leading": report.leading, "ops": [
             {"action": op.action, "target": op.target, "summary": op.summary, "reason": op.reason}
-            for op in report.ops]}, indent=2))
+            for op in report.ops]}, args.output))
     else:
         print(report.render())
     return EXIT_OK
@@ -204,8 +232,10 @@ def _print_predicted(args) -> int:
         print("error: no predicted graph yet: the proactive allocator has not run against this store "
               "(run `vnstitch demo`, or a replay with the proactive strategy)", file=sys.stderr)
         return EXIT_ERROR
-    if args.output == "json":
-        print(json.dumps(graph, indent=2))
+    if args.output in ("json", "yaml"):
+        from vnstitch.cli.output import dump_structured
+
+        print(dump_structured(graph, args.output))
         return EXIT_OK
     print(f"predicted stitches for the horizon after interval {graph['step']}:")
     for s in graph["stitches"]:
@@ -301,8 +331,10 @@ def cmd_availability(args) -> int:
         "best_latency_ms": round(answer.best_latency_s * 1e3, 3) if answer.best_latency_s is not None else None,
         "reason": answer.reason,
     }
-    if args.output == "json":
-        print(json.dumps(result, indent=2))
+    if args.output in ("json", "yaml"):
+        from vnstitch.cli.output import dump_structured
+
+        print(dump_structured(result, args.output))
     else:
         print(("yes" if answer.feasible else "no") + (f": {answer.reason}" if answer.reason else ""))
         if answer.path:
@@ -321,95 +353,120 @@ def cmd_demo(args) -> int:
 
 # parser ------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from vnstitch.cli.help import DRIVER_HELP, STORE_HELP
+    from vnstitch.cli.output import add_output_argument
+
     parser = argparse.ArgumentParser(prog="vnstitch", description=__doc__)
     parser.add_argument("--version", action="version", version=f"vnstitch {__version__}")
-    parser.add_argument("--store", help="sqlite:///PATH (default: under the user data dir, or $VNSTITCH_STORE)",
-                        default=os.environ.get("VNSTITCH_STORE"))
-    parser.add_argument("--server", default=os.environ.get("VNSTITCH_URL"),
-                        help="talk to a vnstitch API server instead of a local store ($VNSTITCH_URL)")
-    parser.add_argument("--token", default=os.environ.get("VNSTITCH_TOKEN"), help="API bearer token ($VNSTITCH_TOKEN)")
+    parser.add_argument("--store", metavar="URL", help=STORE_HELP, default=os.environ.get("VNSTITCH_STORE"))
+    parser.add_argument("--server", metavar="URL", default=os.environ.get("VNSTITCH_URL"),
+                        help="talk to a vnstitch API server (http://HOST:PORT) instead of a local store "
+                             "(default: $VNSTITCH_URL, else none: local)")
+    parser.add_argument("--token", default=os.environ.get("VNSTITCH_TOKEN"),
+                        help="API bearer token for --server (default: $VNSTITCH_TOKEN, else none)")
     parser.add_argument("--driver", choices=["sim", "linux"], default=os.environ.get("VNSTITCH_DRIVER", "sim"),
-                        help="data plane (default: sim)")
+                        help=DRIVER_HELP)
     parser.add_argument("--create", action="store_true",
                         help="make the store named by --store if it does not exist yet (without it, a SQLite "
                              "path that does not exist is an error: a typo does not start an empty store)")
-    parser.add_argument("--driver-state", help="driver state file/dir (default: beside the store)")
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("--driver-state", metavar="PATH",
+                        help="driver state file (sim) or lab directory (linux) (default: sim: STORE.sim.json "
+                             "beside a SQLite store; linux: $VNSTITCH_LAB_DIR, else /run/vnstitch/lab)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log INFO messages to stderr")
+    parser.add_argument("--max-object-bytes", type=int, metavar="BYTES",
+                        default=os.environ.get("VNSTITCH_MAX_OBJECT_BYTES", str(MAX_OBJECT_BYTES)),
+                        help="refuse a document of a resource file (-f) larger than this, as the API refuses a "
+                             "body over --max-body (default: $VNSTITCH_MAX_OBJECT_BYTES, else 1048576 = 1 MiB)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("validate", help="parse resource files exactly as the server does")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("files", nargs="+", metavar="FILE", help="YAML or JSON resource files, or - for stdin")
     p.add_argument("--offline", action="store_true", help="check syntax and schema only, not references to the store")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("apply", help="create or update resources from files (all or nothing)")
-    p.add_argument("-f", "--filename", action="append", required=True, metavar="FILE", help="file, or - for stdin")
+    p.add_argument("-f", "--filename", action="append", required=True, metavar="FILE",
+                   help="file, or - for stdin (repeatable; required)")
     p.add_argument("--dry-run", action="store_true", help="validate against the store, change nothing")
-    p.add_argument("--tenant", help="tenant for documents that name none")
+    p.add_argument("--tenant", help="tenant for documents that name none (default: 'default')")
     p.set_defaults(func=cmd_apply)
 
     p = sub.add_parser("get", help="list or show resources")
-    p.add_argument("kind", help="nodes, links, virtualnetworks, stitches")
-    p.add_argument("name", nargs="?")
-    p.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
-    p.add_argument("--tenant", help="only this tenant (default: all tenants when listing)")
-    p.add_argument("-A", "--all-tenants", action="store_true")
+    p.add_argument("kind", help="nodes, links, virtualnetworks, stitches, forecastpolicies (or the singular)")
+    p.add_argument("name", nargs="?", help="one object (default: list them all)")
+    add_output_argument(p)
+    p.add_argument("--tenant", help="only this tenant (default: all tenants when listing; 'default' for one object)")
+    p.add_argument("-A", "--all-tenants", action="store_true", help="list every tenant's objects")
     p.set_defaults(func=cmd_get)
 
     p = sub.add_parser("delete", help="delete a resource (stitches are torn down by the reconciler)")
-    p.add_argument("kind")
-    p.add_argument("name")
-    p.add_argument("--tenant")
+    p.add_argument("kind", help="node, link, virtualnetwork, stitch, forecastpolicy (or the plural)")
+    p.add_argument("name", help="the object's name")
+    p.add_argument("--tenant", help="the object's tenant (default: 'default', or the token's)")
     p.set_defaults(func=cmd_delete)
 
     p = sub.add_parser("plan", help="print what the reconciler would do, without doing it")
     p.add_argument("--predicted", action="store_true", help="the predicted network graph for the next horizon")
     p.add_argument("--tenant", help="with --predicted: this tenant's graph (default: the latest / the token's)")
-    p.add_argument("--at", help="with --predicted: the graph in force then (unix seconds or ISO date-time)")
-    p.add_argument("--policy", help="with --predicted: this ForecastPolicy's graph")
-    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    p.add_argument("--at", metavar="TIME",
+                   help="with --predicted: the graph in force then, as unix seconds or an ISO/RFC 3339 date-time "
+                        "(UTC unless it names a zone) (default: now)")
+    p.add_argument("--policy", help="with --predicted: this ForecastPolicy's graph (default: the latest)")
+    add_output_argument(p, ("table", "json", "yaml"))
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("approve", help="apply one decision a ForecastPolicy in suggest mode recorded")
     p.add_argument("name", help="the suggestion (GET /v1/suggestions)")
-    p.add_argument("--tenant")
+    p.add_argument("--tenant", help="the suggestion's tenant (default: 'default', or the token's)")
     p.set_defaults(func=cmd_approve)
 
     p = sub.add_parser("reconcile", help="run the reconcile loop (or one pass with --once; exit 2 when ops fail)")
     p.add_argument("--once", action="store_true", help="one pass; exit 2 when some ops failed")
-    p.add_argument("--interval", type=float, default=5.0, help="seconds between passes (default 5)")
+    p.add_argument("--interval", type=float, default=5.0, metavar="SECONDS",
+                   help="seconds between passes (default: 5)")
     p.set_defaults(func=cmd_reconcile)
 
-    p = sub.add_parser("substrate", help="substrate topology")
+    p = sub.add_parser("substrate", help="substrate topology: import")
     ssub = p.add_subparsers(dest="substrate_command", metavar="SUBCOMMAND")
     q = ssub.add_parser("import", help="import SNDlib XML, Topology Zoo GraphML, CFR-RL or networkx node-link "
                                        "JSON (DOTE, FIGRET, Teal) topology files")
-    q.add_argument("path")
+    q.add_argument("path", help="the topology file")
     q.add_argument("--format", choices=["sndlib", "graphml", "cfr-rl", "node-link"],
-                   help="default: detect from content")
-    q.add_argument("--default-capacity", help="capacity for links whose file gives none, e.g. 10Gbps "
-                                              "(required when any link lacks one: none is assumed)")
-    q.add_argument("--default-latency", help="latency for links without coordinates (default 1ms)")
-    q.add_argument("--dry-run", action="store_true")
+                   help="the file's format (default: detect from content)")
+    q.add_argument("--default-capacity", metavar="BANDWIDTH",
+                   help="capacity for links whose file gives none, with a unit, e.g. 10Gbps (default: none: "
+                        "required when any link lacks one)")
+    q.add_argument("--default-latency", metavar="DURATION",
+                   help="latency for links without coordinates, with a unit, e.g. 2ms (default: 1ms)")
+    q.add_argument("--dry-run", action="store_true", help="validate against the store, change nothing")
     q.set_defaults(func=cmd_substrate_import)
 
     p = sub.add_parser("availability", help="could X bit/s at ≤ Y ms be stitched between two endpoints? (reserves nothing)")
     p.add_argument("src", metavar="FROM", help="network or network/vm")
     p.add_argument("dst", metavar="TO", help="network or network/vm")
     p.add_argument("--bandwidth", required=True, type=bandwidth_arg,
-                   help="bit/s with a unit: 200Mbps, 2Gbps, 1.5Tbps (bytes: MB/s)")
-    p.add_argument("--max-latency", type=duration_arg, help="one-way bound with a unit: 20ms, 1s (default: none)")
+                   help="bit/s with a unit: 200Mbps, 2Gbps, 1.5Tbps (bytes: MB/s) (required)")
+    p.add_argument("--max-latency", type=duration_arg, metavar="DURATION",
+                   help="one-way bound with a unit: 20ms, 1s (default: none)")
     p.add_argument("--tenant", help="whose endpoints (default: the token's tenant, or 'default' locally)")
-    p.add_argument("-o", "--output", choices=["text", "json"], default="text", help="default: text")
+    add_output_argument(p, ("table", "json", "yaml"))
     p.set_defaults(func=cmd_availability)
 
     p = sub.add_parser("demo", help="the end-to-end demo on bundled real data (simulator, no root)")
-    p.add_argument("--workdir", help="where to write the store and outputs (default: ./out/demo)")
+    p.add_argument("--workdir", metavar="DIR", help="where to write the store and outputs (default: ./out/demo)")
+    p.add_argument("--model", default="gru",
+                   help="forecaster of the proactive strategy (default: gru; last_value is instant)")
+    p.add_argument("--steps", type=int, metavar="N",
+                   help="replay only the first N five-minute intervals of the day (default: 288, the whole day)")
     p.set_defaults(func=cmd_demo)
 
-    for module in ("vnstitch.cli.forecast_cmd", "vnstitch.cli.lab_cmd", "vnstitch.cli.replay_cmd",
+    for module in ("vnstitch.cli.audit_cmd", "vnstitch.cli.forecast_cmd", "vnstitch.cli.lab_cmd", "vnstitch.cli.replay_cmd",
                    "vnstitch.cli.serve_cmd", "vnstitch.cli.telemetry_cmd"):
         _register_optional(sub, module)
+    _register_optional(sub, "vnstitch.cli.stitch_cmd")
+    from vnstitch.cli.help import finish
+
+    finish(parser)
     return parser
 
 
@@ -431,8 +488,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    if not getattr(args, "func", None):
-        parser.print_help()
+    if not getattr(args, "func", None):  # a command group without its subcommand: that group's help
+        from vnstitch.cli.help import chosen_group
+
+        (chosen_group(parser, args) or parser).print_help()
+        return EXIT_USAGE
+    from vnstitch.cli.output import unsupported_output
+
+    refused = unsupported_output(args)
+    if refused:
+        print(f"{parser.prog} {args.command}: error: {refused}", file=sys.stderr)
         return EXIT_USAGE
     try:
         try:

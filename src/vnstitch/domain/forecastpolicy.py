@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from vnstitch.domain.resources import DurationSeconds, Resource, Strict
+from vnstitch.domain.resources import DurationSeconds, Resource, Strict, Timestamp
 
 
 class PairSelector(Strict):
@@ -59,18 +59,18 @@ class ModelStatus(Strict):
     version: int = 0
     checksum: str = ""               # sha256 of the artifact
     artifact: str = ""               # where it lies
-    trained_at: float | None = Field(default=None, alias="trainedAt")
+    trained_at: Timestamp | None = Field(default=None, alias="trainedAt")
     trained_on: int = Field(default=0, alias="trainedOn")     # intervals of history
-    failed_at: float | None = Field(default=None, alias="failedAt")
-    requested_at: float | None = Field(default=None, alias="requestedAt")  # training asked for (interval end)
+    failed_at: Timestamp | None = Field(default=None, alias="failedAt")
+    requested_at: Timestamp | None = Field(default=None, alias="requestedAt")  # training asked for (interval end)
     message: str = ""
 
 
 class ForecastPolicyStatus(Strict):
     model: ModelStatus = Field(default_factory=ModelStatus)
     last_step: int | None = Field(default=None, alias="lastStep")   # the last control interval run
-    last_end: float | None = Field(default=None, alias="lastEnd")    # when it ended (unix s): what is compared
-    last_run: float | None = Field(default=None, alias="lastRun")
+    last_end: Timestamp | None = Field(default=None, alias="lastEnd")    # when it ended (unix s): what is compared
+    last_run: Timestamp | None = Field(default=None, alias="lastRun")
     safe_intervals: dict[str, int] = Field(default_factory=dict, alias="safeIntervals")  # "a>b" → n
     pairs: int = 0
     stitches: int = 0

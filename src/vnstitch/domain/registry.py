@@ -8,7 +8,7 @@ import yaml
 from pydantic import ValidationError
 
 from vnstitch.domain.forecastpolicy import ForecastPolicy
-from vnstitch.domain.resources import API_VERSION, Resource, invalid_from_pydantic
+from vnstitch.domain.resources import API_VERSION, USER_INPUT, Resource, invalid_from_pydantic
 from vnstitch.domain.stitch import Stitch
 from vnstitch.domain.substrate import Link, Node
 from vnstitch.domain.vnet import VirtualNetwork
@@ -63,8 +63,9 @@ def kind_class(name: str) -> type[Resource]:
     return cls
 
 
-def parse_resource(doc: Any, where: str = "") -> Resource:
-    """One decoded document → a validated resource; errors name the field (and the document)."""
+def parse_resource(doc: Any, where: str = "", user_input: bool = False) -> Resource:
+    """One decoded document → a validated resource; errors name the field (and the document).
+    `user_input`: written by a person, so bandwidths and durations must name their unit."""
     suffix = f" ({where})" if where else ""
     if not isinstance(doc, dict):
         raise InvalidInput(f"a resource must be a mapping with apiVersion, kind, metadata, spec{suffix}")
@@ -75,7 +76,7 @@ def parse_resource(doc: Any, where: str = "") -> Resource:
     if kind not in KINDS:
         raise InvalidInput(f"unknown kind '{kind}' (valid: {', '.join(sorted(KINDS))}){suffix}", field="kind")
     try:
-        return KINDS[kind].model_validate(doc)
+        return KINDS[kind].model_validate(doc, context=USER_INPUT if user_input else None)
     except ValidationError as exc:
         err = invalid_from_pydantic(exc)
         err.message += suffix
@@ -83,7 +84,7 @@ def parse_resource(doc: Any, where: str = "") -> Resource:
 
 
 def parse_documents(text: str, source: str = "input") -> list[Resource]:
-    """Multi-document YAML (or JSON) text → resources, in file order."""
+    """Multi-document YAML (or JSON) text a person wrote (or `get -o yaml` printed) → resources, in file order."""
     try:
         docs = load_yaml_documents(text)
     except yaml.YAMLError as exc:
@@ -94,7 +95,7 @@ def parse_documents(text: str, source: str = "input") -> list[Resource]:
     resources = []
     for index, doc in enumerate(docs):
         if isinstance(doc, list):  # a JSON list of objects, as `get -o json` prints
-            resources.extend(parse_resource(d, f"item {i + 1}") for i, d in enumerate(doc))
+            resources.extend(parse_resource(d, f"item {i + 1}", user_input=True) for i, d in enumerate(doc))
         else:
-            resources.append(parse_resource(doc, f"document {index + 1}" if len(docs) > 1 else ""))
+            resources.append(parse_resource(doc, f"document {index + 1}" if len(docs) > 1 else "", user_input=True))
     return resources

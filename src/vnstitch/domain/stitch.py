@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema, model_validator
 
-from vnstitch.domain.resources import BandwidthBps, DurationSeconds, Resource, Strict
+from vnstitch.domain.resources import BandwidthBps, DurationSeconds, Resource, Strict, Timestamp
 from vnstitch.errors import IllegalTransition
+from vnstitch.units import format_period, parse_period
 
 
 class StitchType(str, Enum):
@@ -60,6 +61,10 @@ class StitchSpec(Strict):
     origin: Literal["user", "forecast", "intent"] = "user"
     symmetric: bool = True  # reserve in both directions of each link
     path: list[str] | None = None  # explicit substrate route (as the allocator pins); default: computed
+    # Replace the tunnel's WireGuard keys this often ('24h'; a unit is required); None: only on request.
+    key_rotation: Annotated[float, BeforeValidator(parse_period), PlainSerializer(format_period),
+                            WithJsonSchema({"type": "string", "examples": ["24h"]})] | None = \
+        Field(default=None, alias="keyRotation")
 
     @model_validator(mode="after")
     def _shape(self) -> "StitchSpec":
@@ -73,6 +78,10 @@ class StitchSpec(Strict):
             for side, end in (("from", self.from_), ("to", self.to)):
                 if end.member:
                     raise ValueError(f"{side}.member: a bandwidth stitch joins networks, not members")
+        if self.key_rotation is not None and not self.encrypted:
+            raise ValueError("keyRotation: an unencrypted stitch (encryption: none) has no keys to rotate")
+        if self.key_rotation is not None and self.key_rotation < 60:
+            raise ValueError("keyRotation: at least 1min (each rotation re-keys both ends)")
         return self
 
     @property
@@ -81,7 +90,7 @@ class StitchSpec(Strict):
 
 
 class Transition(Strict):
-    time: float
+    time: Timestamp
     from_state: State | None = Field(alias="from")
     to_state: State = Field(alias="to")
     reason: str
@@ -101,6 +110,7 @@ class StitchStatus(Strict):
     observed_generation: int = Field(default=0, alias="observedGeneration")
     message: str = ""
     history: list[Transition] = Field(default_factory=list)
+    keys_rotated_at: Timestamp | None = Field(default=None, alias="keysRotatedAt")  # the tunnel's keys made then
 
 
 HISTORY_LIMIT = 50

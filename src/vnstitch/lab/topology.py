@@ -10,7 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from vnstitch.domain.registry import load_yaml_documents
-from vnstitch.domain.resources import invalid_from_pydantic
+from vnstitch.domain.resources import USER_INPUT, invalid_from_pydantic
 from vnstitch.domain.stitch import Stitch
 from vnstitch.domain.substrate import Link, Node
 from vnstitch.domain.vnet import VirtualNetwork
@@ -63,7 +63,7 @@ def parse(path: str) -> LabTopology:
             raise InvalidInput(f"document {number}: unknown kind '{kind}' (valid: {', '.join(sorted(KINDS))})",
                                field="kind")
         try:
-            resource = model.model_validate(doc)
+            resource = model.model_validate(doc, context=USER_INPUT)
         except ValidationError as exc:
             raise invalid_from_pydantic(exc, prefix=f"{kind}[{number}]") from None
         {"Node": topo.nodes, "Link": topo.links, "VirtualNetwork": topo.networks,

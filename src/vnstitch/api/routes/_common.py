@@ -14,7 +14,7 @@ from vnstitch.api.auth import Principal
 from vnstitch.api.context import ApiContext
 from vnstitch.api.schemas import ErrorBody
 from vnstitch.controller.service import terminated
-from vnstitch.domain.resources import API_VERSION, NAME_PATTERN, Resource
+from vnstitch.domain.resources import API_VERSION, NAME_PATTERN, WIRE_TIMES, Resource
 from vnstitch.errors import Conflict, InvalidInput, NotFound
 
 ERRORS = {"default": {"model": ErrorBody, "description": "Error: {code, message, field}"}}
@@ -137,7 +137,8 @@ def list_body(kind: str, items: list[dict], revision: int, next_token: str | Non
 
 
 def dump(res: Resource) -> dict:
-    return res.model_dump(by_alias=True, mode="json")
+    """The object as the API shows it: times as RFC 3339 UTC strings (the store keeps unix seconds)."""
+    return res.model_dump(by_alias=True, mode="json", context=WIRE_TIMES)
 
 
 def json_response(body: Any, status: int = 200, headers: dict | None = None) -> JSONResponse:

@@ -131,6 +131,10 @@ def resource_router(cls: type[Resource], path: str, tag: str, inbound: Optional[
                 return in_scope and selector_matches(selector, value.get("metadata", {}).get("labels", {}))
 
             def render(value: dict, revision: int) -> dict:
+                try:  # as a read shows it: times as RFC 3339
+                    value = dump(cls.model_validate(value))
+                except ValueError:
+                    pass
                 return {**value, "metadata": {**value.get("metadata", {}), "resourceVersion": revision}}
 
             limit_s = context.settings.watch_max_s

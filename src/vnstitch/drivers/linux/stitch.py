@@ -258,7 +258,13 @@ def rotate_keys(ctx: StitchContext, op: EnsureStitch, names: StitchNames, record
         record.setdefault("public", {})[side] = keys.to_base64(keys.public_key(new[side]))
     record["keys_at"] = max(ctx.wall_clock(), op.keys_after)
     try:
-        for mover in SIDES:
+        for n, mover in enumerate(SIDES):
+            if n:
+                # WireGuard refuses a handshake initiation whose TAI64N timestamp is not newer than the last
+                # one it took from that peer, and wireguard-go rounds those timestamps down to 2^24 ns
+                # (16.8 ms) and takes at most one initiation per peer every 20 ms: an initiation right
+                # after the previous step's would be dropped as a replay and retried only 5 s later.
+                time.sleep(HANDSHAKE_SPACING_S)
             other = _other(mover)
             mover_if, other_if = names.wg_if(mover), names.wg_if(other)
             mover_end, _ = _ends(op, mover)
@@ -267,7 +273,17 @@ def rotate_keys(ctx: StitchContext, op: EnsureStitch, names: StitchNames, record
             wireguard.replace_peer(other_if, known_as[mover], new_public[mover],     # 2.
                                    f"{ctx.lab.nodes[mover_end.node].address}:{names.port(mover)}",
                                    [_dst(mover_end, op.type == "direct")])
-            _wait_handshake(op, ((mover_if, known_as[other], before), (other_if, new_public[mover], (0, 0))))  # 3.
+            waits = ((mover_if, known_as[other], before), (other_if, new_public[mover], (0, 0)))
+            for _ in range(HANDSHAKE_RETRIES):                                                # 3.
+                if _wait_handshake(op, waits, HANDSHAKE_RETRY_S, warn=False):
+                    break
+                # no handshake yet: a peer entry made afresh handshakes at once again (wireguard-go
+                # otherwise retries a dropped initiation only after 5 s)
+                wireguard.renew_peer(other_if, new_public[mover],
+                                     f"{ctx.lab.nodes[mover_end.node].address}:{names.port(mover)}",
+                                     [_dst(mover_end, op.type == "direct")])
+            else:
+                _wait_handshake(op, waits)
             known_as[mover] = new_public[mover]
     except DriverError as exc:
         log.warning("stitch %s: key rotation failed (%s); setting both ends up from the new keys", op.stitch, exc)
@@ -276,21 +292,31 @@ def rotate_keys(ctx: StitchContext, op: EnsureStitch, names: StitchNames, record
     return True
 
 
-def _wait_handshake(op: EnsureStitch, waits) -> None:
-    """Until each (device, peer) reports a handshake newer than the one given (`wg show IF latest-handshakes`)."""
-    deadline = time.monotonic() + HANDSHAKE_TIMEOUT_S
+HANDSHAKE_SPACING_S = 0.05  # between the two ends' key changes (see rotate_keys)
+
+
+HANDSHAKE_RETRIES, HANDSHAKE_RETRY_S = 10, 0.3
+
+
+def _wait_handshake(op: EnsureStitch, waits, timeout_s: float | None = None, warn: bool = True) -> bool:
+    """Until each (device, peer) reports a handshake newer than the one given (`wg show IF latest-handshakes`);
+    False when `timeout_s` (default HANDSHAKE_TIMEOUT_S) passed first."""
+    deadline = time.monotonic() + (HANDSHAKE_TIMEOUT_S if timeout_s is None else timeout_s)
     pending = list(waits)
     while pending:
         pending = [(ifname, peer, before) for ifname, peer, before in pending
                    if wireguard.peers(ifname).get(peer, {}).get("handshake", (0, 0)) <= before]
+        if pending and time.monotonic() > deadline and not warn:
+            return False
         if pending and time.monotonic() > deadline:
             # the keys are in place on both ends; only this handshake is late (a path down?): the next
             # packet or keepalive makes it, and the repair loop sees a tunnel that stays down
             log.warning("stitch %s: no handshake on %s within %.0f s of the key change", op.stitch,
                         ", ".join(ifname for ifname, _, _ in pending), HANDSHAKE_TIMEOUT_S)
-            return
+            return False
         if pending:
             time.sleep(0.002)
+    return True
 
 
 def ensure_tunnel(ctx: StitchContext, op: EnsureStitch, names: StitchNames, record: dict, fresh: bool) -> bool:

@@ -163,6 +163,14 @@ def replace_peer(ifname: str, old_public_hex: str, new_public_hex: str, endpoint
     uapi(ifname, "\n".join(lines) + "\n\n")
 
 
+def renew_peer(ifname: str, public_hex: str, endpoint: str, allowed_ips: list[str]) -> None:
+    """The peer removed and made again in one request: a fresh entry, whose keepalive handshakes at once
+    (an entry whose initiation was dropped waits wireguard-go's 5 s rekey timeout to try again)."""
+    lines = ["set=1", f"public_key={public_hex}", "remove=true", f"public_key={public_hex}", f"endpoint={endpoint}",
+             "persistent_keepalive_interval=25", "replace_allowed_ips=true"] + [f"allowed_ip={ip}" for ip in allowed_ips]
+    uapi(ifname, "\n".join(lines) + "\n\n")
+
+
 def peers(ifname: str) -> dict[str, dict]:
     """wg show IFNAME peers: public key (hex) → its last handshake as (seconds, nanoseconds), 0 when none."""
     data = uapi(ifname, "get=1\n\n", raw=True)

@@ -60,12 +60,14 @@ def make_api(tmp_path):
         app = create_app(settings, store=store)
         client = TestClient(app)
         client.__enter__()
-        opened.append(client)
+        opened.append((client, store, app))
         return Api(client, tokens, app)
 
     yield factory
-    for client in opened:
+    for client, store, app in opened:  # the files of hundreds of apps must not pile up in the test process
         client.__exit__(None, None, None)
+        app.state.audit.close()
+        store.close()
 
 
 @pytest.fixture

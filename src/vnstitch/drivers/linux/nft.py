@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import ctypes
 import errno as errno_codes
+import os
 import functools
 import ipaddress
 import json
+import shlex
 import threading
 
 from vnstitch.drivers.linux.kernel import in_netns, run_in
@@ -93,13 +95,27 @@ class _Lib:
             lib.nft_ctx_free(ctx)
 
 
+def _low_fds_free() -> bool:
+    """libnftables waits on its netlink socket with select(), which aborts the process (glibc's
+    FD_SET check) when that socket's number is 1024 or more: true when the next fd would be below."""
+    probe = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    os.close(probe)
+    return probe < 1000
+
+
 def run(ns: str, script: str, json_output: bool = False, what: str = "nft") -> str:
-    """nft [-j] -f - inside `ns` as one transaction; DriverError (errno from the message) on failure."""
+    """nft [-j] -f - inside `ns` as one transaction; DriverError (errno from the message) on failure.
+    In-process through libnftables, or the `nft` command when the library is missing or the process
+    holds so many files that the library's socket would get a number select() cannot take."""
     lib = _Lib.get()
-    if lib is not None:
+    if lib is not None and _low_fds_free():
         rc, out, err = in_netns(ns, lambda: lib.run(script, json_output))
     else:
-        proc = run_in(ns, ["nft"] + (["-j"] if json_output else []) + ["-f", "-"], stdin=script, check=False)
+        lines = [line for line in script.splitlines() if line.strip()]
+        if json_output and len(lines) == 1:  # `nft -j -f -` prints nothing for a list command (nft 1.0.6)
+            proc = run_in(ns, ["nft", "-j", *shlex.split(lines[0])], check=False)
+        else:
+            proc = run_in(ns, ["nft"] + (["-j"] if json_output else []) + ["-f", "-"], stdin=script, check=False)
         rc, out, err = proc.returncode, proc.stdout, proc.stderr
     if rc != 0:
         lines = [line for line in err.splitlines() if line.startswith("Error:")] or err.strip().splitlines() or [

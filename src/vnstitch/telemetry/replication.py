@@ -72,10 +72,13 @@ class ReplicatedTelemetryStore(TelemetryStore):
 
     # writes ----------------------------------------------------------------------------------
     def insert(self, samples: Iterable[Sample]) -> int:
+        return self.insert_counted(samples)[0]
+
+    def insert_counted(self, samples: Iterable[Sample]) -> tuple[int, int]:
+        """Store and replicate: (rows new or changed here, peers that confirmed)."""
         samples = list(samples)
         changed = self.local.insert(samples)
-        self.replicate(samples)
-        return changed
+        return changed, self.replicate(samples)
 
     def insert_local(self, samples: Iterable[Sample]) -> int:
         """What a peer replicated to us: stored here, not sent on."""
@@ -91,10 +94,7 @@ class ReplicatedTelemetryStore(TelemetryStore):
         for peer, ok in zip(peers, results):
             if not ok:
                 self._queue(peer, samples)
-        self.confirmed_last = sum(results)
-        return self.confirmed_last
-
-    confirmed_last = 0
+        return sum(results)
 
     def _send(self, url: str, rows: list[list]) -> bool:
         try:

@@ -119,11 +119,12 @@ def push_telemetry(request: Request, body: TelemetryPush, who: Principal = Depen
     now = ctx(request).controller.clock()
     kept = validate_batch(samples, now, {scope: known_endpoints(request, scope)}, names=WIRE_NAMES)
     store = telemetry_store(request)
-    changed = store.insert(kept)
+    body = {"accepted": len(samples)}
+    if isinstance(store, ReplicatedTelemetryStore):  # this batch's count: concurrent pushes share the store
+        body["changed"], body["replicatedTo"] = store.insert_counted(kept)
+    else:
+        body["changed"] = store.insert(kept)
     _compact_if_due(request, store, now)
-    body = {"accepted": len(samples), "changed": changed}
-    if isinstance(store, ReplicatedTelemetryStore):
-        body["replicatedTo"] = store.confirmed_last
     return json_response(body)
 
 

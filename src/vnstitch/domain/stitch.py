@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema, model_validator
+from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema, field_validator, model_validator
 
 from vnstitch.domain.resources import BandwidthBps, DurationSeconds, Resource, Strict, Timestamp
 from vnstitch.errors import IllegalTransition
@@ -49,6 +49,40 @@ class Endpoint(Strict):
     subnet: str | None = None   # part of the network (segment stitches)
 
 
+class ServicePort(Strict):
+    """A flow the stitch lets cross from `from` to `to` (replies come back); `port` None: every port
+    of the protocol (icmp has none)."""
+
+    protocol: Literal["tcp", "udp", "icmp"] = "tcp"
+    port: int | None = Field(default=None, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _icmp_has_no_port(self) -> "ServicePort":
+        if self.protocol == "icmp" and self.port is not None:
+            raise ValueError("port: icmp has no ports")
+        return self
+
+
+class QosClass(Strict):
+    """One ranked class of a stitch's traffic: `rank` 1 is the highest; under saturation a class keeps
+    `share` of the stitch's bandwidth and may borrow what the others leave. Traffic is matched by DSCP
+    or by destination port; traffic no class matches goes to the lowest-ranked class."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")
+    rank: int = Field(ge=1, le=8)
+    share: float = Field(gt=0, le=1)
+    dscp: int | None = Field(default=None, ge=0, le=63)
+    ports: list[int] | None = Field(default=None, min_length=1)
+
+    @field_validator("ports")
+    @classmethod
+    def _ports(cls, value: list[int] | None) -> list[int] | None:
+        for port in value or ():
+            if not 1 <= port <= 65535:
+                raise ValueError(f"{port} is not a port (1-65535)")
+        return value
+
+
 class StitchSpec(Strict):
     type: StitchType
     from_: Endpoint = Field(alias="from")
@@ -65,6 +99,10 @@ class StitchSpec(Strict):
     key_rotation: Annotated[float, BeforeValidator(parse_period), PlainSerializer(format_period),
                             WithJsonSchema({"type": "string", "examples": ["24h"]})] | None = \
         Field(default=None, alias="keyRotation")
+    # Only these flows cross (from → to, and their replies); None: all traffic between the ends.
+    services: list[ServicePort] | None = Field(default=None, min_length=1)
+    # Ranked classes sharing the stitch's bandwidth (HTB child classes on the data plane).
+    qos: list[QosClass] | None = Field(default=None, min_length=1, max_length=8)
 
     @model_validator(mode="after")
     def _shape(self) -> "StitchSpec":
@@ -80,6 +118,14 @@ class StitchSpec(Strict):
                     raise ValueError(f"{side}.member: a bandwidth stitch joins networks, not members")
         if self.key_rotation is not None and not self.encrypted:
             raise ValueError("keyRotation: an unencrypted stitch (encryption: none) has no keys to rotate")
+        if self.qos is not None:
+            if self.bandwidth <= 0:
+                raise ValueError("qos: ranked classes share a bandwidth; give the stitch one above 0")
+            names = [c.name for c in self.qos]
+            if len(set(names)) != len(names):
+                raise ValueError("qos: class names must differ")
+            if sum(c.share for c in self.qos) > 1 + 1e-9:
+                raise ValueError("qos: the classes' shares add up to more than 1")
         if self.key_rotation is not None and self.key_rotation < 60:
             raise ValueError("keyRotation: at least 1min (each rotation re-keys both ends)")
         return self
@@ -100,6 +146,7 @@ class Measured(Strict):
     latency: float | None = None      # seconds
     throughput: float | None = None   # bit/s
     loss: float | None = None         # fraction
+    denied: int | None = None         # packets the stitch's rules dropped (flows its services do not allow)
 
 
 class StitchStatus(Strict):

@@ -7,6 +7,8 @@ traffic matrix fed to `carry` loads the links of the paths that really exist.
 
 from __future__ import annotations
 
+import dataclasses
+
 import errno
 import json
 import os
@@ -22,7 +24,8 @@ from vnstitch.pathing.paths import PathFinder
 from vnstitch.planning.observed import Observed, ObservedNetwork, ObservedStitch
 from vnstitch.errors import DriverError, NotFound
 from vnstitch.planning.ops import (
-    EnsureNetwork, EnsureStitch, MemberPlacement, Op, RemoveNetwork, RemoveStitch, SetStitchRate, StitchEnd,
+    EnsureNetwork, EnsureStitch, MemberPlacement, Op, QosRule, RemoveNetwork, RemoveStitch, ServiceRule, SetStitchRate,
+    StitchEnd,
 )
 
 
@@ -156,10 +159,12 @@ class SimDriver:
         if missing:
             raise DriverError(f"no substrate link {missing[0][0]}→{missing[0][1]}", errno=errno.ENETUNREACH)
         want = {"type": op.type, "a": _end_dict(op.a), "b": _end_dict(op.b), "path": list(op.path),
-                "rate_bps": op.rate_bps, "encrypted": op.encrypted, "symmetric": op.symmetric}
+                "rate_bps": op.rate_bps, "encrypted": op.encrypted, "symmetric": op.symmetric,
+                "services": [dataclasses.asdict(r) for r in op.services],
+                "qos": [{**dataclasses.asdict(r), "ports": list(r.ports)} for r in op.qos]}
         have = self.stitches.get(op.stitch)
         keys_due = have is not None and op.encrypted and have.get("keys_at", 0.0) < op.keys_after
-        if have is not None and {k: have[k] for k in want} == want and not have.get("broken") and not keys_due:
+        if have is not None and {k: have.get(k) for k in want} == want and not have.get("broken") and not keys_due:
             return False
         counters = {"tx_bytes": have["tx_bytes"], "rx_bytes": have["rx_bytes"]} if have else {"tx_bytes": 0, "rx_bytes": 0}
         keys = {}
@@ -193,7 +198,9 @@ class SimDriver:
             observed.stitches[key] = ObservedStitch(
                 key, s["type"], tuple(s["path"]), s["rate_bps"], s["encrypted"], not broken,
                 s["tx_bytes"], s["rx_bytes"], latency_s=latency, throughput_bps=s.get("throughput_bps"),
-                loss=s.get("loss"), problem=broken, keys_at=s.get("keys_at"))
+                loss=s.get("loss"), problem=broken, keys_at=s.get("keys_at"),
+                services=tuple(ServiceRule(**r) for r in s.get("services", ())),
+                qos=tuple(QosRule(**{**r, "ports": tuple(r["ports"])}) for r in s.get("qos", ())))
         return observed
 
     def close(self) -> None:

@@ -10,7 +10,7 @@ from typing import Mapping
 
 from vnstitch.domain.stitch import Endpoint, Stitch
 from vnstitch.domain.vnet import VirtualNetwork
-from vnstitch.planning.ops import EnsureNetwork, EnsureStitch, MemberPlacement, StitchEnd
+from vnstitch.planning.ops import EnsureNetwork, EnsureStitch, MemberPlacement, QosRule, ServiceRule, StitchEnd
 
 
 # Set by `vnstitch stitch rotate-keys` / POST /v1/stitches/{name}/rotate-keys: unix seconds of the request.
@@ -70,4 +70,14 @@ def stitch_op(key: str, tenant: str, stitch: Stitch, path: tuple[str, ...],
     return EnsureStitch(key, stitch.spec.type.value, ends[0], ends[1], tuple(path), rate_bps,
                         stitch.spec.encrypted, stitch.spec.symmetric, reason=reason,
                         keys_after=rotation_requested_at(stitch) if keys_after is None else keys_after,
-                        key_rotation_s=stitch.spec.key_rotation)
+                        key_rotation_s=stitch.spec.key_rotation, services=service_rules(stitch),
+                        qos=qos_rules(stitch))
+
+
+def service_rules(stitch: Stitch) -> tuple[ServiceRule, ...]:
+    return tuple(ServiceRule(s.protocol, s.port) for s in stitch.spec.services or ())
+
+
+def qos_rules(stitch: Stitch) -> tuple[QosRule, ...]:
+    return tuple(QosRule(c.name, c.rank, c.share, c.dscp, tuple(c.ports or ()))
+                 for c in sorted(stitch.spec.qos or (), key=lambda c: (c.rank, c.name)))

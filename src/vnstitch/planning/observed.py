@@ -30,6 +30,9 @@ class ObservedStitch:
     loss: float | None = None
     problem: str = ""  # why it is not healthy, as the driver saw it
     keys_at: float | None = None  # unix time its WireGuard keys were made; None: no keys, or not reported
+    services: tuple | None = None  # the ServiceRules in force; None: not reported
+    qos: tuple | None = None       # the QosRules in force; None: not reported
+    denied_packets: int | None = None  # packets its rules dropped; None: not counted
 
 
 @dataclass

@@ -45,6 +45,26 @@ class StitchEnd:
 
 
 @dataclass(frozen=True)
+class ServiceRule:
+    """A flow a stitch lets cross from end a to end b (and its replies back): protocol, port (None: any)."""
+
+    protocol: str                # tcp | udp | icmp
+    port: int | None = None
+
+
+@dataclass(frozen=True)
+class QosRule:
+    """A ranked class of the stitch's traffic: rank 1 highest, `share` of the rate guaranteed, matched by
+    DSCP or destination ports (neither: the class for traffic no other class matches)."""
+
+    name: str
+    rank: int
+    share: float
+    dscp: int | None = None
+    ports: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class EnsureStitch:
     stitch: str
     type: str                    # direct | segment | bandwidth
@@ -59,6 +79,8 @@ class EnsureStitch:
     # it from a rotate-keys request, the plan raises it to now − key_rotation_s when the period is up.
     keys_after: float = 0.0
     key_rotation_s: float | None = field(default=None, compare=False)  # spec.keyRotation; only the plan reads it
+    services: tuple[ServiceRule, ...] = ()  # empty: all traffic between the ends crosses
+    qos: tuple[QosRule, ...] = ()           # empty: one class at rate_bps
 
 
 ROTATE_KEYS = "rotate keys"  # the reason of an ensure-stitch that only replaces a healthy stitch's keys

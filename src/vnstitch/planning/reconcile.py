@@ -100,6 +100,10 @@ def compute_plan(desired: Desired, observed: Observed, now: float | None = None)
             stitch_ops.append(_with_reason(op, f"drift: observed path {'→'.join(have.path)} "
                                                f"encrypted={have.encrypted}, want {'→'.join(op.path)} "
                                                f"encrypted={op.encrypted}"))
+        elif have.services is not None and tuple(have.services) != op.services:
+            stitch_ops.append(_with_reason(op, "drift: the flows the stitch lets through differ from its services"))
+        elif have.qos is not None and tuple(have.qos) != op.qos:
+            stitch_ops.append(_with_reason(op, "drift: the stitch's QoS classes differ"))
         elif not have.healthy:
             stitch_ops.append(_with_reason(op, f"repair: {have.problem or 'tunnel unhealthy'}"))
         else:

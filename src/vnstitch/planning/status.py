@@ -68,7 +68,7 @@ def next_status(stitch: Stitch, want: EnsureStitch, have: ObservedStitch | None,
     if have is not None:  # a value the driver has not measured (yet) keeps the last one measured
         old = status.measured
         measured = Measured(latency=_or(have.latency_s, old.latency), throughput=_or(have.throughput_bps, old.throughput),
-                            loss=_or(have.loss, old.loss))
+                            loss=_or(have.loss, old.loss), denied=_or(have.denied_packets, old.denied))
     update = {"measured": measured, "observed_generation": stitch.metadata.generation}
     if have is not None and have.keys_at is not None:
         update["keys_rotated_at"] = have.keys_at
@@ -88,6 +88,8 @@ def _or(value, fallback):
 
 
 def _close(old: Measured, new: Measured) -> bool:
+    if old.denied != new.denied:  # a forbidden flow's packets: every one is news to the intent engine
+        return False
     for before, after in ((old.latency, new.latency), (old.throughput, new.throughput), (old.loss, new.loss)):
         if (before is None) != (after is None):
             return False

@@ -27,8 +27,8 @@ from vnstitch.planning.admission import Admitted, Residual, slo_breached
 from vnstitch.store import Compare, Delete, Put, Record, Store
 
 T = TypeVar("T")
-KIND_ORDER = {"Node": 0, "Link": 1, "VirtualNetwork": 2, "Stitch": 3, "ForecastPolicy": 4}
-CACHED_KINDS = ("Node", "Link", "VirtualNetwork", "Stitch", "ForecastPolicy", LEDGER_KIND)
+KIND_ORDER = {"Node": 0, "Link": 1, "VirtualNetwork": 2, "Stitch": 3, "ForecastPolicy": 4, "Intent": 5, "Proposal": 6}
+CACHED_KINDS = ("Node", "Link", "VirtualNetwork", "Stitch", "ForecastPolicy", "Intent", "Proposal", LEDGER_KIND)
 MAX_TXN_RETRIES = 20
 
 
@@ -400,7 +400,8 @@ class Controller:
 
     def _stage(self, batch: _Batch, res: Resource, now: float) -> Change:
         stage = {"Node": self._stage_node, "Link": self._stage_link, "ForecastPolicy": self._stage_forecast_policy,
-                 "VirtualNetwork": self._stage_vnet, "Stitch": self._stage_stitch}[res.KIND]
+                 "VirtualNetwork": self._stage_vnet, "Stitch": self._stage_stitch, "Intent": self._stage_intent,
+                 "Proposal": self._stage_proposal}[res.KIND]
         current = batch.read(res.KIND, res.namespace, res.name)
         new_value = stage(batch, res, current, now)
         if new_value is None:
@@ -438,6 +439,24 @@ class Controller:
             if self._vnet(batch, policy.namespace, name) is None:
                 raise InvalidInput(f"unknown network '{name}'", field=f"spec.networks[{index}]")
         return self._envelope(policy, current, now, status=(current or {}).get("status"))
+
+    def _stage_intent(self, batch: _Batch, intent, current: dict | None, now: float) -> dict | None:
+        """An intent's spec after its checks (references, translators, contradictions with the tenant's other
+        intents, feasibility on the substrate); its status stays: only the intent engine writes it."""
+        from vnstitch.intent import checks
+        from vnstitch.intent.engine import graph_of
+        from vnstitch.intent.translators import default_registry
+
+        value = self._envelope(intent, current, now, status=(current or {}).get("status"))
+        if value is None:
+            return None
+        graph, others = graph_of(self)
+        checks.check_intent(intent, others, graph, _View(self, batch), default_registry(), now)
+        return value
+
+    def _stage_proposal(self, batch: _Batch, proposal, current: dict | None, now: float) -> dict | None:
+        raise InvalidInput("proposals are made by the intent engine; answer one with "
+                           "`vnstitch proposal accept|reject NAME` (POST /v1/proposals/NAME/accept)", field="kind")
 
     def _stage_link(self, batch: _Batch, link: Link, current: dict | None, now: float) -> dict | None:
         for index, end in enumerate(link.spec.endpoints):
@@ -585,6 +604,9 @@ class Controller:
                      if any(m.node == name for m in self._typed(VirtualNetwork, r).spec.members)]
             if links or vnets:
                 raise Conflict(f"node '{name}' is used by {', '.join((links + vnets)[:5])}", field="metadata.name")
+        elif kind == "Proposal":
+            raise InvalidInput("a proposal is answered, not deleted: `vnstitch proposal reject NAME`; the intent "
+                               "engine withdraws it when its intent no longer needs it", field="kind")
         elif kind == "Link":
             self._refuse_if_reserved(batch, name, "delete")
             if batch.read(LEDGER_KIND, "", name) is not None:

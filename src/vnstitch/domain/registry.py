@@ -8,19 +8,22 @@ import yaml
 from pydantic import ValidationError
 
 from vnstitch.domain.forecastpolicy import ForecastPolicy
+from vnstitch.domain.intent import Intent, Proposal
 from vnstitch.domain.resources import API_VERSION, USER_INPUT, Resource, invalid_from_pydantic
 from vnstitch.domain.stitch import Stitch
 from vnstitch.domain.substrate import Link, Node
 from vnstitch.domain.vnet import VirtualNetwork
 from vnstitch.errors import InvalidInput
 
-KINDS: dict[str, type[Resource]] = {cls.KIND: cls for cls in (Node, Link, VirtualNetwork, Stitch, ForecastPolicy)}
+KINDS: dict[str, type[Resource]] = {cls.KIND: cls for cls in (Node, Link, VirtualNetwork, Stitch, ForecastPolicy,
+                                                               Intent, Proposal)}
 _ALIASES = {
     **{cls.KIND.lower(): cls for cls in KINDS.values()},
     **{cls.PLURAL: cls for cls in KINDS.values()},
     "node": Node, "nodes": Node, "link": Link, "links": Link,
     "vnet": VirtualNetwork, "vnets": VirtualNetwork, "network": VirtualNetwork, "networks": VirtualNetwork,
-    "stitch": Stitch, "forecastpolicy": ForecastPolicy, "fp": ForecastPolicy,
+    "stitch": Stitch, "forecastpolicy": ForecastPolicy, "fp": ForecastPolicy, "intent": Intent,
+    "proposal": Proposal,
 }
 
 

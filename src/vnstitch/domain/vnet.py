@@ -42,11 +42,24 @@ class Member(Strict):
             raise ValueError(f"'{value}' is not an IP address") from None
 
 
+class Service(Strict):
+    """A service the network offers (what intents name: 'tenant/network/name' or 'tenant/network:port')."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    protocol: Literal["tcp", "udp", "icmp"] = "tcp"
+    members: list[str] | None = None   # the members that serve it; None: every member
+
+
 class VirtualNetworkSpec(Strict):
     vnid: int = Field(ge=1, le=VNID_MAX)
     cidr: str
     members: list[Member] = Field(default_factory=list)
     policy: Policy | None = None
+    services: list[Service] = Field(default_factory=list)
+    capabilities: list[str] = Field(default_factory=list)   # free words the virtual network graph shows
+    trust_level: Literal["trusted", "partner", "untrusted"] = Field(default="trusted", alias="trustLevel")
+    external: bool = False   # entered by an operator: a network vnstitch does not run (a peer's, a site's)
 
     @field_validator("cidr")
     @classmethod
@@ -70,6 +83,16 @@ class VirtualNetworkSpec(Strict):
                 raise ValueError(f"members[{index}].address: duplicate address {member.address}")
             seen_names.add(member.name)
             seen_addresses.add(member.address)
+        services: set[str] = set()
+        for index, service in enumerate(self.services):
+            if service.name in services:
+                raise ValueError(f"services[{index}].name: duplicate service '{service.name}'")
+            services.add(service.name)
+            if service.protocol == "icmp" and service.port is not None:
+                raise ValueError(f"services[{index}].port: icmp has no ports")
+            for name in service.members or ():
+                if name not in seen_names:
+                    raise ValueError(f"services[{index}].members: '{name}' is not a member of the network")
         return self
 
 

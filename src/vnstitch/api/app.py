@@ -124,13 +124,15 @@ def create_app(settings: Settings, store: Store | None = None, driver=None,
         app.state.telemetry = telemetry  # what POST /v1/telemetry writes is what the loop reads
     install_error_handlers(app)
     from vnstitch.api.routes import (
-        apply, audit, availability, forecastpolicies, links, nodes, plan, policies, predicted, stitches, system,
-        telemetry as telemetry_routes, virtualnetworks,
+        apply, audit, availability, forecastpolicies, intents, links, nodes, plan, policies, predicted, stitches,
+        system, telemetry as telemetry_routes, virtualnetworks,
     )
 
     for module in (system, virtualnetworks, stitches, policies, nodes, links, availability, apply, predicted, plan,
                    telemetry_routes, forecastpolicies, audit):
         app.include_router(module.router)
+    for intent_router in (intents.router, intents.proposals, intents.vngraph):
+        app.include_router(intent_router)
     install_audit(app, store, clock)  # every write through a route, with its principal (api/audit.py)
     app.add_middleware(BodyLimitAndMetrics, max_body_bytes=settings.max_body_bytes, metrics=context.metrics)
     return app
@@ -215,6 +217,8 @@ def _make_worker(settings: Settings, controller: Controller, driver, idempotency
 
     # the loop and GET /v1/plan share the driver: one call at a time
     reconciler = Reconciler(controller, SerializedDriver(driver), pace=pace)
+    from vnstitch.intent.engine import IntentEngine
+
     proactive = None
     if telemetry is not None:
         from vnstitch.controller.proactive import ModelStore, ProactiveLoop
@@ -239,4 +243,4 @@ def _make_worker(settings: Settings, controller: Controller, driver, idempotency
                                   sources=sources, quota=quota if usage is not None else None)
     return ReconcileWorker(reconciler, settings.tick_s, settings.reconcile_min_interval_s, clock=clock,
                            housekeeping=idempotency.purge, election=election, relist_s=settings.relist_s,
-                           proactive=proactive)
+                           proactive=proactive, intents=IntentEngine(controller))

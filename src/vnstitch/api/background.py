@@ -19,9 +19,10 @@ log = logging.getLogger("vnstitch.api.reconciler")
 class ReconcileWorker:
     def __init__(self, reconciler: Reconciler, tick_s: float, min_interval_s: float = 0.1,
                  clock: Callable[[], float] = time.time, housekeeping: Callable[[], None] | None = None,
-                 election=None, relist_s: float = 300.0, proactive=None):
+                 election=None, relist_s: float = 300.0, proactive=None, intents=None):
         self.reconciler = reconciler
         self.proactive = proactive        # controller.proactive.ProactiveLoop, run by the leader before each pass
+        self.intents = intents            # intent.engine.IntentEngine, run by the leader after the proactive loop
         self.election = election          # controller.election.LeaderElection, or None: always run
         self.relist_s = relist_s          # full re-list of the cache this often (a watch alone can miss)
         self.tick_s = tick_s
@@ -120,9 +121,18 @@ class ReconcileWorker:
                 except Exception:  # noqa: BLE001 - e.g. the store is down: logged, the pass goes on
                     self.failures += 1
                     log.exception("proactive loop failed")
+            if self.intents is not None:
+                try:
+                    for run in self.intents.step(self.clock()):
+                        if run.actions:
+                            log.info("intent %s/%s: %s; %s", run.tenant, run.intent, run.state, "; ".join(run.actions))
+                except Exception:  # noqa: BLE001 - logged; the reconcile pass goes on
+                    self.failures += 1
+                    log.exception("intent engine failed")
             # read the clock again: the transitions this pass records happen after what the proactive
-            # step wrote (a stitch created at t must not go ESTABLISHING at a time before t)
-            result = self.reconciler.reconcile_once(self.clock() if self.proactive is not None else now)
+            # step and the intent engine wrote (a stitch created at t must not go ESTABLISHING before t)
+            moved = self.proactive is not None or self.intents is not None
+            result = self.reconciler.reconcile_once(self.clock() if moved else now)
             for op, error in result.errors:
                 log.warning("reconcile op failed: %s", error)
             self.last_error = None
@@ -168,6 +178,11 @@ class ReconcileWorker:
             wait_s = self.tick_s
             if self.proactive is not None:  # wake for the next control interval of any policy
                 wait_s = min(wait_s, max(0.05, self.proactive.seconds_until_due(self.clock())))
+            if self.intents is not None:  # … and for the next assessment of any intent
+                try:
+                    wait_s = min(wait_s, max(0.05, self.intents.seconds_until_due(self.clock())))
+                except Exception:  # noqa: BLE001 - the cache is unreadable: the tick wakes us
+                    log.exception("intent schedule unreadable")
             deadline = time.monotonic() + wait_s
             while not self._stop.is_set() and time.monotonic() < deadline:
                 try:

@@ -191,6 +191,9 @@ class LocalServices:
         return PlanReport.of(self.reconciler.plan())
 
     def reconcile_once(self) -> PassReport:
+        from vnstitch.intent.engine import IntentEngine
+
+        IntentEngine(self.controller).step(self.clock())  # compile and assess intents first, as the server does
         result = self.reconciler.reconcile_once(self.clock())
         return PassReport(PlanReport.of(result.plan),
                           tuple((PlannedOp.of(op), error) for op, error in result.errors),
@@ -202,7 +205,9 @@ class LocalServices:
         # ReconcileWorker lives in api/background.py until it moves to controller/loop (target layout).
         from vnstitch.api.background import ReconcileWorker
 
-        worker = ReconcileWorker(self.reconciler, interval_s, clock=self.clock)
+        from vnstitch.intent.engine import IntentEngine
+
+        worker = ReconcileWorker(self.reconciler, interval_s, clock=self.clock, intents=IntentEngine(self.controller))
         worker.start()
         if started is not None:
             started()

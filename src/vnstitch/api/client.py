@@ -148,6 +148,22 @@ class RemoteController:
         answer = self._call("POST", f"/v1/stitches/{name}/rotate-keys", params=self._params(tenant)).json()
         return float(parse_timestamp(answer["status"]["requestedAt"]))
 
+    def probe_intent(self, intent) -> dict:
+        """POST /v1/intents/probe."""
+        return self._call("POST", "/v1/intents/probe", json=wire_form(intent)).json()
+
+    def answer_proposal(self, tenant: str | None, name: str, accept: bool, note: str = ""):
+        """POST /v1/proposals/NAME/accept|reject."""
+        from vnstitch.domain.intent import Proposal
+
+        verb = "accept" if accept else "reject"
+        return Proposal.model_validate(self._call("POST", f"/v1/proposals/{name}/{verb}", params=self._params(tenant),
+                                                  json={"note": note}).json())
+
+    def vngraph(self, tenant: str | None = None) -> dict:
+        """GET /v1/vngraph."""
+        return self._call("GET", "/v1/vngraph", params=self._params(tenant)).json()
+
     def plan(self) -> PlanReport:
         """The server reconciler's plan (GET /v1/plan, admin)."""
         data = self._call("GET", "/v1/plan").json()

@@ -108,6 +108,15 @@ class Services(Protocol):
     def rotate_keys(self, name: str, tenant: str | None = None) -> float:
         """Ask for new WireGuard keys on a stitch (the reconciler rotates them); the request's unix time."""
 
+    def probe_intent(self, intent: "Resource") -> dict:
+        """TMF921 ProbeIntent: could the intent be met now, and the best on offer; changes nothing."""
+
+    def answer_proposal(self, tenant: str | None, name: str, accept: bool, note: str = "") -> "Resource":
+        """Accept or reject a proposal sent to `tenant`; the answered proposal."""
+
+    def vngraph(self, tenant: str | None = None) -> dict:
+        """The virtual network graph as `tenant` sees it."""
+
     def plan(self) -> PlanReport:
         """The ops the reconciler would apply now, each with its reason; applies nothing."""
 
@@ -185,6 +194,24 @@ class LocalServices:
         from vnstitch.domain.resources import DEFAULT_TENANT
 
         return request_key_rotation(self.controller, tenant or DEFAULT_TENANT, name)
+
+    def probe_intent(self, intent) -> dict:
+        from vnstitch.intent.engine import probe
+
+        return probe(self.controller, intent)
+
+    def answer_proposal(self, tenant: str | None, name: str, accept: bool, note: str = ""):
+        from vnstitch.domain.resources import DEFAULT_TENANT
+        from vnstitch.intent.engine import answer_proposal
+
+        tenant = tenant or DEFAULT_TENANT
+        return answer_proposal(self.controller, tenant, name, accept, by=tenant, note=note)
+
+    def vngraph(self, tenant: str | None = None) -> dict:
+        from vnstitch.intent.engine import graph_of
+
+        self.controller.refresh()
+        return graph_of(self.controller)[0].view(tenant)
 
     # reconciling -------------------------------------------------------------------------
     def plan(self) -> PlanReport:

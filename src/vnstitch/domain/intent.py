@@ -14,11 +14,14 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field, SerializationInfo, TypeAdapter, ValidationError, ValidationInfo, field_serializer, field_validator,
+    model_validator,
+)
 
 from vnstitch.domain.resources import BandwidthBps, DurationSeconds, NAME_PATTERN, Resource, Strict, Timestamp
 from vnstitch.domain.stitch import QosClass, ServicePort
-from vnstitch.units import parse_bandwidth, parse_duration
+from vnstitch.units import bandwidth_text, duration_text, parse_bandwidth, parse_duration
 
 ID_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$"
 TYPE_PATTERN = r"^[a-z][a-zA-Z0-9-]{0,40}$"
@@ -95,6 +98,17 @@ class ExpectationTarget(Strict):
             raise ValueError("encryption: must be 'required' or 'none'")
         return value
 
+    @field_serializer("value")
+    def _value_out(self, value: Any, info: SerializationInfo) -> Any:
+        """With units where the dump asks for them (`get -o yaml` output applies again)."""
+        what = QUANTITY_TARGETS.get(self.name)
+        if isinstance(info.context, dict) and info.context.get("units") and isinstance(value, float):
+            if what == "duration":
+                return duration_text(value)
+            if what == "bandwidth":
+                return bandwidth_text(value)
+        return value
+
 
 class ExpectationContext(Strict):
     """When or where the expectation holds: timeWindow '08:00-20:00', days 'mon-fri', timeZone 'UTC'."""
@@ -161,17 +175,28 @@ class IntentSpec(Strict):
     @model_validator(mode="before")
     @classmethod
     def _from_text(cls, data: Any, info: ValidationInfo) -> Any:
-        if isinstance(data, dict) and data.get("text") and not data.get("expectations"):
-            from vnstitch.intent.language import parse_intent_text
+        """The text compiles into the expectations (and priority, validity unless given). Both given (as
+        `get -o yaml` prints them): they must agree, so an edit of one alone is never silently ignored."""
+        if not isinstance(data, dict) or not data.get("text"):
+            return data
+        from vnstitch.errors import InvalidInput
+        from vnstitch.intent.language import parse_intent_text
 
-            from vnstitch.errors import InvalidInput
-
+        try:
+            parsed = parse_intent_text(str(data["text"]))
+        except InvalidInput as exc:
+            raise ValueError(f"text: {exc.message}") from None
+        if data.get("expectations"):
+            adapter = TypeAdapter(list[Expectation])
             try:
-                parsed = parse_intent_text(str(data["text"]))
-            except InvalidInput as exc:
-                raise ValueError(f"text: {exc.message}") from None
-            data = {**parsed, **{k: v for k, v in data.items() if k != "expectations"}}
-        return data
+                given = adapter.validate_python(data["expectations"], context=info.context)
+            except ValidationError:
+                return data  # the field's own validation reports what is wrong with them
+            if given != adapter.validate_python(parsed["expectations"], context={"user_input": True}):
+                raise ValueError("expectations: differ from what spec.text says; give the text alone (or the "
+                                 "expectations alone) when you change one of them")
+            return data
+        return {**parsed, **{k: v for k, v in data.items() if k != "expectations"}}
 
     @model_validator(mode="after")
     def _expectations(self) -> "IntentSpec":

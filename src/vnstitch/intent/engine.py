@@ -59,6 +59,16 @@ class IntentEngine:
     def __init__(self, controller: Controller, registry: TranslatorRegistry | None = None):
         self.controller = controller
         self.registry = registry or default_registry()
+        self._inputs: dict[tuple[str, str], tuple] = {}  # what each intent's last run saw (scheduling only)
+
+    def _fingerprint(self, record) -> tuple:
+        """The revisions of what an intent's verdict depends on: itself, its stitches, its proposals."""
+        tenant, name = record.namespace, record.name
+        stitches = tuple(sorted((r.name, r.revision) for r in self.controller.cache.list("Stitch", tenant)
+                                if r.value["metadata"].get("labels", {}).get(INTENT_LABEL) == name))
+        proposals = tuple(sorted((r.namespace, r.name, r.revision) for r in self.controller.cache.list("Proposal")
+                                 if r.value["spec"].get("requester") == tenant and r.value["spec"].get("intent") == name))
+        return record.value["metadata"].get("generation"), stitches, proposals
 
     # --- the loop -------------------------------------------------------------------------------
     def step(self, now: float) -> list[IntentRun]:
@@ -70,12 +80,16 @@ class IntentEngine:
         for record in controller.cache.list("Intent"):
             intent = controller._typed(Intent, record)
             status = intent.status
+            inputs = self._fingerprint(record)
             due = (status.observed_generation != intent.metadata.generation or status.last_assessed is None
-                   or now - status.last_assessed >= intent.spec.assurance_interval)
+                   or now - status.last_assessed >= intent.spec.assurance_interval
+                   or self._inputs.get((record.namespace, record.name)) != inputs)
             if not due:
                 continue
             try:
                 runs.append(self.run(record, intent, now))
+                self.controller.refresh()
+                self._inputs[(record.namespace, record.name)] = self._fingerprint(record)
             except VnstitchError as exc:  # the store moved, a write was refused: next pass tries again
                 log.warning("intent %s/%s: %s", record.namespace, record.name, exc)
         self._collect_orphans(now)

@@ -15,17 +15,10 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "abilene-stitches.y
 
 
 @pytest.fixture
-def cli(tmp_path, capsys):
-    store = f"sqlite://{tmp_path}/state.db"
-
-    def run(*argv):
-        code = main(["--store", store, *argv])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    assert main(["--store", store, "--create", "substrate", "import", str(data_path("abilene.xml"))]) == 0
-    capsys.readouterr()
-    return run
+def cli(cli):
+    """The shared `cli` (tests/e2e/conftest.py) on a store holding the bundled Abilene substrate."""
+    assert cli("substrate", "import", str(data_path("abilene.xml")))[0] == 0
+    return cli
 
 
 def test_apply_reconcile_get_json(cli):
@@ -262,3 +255,54 @@ def test_token_commands_refuse_a_server(tmp_path, capsys):
     code = main(["--server", "http://127.0.0.1:9", "--store", f"sqlite://{tmp_path}/t.db", "--create",
                  "token", "list"])
     assert code == 1 and "do not go through --server" in capsys.readouterr().err
+
+
+QUANTITY_FLAGS = {  # argv → (exit code, what stderr's one line says)
+    "availability --bandwidth": (["availability", "blue", "red", "--bandwidth", "100"],
+                                 2, "argument --bandwidth: 100 has no unit: write the bandwidth with one, e.g. "
+                                    "'100Mbps' (bits: bps, kbps, Mbps"),
+    "availability --max-latency": (["availability", "blue", "red", "--bandwidth", "1Gbps", "--max-latency", "30"],
+                                   2, "argument --max-latency: 30 has no unit: write the duration with one, e.g. "
+                                      "'30ms' (ns, us, ms"),
+    "substrate import --default-capacity": (["substrate", "import", "ABILENE", "--default-capacity", "10"],
+                                            1, "error: --default-capacity: 10 has no unit: write the bandwidth "
+                                               "with one, e.g. '10Gbps'"),
+    "substrate import --default-latency": (["substrate", "import", "ABILENE", "--default-latency", "2"],
+                                           1, "error: --default-latency: 2 has no unit: write the duration with "
+                                              "one, e.g. '2ms'"),
+    "replay --default-capacity": (["replay", "--default-capacity", "10", "--steps", "1"],
+                                  1, "error: --default-capacity: 10 has no unit"),
+    "replay --aggregate": (["replay", "--aggregate", "15", "--steps", "1"], 1, "error: --aggregate: 15 has no unit"),
+    "audit --since": (["audit", "--since", "30"], 2, "argument --since: 30 has no unit"),
+    "token create --ttl": (["token", "create", "--tenant", "acme", "--role", "reader", "--ttl", "30"],
+                           1, "error: --ttl: 30 has no unit: write the duration with one, e.g. '30d'"),
+    "serve --quota-bandwidth": (["serve", "--quota-bandwidth", "100", "--port", "9"],
+                                1, "error: --quota-bandwidth: 100 has no unit"),
+    "a unit in the wrong case": (["availability", "blue", "red", "--bandwidth", "10mbps"],
+                                 2, "did you mean 'Mbps'?"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(QUANTITY_FLAGS))
+def test_a_quantity_flag_needs_its_unit_as_a_resource_file_does(cli, capsys, case):
+    argv, expected_code, expected = QUANTITY_FLAGS[case]
+    argv = [str(data_path("abilene.xml")) if a == "ABILENE" else a for a in argv]
+    try:
+        code = main(["--store", cli.store, *argv])
+    except SystemExit as exited:  # argparse's usage error
+        code = exited.code
+    err = capsys.readouterr().err
+    assert code == expected_code, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and "usage:" not in err, err
+    assert expected in err, err
+
+
+def test_quantity_flags_with_units_are_taken(cli):
+    cli("apply", "-f", str(EXAMPLE))
+    code, out, err = cli("availability", "blue", "red", "--tenant", "acme", "--bandwidth", "100Mbps",
+                         "--max-latency", "30ms", "-o", "json")
+    assert code == 0, err
+    assert json.loads(out)["feasible"] is True
+    code, out, err = cli("substrate", "import", str(data_path("abilene.xml")), "--default-capacity", "10Gbps",
+                         "--default-latency", "2ms", "--dry-run")
+    assert code == 0 and "(dry run)" in out, err

@@ -5,8 +5,6 @@ import json
 
 import pytest
 
-from vnstitch.cli.main import main
-
 NETWORK = "kind: VirtualNetwork\nmetadata: {{name: {name}}}\nspec: {{vnid: {vnid}, cidr: 10.{vnid}.0.0/24}}\n"
 
 
@@ -15,20 +13,6 @@ def padded(name: str, vnid: int, size: int) -> str:
     head = NETWORK.format(name=name, vnid=vnid)
     note = "x" * max(0, size - len(head) - 40)
     return head.replace("metadata: {", f"metadata: {{annotations: {{note: {note}}}, ")
-
-
-@pytest.fixture
-def cli(tmp_path, capsys):
-    store = f"sqlite://{tmp_path}/state.db"
-
-    def run(*argv):
-        code = main(["--store", store, *argv])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    assert main(["--store", store, "--create", "plan"]) == 0
-    capsys.readouterr()
-    return run
 
 
 @pytest.mark.parametrize("command", [["validate", "--offline"], ["apply", "-f"]])

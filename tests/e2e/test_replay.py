@@ -15,7 +15,7 @@ KEYS = {"overloaded_link_intervals", "dropped_mbit", "sla_violations", "reserved
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("replay")
-    # 6 hours of day 13 at scale 10: the static strategy overloads the OC-48 link
+    # 6 hours of the default day (10, 2004-03-11) at scale 10: the static strategy overloads the OC-48 link
     config = ReplayConfig(steps=72)
     result = run_replay(config, model_name="last_value", json_path=str(out / "r.json"), plot_dir=str(out / "plots"),
                         show_progress=False, log=lambda m: None)
@@ -74,7 +74,9 @@ def test_cli_replay_and_bad_input(tmp_path, capsys):
                  "--json", str(out)])
     captured = capsys.readouterr()
     assert code == 0 and "oracle" in captured.out and "static" in captured.out
-    assert set(json.loads(out.read_text())["strategies"]) == {"static", "oracle"}
+    written = json.loads(out.read_text())
+    assert set(written["strategies"]) == {"static", "oracle"}
+    assert written["window"]["start"].startswith("2004-03-11"), "day 10, held out from tuning, by default"
     assert main(["replay", "--strategy", "psychic"]) == 1
     assert "unknown strategy 'psychic'" in capsys.readouterr().err
     assert main(["replay", "--day", "14"]) == 1
@@ -92,7 +94,7 @@ def test_every_decision_is_logged_with_its_reason_and_forecast(tmp_path):
     assert entries and {e["strategy"] for e in entries} == {"oracle"}
     first = entries[0]
     assert first["action"] == "establish" and first["forecast_upper_bps"] > 0 and "would load" in first["reason"]
-    assert first["time"].startswith("2004-03-13")
+    assert first["time"].startswith("2004-03-11")  # the default day, 10
 
 
 def test_forecast_stitches_carry_their_reason(tmp_path):
@@ -107,3 +109,19 @@ def test_forecast_stitches_carry_their_reason(tmp_path):
     assert all(s.value["metadata"]["annotations"]["vnstitch.io/reason"].split(":")[0] in
                ("establish", "adjust", "reroute") for s in stitches)
     store.close()
+
+
+def test_replay_defaults_to_a_held_out_day_and_its_help_says_which_days_tuned():
+    from vnstitch.cli.help import subcommands
+    from vnstitch.cli.main import build_parser
+    from vnstitch.cli.replay_cmd import HELD_OUT_DAYS, replay_config
+    from vnstitch.experiments.demo import DEMO_DAY, TUNING_DAYS
+    from vnstitch.experiments.replay import STEPS_PER_DAY
+
+    parser = build_parser()
+    args = parser.parse_args(["replay"])
+    assert args.day == DEMO_DAY and DEMO_DAY in HELD_OUT_DAYS and not set(HELD_OUT_DAYS) & set(TUNING_DAYS)
+    assert replay_config(args).start_step == DEMO_DAY * STEPS_PER_DAY == ReplayConfig().start_step
+    text = " ".join(dict(subcommands(parser))["replay"].format_help().split())
+    assert f"(default: {DEMO_DAY}, as `vnstitch demo`)" in text
+    assert "days 11 and 12 tuned the allocator's defaults; days 10 and 13 are held out" in text

@@ -119,24 +119,58 @@ def _documents(path: str, max_object_bytes: int = MAX_OBJECT_BYTES) -> list:
     return resources
 
 
-def bandwidth_arg(text: str) -> float:
-    """argparse type: a bandwidth with its unit ('2Gbps'); anything else is a usage error."""
-    from vnstitch.units import parse_bandwidth
+def _quantity(text: str, kind: str, usual_unit: str) -> float:
+    """A flag's bandwidth (bit/s) or duration (seconds): the unit is required, as in resource files; a bare
+    number is refused with the number written in the flag's usual unit ('100' → '100Mbps')."""
+    from vnstitch.units import BANDWIDTH_UNITS, DURATION_UNITS, parse_bandwidth, parse_duration
 
+    parse, units = (parse_bandwidth, BANDWIDTH_UNITS) if kind == "bandwidth" else (parse_duration, DURATION_UNITS)
     try:
-        return parse_bandwidth(text)
-    except (ValueError, VnstitchError) as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def duration_arg(text: str) -> float:
-    """argparse type: a duration with its unit ('20ms', '5m'); anything else is a usage error."""
-    from vnstitch.units import parse_duration
-
+        return parse(text, require_unit=True)
+    except ValueError as exc:
+        refusal = exc
+    number, suggestion = str(text).strip(), f"{str(text).strip()}{usual_unit}"
     try:
-        return parse_duration(text)
-    except (ValueError, VnstitchError) as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        float(number)
+        parse(suggestion)
+    except ValueError:  # not a bare number, or one that reads as no sensible quantity in that unit
+        raise refusal from None
+    raise ValueError(f"{number} has no unit: write the {kind} with one, e.g. '{suggestion}' ({units})")
+
+
+def quantity_flag(text: str | None, flag: str, kind: str = "bandwidth", usual_unit: str = "Mbps") -> float | None:
+    """A quantity flag read by its command (None when not given); a bad one is an error naming the flag."""
+    if text is None:
+        return None
+    try:
+        return _quantity(text, kind, usual_unit)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field=flag) from None
+
+
+def _quantity_arg(kind: str, usual_unit: str):
+    """argparse type of a quantity flag: anything but a number with its unit is a usage error."""
+    def convert(text: str) -> float:
+        try:
+            return _quantity(text, kind, usual_unit)
+        except (ValueError, VnstitchError) as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return convert
+
+
+bandwidth_arg = _quantity_arg("bandwidth", "Mbps")  # '2Gbps'; a bare 100 suggests '100Mbps'
+duration_arg = _quantity_arg("duration", "s")       # '20ms', '5m'; a bare 30 suggests '30s'
+latency_arg = _quantity_arg("duration", "ms")       # a bare 30 suggests '30ms'
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad value of one argument is one line that names it (exit 2); the usage is noise
+    there. Other usage errors (a missing argument) still show the usage."""
+
+    def error(self, message: str):
+        if message.startswith("argument "):
+            self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+        super().error(message)
 
 
 # commands ----------------------------------------------------------------------------------
@@ -169,11 +203,34 @@ def cmd_apply(args) -> int:
 def cmd_get(args) -> int:
     from vnstitch.cli.output import render
 
+    if args.kind.lower() in ("vngraph", "virtualnetworkgraph"):
+        return _print_vngraph(args)
     if args.name:
         objects = [services(args).get(args.kind, args.name, args.tenant)]
     else:
         objects = services(args).list(args.kind, None if args.all_tenants or not args.tenant else args.tenant)
     print(render(args.kind, objects, args.output, single=bool(args.name)))
+    return EXIT_OK
+
+
+def _print_vngraph(args) -> int:
+    """`vnstitch get vngraph`: the networks this tenant knows, their services, and the stitches between them."""
+    from vnstitch.cli.output import dump_structured, table
+
+    graph = services(args).vngraph(None if args.all_tenants else args.tenant)
+    if args.output in ("json", "yaml"):
+        print(dump_structured(graph, args.output), end="")
+        return EXIT_OK
+    rows = [["NETWORK", "OWN", "TRUST", "SERVICES", "CAPABILITIES", "STITCHED TO"]]
+    for node in graph["nodes"]:
+        peers = sorted({e["to"] if e["from"] == node["key"] else e["from"] for e in graph["edges"]
+                        if node["key"] in (e["from"], e["to"])})
+        services_text = ", ".join(f"{s['name']}({s.get('protocol', 'tcp')}/{s.get('port', '*')})"
+                                  for s in node["services"])
+        rows.append([node["key"] + (" (external)" if node["external"] else ""), "yes" if node["own"] else "no",
+                     node["trustLevel"], services_text or "-", ", ".join(node["capabilities"]) or "-",
+                     ", ".join(peers) or "-"])
+    print(table(rows))
     return EXIT_OK
 
 
@@ -286,19 +343,12 @@ def cmd_reconcile(args) -> int:
 
 def cmd_substrate_import(args) -> int:
     from vnstitch.topology.importers import load_topology
-    from vnstitch.units import parse_bandwidth, parse_duration
-
-    def parsed(parse, value: str, flag: str):
-        try:
-            return parse(value)
-        except ValueError as exc:
-            raise InvalidInput(str(exc), field=flag) from None
 
     kwargs = {}  # no capacity is assumed: a file that lacks some needs --default-capacity
     if args.default_capacity is not None:
-        kwargs["default_capacity_bps"] = parsed(parse_bandwidth, args.default_capacity, "--default-capacity")
+        kwargs["default_capacity_bps"] = quantity_flag(args.default_capacity, "--default-capacity", "bandwidth", "Gbps")
     if args.default_latency is not None:
-        kwargs["default_latency_s"] = parsed(parse_duration, args.default_latency, "--default-latency")
+        kwargs["default_latency_s"] = quantity_flag(args.default_latency, "--default-latency", "duration", "ms")
     topology = load_topology(args.path, args.format, **kwargs)
     for note in topology.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -356,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     from vnstitch.cli.help import DRIVER_HELP, STORE_HELP
     from vnstitch.cli.output import add_output_argument
 
-    parser = argparse.ArgumentParser(prog="vnstitch", description=__doc__)
+    parser = _Parser(prog="vnstitch", description=__doc__)
     parser.add_argument("--version", action="version", version=f"vnstitch {__version__}")
     parser.add_argument("--store", metavar="URL", help=STORE_HELP, default=os.environ.get("VNSTITCH_STORE"))
     parser.add_argument("--server", metavar="URL", default=os.environ.get("VNSTITCH_URL"),
@@ -392,7 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_apply)
 
     p = sub.add_parser("get", help="list or show resources")
-    p.add_argument("kind", help="nodes, links, virtualnetworks, stitches, forecastpolicies (or the singular)")
+    p.add_argument("kind", help="nodes, links, virtualnetworks, stitches, forecastpolicies, intents, proposals (or "
+                                "the singular), or vngraph")
     p.add_argument("name", nargs="?", help="one object (default: list them all)")
     add_output_argument(p)
     p.add_argument("--tenant", help="only this tenant (default: all tenants when listing; 'default' for one object)")
@@ -446,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dst", metavar="TO", help="network or network/vm")
     p.add_argument("--bandwidth", required=True, type=bandwidth_arg,
                    help="bit/s with a unit: 200Mbps, 2Gbps, 1.5Tbps (bytes: MB/s) (required)")
-    p.add_argument("--max-latency", type=duration_arg, metavar="DURATION",
+    p.add_argument("--max-latency", type=latency_arg, metavar="DURATION",
                    help="one-way bound with a unit: 20ms, 1s (default: none)")
     p.add_argument("--tenant", help="whose endpoints (default: the token's tenant, or 'default' locally)")
     add_output_argument(p, ("table", "json", "yaml"))
@@ -464,6 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "vnstitch.cli.serve_cmd", "vnstitch.cli.telemetry_cmd"):
         _register_optional(sub, module)
     _register_optional(sub, "vnstitch.cli.stitch_cmd")
+    _register_optional(sub, "vnstitch.cli.intent_cmd")
     from vnstitch.cli.help import finish
 
     finish(parser)

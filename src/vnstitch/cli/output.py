@@ -107,6 +107,19 @@ def _row(kind: str, obj: dict, wide: bool, now: float) -> list[str]:
                     f"p{spec['quantile'] * 100:.0f}" if spec.get("quantile") else "-",
                     _stamp(status.get("lastRun")), _created(meta)]
         return row
+    if kind == "Intent":
+        fulfilment = status.get("fulfilment", [])
+        met = sum(1 for f in fulfilment if f.get("status") == "FULFILLED")
+        row = [meta.get("tenant", ""), meta["name"], status.get("handlingState", "Received"),
+               f"{met}/{len(spec.get('expectations', []))}", str(status.get("reportCount", 0)),
+               status.get("message", "") or "-", age]
+        return row + [str(spec.get("priority", 100)), _stamp(status.get("lastAssessed")), _created(meta)] if wide else row
+    if kind == "Proposal":
+        history = status.get("history", [])
+        row = [meta.get("tenant", ""), meta["name"], f"{spec['requester']}/{spec['intent']}", spec["fromNetwork"],
+               spec["network"], ", ".join(f"{s.get('protocol', 'tcp')}/{s.get('port', '*')}" for s in spec.get("services", []))
+               or "-", status.get("state", "Pending"), age]
+        return row + [spec.get("reason", "") or "-", history[-1].get("by", "-") if history else "-"] if wide else row
     return [meta["name"], age]
 
 
@@ -125,6 +138,8 @@ HEADERS = {
     "VirtualNetwork": ["TENANT", "NAME", "VNID", "CIDR", "MEMBERS", "AGE"],
     "Node": ["NAME", "SITE", "ZONE", "AGE"],
     "Link": ["NAME", "ENDPOINTS", "CAPACITY", "LATENCY", "ZONE", "AGE"],
+    "Intent": ["TENANT", "NAME", "STATE", "FULFILLED", "REPORTS", "MESSAGE", "AGE"],
+    "Proposal": ["TENANT", "NAME", "FROM INTENT", "GROUP", "NETWORK", "SERVICES", "STATE", "AGE"],
 }
 WIDE = {
     "ForecastPolicy": ["INTERVAL", "HORIZON", "QUANTILE", "LAST RUN", "CREATED"],
@@ -132,13 +147,37 @@ WIDE = {
     "VirtualNetwork": ["CREATED"],
     "Node": ["CORES", "CREATED"],
     "Link": ["STATE", "COST", "CREATED"],
+    "Intent": ["PRIORITY", "LAST ASSESSED", "CREATED"],
+    "Proposal": ["REASON", "LAST BY"],
 }
 
 
 def wire_dict(obj) -> dict:
     """The object as a document to apply again: times as RFC 3339 UTC strings, bandwidths and durations
-    with their units ('10Mbps', '30ms': a resource file must name them)."""
-    return obj.model_dump(by_alias=True, mode="json", exclude_none=True, context={**WIRE_TIMES, **WITH_UNITS})
+    with their units ('10Mbps', '30ms': a resource file must name them); a null is left out unless its field
+    is required (the first `status.history[].from` is null, and the parser needs the key)."""
+    dumped = obj.model_dump(by_alias=True, mode="json", context={**WIRE_TIMES, **WITH_UNITS})
+    return _without_optional_nulls(obj, dumped)
+
+
+def _without_optional_nulls(model, dumped):
+    """`dumped` (the JSON dump of `model`) less the None values of fields that have a default."""
+    from pydantic import BaseModel
+
+    if isinstance(model, BaseModel) and isinstance(dumped, dict):
+        for name, info in type(model).model_fields.items():
+            key = info.alias or name
+            if key not in dumped:
+                continue
+            if dumped[key] is None and not info.is_required():
+                del dumped[key]
+            else:
+                dumped[key] = _without_optional_nulls(getattr(model, name), dumped[key])
+    elif isinstance(model, (list, tuple)) and isinstance(dumped, list):
+        dumped = [_without_optional_nulls(m, d) for m, d in zip(model, dumped)]
+    elif isinstance(model, dict) and isinstance(dumped, dict):
+        dumped = {k: (_without_optional_nulls(model[k], v) if k in model else v) for k, v in dumped.items()}
+    return dumped
 
 
 def render(kind: str, objects: list, fmt: str, single: bool = False, now: float | None = None) -> str:

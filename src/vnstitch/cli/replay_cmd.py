@@ -6,7 +6,11 @@ import argparse
 import sys
 
 from vnstitch.errors import InvalidInput
+from vnstitch.experiments.demo import DEMO_DAY, TUNING_DAYS
 
+# Days (0-based) of the bundled Abilene 14 that chose no default (docs/BENCHMARKS.md): a replay of one of
+# them measures the allocator on data it was not tuned on. The default, DEMO_DAY, is one of them.
+HELD_OUT_DAYS = (10, 13)
 
 
 def _strategies(values: list[str] | None) -> tuple[str, ...]:
@@ -25,18 +29,12 @@ def _strategies(values: list[str] | None) -> tuple[str, ...]:
 
 def load_inputs(args):
     """The series and substrate named on the command line (bundled Abilene by default)."""
+    from vnstitch.cli.main import quantity_flag
     from vnstitch.experiments.replay import load_inputs as load
-    from vnstitch.units import parse_bandwidth, parse_duration
 
-    def parsed(parse, value, flag):
-        try:
-            return parse(value) if value is not None else None
-        except ValueError as exc:
-            raise InvalidInput(str(exc), field=flag) from None
-
-    return load(args.dataset, args.topology, args.nodes, parsed(parse_duration, args.interval, "--interval"),
-                parsed(parse_bandwidth, args.default_capacity, "--default-capacity"),
-                parsed(parse_duration, args.aggregate, "--aggregate"))
+    return load(args.dataset, args.topology, args.nodes, quantity_flag(args.interval, "--interval", "duration", "m"),
+                quantity_flag(args.default_capacity, "--default-capacity", "bandwidth", "Gbps"),
+                quantity_flag(args.aggregate, "--aggregate", "duration", "m"))
 
 
 def replay_config(args, interval_s: float = 300.0):
@@ -98,9 +96,11 @@ def add_replay_arguments(p) -> None:
                    help="traffic multiplier (default: 10: static shortest paths overload links)")
     p.add_argument("--strategy", action="append",
                    help="static, reactive, proactive, oracle (repeat or comma-separate; default: all four)")
-    p.add_argument("--day", type=int, default=12,
-                   help="replay this day of the data, 0-based (default: 12; days 11 and 12 tuned the allocator's "
-                        "defaults, days 10 and 13 did not)")
+    p.add_argument("--day", type=int, default=DEMO_DAY,
+                   help=f"replay this day of the data, 0-based (default: {DEMO_DAY}, as `vnstitch demo`). Of the "
+                        f"bundled 14, days {' and '.join(map(str, TUNING_DAYS))} tuned the allocator's defaults; "
+                        f"days {' and '.join(map(str, HELD_OUT_DAYS))} are held out (not used for tuning; a "
+                        "whole day 13 leaves no intervals for the horizon: give it --steps 286)")
     p.add_argument("--start", type=int, metavar="INTERVAL", help="or: first replayed interval (default: --day's first)")
     p.add_argument("--steps", type=int, metavar="N",
                    help="intervals to replay (default: one day at the data's interval, 288 at 5 minutes)")

@@ -26,8 +26,7 @@ def cmd_serve(args) -> int:
 
     from vnstitch.api.app import create_app
     from vnstitch.api.settings import Settings
-    from vnstitch.cli.main import driver_state_path, store_url
-    from vnstitch.units import parse_bandwidth
+    from vnstitch.cli.main import driver_state_path, quantity_flag, store_url
 
     if args.prometheus and not args.proactive:
         raise InvalidInput("--prometheus feeds the proactive loop: give --proactive too", field="--prometheus")
@@ -35,7 +34,8 @@ def cmd_serve(args) -> int:
                         driver_state=driver_state_path(args),
                         dev=args.dev, tick_s=args.tick, max_body_bytes=args.max_body,
                         rate_limit_per_s=args.rate_limit, rate_limit_burst=args.rate_burst,
-                        quota_stitches=args.quota_stitches, quota_bandwidth_bps=parse_bandwidth(args.quota_bandwidth),
+                        quota_stitches=args.quota_stitches, quota_bandwidth_bps=quantity_flag(
+                            args.quota_bandwidth, "--quota-bandwidth", "bandwidth", "Gbps"),
                         reconcile=not args.no_reconcile,
                         leader_election={"auto": None, "on": True, "off": False}[args.leader_election],
                         leader_ttl_s=args.leader_ttl, replica_id=args.replica_id, gc_freeze=True,
@@ -86,9 +86,9 @@ def _run_resigning(config, worker) -> None:
 
 def cmd_token_create(args) -> int:
     from vnstitch.api.auth import create_token, rfc3339
-    from vnstitch.units import parse_duration
+    from vnstitch.cli.main import quantity_flag
 
-    ttl_s = parse_duration(args.ttl) if args.ttl is not None else None
+    ttl_s = quantity_flag(args.ttl, "--ttl", "duration", "d")
     if ttl_s is not None and ttl_s <= 0:
         raise InvalidInput("--ttl must be positive (leave it out for a token that never expires)", field="--ttl")
     now = _now()

@@ -27,6 +27,7 @@ from vnstitch.controller.service import Controller
 from vnstitch.domain.registry import parse_resource
 from vnstitch.drivers.sim import SimDriver
 from vnstitch.errors import InvalidInput
+from vnstitch.experiments.demo import DEMO_DAY
 from vnstitch.pathing.paths import PathFinder
 from vnstitch.planning.allocator import AllocatorConfig
 from vnstitch.store.memory import MemoryStore
@@ -39,7 +40,7 @@ STEPS_PER_DAY = 288
 @dataclass
 class ReplayConfig:
     scale: float = 10.0
-    start_step: int = 12 * STEPS_PER_DAY      # first replayed interval (day 13 of the bundled 14)
+    start_step: int = DEMO_DAY * STEPS_PER_DAY  # first replayed interval: the demo's day, not used for tuning
     steps: int = STEPS_PER_DAY                 # one day
     horizon: int = 2                           # forecast intervals ahead (10 minutes)
     quantile: float = 0.9

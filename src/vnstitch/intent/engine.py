@@ -36,6 +36,7 @@ POLICY_BEFORE = "vnstitch.io/policy-before-intents"  # a network's policy as it 
 
 def graph_of(controller: Controller) -> tuple[VNGraph, list[Intent]]:
     """The virtual network graph over the controller's cache, and every stored intent."""
+    controller.refresh()
     networks = [controller._typed(VirtualNetwork, r) for r in controller.cache.list("VirtualNetwork")]
     stitches = [controller._typed(Stitch, r) for r in controller.cache.list("Stitch")]
     intents = [controller._typed(Intent, r) for r in controller.cache.list("Intent")]
@@ -125,6 +126,9 @@ class IntentEngine:
                 compiled.merge(self.registry.get(exp.type).compile(exp, ctx))
             except VnstitchError as exc:
                 failures[exp.id] = str(exc)
+            except Exception as exc:  # noqa: BLE001 - a plugin's bug fails its expectation, not the engine
+                log.exception("translator %s failed to compile %s/%s", exp.type, tenant, name)
+                failures[exp.id] = f"translator {exp.type} failed: {type(exc).__name__}: {exc}"
         summary, errors = self._enforce(intent, compiled, graph, now, actions)
         failures.update(errors)
         # assess against what is stored now
@@ -139,6 +143,10 @@ class IntentEngine:
                 assessments.append((exp.id, self.registry.get(exp.type).assess(exp, ctx)))
             except VnstitchError as exc:
                 assessments.append((exp.id, not_fulfilled("FULFILMENTFAILED", str(exc))))
+            except Exception as exc:  # noqa: BLE001 - as above
+                log.exception("translator %s failed to assess %s/%s", exp.type, tenant, name)
+                assessments.append((exp.id, not_fulfilled("FULFILMENTFAILED", f"translator {exp.type} failed: "
+                                                                              f"{type(exc).__name__}: {exc}")))
         actions += self._remediate(tenant, assessments, now)
         if all(a.verdict == "FULFILLED" for _, a in assessments):
             state = "Compliant"
@@ -225,13 +233,16 @@ class IntentEngine:
         tenant = intent.metadata.tenant
         wanted: dict[str, tuple[NetworkRef, list[str] | None, set[str]]] = {}
         isolated = {g.key for g in compiled.isolate}
+        extra: dict[str, dict] = {}  # policy fields translators set (allowedTrustZones, allowUnencrypted)
+        for group, fields in compiled.policy:
+            extra.setdefault(group.key, {}).update(fields)
         reach: dict[str, set[str]] = {}
         for group, peer in compiled.allow:
             reach.setdefault(group.key, set()).add(peer.key)
             if peer.tenant == tenant:  # our own service network lets the group in too
                 reach.setdefault(peer.key, set()).add(group.key)
         lines = []
-        for key in sorted(isolated | set(reach)):
+        for key in sorted(isolated | set(reach) | set(extra)):
             net = graph.networks.get(key)
             if net is None or net.metadata.tenant != tenant:
                 continue
@@ -244,27 +255,34 @@ class IntentEngine:
                 lines.append(f"{key}: isolated; allows {', '.join(target) or 'nothing'}")
             else:
                 missing = [e for e in allowed_entries(ref, peers) if not _allows_entry(net, e)]
-                lines.append(f"{key}: allows {', '.join(allowed_entries(ref, peers))}")
-                if not missing:
-                    continue
-                target = (current if current is not None else ["*"]) + missing
-            if current is not None and sorted(map(str, current)) == sorted(map(str, target)):
+                if peers:
+                    lines.append(f"{key}: allows {', '.join(allowed_entries(ref, peers))}")
+                target = (current if current is not None else (["*"] if missing else None))
+                target = target + missing if target is not None else None
+            fields = extra.get(key, {})
+            lines += [f"{key}: {name} {value}" for name, value in sorted(fields.items())]
+            have = policy.model_dump(by_alias=True) if policy else {}
+            if (current is None and target is None or current is not None and target is not None
+                    and sorted(map(str, current)) == sorted(map(str, target))) \
+                    and all(have.get(name) == value for name, value in fields.items()):
                 continue
-            wanted[key] = (ref, target, peers)
-        for key, (ref, target, _) in wanted.items():
+            wanted[key] = (ref, target, fields)
+        for key, (ref, target, fields) in wanted.items():
             net = graph.networks[key]
             annotations = dict(net.metadata.annotations)
             if POLICY_BEFORE not in annotations:
                 before = net.spec.policy.model_dump(by_alias=True, mode="json") if net.spec.policy else None
                 annotations[POLICY_BEFORE] = json.dumps(before)
             annotations.setdefault("vnstitch.io/policy-set-by", f"intent {intent.metadata.name}")
-            policy = (net.spec.policy.model_copy(update={"allow_stitch_to": target}) if net.spec.policy
-                      else Policy(allowStitchTo=target))
+            policy = Policy.model_validate({**(net.spec.policy.model_dump(by_alias=True) if net.spec.policy else {}),
+                                            "allowStitchTo": target, **fields})
             new = net.model_copy(update={"spec": net.spec.model_copy(update={"policy": policy}),
                                          "metadata": net.metadata.model_copy(update={"annotations": annotations})})
             try:
                 self._apply([new])
-                actions.append(f"set the policy of {key}: allows {', '.join(target) or 'nothing'}")
+                said = [f"allows {', '.join(target) or 'nothing'}"] if target is not None else []
+                said += [f"{name} {value}" for name, value in sorted(fields.items())]
+                actions.append(f"set the policy of {key}: " + "; ".join(said))
             except VnstitchError as exc:
                 actions.append(f"could not set the policy of {key}: {exc}")
         return lines

@@ -51,7 +51,7 @@ def test_apply_reconcile_get_json(cli):
 BAD = {
     "malformed YAML": ("kind: VirtualNetwork\nmetadata: {name: x\n", "malformed YAML at line"),
     "unknown key": ("kind: VirtualNetwork\nmetadata: {name: x}\nspec: {vnid: 5, cidr: 10.0.0.0/24, colour: red}\n",
-                    "spec.colour: is not a known field (known: vnid, cidr, members, policy)"),
+                    "spec.colour: is not a known field (known: vnid, cidr, members, policy, services, capabilities, trustLevel, external)"),
     "unknown node": ("kind: VirtualNetwork\nmetadata: {name: x}\nspec: {vnid: 5, cidr: 10.0.0.0/24, members: "
                      "[{name: a, node: XYZ, address: 10.0.0.2}]}\n", "spec.members[0].node: unknown node 'XYZ'"),
     "negative bandwidth": ("kind: Stitch\nmetadata: {name: s}\nspec: {type: bandwidth, from: {network: a}, "

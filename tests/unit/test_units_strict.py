@@ -89,6 +89,11 @@ UNIT_FIELDS = [  # every bandwidth and duration field a resource file may hold
     ("ForecastPolicy", "spec: {trainingWindow: 604800}", "spec.trainingWindow"),
     ("ForecastPolicy", "spec: {retrainEvery: 86400}", "spec.retrainEvery"),
     ("ForecastPolicy", "spec: {latencySlack: 0.01}", "spec.latencySlack"),
+    ("Intent", "spec: {text: \"for group('a') isolate\", assuranceInterval: 10}", "spec.assuranceInterval"),
+    ("Proposal", "spec: {requester: r, intent: i, expectation: e, fromNetwork: r/a, network: b, bandwidth: 5}",
+     "spec.bandwidth"),
+    ("Proposal", "spec: {requester: r, intent: i, expectation: e, fromNetwork: r/a, network: b, maxLatency: 0.02}",
+     "spec.maxLatency"),
 ]
 
 

@@ -25,6 +25,18 @@ EXAMPLES = {
         "  vnstitch --store sqlite://state.db apply -f examples/abilene-stitches.yaml\n"
         "  vnstitch --store sqlite://state.db get stitches",
     "validate": "vnstitch validate --offline examples/abilene-stitches.yaml",
+    "intent": "vnstitch intent apply orders \"for group('acme/orders') isolate; allow service('acme/analytics:8443') "
+              "latency < 20ms\" --tenant acme\n  vnstitch get intent orders --tenant acme -o yaml",
+    "intent parse": "vnstitch intent parse \"for group('acme/orders') isolate; allow service('acme/analytics:8443') "
+                    "latency < 20ms bandwidth >= 200Mbps between 08:00-20:00\" --name orders --tenant acme",
+    "intent apply": "vnstitch intent apply orders \"for group('acme/orders') isolate\" --tenant acme --dry-run",
+    "intent probe": "vnstitch intent probe \"for group('acme/orders') allow service('acme/analytics:8443') "
+                    "latency < 5ms bandwidth >= 1Gbps\" --tenant acme",
+    "intent reports": "vnstitch intent reports orders --tenant acme",
+    "proposal": "vnstitch proposal list --tenant globex\n  vnstitch proposal accept acme-lake-reach-sql --tenant globex",
+    "proposal list": "vnstitch proposal list --tenant globex -o yaml",
+    "proposal accept": "vnstitch proposal accept acme-lake-reach-sql --tenant globex --note 'until Q2'",
+    "proposal reject": "vnstitch proposal reject acme-lake-reach-sql --tenant globex --note 'no PII leaves'",
     "apply": "vnstitch apply -f examples/abilene-stitches.yaml --dry-run\n  cat stitch.yaml | vnstitch apply -f -",
     "get": "vnstitch get stitches -o wide\n  vnstitch get stitch blue-red --tenant acme -o yaml",
     "delete": "vnstitch delete stitch blue-red --tenant acme",

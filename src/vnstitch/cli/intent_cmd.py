@@ -34,7 +34,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     p = sub.add_parser("apply", help="create or update an intent from a text",
                        description="Creates (or updates) Intent NAME from TEXT; the intent engine compiles it into "
                                    "stitches, policies and proposals and reports on it (`vnstitch get intent NAME`).")
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", help="the intent's name")
     p.add_argument("text", metavar="TEXT", help="the intent text, or - for stdin")
     p.add_argument("--tenant", help="the intent's tenant (default: 'default', or the token's)")
     p.add_argument("--dry-run", action="store_true", help="run every check, store nothing")
@@ -50,7 +50,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_probe)
 
     p = sub.add_parser("reports", help="an intent's numbered reports: verdict, measured values, actions")
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", help="the intent's name")
     p.add_argument("--tenant", help="the intent's tenant")
     add_output_argument(p, ("table", "yaml", "json"))
     _remote(p)
@@ -62,16 +62,16 @@ def register(subparsers) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="proposal_command", metavar="{list,accept,reject}")
     sub.required = True
     p = sub.add_parser("list", help="proposals sent to this tenant and the ones it sent")
-    p.add_argument("--tenant")
+    p.add_argument("--tenant", help="the tenant (default: 'default', or the token's)")
     add_output_argument(p, ("table", "yaml", "json"))
     _remote(p)
     p.set_defaults(func=cmd_proposals)
     for verb, words in (("accept", "agree: the requester's group may reach the network's service"),
                         ("reject", "refuse: nothing crosses")):
         p = sub.add_parser(verb, help=words)
-        p.add_argument("name", metavar="NAME")
+        p.add_argument("name", metavar="NAME", help="the proposal (vnstitch proposal list)")
         p.add_argument("--tenant", help="the asked tenant (default: 'default', or the token's)")
-        p.add_argument("--note", default="", help="why (kept in the proposal's history)")
+        p.add_argument("--note", default="", help="why (kept in the proposal's history; default: none)")
         _remote(p)
         p.set_defaults(func=cmd_answer, accept=verb == "accept")
     return parser

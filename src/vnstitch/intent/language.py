@@ -248,10 +248,15 @@ def parse_intent_text(text: str) -> dict:
                                 len(lines), len(lines[-1]) + 1) from None
     except UnexpectedToken as exc:
         expected = {e for e in exc.expected if e != "$END"} or set(exc.expected)
-        got = "the end of the text" if exc.token.type == "$END" else f"'{exc.token}'"
+        line, column = (exc.line if exc.line > 0 else 1), (exc.column if exc.column > 0 else 1)
+        if exc.token.type == "$END":  # point after the last character, where something else was due
+            lines = text.rstrip().splitlines() or [""]
+            line, column = len(lines), len(lines[-1]) + 1
+            got = "the end of the text"
+        else:
+            got = f"'{exc.token}'"
         raise IntentSyntaxError(f"unexpected {got}; expected {', '.join(_keyword(e) for e in sorted(expected))}",
-                                exc.line if exc.line > 0 else 1, exc.column if exc.column > 0 else 1,
-                                exc.get_context(text)) from None
+                                line, column, exc.get_context(text)) from None
     except UnexpectedCharacters as exc:
         allowed = {_keyword(e) for e in exc.allowed or ()}
         char = text[exc.pos_in_stream] if 0 <= exc.pos_in_stream < len(text) else "?"

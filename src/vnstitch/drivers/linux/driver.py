@@ -23,7 +23,8 @@ from vnstitch.drivers.linux.layout import (
 from vnstitch.drivers.linux.network import ensure_network, remove_bridge
 from vnstitch.errors import DriverError
 from vnstitch.planning.ops import (
-    EnsureNetwork, EnsureStitch, MemberPlacement, Op, RemoveNetwork, RemoveStitch, SetStitchRate, StitchEnd,
+    EnsureNetwork, EnsureStitch, MemberPlacement, Op, QosRule, RemoveNetwork, RemoveStitch, ServiceRule, SetStitchRate,
+    StitchEnd,
 )
 
 log = logging.getLogger(__name__)
@@ -40,21 +41,29 @@ class _CounterSample:
 
 
 def op_to_dict(op: EnsureStitch) -> dict:
-    data = dataclasses.asdict(op)
+    data = dataclasses.asdict(op)   # services and qos become lists of dicts (a QosRule's ports a list)
     data.pop("reason", None)
+    for rule in data.get("qos", ()):
+        rule["ports"] = list(rule["ports"])
     return data
 
 
 def op_from_dict(data: dict) -> EnsureStitch:
+    """The op a state record holds; records written before services and qos existed have neither (all
+    traffic crosses, one class)."""
+    services = tuple(ServiceRule(rule["protocol"], rule.get("port")) for rule in data.get("services") or ())
+    qos = tuple(QosRule(rule["name"], rule["rank"], rule["share"], rule.get("dscp"), tuple(rule.get("ports") or ()))
+                for rule in data.get("qos") or ())
     return EnsureStitch(stitch=data["stitch"], type=data["type"], a=StitchEnd(**data["a"]), b=StitchEnd(**data["b"]),
                         path=tuple(data["path"]), rate_bps=data["rate_bps"], encrypted=data["encrypted"],
                         symmetric=data.get("symmetric", True), keys_after=data.get("keys_after", 0.0),
-                        key_rotation_s=data.get("key_rotation_s"))
+                        key_rotation_s=data.get("key_rotation_s"), services=services, qos=qos)
 
 
 def _shape(op: EnsureStitch) -> EnsureStitch:
-    """What a stitch is built as: a different shape is a rebuild; the rate and the keys change in place."""
-    return dataclasses.replace(op, reason="", rate_bps=0.0, keys_after=0.0)
+    """What a stitch is built as: a different shape is a rebuild; the rate, the keys, the services (its
+    nft chains are rewritten) and the QoS classes change in place."""
+    return dataclasses.replace(op, reason="", rate_bps=0.0, keys_after=0.0, services=(), qos=())
 
 
 class LinuxDriver:
@@ -188,13 +197,14 @@ class LinuxDriver:
                 if _shape(old) != _shape(op):
                     self._remove_stitch(op.stitch)  # different shape: rebuild
                     record = None
-                elif old.keys_after == op.keys_after:  # only the rate: set it
-                    changed = stitch_mod.ensure_rate(ctx, old, StitchNames(record["hash"], record["index"]),
-                                                     op.rate_bps)
+                elif dataclasses.replace(old, rate_bps=op.rate_bps) == dataclasses.replace(op, reason=""):
+                    names = StitchNames(record["hash"], record["index"])  # only the rate: set it
+                    changed = stitch_mod.ensure_rate(ctx, old, names, op.rate_bps)
+                    changed |= stitch_mod.ensure_qos(ctx, op, names, op.rate_bps)  # the classes share it
                     record["op"] = op_to_dict(op)
                     self._save()
                     return changed or True
-                else:  # newer keys asked for: re-applied below (with the rate), then rotated
+                else:  # newer keys, other services or QoS classes: re-applied below in place (keys rotated)
                     record["op"] = op_to_dict(op)
         # fresh: allocated now, so nothing named after it exists and build() may skip reading lists
         fresh = record is None
@@ -236,8 +246,9 @@ class LinuxDriver:
         if record is None:
             raise DriverError(f"stitch {op.stitch} does not exist", field="stitch", errno=ENOENT)
         sop = op_from_dict(record["op"])
-        changed = stitch_mod.ensure_rate(self._context(), sop, StitchNames(record["hash"], record["index"]),
-                                         op.rate_bps)
+        ctx, names = self._context(), StitchNames(record["hash"], record["index"])
+        changed = stitch_mod.ensure_rate(ctx, sop, names, op.rate_bps)
+        changed |= stitch_mod.ensure_qos(ctx, sop, names, op.rate_bps)
         record["op"]["rate_bps"] = op.rate_bps
         self._save()
         return changed
@@ -322,6 +333,8 @@ class LinuxDriver:
             if have.healthy:
                 record = self.state["stitches"][key]
                 op = op_from_dict(record["op"])
+                if not _lets_icmp_through(op):
+                    continue  # its echoes would be dropped (and counted as denied): latency and loss unknown
                 targets[key] = ((op, record["hash"], record["index"]), probe_target(self.lab, members, op))
         for key, result in self.prober.results(targets, now).items():
             observed.stitches[key] = dataclasses.replace(observed.stitches[key], latency_s=result.latency_s,
@@ -334,6 +347,9 @@ class LinuxDriver:
         local = stitch_mod.is_local(op)
         # a local stitch never leaves its node: its traffic is as private as the node itself
         encrypted, tx, rx, counted = local and op.encrypted, 0, 0, False
+        services_seen: list[tuple | None] = []   # per chain, the services its rules enforce
+        denied: int | None = 0                   # drop-rule packets of both chains; None: one unreadable
+        qos_seen: list[tuple] = []               # per end, the QoS classes its tunnel device holds
         for side, end in (("a", op.a), ("b", op.b)):
             links = snap.links(end.node)
             down = snap.down(end.node)
@@ -363,10 +379,15 @@ class LinuxDriver:
             rules, problem = nft.stitch_chain_problem(snap.nft_table(end.node), *spec)
             if problem:
                 problems.append(f"{problem} on {end.node}")
-            if rules is not None and side == "a":
-                counters = nft.chain_counters(rules)
-                tx, rx = (counters + [0, 0])[:2]
-                counted = problem is None
+            services_seen.append(nft.chain_services(rules, *spec[1:5], inbound=spec[6]))
+            if rules is None:
+                denied = None
+            else:
+                out_bytes, in_bytes, dropped = nft.chain_totals(rules, spec[1])
+                denied = None if denied is None else denied + dropped
+                if side == "a":
+                    tx, rx = out_bytes, in_bytes
+                    counted = problem is None
         try:
             pinned = stitch_mod.pin_routes(self.lab, op)
         except KeyError as exc:
@@ -401,13 +422,24 @@ class LinuxDriver:
                 rate = cls["rate_bps"] / self.lab.scale / stitch_mod.wire_factor(op)
             elif op.rate_bps > 0:
                 problems.append(f"HTB class {names.class_minor} missing on {node} {egress}")
+        for side, node, ifname in stitch_mod.qos_devices(op, names):
+            index = snap.links(node).get(ifname)
+            if index is not None:
+                tree = snap.qos(node, ifname, index)
+                # a stitch whose rate was set to 0 has nothing to share: ensure_qos leaves no tree then
+                qos_seen.append(op.qos if tree is None and op.rate_bps <= 0 else
+                                routing.qos_in_force(op.qos, self.lab.scale * op.rate_bps, tree))
+            elif op.qos:
+                qos_seen.append(())   # no device, no classes (its absence is the problem reported)
         if not counted:
             self._samples.pop(key, None)  # no counters to trust: start again from the next readable ones
         keys_at = None if local or not op.encrypted else stitch_mod.keys_made_at(self.state_dir, names, record)
         return ObservedStitch(stitch=key, type=op.type, path=op.path, rate_bps=rate, encrypted=encrypted,
                               healthy=not problems, tx_bytes=tx, rx_bytes=rx,
                               throughput_bps=self._throughput(key, tx, rx, snap.time) if counted else None,
-                              problem=problems[0] if problems else "", keys_at=keys_at)
+                              problem=problems[0] if problems else "", keys_at=keys_at,
+                              services=_agreed(services_seen, op.services), qos=_agreed(qos_seen, op.qos),
+                              denied_packets=denied)
 
     def _throughput(self, key: str, tx: int, rx: int, now: float) -> float | None:
         """Bit/s both ways through the stitch since an earlier observe, from its a-end nft counters.
@@ -437,8 +469,10 @@ class LinuxDriver:
         src/dst are network keys ("acme/blue"), and for a direct stitch also its VMs
         ("acme/blue/blue-1"). A direction is counted where it enters the stitch (the offered
         traffic, before any shaping): a→b by rule 0 of end a's chain, b→a by rule 0 of end b's
-        (a local stitch has one chain: b→a is its rule 1). The id names the rule (chain and nft
-        handle): a rewritten chain or a re-created stitch gets new handles and counts from zero."""
+        (a local stitch has one chain: b→a is its rules from b's gateway). With services a direction has
+        one accept rule per service (or the replies' one): their counters are summed. The id names the
+        rules (chain and nft handles): a rewritten chain or a re-created stitch gets new handles and
+        counts from zero."""
         self.state = self._load()
         snap = _Snapshot(self.nss, self.lab, self.clock())
         out: dict[tuple[str, str, str], tuple[str, int] | None] = {}
@@ -451,13 +485,17 @@ class LinuxDriver:
                     spec = stitch_mod.nft_spec(op, names, side)
                     rules, problem = nft.stitch_chain_problem(snap.nft_table(end.node), *spec)
                     chains[side] = (spec[0], rules if problem is None else None)
-            where = {"a": ("a", 0), "b": ("b", 0) if "b" in chains else ("a", 1)}
+            # each direction where it enters the stitch: out of its end's gateway (a local stitch's b→a
+            # enters at b's gateway, which is the tunnel of end a's one chain)
+            where = {"a": ("a", True), "b": ("b", True) if "b" in chains else ("a", False)}
             for side, (src, dst) in (("a", (op.a, op.b)), ("b", (op.b, op.a))):
                 chain, rules = chains[where[side][0]]
                 counter = None
                 if rules is not None:
-                    rule = rules[where[side][1]]
-                    counter = (f"{chain}#{rule.get('handle')}", nft.chain_counters([rule])[0])
+                    gateway = names.gateway_if(where[side][0])
+                    picked = nft.direction_rules(rules, gateway, outward=where[side][1])
+                    counter = (f"{chain}#{'+'.join(str(rule.get('handle')) for rule in picked)}",
+                               sum(nft.chain_counters(picked)))
                 out[(key, src.network, dst.network)] = counter
                 if op.type == "direct" and src.member and dst.member:
                     out[(key, f"{src.network}/{src.member}", f"{dst.network}/{dst.member}")] = counter
@@ -511,6 +549,8 @@ class _Snapshot:
         self._rules: dict[str, dict[int, int]] = {}
         self._nft: dict[str, dict | None] = {}
         self._classes: dict[tuple[str, str], dict] = {}
+        self._roots: dict[str, dict[int, dict]] = {}
+        self._qos: dict[tuple[str, str], dict | None] = {}
 
     def _ipr(self, node: str):
         ns = self.lab.node_ns(node)
@@ -550,6 +590,38 @@ class _Snapshot:
             ipr = self._ipr(node)
             self._classes[(node, egress)] = {} if index is None or ipr is None else routing.htb_classes(ipr, index)
         return self._classes[(node, egress)]
+    def root_qdiscs(self, node: str) -> dict[int, dict]:
+        """tc qdisc show (one dump per node): ifindex → its root qdisc."""
+        if node not in self._roots:
+            ipr = self._ipr(node)
+            msgs = [] if ipr is None else ipr.get_qdiscs()
+            self._roots[node] = {m["index"]: m for m in msgs if m["parent"] == routing.ROOT}
+        return self._roots[node]
+
+    def qos(self, node: str, ifname: str, index: int) -> dict | None:
+        """The QoS tree on a tunnel device (routing.read_qos); None without our HTB root (no more dumps)."""
+        if (node, ifname) not in self._qos:
+            root = self.root_qdiscs(node).get(index)
+            ipr = self._ipr(node)
+            self._qos[(node, ifname)] = None if root is None or ipr is None or root.get("TCA_KIND") != "htb" \
+                else routing.read_qos(ipr, index, root)
+        return self._qos[(node, ifname)]
+
+
+def _lets_icmp_through(op: EnsureStitch) -> bool:
+    """Does the stitch let the probe's ICMP echoes cross (no services, or icmp among them)?"""
+    return not op.services or any(rule.protocol == "icmp" for rule in op.services)
+
+
+def _agreed(seen: list, wanted: tuple) -> tuple | None:
+    """What the ends together enforce: the one value they agree on, else the first that differs from
+    `wanted` (so the drift names it); None when nothing was read or an end could not be read as rules."""
+    if not seen or any(value is None for value in seen):
+        return None
+    for value in seen:
+        if value != wanted:
+            return value
+    return wanted
 
 
 __all__ = ["LinuxDriver", "MemberPlacement"]

@@ -15,6 +15,8 @@ import ipaddress
 import json
 import shlex
 import threading
+from dataclasses import dataclass
+from typing import Sequence
 
 from vnstitch.drivers.linux.kernel import in_netns, run_in
 from vnstitch.errors import DriverError
@@ -158,12 +160,79 @@ def chain_name(stitch_hash: str) -> str:
     return f"st_{stitch_hash}"
 
 
-def stitch_rules(gateway_if: str, tunnel_if: str, local: str, remote: str) -> list[str]:
-    """The only traffic a stitch end lets through: local→remote out of the tunnel and back."""
-    return [
-        f'iifname "{gateway_if}" oifname "{tunnel_if}" ip saddr {local} ip daddr {remote} counter accept',
-        f'iifname "{tunnel_if}" oifname "{gateway_if}" ip saddr {remote} ip daddr {local} counter accept',
-    ]
+ESTABLISHED = "established,related"
+
+
+@dataclass(frozen=True)
+class ChainRule:
+    """One rule of a stitch end's chain: what it matches (None: anything), its verdict; `text` is the nft
+    syntax it is written in, `shape` what `_rule_shape` reads back from `nft -j` for it."""
+
+    verdict: str                      # accept | drop
+    iifname: str | None = None
+    oifname: str | None = None
+    saddr: str | None = None
+    daddr: str | None = None
+    l4proto: str | None = None        # tcp | udp | icmp
+    dport: int | None = None
+    ct_state: str | None = None       # "established,related": replies only
+
+    @property
+    def text(self) -> str:
+        parts = []
+        if self.iifname is not None:
+            parts.append(f'iifname "{self.iifname}"')
+        if self.oifname is not None:
+            parts.append(f'oifname "{self.oifname}"')
+        if self.saddr is not None:
+            parts.append(f"ip saddr {self.saddr}")
+        if self.daddr is not None:
+            parts.append(f"ip daddr {self.daddr}")
+        if self.l4proto is not None and self.dport is not None:
+            parts.append(f"{self.l4proto} dport {self.dport}")      # = meta l4proto P th dport N
+        elif self.l4proto is not None:
+            parts.append(f"meta l4proto {self.l4proto}")
+        if self.ct_state is not None:
+            parts.append(f"ct state {self.ct_state}")
+        return " ".join(parts + ["counter", self.verdict])
+
+    @property
+    def shape(self) -> tuple:
+        matches = []
+        for key, value in (("iifname", self.iifname), ("oifname", self.oifname), ("saddr", self.saddr),
+                           ("daddr", self.daddr), ("l4proto", self.l4proto), ("dport", self.dport)):
+            if value is not None:
+                text = _addr_text(value) if key in ("saddr", "daddr") else str(value)
+                matches.append((key, "==", text))
+        if self.ct_state is not None:
+            matches.append(("ct state", "in", ",".join(sorted(self.ct_state.split(",")))))
+        return (tuple(sorted(matches)), self.verdict)
+
+
+def chain_rules(gateway_if: str, tunnel_if: str, local: str, remote: str, services: Sequence = (),
+                inbound: bool = False) -> list[ChainRule]:
+    """What a stitch end lets through, in order, then `counter drop` (what it denies, counted).
+
+    No services: local→remote out of the tunnel and remote→local back. With services (each with a
+    `protocol` and a `port`, None: any), only those flows may start, from end a (`from`) towards end b
+    (`to`), and their replies come back (conntrack): end a (`inbound` False) sends the services out
+    and takes back only `ct state established,related`; end b (`inbound` True) takes the services in
+    from the tunnel and sends back only established/related."""
+    out = dict(iifname=gateway_if, oifname=tunnel_if, saddr=local, daddr=remote)
+    back = dict(iifname=tunnel_if, oifname=gateway_if, saddr=remote, daddr=local)
+    if not services:
+        return [ChainRule("accept", **out), ChainRule("accept", **back), ChainRule("drop")]
+    starting, replying = (back, out) if inbound else (out, back)
+    allowed = [ChainRule("accept", **starting, l4proto=s.protocol, dport=s.port) for s in services]
+    replies = ChainRule("accept", **replying, ct_state=ESTABLISHED)
+    ordered = allowed + [replies] if not inbound else [replies] + allowed
+    return ordered + [ChainRule("drop")]
+
+
+def stitch_rules(gateway_if: str, tunnel_if: str, local: str, remote: str, services: Sequence = (),
+                 inbound: bool = False) -> list[str]:
+    """The nft text of `chain_rules` (what `_stitch_script` adds)."""
+    return [rule.text for rule in chain_rules(gateway_if, tunnel_if, local, remote, services, inbound)]
 
 
 def read_table(ns: str) -> dict | None:
@@ -224,36 +293,51 @@ def _value_text(right) -> str:
 
 
 def _rule_shape(rule: dict) -> tuple:
-    """(iifname, oifname, saddr, daddr, verdict) of a rule as nft -j lists it (observe() reads every
-    stitch's chain: no JSON encoding per rule)."""
-    matched: dict = {}
+    """(sorted (key, op, value) matches, verdict) of a rule as nft -j lists it, comparable with
+    ChainRule.shape (observe() reads every stitch's chain: no JSON encoding per rule). `tcp dport N`
+    lists as a tcp payload match: it reads as l4proto tcp and dport N."""
+    matched = []
     verdict = None
     for expr in rule.get("expr", []):
         match = expr.get("match")
         if match is not None:
-            left = match["left"]
-            key = (left.get("meta") or {}).get("key") or (left.get("payload") or {}).get("field")
-            matched[key] = (match.get("op"), _value_text(match["right"]))
-        elif "accept" in expr:
-            verdict = "accept"
-    return (matched.get("iifname"), matched.get("oifname"), matched.get("saddr"), matched.get("daddr"), verdict)
+            left, op, right = match["left"], match.get("op"), match["right"]
+            payload = left.get("payload") or {}
+            if "meta" in left:
+                matched.append((left["meta"].get("key"), op, _value_text(right)))
+            elif "ct" in left:
+                values = right if isinstance(right, list) else [right]
+                matched.append((f"ct {left['ct'].get('key')}", op,
+                                ",".join(sorted(v if isinstance(v, str) else json.dumps(v) for v in values))))
+            elif payload.get("protocol") in ("tcp", "udp", "th") and payload.get("field") == "dport":
+                if payload["protocol"] != "th":
+                    matched.append(("l4proto", "==", payload["protocol"]))
+                matched.append(("dport", op, _value_text(right if not isinstance(right, int) else str(right))))
+            else:
+                matched.append((payload.get("field"), op, _value_text(right)))
+        else:
+            for name in ("accept", "drop", "jump", "goto", "return", "reject"):
+                if name in expr:
+                    verdict = name
+    return (tuple(sorted(matched, key=lambda m: tuple(str(part) for part in m))), verdict)
 
 
-def _wanted_shapes(gateway_if: str, tunnel_if: str, local: str, remote: str) -> list[tuple]:
-    local_text, remote_text = ("==", _addr_text(local)), ("==", _addr_text(remote))
-    return [(("==", gateway_if), ("==", tunnel_if), local_text, remote_text, "accept"),
-            (("==", tunnel_if), ("==", gateway_if), remote_text, local_text, "accept")]
+def _wanted_shapes(gateway_if: str, tunnel_if: str, local: str, remote: str, services: Sequence = (),
+                   inbound: bool = False) -> list[tuple]:
+    return [rule.shape for rule in chain_rules(gateway_if, tunnel_if, local, remote, services, inbound)]
 
 
 def stitch_chain_problem(table: dict | None, chain: str, gateway_if: str, tunnel_if: str, local: str,
-                         remote: str) -> tuple[list[dict] | None, str | None]:
+                         remote: str, services: Sequence = (), inbound: bool = False
+                         ) -> tuple[list[dict] | None, str | None]:
     """(the chain's rules or None, what differs from what ensure_stitch writes or None), from a
-    read_table() result: the chain must hold exactly the stitch's two rules and the map must send
-    both interfaces to it."""
+    read_table() result: the chain must hold exactly the stitch's rules (chain_rules) and the map must
+    send both interfaces to it."""
     rules = None if table is None else table["chains"].get(chain)
     if rules is None:
         return None, f"nftables chain {chain} missing"
-    if [_rule_shape(rule) for rule in rules] != _wanted_shapes(gateway_if, tunnel_if, local, remote):
+    if [_rule_shape(rule) for rule in rules] != _wanted_shapes(gateway_if, tunnel_if, local, remote, services,
+                                                               inbound):
         return rules, f"nftables chain {chain} does not hold the stitch's rules"
     for ifname in (gateway_if, tunnel_if):
         if table["map"].get(ifname) != chain:
@@ -261,28 +345,93 @@ def stitch_chain_problem(table: dict | None, chain: str, gateway_if: str, tunnel
     return rules, None
 
 
-def _stitch_script(chain: str, gateway_if: str, tunnel_if: str, local: str, remote: str) -> str:
+def chain_services(rules: list[dict] | None, gateway_if: str, tunnel_if: str, local: str, remote: str,
+                   inbound: bool = False) -> tuple | None:
+    """The ServiceRules a chain's rules enforce, read back (what observe() reports): () when it lets
+    everything between the ends through, None when the rules are no stitch chain chain_rules writes
+    (missing, flushed, edited beyond recognition: the chain's problem says so)."""
+    from vnstitch.planning.ops import ServiceRule
+
+    if rules is None:
+        return None
+    shapes = [_rule_shape(rule) for rule in rules]
+    starting_if = tunnel_if if inbound else gateway_if   # where the allowed flows start from
+    found = []
+    for matches, verdict in shapes:
+        fields = {key: value for key, _, value in matches}
+        if verdict != "accept" or "ct state" in fields or "l4proto" not in fields:
+            continue
+        if fields.get("iifname") != starting_if:
+            continue
+        port = fields.get("dport")
+        found.append(ServiceRule(fields["l4proto"], int(port) if port and port.isdigit() else None))
+    candidate = tuple(found)
+    if shapes == _wanted_shapes(gateway_if, tunnel_if, local, remote, candidate, inbound):
+        return candidate
+    return None
+
+
+def chain_totals(rules: list[dict], gateway_if: str) -> tuple[int, int, int]:
+    """(bytes accepted out of the gateway, bytes accepted towards it, packets dropped) of a stitch chain:
+    throughput is read from the accept rules' counters, the denied count from the drop rule's."""
+    out_bytes = in_bytes = denied = 0
+    for rule in rules:
+        counter = next((expr["counter"] for expr in rule.get("expr", []) if "counter" in expr), None)
+        if counter is None:
+            continue
+        exprs = rule.get("expr", [])
+        if any("drop" in expr for expr in exprs):
+            denied += int(counter.get("packets", 0))
+            continue
+        iif = next((e["match"]["right"] for e in exprs if "match" in e
+                    and (e["match"]["left"].get("meta") or {}).get("key") == "iifname"), None)
+        if iif == gateway_if:
+            out_bytes += int(counter.get("bytes", 0))
+        else:
+            in_bytes += int(counter.get("bytes", 0))
+    return out_bytes, in_bytes, denied
+
+
+def direction_rules(rules: list[dict], gateway_if: str, outward: bool) -> list[dict]:
+    """The accept rules of a stitch chain that count one direction: out of the gateway (`outward`) or
+    towards it."""
+    picked = []
+    for rule in rules:
+        exprs = rule.get("expr", [])
+        if not any("accept" in expr for expr in exprs):
+            continue
+        iif = next((e["match"]["right"] for e in exprs if "match" in e
+                    and (e["match"]["left"].get("meta") or {}).get("key") == "iifname"), None)
+        if (iif == gateway_if) == outward:
+            picked.append(rule)
+    return picked
+
+
+def _stitch_script(chain: str, gateway_if: str, tunnel_if: str, local: str, remote: str,
+                   services: Sequence = (), inbound: bool = False) -> str:
     return "\n".join([
         f"add chain inet {TABLE} {chain}",
         f"flush chain inet {TABLE} {chain}",
-        *[f"add rule inet {TABLE} {chain} {rule}" for rule in stitch_rules(gateway_if, tunnel_if, local, remote)],
+        *[f"add rule inet {TABLE} {chain} {rule}"
+          for rule in stitch_rules(gateway_if, tunnel_if, local, remote, services, inbound)],
         f'add element inet {TABLE} stitch_in {{ "{gateway_if}" : jump {chain}, "{tunnel_if}" : jump {chain} }}',
     ]) + "\n"
 
 
 def ensure_stitch(ns: str, chain: str, gateway_if: str, tunnel_if: str, local: str, remote: str,
-                  fresh: bool = False) -> bool:
+                  services: Sequence = (), inbound: bool = False, fresh: bool = False) -> bool:
     """One transaction: (re)write the stitch chain and its map entries, unless the kernel already
     has exactly them (`fresh`: the stitch was just allocated, so skip reading). Creates the base
-    table first where it is missing."""
+    table first where it is missing. A changed service list rewrites the chain in place (its
+    counters start again from zero)."""
     if not fresh:
         table = read_table(ns)
         if table is not None:
             have = [_rule_shape(rule) for rule in table["chains"].get(chain) or []]
-            if (have == _wanted_shapes(gateway_if, tunnel_if, local, remote)
+            if (have == _wanted_shapes(gateway_if, tunnel_if, local, remote, services, inbound)
                     and table["map"].get(gateway_if) == chain and table["map"].get(tunnel_if) == chain):
                 return False
-    script = _stitch_script(chain, gateway_if, tunnel_if, local, remote)
+    script = _stitch_script(chain, gateway_if, tunnel_if, local, remote, services, inbound)
     try:
         run(ns, script, what=f"nft stitch chain {chain}")
     except DriverError:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import socket
+from dataclasses import dataclass
+
+from pyroute2.netlink.exceptions import NetlinkError
 
 from vnstitch.drivers.linux.kernel import EEXIST, ENOENT, ESRCH, ifindex, tolerate
 from vnstitch.drivers.linux.layout import DEFAULT_CLASS_MINOR, LINK_CLASS_MINOR, UNREACHABLE_PREF
@@ -248,3 +251,193 @@ def remove_stitch_class(ipr, ifname: str, minor: int, prio: int, link_rate_bps: 
     if changed:
         _rebalance_default(ipr, index, link_rate_bps)
     return changed
+
+
+# --- QoS classes on a stitch's tunnel device -----------------------------------------------
+#
+# Classified before encryption, on the device that carries the stitch's inner packets out of the end
+# node (wireguard-go's TUN vw…, the VXLAN vt…, a local stitch's far gateway veth):
+#   root HTB 1: (default: the lowest-ranked class) → 1:1 at the stitch's rate (rate = ceil) → one child
+#   class 1:(10+i) per QoS class i in rank order, rate = share × stitch rate, ceil = stitch rate,
+#   HTB prio = rank − 1 (HTB has prio 0–7, 0 first), with u32 filters at prio i+1 (DSCP: ip tos under
+#   mask 0xfc; ports: ip protocol tcp/udp and ip dport) to it.
+
+QOS_PARENT_MINOR = 0x1
+QOS_CLASS_BASE = 0x10
+ROOT = 0xFFFFFFFF
+IPPROTO_TCP, IPPROTO_UDP = 6, 17
+
+
+@dataclass(frozen=True)
+class QosClassSpec:
+    """One HTB child class of the tunnel device and the u32 filters that send traffic to it (pure)."""
+
+    minor: int
+    prio: int                         # HTB prio: rank − 1
+    rate_bps: float
+    ceil_bps: float
+    filter_prio: int
+    filters: tuple[tuple[str, ...], ...]   # u32 keys ("val/mask+off") of each filter, one tuple per filter
+
+
+def dscp_key(dscp: int) -> str:
+    """u32 key of `match ip tos (DSCP << 2) 0xfc`: the TOS byte is the second of the IPv4 header."""
+    return f"0x{(dscp << 2) << 16:08x}/0x00fc0000+0"
+
+
+def port_keys(protocol: int, port: int) -> tuple[str, str]:
+    """u32 keys of `match ip protocol P 0xff match ip dport PORT 0xffff` (no IP options, as tc assumes)."""
+    return (f"0x{protocol << 16:08x}/0x00ff0000+8", f"0x{port:08x}/0x0000ffff+20")
+
+
+def qos_classes(qos, rate_bps: float) -> tuple[int, list[QosClassSpec]]:
+    """(default class minor, the child classes) of a stitch's QoS rules (sorted by rank, as the op holds
+    them) at `rate_bps` (already scaled): unmatched traffic goes to the lowest-ranked class."""
+    specs = []
+    for i, rule in enumerate(qos):
+        filters = []
+        if rule.dscp is not None:
+            filters.append((dscp_key(rule.dscp),))
+        for port in rule.ports:
+            filters.extend([port_keys(IPPROTO_TCP, port), port_keys(IPPROTO_UDP, port)])
+        specs.append(QosClassSpec(QOS_CLASS_BASE + i, max(0, min(7, rule.rank - 1)), rule.share * rate_bps,
+                                  rate_bps, i + 1, tuple(filters)))
+    return (specs[-1].minor if specs else 0), specs
+
+
+def _close_rate(have: float, want: float) -> bool:
+    return abs(have - int(want)) <= max(8.0, want * 1e-3)
+
+
+def read_qos(ipr, index: int, root: dict | None = None) -> dict | None:
+    """tc qdisc/class/filter show dev X: {"default", "classes": {minor: {rate_bps, ceil_bps, prio, parent}},
+    "filters": {prio: [classid minor, …]}} of our root HTB 1:, None when the device's root is not one
+    (`root`: its root qdisc message from an earlier dump, to skip reading it again)."""
+    if root is None:
+        roots = [m for m in ipr.get_qdiscs(index=index) if m["parent"] == ROOT and m["index"] == index]
+        root = roots[0] if roots else None
+    if root is None or root.get("TCA_KIND") != "htb" or root["handle"] != 0x10000:
+        return None
+    init = root.get(("TCA_OPTIONS", "TCA_HTB_INIT")) or {}
+    classes = {}
+    for msg in ipr.get_classes(index=index):
+        if msg.get("TCA_KIND") != "htb":
+            continue
+        parms = msg.get(("TCA_OPTIONS", "TCA_HTB_PARMS")) or {}
+        rate = msg.get(("TCA_OPTIONS", "TCA_HTB_RATE64")) or parms.get("rate", 0)
+        ceil = msg.get(("TCA_OPTIONS", "TCA_HTB_CEIL64")) or parms.get("ceil", 0)
+        classes[msg["handle"] & 0xFFFF] = {"rate_bps": rate * 8.0, "ceil_bps": ceil * 8.0,
+                                           "prio": parms.get("prio", 0), "parent": msg["parent"] & 0xFFFF}
+    filters: dict[int, list[int]] = {}
+    for msg in ipr.get_filters(index=index, parent=0x10000):
+        if msg.get("TCA_KIND") != "u32" or not msg.get(("TCA_OPTIONS", "TCA_U32_SEL")):
+            continue
+        classid = msg.get(("TCA_OPTIONS", "TCA_U32_CLASSID")) or 0
+        filters.setdefault(msg["info"] >> 16, []).append(classid & 0xFFFF)
+    return {"default": init.get("defcls", 0), "classes": classes, "filters": filters}
+
+
+def qos_in_force(qos, rate_bps: float, have: dict | None) -> tuple:
+    """The QoS rules a tunnel device enforces, from read_qos(): each wanted rule whose class holds its
+    rate, ceil and prio under a parent at the stitch's rate, with its filters, in order; a class that
+    is wrong or extra reads as a rule of its own (`class-1:MINOR`, its share and rank as the kernel has
+    them, no matches), so that anything but exactly the wanted tree differs from the op (pure)."""
+    from vnstitch.planning.ops import QosRule
+
+    if have is None:
+        return ()
+    default, specs = qos_classes(qos, rate_bps)
+    classes = dict(have["classes"])
+    parent = classes.pop(QOS_PARENT_MINOR, None)
+    parent_ok = (parent is not None and _close_rate(parent["rate_bps"], rate_bps)
+                 and _close_rate(parent["ceil_bps"], rate_bps))
+    out = []
+    wanted = {spec.minor: (spec, rule) for spec, rule in zip(specs, qos)}
+    for minor in sorted(classes):
+        cls = classes[minor]
+        spec, rule = wanted.get(minor, (None, None))
+        ok = (spec is not None and parent_ok and cls["parent"] == QOS_PARENT_MINOR and cls["prio"] == spec.prio
+              and _close_rate(cls["rate_bps"], spec.rate_bps) and _close_rate(cls["ceil_bps"], spec.ceil_bps)
+              and sorted(have["filters"].get(spec.filter_prio, [])) == [minor] * len(spec.filters)
+              and (minor != default or have["default"] == default))
+        if ok:
+            out.append(rule)
+        else:
+            share = round(cls["rate_bps"] / parent["rate_bps"], 3) if parent and parent["rate_bps"] else 0.0
+            out.append(QosRule(f"class-1:{minor:x}", cls["prio"] + 1, share))
+    return tuple(out)
+
+
+def _replace_class(ipr, index: int, minor: int, parent_minor: int, rate_bps: float, ceil_bps: float,
+                   prio: int = 0) -> None:
+    # tc class replace dev X parent 1:P classid 1:MINOR htb rate R ceil C prio PRIO quantum 1514
+    ipr.tc("replace-class", "htb", index, _handle(minor), parent=_handle(parent_minor),
+           rate=f"{int(rate_bps)}bit", ceil=f"{int(ceil_bps)}bit", prio=prio, quantum=1514)
+
+
+def _delete_filters(ipr, index: int, prio: int) -> None:
+    with tolerate(ENOENT, 22):
+        # tc filter del dev X parent 1: prio P (pyroute2's u32 plugin needs a target even here)
+        ipr.tc("del-filter", "u32", index, 0, parent=0x10000, prio=prio, protocol=ETH_P_IP,
+               target=_handle(QOS_CLASS_BASE))
+
+
+def ensure_qos(ipr, index: int, rate_bps: float, qos) -> bool:
+    """The QoS tree above on device `index` at `rate_bps` (scaled), changing only what differs: the
+    root when absent or with another default class (HTB cannot change its default in place), then
+    the parent, each child class, each class's filters; classes and filters no rule wants go."""
+    default, specs = qos_classes(qos, rate_bps)
+    have = read_qos(ipr, index)
+    changed = False
+    if have is None or have["default"] != default:
+        if have is not None:   # our HTB with another default class: HTB has no change for it
+            with tolerate(ENOENT, 22):
+                ipr.tc("del", index=index, handle=0, parent=ROOT)      # tc qdisc del dev X root
+        try:
+            # tc qdisc replace dev X root handle 1: htb default MINOR (replaces the device's default qdisc)
+            ipr.tc("replace", "htb", index, 0x10000, default=default, r2q=100)
+        except NetlinkError:   # some other qdisc holds handle 1:
+            with tolerate(ENOENT, 22):
+                ipr.tc("del", index=index, handle=0, parent=ROOT)      # tc qdisc del dev X root
+            ipr.tc("add", "htb", index, 0x10000, default=default, r2q=100)  # tc qdisc add … htb default MINOR
+        have, changed = {"default": default, "classes": {}, "filters": {}}, True
+    parent = have["classes"].get(QOS_PARENT_MINOR)
+    if parent is None or not (_close_rate(parent["rate_bps"], rate_bps) and _close_rate(parent["ceil_bps"], rate_bps)):
+        _replace_class(ipr, index, QOS_PARENT_MINOR, 0, rate_bps, rate_bps)   # 1:1 under the root 1:
+        changed = True
+    wanted_prios = {spec.filter_prio for spec in specs}
+    for prio in set(have["filters"]) - wanted_prios:   # filters of classes that went (before their class)
+        _delete_filters(ipr, index, prio)
+        changed = True
+    wanted_minors = {spec.minor for spec in specs}
+    for minor in set(have["classes"]) - wanted_minors - {QOS_PARENT_MINOR}:
+        with tolerate(ENOENT):
+            # tc class del dev X classid 1:MINOR
+            ipr.tc("del-class", index=index, handle=_handle(minor), parent=_handle(QOS_PARENT_MINOR))
+        changed = True
+    for spec in specs:
+        cls = have["classes"].get(spec.minor)
+        if cls is None or cls["prio"] != spec.prio or not (_close_rate(cls["rate_bps"], spec.rate_bps)
+                                                         and _close_rate(cls["ceil_bps"], spec.ceil_bps)):
+            _replace_class(ipr, index, spec.minor, QOS_PARENT_MINOR, spec.rate_bps, spec.ceil_bps, spec.prio)
+            changed = True
+        if sorted(have["filters"].get(spec.filter_prio, [])) != [spec.minor] * len(spec.filters):
+            if spec.filter_prio in have["filters"]:
+                _delete_filters(ipr, index, spec.filter_prio)
+            for keys in spec.filters:
+                # tc filter add dev X parent 1: protocol ip prio P u32 match ip tos DSCP<<2 0xfc flowid 1:MINOR
+                #   | … u32 match ip protocol 6|17 0xff match ip dport PORT 0xffff flowid 1:MINOR
+                ipr.tc("add-filter", "u32", index, 0, parent=0x10000, prio=spec.filter_prio, protocol=ETH_P_IP,
+                       target=_handle(spec.minor), keys=list(keys))
+            changed = True
+    return changed
+
+
+def remove_qos(ipr, index: int) -> bool:
+    """tc qdisc del dev X root, when the root is our HTB 1: (the device falls back to its default qdisc)."""
+    roots = [m for m in ipr.get_qdiscs(index=index) if m["parent"] == ROOT and m["index"] == index]
+    if not roots or roots[0].get("TCA_KIND") != "htb" or roots[0]["handle"] != 0x10000:
+        return False
+    with tolerate(ENOENT, 22):
+        ipr.tc("del", index=index, handle=0, parent=ROOT)   # tc qdisc del dev X root
+    return True

@@ -116,12 +116,14 @@ def policy_sides(op: EnsureStitch) -> tuple[str, ...]:
     return ("a",) if is_local(op) else SIDES
 
 
-def nft_spec(op: EnsureStitch, names: StitchNames, side: str) -> tuple[str, str, str, str, str]:
-    """(chain, gateway ifname, tunnel ifname, local dst, remote dst) of the end's nft chain."""
+def nft_spec(op: EnsureStitch, names: StitchNames, side: str) -> tuple:
+    """(chain, gateway ifname, tunnel ifname, local dst, remote dst, services, inbound) of the end's nft
+    chain (the arguments of nft.ensure_stitch / stitch_chain_problem): `inbound` is end b of a tunnel,
+    where the services' flows arrive from the tunnel (a local stitch's one chain is end a's)."""
     end, remote = _ends(op, side)
     direct = op.type == "direct"
     return (nft.chain_name(f"{names.hash}{side}"), names.gateway_if(side), tunnel_if(op, names, side),
-            _dst(end, direct), _dst(remote, direct))
+            _dst(end, direct), _dst(remote, direct), tuple(op.services), side == "b" and not is_local(op))
 
 
 def port_range(names: StitchNames) -> tuple[int, int]:
@@ -166,6 +168,8 @@ def build(ctx: StitchContext, op: EnsureStitch, names: StitchNames, record: dict
     if op.rate_bps > 0 or not fresh:
         changed |= ensure_rate(ctx, op, names, op.rate_bps)
     changed |= ensure_tunnel(ctx, op, names, record, fresh)
+    if op.qos or not fresh:  # on the tunnel devices, which exist from here (wireguard-go made its TUN)
+        changed |= ensure_qos(ctx, op, names, op.rate_bps)
     for side in policy_sides(op):
         changed |= ensure_end_routing(ctx, op, names, side, fresh)
     for side in SIDES:
@@ -652,6 +656,36 @@ def ensure_rate(ctx: StitchContext, op: EnsureStitch, names: StitchNames, rate_b
             failed.append(exc)  # removing: one egress that fails must not leave the others' classes behind
     if failed:
         raise failed[0]
+    return changed
+
+
+def qos_devices(op: EnsureStitch, names: StitchNames) -> list[tuple[str, str, str]]:
+    """(side, node, device) where the stitch's QoS classes live: each end's tunnel device, which carries
+    the inner packets out before encryption (a local stitch: the far end's gateway veth)."""
+    return [(side, _ends(op, side)[0].node, tunnel_if(op, names, side)) for side in SIDES]
+
+
+def qos_rate(ctx: StitchContext, rate_bps: float) -> float:
+    """The QoS parent class's rate: the stitch's rate × lab scale, of the inner packets (no tunnel overhead)."""
+    return rate_bps * ctx.lab.scale
+
+
+def ensure_qos(ctx: StitchContext, op: EnsureStitch, names: StitchNames, rate_bps: float | None = None) -> bool:
+    """The QoS classes of op.qos on both ends' tunnel devices at `rate_bps` (default op.rate_bps) × scale
+    (routing.ensure_qos); none (the device's own qdisc again) when op.qos is empty or the rate is 0."""
+    rate = op.rate_bps if rate_bps is None else rate_bps
+    changed = False
+    for side, node, ifname in qos_devices(op, names):
+        ns = ctx.lab.node_ns(node)
+        with kernel_errors(f"tc QoS classes of {op.stitch} on {node}/{ifname}"):
+            ipr = ctx.nss(ns)
+            index = ctx.ifindex(ns, ifname)
+            if op.qos and rate > 0:
+                if index is None:
+                    raise DriverError(f"{ifname} missing on {node}", errno=ENOENT)
+                changed |= routing.ensure_qos(ipr, index, qos_rate(ctx, rate), op.qos)
+            elif index is not None:
+                changed |= routing.remove_qos(ipr, index)
     return changed
 
 

@@ -333,9 +333,13 @@ class LinuxDriver:
             if have.healthy:
                 record = self.state["stitches"][key]
                 op = op_from_dict(record["op"])
-                if not _lets_icmp_through(op):
-                    continue  # its echoes would be dropped (and counted as denied): latency and loss unknown
-                targets[key] = ((op, record["hash"], record["index"]), probe_target(self.lab, members, op))
+                tcp_port = None
+                if not _lets_icmp_through(op):  # echoes would be dropped (and counted as denied): time TCP
+                    tcp_port = next((r.port for r in op.services if r.protocol == "tcp" and r.port), None)
+                    if tcp_port is None:
+                        continue  # no TCP port crosses either: latency and loss unknown
+                targets[key] = ((op, record["hash"], record["index"]),
+                                probe_target(self.lab, members, op, tcp_port))
         for key, result in self.prober.results(targets, now).items():
             observed.stitches[key] = dataclasses.replace(observed.stitches[key], latency_s=result.latency_s,
                                                          loss=result.loss)

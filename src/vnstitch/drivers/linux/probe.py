@@ -78,9 +78,37 @@ class ProbeTarget:
     namespace: str     # the VM namespace the echo requests leave from
     source: str        # its address, inside the end's side of the stitch
     destination: str   # the far VM's address
+    tcp_port: int | None = None  # probe with TCP handshakes to this port (a stitch whose services drop ICMP)
 
 
-def probe_target(lab: "LabLayout", members_of: dict[str, list[dict]], op: "EnsureStitch") -> ProbeTarget | None:
+# TCP handshake probe, for a stitch that lets only TCP to a port cross: each connect() from the source
+# address is timed from SYN to SYN-ACK (or to the RST of a port nobody listens on: it crossed too),
+# printed as ping prints its replies so that parse_ping reads both.
+TCP_PROBE = r"""
+import socket, sys, time
+dst, port, count, spacing, wait, src = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
+got = 0
+for seq in range(1, count + 1):
+    s = socket.socket(); s.settimeout(wait); s.bind((src, 0))
+    t0 = time.perf_counter()
+    try:
+        s.connect((dst, port)); ok = True
+    except ConnectionRefusedError:
+        ok = True
+    except OSError:
+        ok = False
+    rtt = time.perf_counter() - t0
+    s.close()
+    if ok:
+        got += 1
+        print(f"0 bytes from {dst}: tcp_seq={seq} time={rtt * 1e3:.3f} ms", flush=True)
+    time.sleep(spacing)
+print(f"{count} packets transmitted, {got} received", flush=True)
+"""
+
+
+def probe_target(lab: "LabLayout", members_of: dict[str, list[dict]], op: "EnsureStitch",
+                 tcp_port: int | None = None) -> ProbeTarget | None:
     """Where the stitch's probe runs (see the module docstring), or None where it cannot yet: a
     network end without a member inside its CIDR, or a VM namespace that does not exist."""
     from vnstitch.drivers.linux.kernel import netns_exists
@@ -96,7 +124,7 @@ def probe_target(lab: "LabLayout", members_of: dict[str, list[dict]], op: "Ensur
             return None
         source, destination = (near["name"], near["address"]), far["address"]
     namespace = lab.vm_ns(source[0])
-    return ProbeTarget(namespace, source[1], destination) if netns_exists(namespace) else None
+    return ProbeTarget(namespace, source[1], destination, tcp_port) if netns_exists(namespace) else None
 
 
 def _member_in(members_of: dict[str, list[dict]], end: "StitchEnd") -> dict | None:
@@ -128,6 +156,11 @@ class Prober:
         """ping -n -c N -i SPACING -W WAIT -I SRC DST: N echoes, then WAIT for the last replies (ping
         waits two round trips instead once one has come back), within the deadline."""
         wait_s = max(0.1, self.deadline_s - self.count * self.spacing_s)
+        if target.tcp_port is not None:  # python3 -c TCP_PROBE DST PORT N SPACING WAIT SRC
+            import sys
+
+            return [sys.executable, "-c", TCP_PROBE, target.destination, str(target.tcp_port), str(self.count),
+                    f"{self.spacing_s:g}", f"{wait_s / self.count:g}", target.source]
         return ["ping", "-n", "-c", str(self.count), "-i", f"{self.spacing_s:g}", "-W", f"{wait_s:g}",
                 "-I", target.source, target.destination]
 

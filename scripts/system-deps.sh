@@ -6,7 +6,7 @@
 # and exits 0, except under CI=true, where it exits 1 with the reason (a tier must not skip there).
 set -eu
 
-PACKAGES="iproute2 nftables wireguard-tools wireguard-go iperf3 tcpdump iputils-ping procps etcd-server etcd-client prometheus"
+PACKAGES="iproute2 nftables wireguard-tools wireguard-go iperf3 tcpdump iputils-ping procps etcd-server etcd-client prometheus chromium"
 
 missing=""
 for pkg in $PACKAGES; do

@@ -133,6 +133,8 @@ def create_app(settings: Settings, store: Store | None = None, driver=None,
         app.include_router(module.router)
     for intent_router in (intents.router, intents.proposals, intents.vngraph):
         app.include_router(intent_router)
+    from vnstitch.api.routes import ui as ui_routes  # the dashboard at /ui/ (static, CSP on every answer)
+    app.include_router(ui_routes.router)
     install_audit(app, store, clock)  # every write through a route, with its principal (api/audit.py)
     app.add_middleware(BodyLimitAndMetrics, max_body_bytes=settings.max_body_bytes, metrics=context.metrics)
     return app

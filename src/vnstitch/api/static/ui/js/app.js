@@ -1,0 +1,176 @@
+// The dashboard's entry point: sign-in with a bearer token, the tabs, and the watch streams that keep the
+// page live. Every figure comes from the public API with the user's token.
+
+import { Api } from "./api.js";
+import { el, clear } from "./dom.js";
+import { S, keyOf, recordSample, setSubstrate } from "./state.js";
+import { TopologyPanel } from "./panel-topology.js";
+import { StitchesPanel } from "./panel-stitches.js";
+import { ForecastsPanel } from "./panel-forecasts.js";
+import { DecisionsPanel } from "./panel-decisions.js";
+import { extraPanels } from "./panel-extra.js";
+
+const TOKEN_KEY = "vnstitch.token";
+const $ = (id) => document.getElementById(id);
+const panels = [];
+let active = null;
+let frame = 0;
+const watches = [];
+
+function signOut(message) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  for (const w of watches) w.stop();
+  watches.length = 0;
+  S.api = null;
+  S.who = null;
+  for (const map of [S.stitches, S.samples, S.policies, S.graphs, S.live]) map.clear();  // nothing of one token stays for the next
+  S.stitchesLoaded = false;
+  S.selected = null;
+  clear($("views"));
+  $("tabs").hidden = true;
+  $("live").hidden = true;
+  $("logout").hidden = true;
+  $("who").textContent = "";
+  $("login").hidden = false;
+  $("login-error").textContent = message || "";
+  $("token").value = "";
+  $("token").focus();
+}
+
+// Render the active panel (and the live mark) in one frame however many events arrived, and at most every
+// RENDER_GAP_MS under a steady stream of them (1,000 stitches measured every second), so the page keeps up.
+const RENDER_GAP_MS = 250;
+let lastRender = 0;
+export function schedule() {
+  if (frame) return;
+  const wait = Math.max(0, lastRender + RENDER_GAP_MS - performance.now());
+  frame = setTimeout(() => requestAnimationFrame(() => {
+    lastRender = performance.now();
+    frame = 0;
+    renderLive();
+    if (active) active.render();
+  }), wait);
+}
+
+function renderLive() {
+  const mark = $("live");
+  const stale = [...S.live.entries()].filter(([, v]) => v.state !== "live");
+  mark.hidden = false;
+  mark.classList.toggle("stale", stale.length > 0);
+  mark.dataset.state = stale.length ? "stale" : "live";
+  mark.textContent = stale.length ? "stale — reconnecting" : "live";
+  mark.title = stale.length ? stale.map(([name, v]) => `${name}: ${v.why || "not connected"}`).join("\n") : `${S.events} updates received`;
+}
+
+function watchKind(name, path, onEvent, relist) {
+  S.live.set(name, { state: "connecting" });
+  watches.push(S.api.watch(path, {}, {
+    relist,
+    onEvent: (event) => { S.events += 1; S.lastEventAt = Date.now(); onEvent(event); schedule(); },
+    onState: (state, why) => { S.live.set(name, { state, why }); schedule(); },
+  }));
+}
+
+function upsert(map, event, onChange) {
+  const obj = event.object;
+  const key = keyOf(obj);
+  if (event.type === "DELETED") map.delete(key);
+  else map.set(key, obj);
+  if (onChange) onChange(obj, event.type);
+}
+
+async function start(token) {
+  const api = new Api(token, (error) => signOut(`signed out: ${error.message}`));
+  const who = await api.get("/v1/whoami");  // 401 → the sign-in prompt, before anything else is read
+  S.api = api;
+  S.who = who;
+  sessionStorage.setItem(TOKEN_KEY, token);
+  $("login").hidden = true;
+  $("who").textContent = `tenant ${who.tenant} · ${who.role}`;
+  $("logout").hidden = false;
+  // in flight while the map is laid out
+  let firstStitches = api.list("/v1/stitches");
+  let firstPolicies = api.list("/v1/forecastpolicies");
+  firstStitches.catch(() => {}); firstPolicies.catch(() => {});
+  const [nodes, links, openapi] = await Promise.all([
+    api.list("/v1/substrate/nodes"), api.list("/v1/substrate/links"),
+    fetch("/openapi.json", { cache: "no-store" }).then((r) => (r.ok ? r.json() : { paths: {} })).catch(() => ({ paths: {} })),
+  ]);
+  setSubstrate(nodes.items, links.items);
+  const views = $("views");
+  const tabs = clear($("tabs"));
+  panels.length = 0;
+  panels.push(new TopologyPanel(), new StitchesPanel(), new ForecastsPanel(), new DecisionsPanel(), ...extraPanels(openapi));
+  for (const panel of panels) {
+    views.append(panel.root);
+    tabs.append(el("button", { type: "button", dataset: { tab: panel.id }, text: panel.title, onclick: () => show(panel.id) }));
+  }
+  tabs.hidden = false;
+  show(location.hash.slice(1) || "topology");
+  watchKind("stitches", "/v1/stitches", (event) => upsert(S.stitches, event, (obj, type) => {
+    if (type !== "DELETED") recordSample(obj);
+  }), async () => {
+    const { items, resourceVersion } = await (firstStitches || api.list("/v1/stitches"));
+    firstStitches = null;
+    S.stitches = new Map(items.map((s) => [keyOf(s), s]));
+    for (const s of items) recordSample(s);
+    S.stitchesLoaded = true;
+    schedule();
+    return resourceVersion;
+  });
+  watchKind("forecastpolicies", "/v1/forecastpolicies", (event) => upsert(S.policies, event, (obj, type) => {
+    for (const panel of panels) panel.onPolicy?.(obj, type);
+  }), async () => {
+    const { items, resourceVersion } = await (firstPolicies || api.list("/v1/forecastpolicies"));
+    firstPolicies = null;
+    S.policies = new Map(items.map((p) => [keyOf(p), p]));
+    for (const policy of items) for (const panel of panels) panel.onPolicy?.(policy, "ADDED");
+    return resourceVersion;
+  });
+  watchKind("links", "/v1/substrate/links", (event) => {
+    const byName = new Map(S.links.map((l) => [l.metadata.name, l]));
+    if (event.type === "DELETED") byName.delete(event.object.metadata.name);
+    else byName.set(event.object.metadata.name, event.object);
+    const changedShape = !S.links.some((l) => l.metadata.name === event.object.metadata.name) || event.type === "DELETED";
+    setSubstrate(S.nodes, [...byName.values()]);
+    if (changedShape) for (const panel of panels) panel.onSubstrate?.();
+  }, async () => links.resourceVersion);
+  for (const panel of panels) panel.start?.();
+}
+
+export function show(id) {
+  const panel = panels.find((p) => p.id === id) || panels[0];
+  active = panel;
+  for (const p of panels) p.root.classList.toggle("active", p === panel);
+  for (const button of $("tabs").children) button.classList.toggle("active", button.dataset.tab === panel.id);
+  if (location.hash !== `#${panel.id}`) history.replaceState(null, "", `#${panel.id}`);
+  panel.shown?.();
+  schedule();
+}
+
+export function openStitch(key) {
+  S.selected = key;
+  show("stitches");
+  panels.find((p) => p.id === "stitches")?.open(key);
+}
+
+function boot() {
+  $("login-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const token = $("token").value.trim();
+    $("login-error").textContent = "";
+    try {
+      await start(token);
+    } catch (error) {
+      signOut(error.status === 401 ? `token refused: ${error.message}` : `cannot sign in: ${error.message}`);
+    }
+  });
+  $("logout").addEventListener("click", () => signOut(""));
+  window.addEventListener("hashchange", () => { if (S.api) show(location.hash.slice(1)); });
+  const saved = sessionStorage.getItem(TOKEN_KEY);
+  if (saved) start(saved).catch((error) => signOut(error.status === 401 ? `token refused: ${error.message}` : `cannot load: ${error.message}`));
+  else signOut("");
+}
+
+window.vnstitchDashboard = S;  // for bench/dashboard.py and debugging: what the page shows, nothing more
+boot();

@@ -34,10 +34,11 @@ _floods: dict[tuple[str, str], subprocess.Popen] = {}
 _FLOOD = r"""
 import socket, struct, sys, time
 ifname, rate, size = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+port = int(sys.argv[4]) if len(sys.argv) > 4 else 9
 s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
 s.bind((ifname, 0x0800))
 s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 16)
-udp = struct.pack("!HHHH", 9, 9, size - 20, 0) + bytes(size - 28)
+udp = struct.pack("!HHHH", 9, port, size - 20, 0) + bytes(size - 28)
 def checksum(header):
     total = sum(struct.unpack("!10H", header))
     total = (total >> 16) + (total & 0xffff)
@@ -98,6 +99,34 @@ def add_delay(ns: str, ifname: str, delay_s: float, netem: bool | None = None) -
     return "tbf"
 
 
+def add_class_delay(ns: str, ifname: str, classid: str, dport: int, delay_s: float) -> None:
+    """The same queue built inside an HTB tree that must stay (a lab link's root HTB and a stitch's class on
+    it): a TBF leaf under `classid` (`tc qdisc add dev IF parent CLASSID handle 9: tbf …`), kept full by
+    a flood whose UDP destination port `dport` the class's filter sends into it (a stitch's tunnel port).
+    What that class carries waits about `delay_s` on this device; the rest of the link is untouched."""
+    if (ns, ifname) in _floods:
+        clear(ns, ifname)
+    latency_s = max(0.001, delay_s + (FLOOD_FRAME + 14 - TBF_BURST) * 8 / FLOOD_RATE_BPS)
+    done = _exec(ns, "tc", "qdisc", "add", "dev", ifname, "parent", classid, "handle", "9:", "tbf", "rate",
+                 f"{FLOOD_RATE_BPS}bit", "burst", str(TBF_BURST), "latency", f"{latency_s * 1000:.3f}ms")
+    if done.returncode != 0:
+        shown = _exec(ns, "tc", "class", "show", "dev", ifname).stdout + _exec(ns, "tc", "qdisc", "show", "dev",
+                                                                                 ifname).stdout
+        raise RuntimeError(f"tbf under {classid} on {ifname} in {ns}: {done.stderr.strip()}\n{shown}")
+    flood = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", _FLOOD, ifname,
+                              str(FLOOD_RATE_BPS * 1.5), str(FLOOD_FRAME), str(dport)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _floods[(ns, ifname)] = flood
+    _leaves[(ns, ifname)] = classid
+    if flood.stdout.readline().strip() != "flooding":
+        clear(ns, ifname)
+        raise RuntimeError(f"flood on {ifname} in {ns} did not start: {flood.stderr.read()}")
+    time.sleep(delay_s * 2 + 0.05)
+
+
+_leaves: dict[tuple[str, str], str] = {}
+
+
 def clear(ns: str, ifname: str) -> None:
     """Stop the flood (and reap it) and take the delay's qdisc off the device (its default comes back)."""
     flood = _floods.pop((ns, ifname), None)
@@ -106,7 +135,11 @@ def clear(ns: str, ifname: str) -> None:
         flood.wait(timeout=5)
         for stream in (flood.stdout, flood.stderr):
             stream.close()
-    _exec(ns, "tc", "qdisc", "del", "dev", ifname, "root")
+    leaf = _leaves.pop((ns, ifname), None)
+    if leaf is not None:  # only our leaf goes (its class may be gone already): the HTB tree stays
+        _exec(ns, "tc", "qdisc", "del", "dev", ifname, "parent", leaf, "handle", "9:")
+    else:
+        _exec(ns, "tc", "qdisc", "del", "dev", ifname, "root")
 
 
 def clear_all() -> None:

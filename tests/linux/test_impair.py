@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from tests.linux import impair
+from vnstitch.lab import impair
 from vnstitch.drivers.linux.kernel import list_netns
 
 DELAY_S = 0.05

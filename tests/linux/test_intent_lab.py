@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.linux import impair
+from vnstitch.lab import impair
 from vnstitch.drivers.linux.layout import StitchNames
 from tests.linux.test_service_rules import _listen, tcp_connects
 from vnstitch.errors import Conflict

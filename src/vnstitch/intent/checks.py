@@ -200,7 +200,9 @@ def refuse_infeasible(intent: Intent, graph: VNGraph, snapshot, now: float) -> N
         arcs = list(zip(bare_result.path, bare_result.path[1:]))
         arcs += [(v, u) for u, v in arcs]
         holders = holders_on(snapshot, arcs, (intent.metadata.tenant, intent.metadata.name))
-        named = ", ".join(f"'{h}'" for h in holders) or "other intents"
+        named = ", ".join(f"'{h}'" for h in holders[:5]) or "other intents"
+        if len(holders) > 5:
+            named += f" and {len(holders) - 5} more"
         raise Conflict(f"intent '{intent.metadata.name}' over-subscribes the substrate with intent {named}: "
                        f"expectation '{result.expectation}' {result.reason}",
                        field=f"spec.expectations[{index_of[result.expectation]}].targets")

@@ -1,5 +1,6 @@
-"""Delay on a device for real-kernel tests: `add_delay(ns, ifname, delay_s)` makes packets leaving
-`ifname` in namespace `ns` wait about `delay_s`; `clear(ns, ifname)` takes it away again.
+"""Delay on a device of a namespace lab (real-kernel tests and benches): `add_delay(ns, ifname, delay_s)`
+makes packets leaving `ifname` in namespace `ns` wait about `delay_s`; `clear(ns, ifname)` takes it away
+again; `add_class_delay` does it for one HTB class (a stitch on a lab link) and keeps the link's tree.
 
 Where the kernel has netem this is `tc qdisc replace dev IF root netem delay D`. This kernel has none,
 so the fallback builds the delay out of a queue: a TBF qdisc at a low rate R (2 Mbit/s) whose queue

@@ -29,6 +29,10 @@ def _etcd() -> str | None:
     return "the etcd binary is missing (Debian package etcd-server; scripts/system-deps.sh)"
 
 
+def _chromium() -> str | None:
+    return None if shutil.which("chromium") else "Debian's chromium is missing (scripts/system-deps.sh)"
+
+
 def _root() -> str | None:
     return None if os.geteuid() == 0 else "needs root (it builds network namespaces)"
 
@@ -46,6 +50,10 @@ BENCHMARKS = [
     ("etcd_replay_failover", ["bench/etcd_replay_failover.py"], _etcd, "8 min"),
     ("linux_stitch", ["bench/linux_stitch.py"], _root, "3 min"),
     ("faults", ["bench/faults.py"], _root, "10 min"),
+    ("intents", ["bench/intents.py"], None, "5 min"),
+    ("intent_lab_drift", ["bench/intent_lab_drift.py"], _root, "3 min"),
+    ("anomaly_eval", ["bench/anomaly_eval.py"], None, "10 min"),
+    ("dashboard", ["bench/dashboard.py"], _chromium, "15 min"),
 ]
 
 

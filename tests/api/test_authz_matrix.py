@@ -105,6 +105,26 @@ def setup_suggestion(api, who):
         "state": "pending"})
 
 
+def intent(name, priority=100):
+    return {"kind": "Intent", "metadata": {"name": name},
+            "spec": {"text": "for group('acme/web') allow service('acme/db:5432')", "priority": priority}}
+
+
+def setup_intent(api, who):
+    _admin(api, "POST", "/v1/intents?tenant=acme", json=intent(f"in-{who}"))
+
+
+def setup_proposal(api, who):
+    """A pending proposal sent to acme (by globex's intent), put where the intent engine would."""
+    from vnstitch.domain.intent import Proposal
+
+    doc = Proposal.model_validate({"kind": "Proposal", "metadata": {"name": f"pr-{who}", "tenant": "acme"},
+                                   "spec": {"requester": "globex", "intent": "lake", "expectation": "e",
+                                            "fromNetwork": "globex/lake", "network": "db"}})
+    api.app.state.ctx.controller.store.put("Proposal", "acme", f"pr-{who}",
+                                           doc.model_dump(by_alias=True, mode="json", exclude_none=True))
+
+
 WEB = vnet("web", 100, "10.0.0.0/24", [("w1", "NYCMng", "10.0.0.1")])
 NYC = {"kind": "Node", "metadata": {"name": "NYCMng", "labels": {"x": "y"}}}
 
@@ -172,6 +192,23 @@ ROUTES = [
     Route("PATCH", "/v1/substrate/links/NYCMng--WASHng", cluster_write(), tenant=False, headers=MERGE,
           body=lambda who: {"metadata": {"labels": {"by": who}}}),
     Route("DELETE", "/v1/substrate/links/l-{who}", cluster_write(), tenant=False, setup=setup_link),
+    Route("GET", "/v1/intents", tenant_read()),
+    Route("POST", "/v1/intents", tenant_write(201), body=lambda who: intent(f"new-{who}")),
+    Route("GET", "/v1/intents/in-{who}", tenant_read(), setup=setup_intent),
+    Route("PUT", "/v1/intents/in-{who}", tenant_write(), setup=setup_intent,
+          body=lambda who: intent(f"in-{who}", priority=150)),
+    Route("PATCH", "/v1/intents/in-{who}", tenant_write(), headers=MERGE, setup=setup_intent,
+          body=lambda who: {"spec": {"priority": 160}}),
+    Route("DELETE", "/v1/intents/in-{who}", tenant_write(), setup=setup_intent),
+    Route("GET", "/v1/intents/in-{who}/reports", tenant_read(), setup=setup_intent),
+    Route("POST", "/v1/probeintents", tenant_read(), body=lambda who: intent("probe")),
+    Route("POST", "/v1/parsedintents", {"none": 401, "other": 200, "reader": 200, "member": 200, "admin": 200},
+          tenant=False, body=lambda who: {"text": "for group('acme/web') isolate"}),
+    Route("GET", "/v1/proposals", tenant_read()),
+    Route("GET", "/v1/proposals/pr-{who}", tenant_read(), setup=setup_proposal),
+    Route("POST", "/v1/proposals/pr-{who}/accept", tenant_write(), setup=setup_proposal, body=lambda who: {}),
+    Route("POST", "/v1/proposals/pr-{who}/reject", tenant_write(), setup=setup_proposal, body=lambda who: {}),
+    Route("GET", "/v1/vngraph", tenant_read()),
     Route("GET", "/v1/whoami", {"none": 401, "other": 200, "reader": 200, "member": 200, "admin": 200}, tenant=False),
     Route("GET", "/healthz", public(), tenant=False),
     Route("GET", "/readyz", public(), tenant=False),

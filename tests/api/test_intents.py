@@ -49,6 +49,7 @@ def test_an_intent_compiles_into_an_isolated_group_and_a_port_level_stitch(api):
     got = api.call("member", "GET", "/v1/intents/orders").json()
     compiled = got["status"]["compiled"]
     assert compiled["stitches"] == ["acme/in-orders-reach-analytics-8443"]
+    assert compiled["routes"] == ["acme/in-orders-reach-analytics-8443: NYCMng→WASHng"]
     stitch = api.call("member", "GET", "/v1/stitches/in-orders-reach-analytics-8443").json()
     assert stitch["spec"]["services"] == [{"protocol": "tcp", "port": 8443}]
     assert stitch["spec"]["maxLatency"] == 0.02 and stitch["spec"]["bandwidth"] == 200e6
@@ -179,7 +180,7 @@ def test_another_tenants_service_needs_its_consent_and_only_it_may_answer(api):
 def test_probe_answers_and_changes_nothing(api):
     seed(api)
     revision = api.app.state.ctx.store.revision()
-    answer = api.call("member", "POST", "/v1/intents/probe", json=intent("p", ORDERS.replace("20ms", "1ms")))
+    answer = api.call("member", "POST", "/v1/probeintents", json=intent("p", ORDERS.replace("20ms", "1ms")))
     assert answer.status_code == 200, answer.text
     body = answer.json()
     reach = next(e for e in body["expectations"] if e["expectation"] == "reach-analytics-8443")
@@ -188,7 +189,7 @@ def test_probe_answers_and_changes_nothing(api):
 
 
 def test_parse_route_and_proposals_cannot_be_made_or_deleted_by_hand(api):
-    parsed = api.call("member", "POST", "/v1/intents/parse", json={"text": ORDERS})
+    parsed = api.call("member", "POST", "/v1/parsedintents", json={"text": ORDERS})
     assert parsed.status_code == 200 and len(parsed.json()["expectations"]) == 2
-    bad = api.call("member", "POST", "/v1/intents/parse", json={"text": "for group('a') allow"})
+    bad = api.call("member", "POST", "/v1/parsedintents", json={"text": "for group('a') allow"})
     assert bad.status_code == 422 and "line 1" in bad.json()["message"]

@@ -20,7 +20,7 @@ CASES = [
     (NET.format(name="web", vnid="many", more=""), "spec.vnid", "must be a whole number"),
     ("kind: VirtualNetwork\nmetadata: {name: web}\nspec: {cidr: 10.0.0.0/24}\n", "spec.vnid", "is required"),
     (NET.format(name="web", vnid=1, more=", colour: red"), "spec.colour",
-     "is not a known field (known: vnid, cidr, members, policy)"),
+     "is not a known field (known: vnid, cidr, members, policy, services, capabilities, trustLevel, external)"),
     (NET.format(name="web", vnid=1, more=", members: [{name: a, node: n, address: 10.1.0.1}]"),
      "spec.members[0].address", "10.1.0.1 is outside 10.0.0.0/24"),
     (NET.format(name="web", vnid=1, more=", policy: {allowStitchTo: [{matchLabels: {}, tenat: x}]}"),

@@ -149,8 +149,8 @@ class RemoteController:
         return float(parse_timestamp(answer["status"]["requestedAt"]))
 
     def probe_intent(self, intent) -> dict:
-        """POST /v1/intents/probe."""
-        return self._call("POST", "/v1/intents/probe", json=wire_form(intent)).json()
+        """POST /v1/probeintents."""
+        return self._call("POST", "/v1/probeintents", json=wire_form(intent)).json()
 
     def answer_proposal(self, tenant: str | None, name: str, accept: bool, note: str = ""):
         """POST /v1/proposals/NAME/accept|reject."""
@@ -159,6 +159,14 @@ class RemoteController:
         verb = "accept" if accept else "reject"
         return Proposal.model_validate(self._call("POST", f"/v1/proposals/{name}/{verb}", params=self._params(tenant),
                                                   json={"note": note}).json())
+
+    def answer_anomaly(self, tenant: str | None, name: str, what: str, value: bool = True):
+        """POST /v1/anomalies/NAME/approve|keep."""
+        from vnstitch.domain.anomaly import Anomaly
+
+        body = {"keep": value} if what == "keep" else None
+        return Anomaly.model_validate(self._call("POST", f"/v1/anomalies/{name}/{what}", params=self._params(tenant),
+                                                 json=body).json())
 
     def vngraph(self, tenant: str | None = None) -> dict:
         """GET /v1/vngraph."""

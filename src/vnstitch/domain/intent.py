@@ -3,7 +3,7 @@
 The shape follows what operators already meet:
 - TM Forum TMF921 (Intent Management): an intent with a handling state (Received, Compliant, Degraded,
   Finalizing) and numbered intent reports; a feasibility-only question is a ProbeIntent (the API's
-  `POST /v1/intents/probe`, which changes nothing).
+  `POST /v1/probeintents`, which changes nothing).
 - 3GPP TS 28.312: expectations, each with an object, targets (name, condition, value) and contexts;
   fulfilment FULFILLED / NOT_FULFILLED with a not-fulfilled state.
 - RFC 9315: the fulfilment loop (compile, enforce) and the assurance loop (assess, report, remediate).
@@ -240,6 +240,7 @@ class Compiled(Strict):
     policies: list[str] = Field(default_factory=list)       # 'tenant/network: allows X' / 'isolated'
     proposals: list[str] = Field(default_factory=list)      # 'tenant/name: Pending'
     rules: list[str] = Field(default_factory=list)          # service rules and QoS classes in force
+    routes: list[str] = Field(default_factory=list)         # 'tenant/stitch: A→B→C', the paths its stitches take
 
 
 class ExpectationReport(Strict):

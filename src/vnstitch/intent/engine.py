@@ -212,8 +212,14 @@ class IntentEngine:
                 errors[exp_id] = error
         actions += self._withdraw(tenant, name, keep=set(wanted), reason="no longer compiled from the intent",
                                   now=now, keep_proposals={p.split(": ")[0] for p in proposals})
+        routes = []
+        for stitch_name_ in sorted(wanted):
+            record = self.controller.store.get("Stitch", tenant, stitch_name_)
+            path = (record.value.get("status") or {}).get("path") if record else None
+            if path:
+                routes.append(f"{tenant}/{stitch_name_}: {'→'.join(path)}")
         return CompiledStatus(stitches=[f"{tenant}/{n}" for n in sorted(wanted)], networks=created,
-                              policies=policies, proposals=proposals, rules=compiled.rules), errors
+                              policies=policies, proposals=proposals, rules=compiled.rules, routes=routes), errors
 
     def _consents(self, network_key: str, peer: NetworkRef) -> bool:
         """Does the stored policy of `network_key` now let `peer` in (an accepted proposal made it so)?"""

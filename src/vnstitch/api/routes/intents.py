@@ -44,8 +44,11 @@ class ProbeReport(BaseModel):
     expectations: list[dict]
 
 
-@router.post("/probe", operation_id="probeIntent", summary="Could this intent be met now? (changes nothing)",
-             responses={200: {"model": ProbeReport}})
+probes = APIRouter(prefix="/v1/probeintents", tags=["intents"], responses=ERRORS)
+
+
+@probes.post("", operation_id="probeIntent", summary="Could this intent be met now? (TMF921 ProbeIntent; changes "
+             "nothing)", responses={200: {"model": ProbeReport}})
 def probe_intent(request: Request, body: Intent, who: Principal = Depends(principal),
                  tenant: Optional[str] = tenant_query()):
     place(Intent, who, body, tenant)
@@ -56,7 +59,10 @@ class ParseRequest(BaseModel):
     text: str = Field(max_length=20_000)
 
 
-@router.post("/parse", operation_id="parseIntentText", summary="The structured spec of an intent text",
+parses = APIRouter(prefix="/v1/parsedintents", tags=["intents"], responses=ERRORS)
+
+
+@parses.post("", operation_id="parseIntentText", summary="The structured spec of an intent text (changes nothing)",
              responses={200: {"description": "the spec: expectations, priority, validity"}})
 def parse_text(body: ParseRequest, who: Principal = Depends(principal)):
     return json_response(parse_intent_text(body.text))
@@ -142,4 +148,4 @@ def read_vngraph(request: Request, who: Principal = Depends(principal), tenant: 
     return json_response(graph.view(viewer))
 
 
-__all__ = ["router", "proposals", "vngraph"]
+__all__ = ["router", "probes", "parses", "proposals", "vngraph"]

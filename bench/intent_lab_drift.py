@@ -22,21 +22,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB = ROOT / "examples" / "lab.yaml"
-RED = """
-apiVersion: vnstitch.io/v1
-kind: VirtualNetwork
-metadata: {name: red, tenant: acme}
-spec:
-  vnid: 1002
-  cidr: 10.2.0.0/24
-  members:
-    - {name: red-1, node: n3, address: 10.2.0.21}
-    - {name: red-2, node: n2, address: 10.2.0.22}
-  policy: {allowStitchTo: [blue]}
-  services:
-    - {name: analytics, port: 8443}
-"""
-TEXT = "for group('acme/blue') isolate; allow service('acme/red:8443') latency < 20ms bandwidth >= 100Mbps"
+LAB_INTENT = ROOT / "examples" / "lab-intent.yaml"   # red's tcp/8443 service and the intent 'orders'
 STITCH = "in-orders-reach-red-8443"
 
 
@@ -50,7 +36,7 @@ def main() -> int:
     if os.geteuid() != 0:
         raise SystemExit("needs root (network namespaces)")
     from vnstitch.controller.services import open_local
-    from vnstitch.domain.registry import parse_documents, parse_resource
+    from vnstitch.domain.registry import parse_documents
     from vnstitch.drivers.linux.layout import StitchNames
     from vnstitch.lab import builder, impair
 
@@ -63,9 +49,7 @@ def main() -> int:
     delayed: list[tuple[str, str]] = []
     try:
         services.apply(parse_documents(LAB.read_text()))
-        services.apply(parse_documents(RED))
-        services.apply([parse_resource({"kind": "Intent", "metadata": {"name": "orders", "tenant": "acme"},
-                                        "spec": {"text": TEXT}}, user_input=True)])
+        services.apply(parse_documents(LAB_INTENT.read_text()))
 
         def status():
             return services.get("Intent", "orders", "acme").status

@@ -193,3 +193,19 @@ def test_parse_route_and_proposals_cannot_be_made_or_deleted_by_hand(api):
     assert parsed.status_code == 200 and len(parsed.json()["expectations"]) == 2
     bad = api.call("member", "POST", "/v1/parsedintents", json={"text": "for group('a') allow"})
     assert bad.status_code == 422 and "line 1" in bad.json()["message"]
+
+
+def test_one_apply_may_bring_the_service_and_the_intent_that_uses_it(api):
+    seed(api)
+    lake = vnet("warehouse", 302, "10.8.0.0/24", [("h1", "LOSAng", "10.8.0.11")], )
+    lake["metadata"]["tenant"] = "globex"
+    lake["spec"]["services"] = [{"name": "dw", "port": 1521}]
+    body = {"items": [lake, {**intent("dw", "for group('globex/lake') allow service('globex/warehouse:1521')"),
+                             "metadata": {"name": "dw", "tenant": "globex"}}]}
+    answer = api.call("other", "POST", "/v1/apply", json=body)
+    assert answer.status_code == 200, answer.text
+    bad = {"items": [{**lake, "spec": {**lake["spec"], "services": []}},
+                     {**intent("dw2", "for group('globex/lake') allow service('globex/warehouse/dw')"),
+                      "metadata": {"name": "dw2", "tenant": "globex"}}]}
+    refused = api.call("other", "POST", "/v1/apply", json=bad)  # the same apply removes the service it names
+    assert refused.status_code == 422 and "unknown service 'dw'" in refused.json()["message"], refused.text

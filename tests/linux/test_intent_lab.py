@@ -11,27 +11,13 @@ import pytest
 
 from vnstitch.lab import impair
 from vnstitch.drivers.linux.layout import StitchNames
+from tests.linux.conftest import REPO
 from tests.linux.test_service_rules import _listen, tcp_connects
 from vnstitch.errors import Conflict
 
 ADDRESSES = {"blue-1": "10.1.0.11", "blue-2": "10.1.0.12", "red-1": "10.2.0.21", "red-2": "10.2.0.22",
              "green-1": "10.3.0.31"}
-ORDERS = ("for group('acme/blue') isolate; "
-          "allow service('acme/red:8443') latency < 20ms bandwidth >= 100Mbps")
-RED_WITH_SERVICE = """
-apiVersion: vnstitch.io/v1
-kind: VirtualNetwork
-metadata: {name: red, tenant: acme}
-spec:
-  vnid: 1002
-  cidr: 10.2.0.0/24
-  members:
-    - {name: red-1, node: n3, address: 10.2.0.21}
-    - {name: red-2, node: n2, address: 10.2.0.22}
-  policy: {allowStitchTo: [blue]}
-  services:
-    - {name: analytics, port: 8443}
-"""
+LAB_INTENT = REPO / "examples" / "lab-intent.yaml"   # red offers tcp/8443; the intent 'orders'
 
 
 def _intent(name: str, text: str):
@@ -72,10 +58,9 @@ def matrix(lab) -> dict[tuple[str, str, str], bool]:
 @pytest.mark.slow
 def test_the_brief_intent_isolates_reaches_the_service_only_and_reroutes_around_a_delay(controlled):
     lab = controlled.lab
-    controlled.apply(RED_WITH_SERVICE)
     for vm in ADDRESSES:
         _listen(lab, vm, "8443,9000", 9001)
-    controlled.services.apply([_intent("orders", ORDERS)])
+    controlled.apply(LAB_INTENT.read_text())
     _until(controlled, lambda: _intent_status(controlled).handling_state == "Compliant", what="first Compliant")
     status = _intent_status(controlled)
     stitch = controlled.stitch("in-orders-reach-red-8443")

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from vnstitch.domain.forecastpolicy import ForecastPolicy
+from vnstitch.domain.intent import Intent
 from vnstitch.domain.resources import API_VERSION, NAME_PATTERN, BandwidthBps, DurationSeconds, Strict
 from vnstitch.domain.stitch import Endpoint, Stitch, Transition
 from vnstitch.domain.substrate import Link, Node
@@ -105,7 +106,7 @@ class AvailabilityAnswer(BaseModel):
 
 
 # apply: several resources, all or nothing -------------------------------------------------------
-AnyResource = Annotated[Union[Node, Link, VirtualNetwork, Stitch, ForecastPolicy], Field(discriminator="kind")]
+AnyResource = Annotated[Union[Node, Link, VirtualNetwork, Stitch, ForecastPolicy, Intent], Field(discriminator="kind")]
 
 
 class ApplyRequest(Strict):

@@ -34,13 +34,22 @@ log = logging.getLogger("vnstitch.intent")
 POLICY_BEFORE = "vnstitch.io/policy-before-intents"  # a network's policy as it was before intents changed it
 
 
-def graph_of(controller: Controller) -> tuple[VNGraph, list[Intent]]:
-    """The virtual network graph over the controller's cache, and every stored intent."""
+def graph_of(controller: Controller, staged: dict | None = None) -> tuple[VNGraph, list[Intent]]:
+    """The virtual network graph over the controller's cache, and every stored intent; `staged` (an apply's
+    batch: (kind, namespace, name) → value or None) overlays what the same apply writes before them."""
     controller.refresh()
-    networks = [controller._typed(VirtualNetwork, r) for r in controller.cache.list("VirtualNetwork")]
-    stitches = [controller._typed(Stitch, r) for r in controller.cache.list("Stitch")]
-    intents = [controller._typed(Intent, r) for r in controller.cache.list("Intent")]
-    return VNGraph(networks, stitches, intents), intents
+    found: dict[str, dict[tuple[str, str], object]] = {}
+    for kind, cls in (("VirtualNetwork", VirtualNetwork), ("Stitch", Stitch), ("Intent", Intent)):
+        found[kind] = {(r.namespace, r.name): controller._typed(cls, r) for r in controller.cache.list(kind)}
+        for (staged_kind, namespace, name), value in (staged or {}).items():
+            if staged_kind != kind:
+                continue
+            if value is None:
+                found[kind].pop((namespace, name), None)
+            else:
+                found[kind][(namespace, name)] = cls.model_validate(value)
+    intents = list(found["Intent"].values())
+    return VNGraph(list(found["VirtualNetwork"].values()), list(found["Stitch"].values()), intents), intents
 
 
 def proposal_name(tenant: str, intent: str, expectation: str) -> str:

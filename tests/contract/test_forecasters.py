@@ -17,6 +17,7 @@ FAST = {
             "num_threads": 2, "seed": 0},
     "ets": {"fit_steps": 576, "warmup_steps": 144, "max_fit_origins": 200},
 }
+FAST["auto"] = {"pool": ["last_value", "seasonal_naive_day", "ets"], "member_options": {"ets": FAST["ets"]}}
 # NMAE at 1 and 12 steps on the fixed slice below (measured, plus a small margin); lower is better
 MAX_NMAE = {
     "last_value": (0.099, 0.160),          # measured 0.094, 0.153
@@ -25,6 +26,7 @@ MAX_NMAE = {
     "ets": (0.097, 0.168),                 # measured 0.092, 0.160
     "lstm": (0.093, 0.155),                # measured 0.089, 0.148
     "gru": (0.093, 0.155),                 # measured 0.089, 0.147
+    "auto": (0.095, 0.156),                # measured 0.091, 0.149 (pool last_value, seasonal_naive_day, ets)
 }
 TRAIN_STOP, TEST_START, TEST_STOP = 2304, 2592, 2880   # days 1-8 fit, day 9 calibrate, day 10 test
 
@@ -122,3 +124,22 @@ def test_max_error_table_and_neural_beats_last_value(fitted, abilene):
     for name in ("lstm", "gru"):
         assert measured[name][0] < measured["last_value"][0]
         assert measured[name][1] < measured["last_value"][1]
+
+
+def test_auto_is_as_good_as_the_best_model_of_its_pool(fitted, abilene):
+    """`auto` picks per pair and step by validation error: within 1% of its pool's best in each cell."""
+    origins = np.arange(TEST_START - 1, TEST_STOP - 1)
+    mask = np.ones(abilene.n_pairs, bool)
+    nmae = {}
+    for name in ("auto", *FAST["auto"]["pool"]):
+        mean, quant = fitted[name].predict_origins(abilene, origins, 12)
+        nmae[name] = [score(abilene, origins, mean, quant, fitted[name].quantile_levels, h, mask)["nmae"] for h in (1, 12)]
+    for i, h in enumerate((1, 12)):
+        best = min(nmae[name][i] for name in FAST["auto"]["pool"])
+        assert nmae["auto"][i] <= 1.01 * best, (h, nmae)
+    assert set(fitted["auto"].chosen()) <= set(FAST["auto"]["pool"])
+
+
+def test_auto_rejects_an_unknown_pool_model_and_a_mismatched_file(tmp_path):
+    with pytest.raises(ForecastInputError, match="unknown pool model.*valid: .*last_value"):
+        get_forecaster("auto", pool=["prophet"])

@@ -1,4 +1,5 @@
-"""`vnstitch forecast eval|train|predict`: backtest, train and use traffic forecasters."""
+"""`vnstitch forecast eval|train|predict|status|retrain|rollback`: backtest, train and use traffic
+forecasters; see how a ForecastPolicy's forecast does against what happened, retrain it, roll it back."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     """Add the `forecast` command group to an argparse subparsers object."""
     parser = subparsers.add_parser("forecast", help="traffic forecasting: eval, train, predict",
                                    description="Backtest, train and run traffic forecasters.")
-    sub = parser.add_subparsers(dest="forecast_command", metavar="{eval,train,predict}")
+    sub = parser.add_subparsers(dest="forecast_command", metavar="{eval,train,predict,status,retrain,rollback}")
     sub.required = True
 
     ev = sub.add_parser("eval", help="rolling-origin backtest (60%% train, 15%% calibrate, 25%% test)")
@@ -56,6 +57,31 @@ def register(subparsers) -> argparse.ArgumentParser:
                     help="write all pairs to .csv or .json instead of printing (default: print)")
     pr.add_argument("--destinations", action="store_true", help="also print destination shares per source")
     pr.set_defaults(func=cmd_predict)
+
+    st = sub.add_parser("status", help="a forecast policy's forecast against what happened, its model and retrains",
+                        epilog="example:\n  vnstitch forecast status orders --tenant acme --pairs")
+    st.add_argument("policy", help="ForecastPolicy name (required)")
+    st.add_argument("--tenant", help="the policy's tenant (default: 'default', or the token's)")
+    st.add_argument("--pairs", action="store_true", help="every pair's rolling figures (default: the worst 5)")
+    from vnstitch.cli.output import add_output_argument
+
+    add_output_argument(st, ("table", "json", "yaml"))
+    st.set_defaults(func=cmd_status)
+
+    rt = sub.add_parser("retrain", help="ask the proactive loop to retrain a policy's model now (in the background; "
+                                        "the new model replaces the current one only if it does better)",
+                        epilog="example:\n  vnstitch forecast retrain orders --tenant acme")
+    rt.add_argument("policy", help="ForecastPolicy name (required)")
+    rt.add_argument("--tenant", help="the policy's tenant (default: 'default', or the token's)")
+    rt.set_defaults(func=cmd_retrain)
+
+    rb = sub.add_parser("rollback", help="ask the proactive loop to forecast with an earlier model version",
+                        epilog="example:\n  vnstitch forecast rollback orders --tenant acme --version 2")
+    rb.add_argument("policy", help="ForecastPolicy name (required)")
+    rb.add_argument("--version", type=int, default=None, metavar="N",
+                    help="the version to use (default: the one before the current)")
+    rb.add_argument("--tenant", help="the policy's tenant (default: 'default', or the token's)")
+    rb.set_defaults(func=cmd_rollback)
     return parser
 
 
@@ -195,6 +221,106 @@ def cmd_predict(args) -> int:
                      f"{shares.quantile(0.95)[i, 0]:.2f}]" for i in top]
             print(f"{src}: " + "; ".join(parts))
     return 0
+
+
+def _policy(args):
+    from vnstitch.cli.main import services
+
+    return services(args).get("forecastpolicy", args.policy, args.tenant)
+
+
+def _figure(value, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def cmd_status(args) -> int:
+    """The policy's discrepancy (rolling NMAE, bias, 80/90% coverage), its model and its last retrains."""
+    from vnstitch.cli.main import services
+    from vnstitch.errors import VnstitchError
+
+    try:
+        policy = _policy(args)
+        graph = services(args).predicted_graph(policy.metadata.tenant, None, policy.metadata.name) if args.pairs \
+            else None
+    except VnstitchError as exc:
+        return _fail(str(exc))
+    status = policy.status
+    pairs = ((graph or {}).get("discrepancy") or {}).get("rolling", {}).get("pairs", []) if args.pairs else None
+    if args.output in ("json", "yaml"):
+        from vnstitch.cli.output import dump_structured
+
+        out = {"policy": policy.metadata.name, "tenant": policy.metadata.tenant,
+               **status.model_dump(by_alias=True, mode="json", include={"model", "discrepancy", "retrains",
+                                                                         "versions", "last_step", "message"})}
+        if pairs is not None:
+            out["pairs"] = pairs
+        print(dump_structured(out, args.output), end="" if args.output == "yaml" else "\n")
+        return 0
+    d, m = status.discrepancy, status.model
+    print(f"policy {policy.metadata.tenant}/{policy.metadata.name}: model {m.name or policy.spec.model} "
+          f"v{m.version} ({m.state}); last interval {status.last_step}")
+    print(f"discrepancy over the last {d.window} intervals ({d.intervals} scored, {d.samples} pair-intervals): "
+          f"NMAE {_figure(d.nmae)}, bias {_figure(d.bias, 3)}, coverage 80% {_figure(d.coverage80, 2)}, "
+          f"90% {_figure(d.coverage90, 2)}; {d.breach_intervals} interval(s) in a row outside the bounds")
+    if d.adjusted:
+        print(f"resized from the observed rate this interval: {', '.join(d.adjusted)}")
+    rows = pairs if pairs is not None else [w.model_dump(by_alias=True) for w in d.worst]
+    if rows:
+        print(f"{'PAIR':<28} {'N':>4} {'NMAE':>7} {'BIAS':>7} {'COV80':>6} {'COV90':>6}")
+        for r in rows:
+            print(f"{r['from'] + '>' + r['to']:<28} {r['samples']:>4} {_figure(r['nmae']):>7} {_figure(r['bias']):>7} "
+                  f"{_figure(r['coverage80'], 2):>6} {_figure(r['coverage90'], 2):>6}")
+    for r in status.retrains[-5:]:
+        before, after = r.before.get("nmae"), r.after.get("nmae")
+        print(f"retrain v{r.version} {r.name}: {r.decision} ({r.reason}); NMAE before {_figure(before)} after "
+              f"{_figure(after)}; {r.message}")
+    if status.versions:
+        print("versions kept: " + ", ".join(f"v{v.version} {v.name}" for v in status.versions))
+    return 0
+
+
+def _request(args, annotation: str, value: str) -> int:
+    import time
+
+    from vnstitch.cli.main import services
+    from vnstitch.errors import VnstitchError
+
+    try:
+        policy = _policy(args)
+        metadata = policy.metadata.model_copy(update={"annotations": {**policy.metadata.annotations,
+                                                                      annotation: f"{value}@{time.time():.3f}"}})
+        services(args).apply([policy.model_copy(update={"metadata": metadata})])
+    except VnstitchError as exc:
+        return _fail(str(exc))
+    return 0
+
+
+def cmd_retrain(args) -> int:
+    from vnstitch.controller.proactive import RETRAIN_ANNOTATION
+
+    code = _request(args, RETRAIN_ANNOTATION, "now")
+    if code == 0:
+        print(f"retrain of {args.policy} requested: the proactive loop starts it at its next interval "
+              "(`vnstitch forecast status` shows the outcome)")
+    return code
+
+
+def cmd_rollback(args) -> int:
+    from vnstitch.controller.proactive import ROLLBACK_ANNOTATION
+
+    if args.version is not None:
+        try:
+            kept = {v.version for v in _policy(args).status.versions}
+        except Exception as exc:  # noqa: BLE001 - reported like the request's own errors
+            return _fail(str(exc))
+        if args.version not in kept:
+            return _fail(f"version {args.version} is not kept for {args.policy} "
+                         f"(kept: {', '.join(f'v{v}' for v in sorted(kept)) or 'none'})")
+    code = _request(args, ROLLBACK_ANNOTATION, "previous" if args.version is None else str(args.version))
+    if code == 0:
+        print(f"rollback of {args.policy} to {'the previous version' if args.version is None else f'v{args.version}'} "
+              "requested: the proactive loop switches at its next interval")
+    return code
 
 
 def _column_label(name: str) -> str:

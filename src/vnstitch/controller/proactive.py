@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Protocol
 
 import numpy as np
@@ -26,6 +26,8 @@ from vnstitch.domain.forecastpolicy import ForecastPolicy
 from vnstitch.domain.registry import parse_resource
 from vnstitch.domain.stitch import State
 from vnstitch.errors import VnstitchError
+from vnstitch.forecast.discrepancy import (corrections, next_step_bands, out_of_bounds, rolling, score_interval,
+                                           summary)
 from vnstitch.planning.allocator import AllocatorConfig, AllocatorState, Decision, Held, allocate
 from vnstitch.store import Compare, Delete, Put
 from vnstitch.telemetry.validate import validate_batch
@@ -44,6 +46,10 @@ CONTEXT_FOR_KNOWN = 12       # a pair with no sample in this many recent interva
 BASELINE_ROWS = 96           # intervals of history the baseline fits its residuals on (8 h at 5 minutes)
 RETRY_FAILED_INTERVALS = 12  # a failed fit is tried again after this many intervals
 BASELINE_REFIT = 12          # intervals between refits of the baseline (it forecasts from the last value)
+RETRAIN_RECORDS = 20         # retrain records kept in a policy's status
+VERSIONS_KEPT = 5            # promoted model versions kept (artifacts and records) for rollback
+RETRAIN_ANNOTATION = "vnstitch.io/retrain"     # `vnstitch forecast retrain`: a new value asks for a retrain
+ROLLBACK_ANNOTATION = "vnstitch.io/rollback"   # `vnstitch forecast rollback`: "VERSION@token" (or "previous@…")
 
 Pair = tuple[str, str]
 
@@ -102,6 +108,7 @@ class ModelStore:
     def __init__(self, directory: str):
         self.directory = directory
         self._loaded: dict[str, tuple[str, object]] = {}   # policy key → (checksum, model)
+        self.errors: dict[str, str] = {}   # policy key → why its artifact was refused (the last load)
         self._lock = threading.Lock()
 
     def path_for(self, key: str, version: int) -> str:
@@ -124,25 +131,28 @@ class ModelStore:
         try:
             with open(path, "rb") as handle:
                 if hashlib.sha256(handle.read()).hexdigest() != checksum:
-                    log.error("model artifact %s does not match its checksum; ignoring it", path)
-                    return None
+                    raise ValueError("it does not match its checksum")
             model = load_forecaster(path)
-        except (OSError, ValueError, KeyError) as exc:
-            log.error("cannot load model artifact %s: %s", path, exc)
+        except Exception as exc:  # noqa: BLE001 - corrupt zip, bad JSON, unknown class: refused, never loaded
+            reason = f"model artifact {path} refused: {exc}"
+            log.error("%s", reason)
+            with self._lock:
+                self.errors[key] = reason
             return None
         with self._lock:
             self._loaded[key] = (checksum, model)
+            self.errors.pop(key, None)
         return model
 
 
-def _fit_in_child(model_name: str, values, observed, stamps, pairs, interval_s: float, path: str) -> str:
-    """Fit and save one model (runs in the trainer's child process)."""
-    from vnstitch.forecast import get_forecaster
+def _fit_in_child(model_name: str, values, observed, stamps, pairs, interval_s: float, path: str,
+                  champion: tuple[str, str] = ("", ""), held_back: int = 0) -> dict:
+    """Fit a challenger, judge it against the champion on the held-back window and save it if it wins
+    (runs in the trainer's child process)."""
+    from vnstitch.forecast.refine import fit_challenger
 
-    model = get_forecaster(model_name)
-    model.fit(values, stamps, list(pairs), observed=observed, interval_seconds=interval_s)
-    model.save(path)
-    return path
+    return fit_challenger(model_name, values, observed, stamps, pairs, interval_s, path, champion[0], champion[1],
+                          held_back)
 
 
 def _child_init() -> None:
@@ -176,11 +186,13 @@ class Trainer:
             return key in self._pending or key in self._busy
 
     def submit(self, key: str, model_name: str, version: int, load: Callable[[], tuple], pairs: list[Pair],
-               interval_s: float, at: float) -> None:
+               interval_s: float, at: float, reason: str = "", champion: tuple[str, str] = ("", ""),
+               held_back: int = 0) -> None:
         """Queue a fit; `load()` → (values Mbit/s, observed, timestamps) runs in the trainer's thread;
-        `at` (the interval's end, the loop's clock) stamps the outcome."""
+        `at` (the interval's end, the loop's clock) stamps the outcome. With a champion (artifact,
+        checksum) the new model replaces it only if it does better on the last `held_back` intervals."""
         with self._wake:
-            self._pending[key] = (model_name, version, load, pairs, interval_s, at)
+            self._pending[key] = (model_name, version, load, pairs, interval_s, at, reason, champion, held_back)
             self._wake.notify()
 
     def close(self, timeout_s: float = 5.0) -> None:
@@ -195,7 +207,8 @@ class Trainer:
             self._pool.shutdown(wait=True, cancel_futures=True)
         self._thread.join(timeout_s)
 
-    def _fit(self, key: str, version: int, model_name: str, values, observed, stamps, pairs, interval_s):
+    def _fit(self, key: str, version: int, model_name: str, values, observed, stamps, pairs, interval_s,
+             champion=("", ""), held_back: int = 0):
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
         from concurrent.futures.process import BrokenProcessPool
@@ -207,7 +220,7 @@ class Trainer:
                                                  initializer=_child_init)
             try:
                 return self._pool.submit(_fit_in_child, model_name, values, observed, stamps, pairs, interval_s,
-                                         path).result()
+                                         path, champion, held_back).result()
             except BrokenProcessPool:
                 self._pool = None  # the child died (killed, out of memory): once more with a new one
                 if attempt or self._stop:
@@ -222,26 +235,48 @@ class Trainer:
                     return
                 key, job = self._pending.popitem()
                 self._busy.add(key)
-            model_name, version, load, pairs, interval_s, at = job
+            model_name, version, load, pairs, interval_s, at, reason, champion, held_back = job
             started = time.time()
+            record = {"version": version, "name": model_name, "reason": reason or "training", "requestedAt": at}
             try:
                 values, observed, stamps = load()
-                path = self._fit(key, version, model_name, values, observed, stamps, pairs, interval_s)
-                checksum = self.models.checksum(path)
-                outcome = {"state": "trained", "version": version, "artifact": path, "checksum": checksum,
-                           "trainedAt": at, "trainedOn": int(values.shape[0]), "name": model_name,
-                           "message": f"trained in {time.time() - started:.1f} s on {values.shape[0]} intervals"}
+                if values.shape[0] >= 1:
+                    starts = stamps.astype("datetime64[ms]").astype("int64") / 1e3
+                    record["window"] = {"start": float(starts[0]), "end": float(starts[-1] + interval_s),
+                                        "intervals": float(values.shape[0]), "heldBack": float(held_back)}
+                if not np.isfinite(values).all():
+                    raise ValueError("the training window holds values that are not finite")
+                verdict = self._fit(key, version, model_name, values, observed, stamps, pairs, interval_s,
+                                    champion, held_back)
+                seconds = time.time() - started
+                record.update({"before": _figures(verdict["before"]), "after": _figures(verdict["after"]),
+                               "message": f"{verdict['why']} ({seconds:.1f} s on {values.shape[0]} intervals)"})
+                if record.get("window"):
+                    record["window"]["heldBack"] = float(verdict["heldBack"])
+                if verdict["promoted"]:
+                    path = verdict["path"]
+                    checksum = self.models.checksum(path)
+                    record["decision"] = "promoted"
+                    outcome = {"state": "trained", "version": version, "artifact": path, "checksum": checksum,
+                               "trainedAt": at, "trainedOn": int(values.shape[0]), "name": model_name,
+                               "message": f"trained in {seconds:.1f} s on {values.shape[0]} intervals"}
+                else:
+                    record["decision"] = "kept"
+                    outcome = {"state": "trained", "message": f"retrained v{version} was not better; kept the "
+                               f"model in use: {verdict['why']}"}
             except Exception as exc:  # a failed fit is reported in the status, never swallowed
                 log.exception("training %s for %s failed", model_name, key)
                 outcome = {"state": "failed", "name": model_name, "failedAt": at,
                            "message": f"training {model_name} failed: {exc}"}
-            finally:
-                with self._wake:
-                    self._busy.discard(key)
+                record.update({"decision": "failed", "message": f"{type(exc).__name__}: {exc}"})
+            outcome["retrain"] = record
             try:
                 self.on_done(key, outcome)
             except Exception:  # the store may be closing under us: the next leader retrains
                 log.exception("recording the training outcome of %s failed", key)
+            finally:  # busy until the outcome is recorded: else the loop takes "training" for an orphan
+                with self._wake:
+                    self._busy.discard(key)
 
 
 class ProactiveLoop:
@@ -264,6 +299,7 @@ class ProactiveLoop:
         self._policies_seen: set[tuple[str, str]] | None = None  # for _collect_orphans
         # Fitted baselines by policy: (pairs, step fitted, model). Derived, cheap to lose on a restart.
         self._baselines: dict[str, tuple[tuple, int, object]] = {}
+        self._scored: dict[str, dict[int, list[dict]]] = {}  # policy → step → scored rows (see _window)
 
     def close(self) -> None:
         if self.trainer is not None:
@@ -349,6 +385,9 @@ class ProactiveLoop:
             return None  # this interval already ran (here, or on the leader before us)
         started = time.perf_counter()
         run = PolicyRun(key, step)
+        retrain_request, handled = "", {}
+        if self.predictor is None:
+            policy, retrain_request, handled = self._requests(record, policy, key, end)
         if spec.mode == "off":
             self._end_held(tenant, record.name, self._held(tenant, record.name, {}), "the policy is off", run)
             run.message = "mode off: no forecast, no decisions; its stitches ended"
@@ -395,10 +434,12 @@ class ProactiveLoop:
             self._write_status(record, policy, step, now, safe, run, pairs=len(pairs))
             return run
         try:
-            if self.predictor is not None:
-                mean_bps, upper_bps = self.predictor(policy, known, history, observed, end)
+            if self.predictor is not None:  # (mean, upper) or (mean, upper, next-interval bands)
+                predicted = self.predictor(policy, known, history, observed, end)
+                mean_bps, upper_bps = dict(predicted[0]), dict(predicted[1])
+                bands = dict(predicted[2]) if len(predicted) > 2 else {}
             else:
-                mean_bps, upper_bps = _forecast(forecaster, history, observed, end, spec, known)
+                mean_bps, upper_bps, bands = _forecast(forecaster, history, observed, end, spec, known)
         except VnstitchError as exc:
             run.message = f"forecast failed: {exc}"
             self._write_status(record, policy, step, now, safe, run, pairs=len(pairs))
@@ -416,6 +457,39 @@ class ProactiveLoop:
         routes = {pair: routes[nodes[pair]] for pair in pairs}
         default_paths = {pair: route[0] if route else None for pair, route in routes.items()}
         held = {p: h for p, h in held_all.items() if p in scope}
+        refine = spec.refinement
+        actual = {p: float(history[-1, j]) for j, p in enumerate(known) if history.shape[0] and observed[-1, j]}
+        scored = score_interval(self._expected(tenant, record.name, step - 1), actual)
+        recent = self._window(key, tenant, record.name, step, max(refine.window, refine.correction_window), scored)
+        overall, per_pair = rolling(recent[-refine.window:])
+        corrected = {}
+        if refine.correct:  # the level the model misses lately (from its own, uncorrected point forecasts)
+            corrected = corrections(recent[-refine.correction_window:], min(refine.min_samples,
+                                                                          refine.correction_window // 2))
+            for pair, factor in corrected.items():
+                if pair in mean_bps:
+                    mean_bps[pair] *= factor
+                    upper_bps[pair] *= factor
+                    if pair in bands:
+                        bands[pair] = {**{k: v * factor for k, v in bands[pair].items()},
+                                       "rawPointBps": bands[pair].get("rawPointBps", bands[pair]["pointBps"])}
+        adjusted = self._adjust(refine, held, actual, per_pair, mean_bps, upper_bps) if refine.adjust else {}
+        bound = out_of_bounds(overall, refine.min_samples, refine.min_coverage, refine.max_nmae)
+        breach = policy.status.discrepancy.breach_intervals + 1 if bound else 0
+        retrain_reason = retrain_request
+        if not retrain_reason and refine.retrain and breach >= refine.retrain_after and self.predictor is None:
+            retrain_reason = f"discrepancy: {bound} for {breach} intervals"
+        if retrain_reason:
+            breach = 0  # judged again over the next retrainAfter intervals
+            if trained is None:
+                self._baselines.pop(key, None)  # the baseline is refitted on the recent history right away
+            else:
+                self._maybe_train(policy, key, history, observed, end, known, have, reason=retrain_reason)
+        elif trained is not None:  # the schedule, a model change, a failure to retry (it had the history)
+            self._maybe_train(policy, key, history, observed, end, known, max(have, spec.min_history))
+        discrepancy = {**summary(overall, per_pair, refine.window, refine.min_samples), "breachIntervals": breach,
+                       "adjusted": sorted(pair_key(p) for p in adjusted),
+                       "corrected": {pair_key(p): round(f, 3) for p, f in sorted(corrected.items()) if p in mean_bps}}
         config = AllocatorConfig(quantile=spec.quantile, congestion_threshold=spec.congestion_threshold,
                                  terminate_after=spec.terminate_after,
                                  demand_label=getattr(self.predictor, "demand_label", ""))  # reasons' wording
@@ -428,6 +502,9 @@ class ProactiveLoop:
                               {p: mean_bps[p] for p in reachable}, {p: upper_bps[p] for p in reachable},
                               {p: default_paths[p] for p in reachable}, capacity, finder, config,
                               latency_bound_s=bounds, nodes=nodes)
+        if adjusted:  # the discrepancy is the reason for what it changed
+            allocation.decisions = [replace(d, reason=f"{adjusted[d.pair]}; {d.reason}") if d.pair in adjusted else d
+                                    for d in allocation.decisions]
         run.decisions = allocation.decisions
         if spec.mode == "auto":
             landed = self._apply(tenant, record.name, spec, allocation.decisions, held, run)
@@ -435,7 +512,9 @@ class ProactiveLoop:
             run.suggested = self._suggest(tenant, record.name, step, now, allocation.decisions)
             landed = held
         safe = {pair_key(p): allocation.state.held[p].safe_intervals for p in landed if p in allocation.state.held}
-        self._record_graph(tenant, record.name, step, end, allocation, mean_bps, upper_bps, spec.interval)
+        self._record_graph(tenant, record.name, step, end, allocation, mean_bps, upper_bps, spec.interval, bands,
+                           {"pairs": scored, "rolling": {"window": refine.window, **overall, "pairs": [
+                               {"from": p[0], "to": p[1], **f} for p, f in per_pair.items()]}})
         run.seconds = time.perf_counter() - started
         run.message = (f"{len(allocation.decisions)} decisions ({run.applied} applied, {len(run.refused)} refused)"
                        if spec.mode == "auto" else f"{run.suggested} decisions suggested, awaiting approval")
@@ -443,8 +522,115 @@ class ProactiveLoop:
             run.message += f"; first refusal: {run.refused[0]}"
         if model_label == "baseline" and model_status.state != "training":
             run.message += f"; forecasting with the baseline ({BASELINE_MODEL}) until {spec.model} is trained"
-        self._write_status(record, policy, step, now, safe, run, pairs=len(pairs), stitches=len(landed))
+        if adjusted:
+            run.message += f"; resized from the observed rate: {', '.join(discrepancy['adjusted'])}"
+        if self.models is not None and self.models.errors.get(key):
+            run.message += f"; {self.models.errors[key]}"
+        self._write_status(record, policy, step, now, safe, run, pairs=len(pairs), stitches=len(landed),
+                           extra={"discrepancy": discrepancy,
+                                  **({"handled": handled} if handled else {})})
         return run
+
+    # refinement: the forecast against what happened -------------------------------------------
+    def _expected(self, tenant: str, policy: str, step: int) -> list[dict]:
+        """What interval `step` forecast for the next one (its predicted graph's forecast entries)."""
+        graph = self.controller.store.get(PREDICTED_KIND, tenant, f"{policy}.{step}")
+        return list(graph.value.get("forecast") or []) if graph is not None else []
+
+    def _window(self, key: str, tenant: str, policy: str, step: int, window: int, scored: list[dict]):
+        """The scored rows of the last `window` intervals (this one's given): each interval's rows are kept
+        in its predicted graph, cached here (derived, cheap to lose: a new leader reads them back)."""
+        cache = self._scored.setdefault(key, {})
+        cache[step] = scored
+        for old in [s for s in cache if s <= step - window or s > step]:
+            del cache[old]
+        out = []
+        for s in range(step - window + 1, step + 1):
+            if s not in cache:
+                graph = self.controller.store.get(PREDICTED_KIND, tenant, f"{policy}.{s}")
+                cache[s] = list((graph.value.get("discrepancy") or {}).get("pairs") or []) if graph else []
+            out.append(cache[s])
+        return out
+
+    @staticmethod
+    def _adjust(refine, held: dict[Pair, Held], actual: dict[Pair, float], per_pair: dict, mean_bps: dict,
+                upper_bps: dict) -> dict[Pair, str]:
+        """Pairs whose forecast missed (a stitched pair's actual rate passed its reservation, or a pair's
+        rolling 90% coverage fell under the threshold): their upper forecast becomes at least the observed
+        rate × (1 + margin), so the allocator resizes (or reroutes, or establishes) now. Pair → reason."""
+        out = {}
+        for pair, rate in actual.items():
+            if pair not in upper_bps:
+                continue
+            h, figures = held.get(pair), per_pair.get(pair) or {}
+            coverage = figures.get("coverage90")
+            if h is not None and rate > h.total_bps:
+                why = f"actual {rate / 1e6:.0f} Mbit/s passed the reservation {h.total_bps / 1e6:.0f} Mbit/s"
+            elif coverage is not None and figures.get("samples", 0) >= refine.min_samples \
+                    and coverage < refine.coverage_threshold:
+                why = f"rolling 90% coverage {coverage:.2f} < {refine.coverage_threshold:g}"
+            else:
+                continue
+            floor = rate * (1 + refine.margin)
+            if floor <= upper_bps[pair]:
+                continue  # the forecast already covers it
+            upper_bps[pair] = floor
+            mean_bps[pair] = max(mean_bps[pair], rate)
+            out[pair] = f"discrepancy: {why}; sized to the observed rate + {refine.margin:.0%}"
+        return out
+
+    def _requests(self, record, policy: ForecastPolicy, key: str, end: float):
+        """Act on `forecast retrain` / `forecast rollback` (annotations with a new value): a rollback lands
+        now (an artifact that fails its checksum or does not load is refused, with the reason, in the
+        retrain records); a retrain is returned as a reason. (policy re-read, retrain reason, handled)."""
+        annotations = policy.metadata.annotations or {}
+        handled = dict(policy.status.handled)
+        retrain = annotations.get(RETRAIN_ANNOTATION)
+        reason = ""
+        if retrain and handled.get(RETRAIN_ANNOTATION) != retrain:
+            handled[RETRAIN_ANNOTATION] = retrain
+            reason = "requested (vnstitch forecast retrain)"
+        rollback = annotations.get(ROLLBACK_ANNOTATION)
+        if rollback and handled.get(ROLLBACK_ANNOTATION) != rollback:
+            handled[ROLLBACK_ANNOTATION] = rollback
+            self._rollback(policy, key, rollback.partition("@")[0], end, handled)
+            current = self.controller.store.get("ForecastPolicy", record.namespace, record.name)
+            policy = ForecastPolicy.model_validate(current.value)
+        return policy, reason, ({k: v for k, v in handled.items() if policy.status.handled.get(k) != v})
+
+    def _rollback(self, policy: ForecastPolicy, key: str, target: str, end: float, handled: dict) -> None:
+        status, model = policy.status, policy.status.model
+        versions = {v.version: v for v in status.versions}
+        chosen = None
+        if target in ("", "previous"):
+            older = [v for v in sorted(versions) if v < model.version]
+            chosen = versions[older[-1]] if older else None
+            problem = "" if chosen else f"no version before v{model.version} is kept"
+        elif target.isdigit() and int(target) in versions:
+            chosen, problem = versions[int(target)], ""
+        else:
+            problem = f"version {target!r} is not kept (kept: {', '.join(f'v{v}' for v in sorted(versions)) or 'none'})"
+        if chosen is not None and self.models is not None:
+            self.models.errors.pop(key, None)
+            if self.models.load(f"{key}#rollback", chosen.artifact, chosen.checksum) is None:
+                problem = self.models.errors.pop(f"{key}#rollback", "its artifact cannot be loaded")
+        record = {"version": chosen.version if chosen else model.version, "name": chosen.name if chosen else model.name,
+                  "reason": f"rollback to {target or 'previous'} (vnstitch forecast rollback)", "requestedAt": end,
+                  "decision": "failed" if problem else "rolled back",
+                  "message": f"rollback refused: {problem}; still forecasting with v{model.version}" if problem
+                  else f"now forecasting with v{chosen.version} (was v{model.version})"}
+
+        def change(current: dict) -> dict:
+            current["retrains"] = [*(current.get("retrains") or []), record][-RETRAIN_RECORDS:]
+            current["handled"] = {**(current.get("handled") or {}), **handled}
+            if not problem:
+                current["model"] = {**(current.get("model") or {}), "state": "trained", "name": chosen.name,
+                                    "version": chosen.version, "artifact": chosen.artifact,
+                                    "checksum": chosen.checksum, "trainedAt": chosen.trained_at,
+                                    "trainedOn": chosen.trained_on, "message": record["message"]}
+            return current
+
+        self._update_status(key, change)
 
     def _routes_for(self, finder, node_pairs: list[tuple[str, str]]) -> dict:
         """Default routes ((nodes, latency) or None) between node pairs, one Dijkstra per new source,
@@ -654,10 +840,15 @@ class ProactiveLoop:
             return None, ""  # missing, corrupt, or trained for another set of pairs: retrain
         return loaded, f"{model.name} v{model.version}"
 
-    def _maybe_train(self, policy: ForecastPolicy, key: str, history, observed, end: float, pairs, have: int):
-        if self.trainer is None or not pairs or have < policy.spec.min_history or self.trainer.busy(key):
+    def _maybe_train(self, policy: ForecastPolicy, key: str, history, observed, end: float, pairs, have: int,
+                     reason: str = ""):
+        """Start a training when one is due: none yet, stale pairs, the schedule, a model change, an
+        orphaned or failed one, or `reason` (a persistent discrepancy, a request)."""
+        if self.trainer is None or not pairs or self.trainer.busy(key):
             return
         model = policy.status.model
+        if not reason and have < policy.spec.min_history:
+            return
         stale_pairs = model.state == "trained" and self._forecaster(policy, key, pairs)[0] is None
         due = policy.spec.retrain_every is not None and model.trained_at is not None \
             and end - model.trained_at >= policy.spec.retrain_every
@@ -666,43 +857,74 @@ class ProactiveLoop:
         orphaned = model.state == "training"
         retry = model.state == "failed" and (model.failed_at is None
                                              or end - model.failed_at >= RETRY_FAILED_INTERVALS * policy.spec.interval)
-        if model.state in ("waiting", "baseline") or stale_pairs or due or orphaned or retry \
-                or (model.name != policy.spec.model and model.state == "trained"):
-            spec, tenant = policy.spec, policy.metadata.tenant
-            window = max(2, int(spec.training_window // spec.interval))
+        status = policy.status
+        if not reason:
+            reason = ("first training" if model.state in ("waiting", "baseline") else
+                      "trained for other pairs" if stale_pairs else "schedule (retrainEvery)" if due else
+                      "training left unfinished" if orphaned else "retry after a failure" if retry else
+                      f"model changed to {policy.spec.model}"
+                      if model.name != policy.spec.model and model.state == "trained"
+                      and not any(r.name == policy.spec.model and r.decision in ("kept", "failed")
+                                  and end - (r.requested_at or 0) < RETRY_FAILED_INTERVALS * policy.spec.interval
+                                  for r in status.retrains[-3:])
+                      else "")
+        if not reason:
+            return
+        spec, tenant = policy.spec, policy.metadata.tenant
+        window = max(2, int(spec.training_window // spec.interval))
 
-            def load():
-                """The training window, read in the trainer's thread (it may be weeks of data)."""
-                data = self.telemetry.rates(tenant, pairs, end, window, spec.interval)
-                seen = np.isfinite(data)
-                rows = seen.any(axis=1)
-                first = int(np.argmax(rows)) if rows.any() else 0
-                return (np.nan_to_num(data[first:], nan=0.0) / 1e6, seen[first:],
-                        _stamps(end, data.shape[0], spec.interval)[first:])
+        def load():
+            """The training window, read in the trainer's thread (it may be weeks of data)."""
+            data = self.telemetry.rates(tenant, pairs, end, window, spec.interval)
+            seen = np.isfinite(data)
+            rows = seen.any(axis=1)
+            first = int(np.argmax(rows)) if rows.any() else 0
+            return (np.nan_to_num(data[first:], nan=0.0) / 1e6, seen[first:],
+                    _stamps(end, data.shape[0], spec.interval)[first:])
 
-            self.trainer.submit(key, spec.model, model.version + 1, load, pairs, spec.interval, end)
-            self._update_model(key, {"state": "training", "name": policy.spec.model, "requestedAt": end,
-                                     "message": f"training {policy.spec.model} on {have} intervals"})
+        version = max([model.version, *(r.version for r in status.retrains)]) + 1
+        champion = (model.artifact, model.checksum) if model.artifact and not stale_pairs else ("", "")
+        # "training" lands before the job is queued: a fit that finishes at once must not be overwritten by it
+        self._update_model(key, {"state": "training", "name": model.name if model.artifact else spec.model,
+                                 "requestedAt": end, "message": f"training {spec.model} ({reason})"})
+        self.trainer.submit(key, spec.model, version, load, pairs, spec.interval, end, reason=reason,
+                            champion=champion, held_back=spec.refinement.held_back)
 
     def _trained(self, key: str, outcome: dict) -> None:
-        if outcome["state"] == "failed":
-            tenant, name = key.split("/", 1)
-            record = self.controller.store.get("ForecastPolicy", tenant, name)
-            previous = ((record.value.get("status") or {}).get("model") or {}) if record else {}
-            if previous.get("artifact"):  # the model in use stays in use
-                outcome = {**outcome, "state": "trained", "name": previous.get("name", outcome["name"]),
-                           "message": f"{outcome['message']}; still forecasting with v{previous.get('version')}"}
-        self._update_model(key, outcome)
+        """Record a training's outcome: the model in use (a failed or beaten challenger leaves it), the
+        retrain record (bounded list) and, when promoted, the version kept for rollback."""
+        outcome = dict(outcome)
+        retrain = outcome.pop("retrain", None)
+
+        def change(status: dict) -> dict:
+            model = dict(status.get("model") or {})
+            fields = outcome
+            if outcome["state"] == "failed" and model.get("artifact"):  # the model in use stays in use
+                fields = {**outcome, "state": "trained", "name": model.get("name", outcome["name"]),
+                          "message": f"{outcome['message']}; still forecasting with v{model.get('version')}"}
+            status["model"] = {**model, **fields}
+            if retrain is not None:
+                status["retrains"] = [*(status.get("retrains") or []), retrain][-RETRAIN_RECORDS:]
+            if outcome.get("artifact"):
+                kept = {k: outcome[k] for k in ("version", "name", "artifact", "checksum", "trainedAt", "trainedOn")}
+                status["versions"] = [*(v for v in status.get("versions") or [] if v["version"] != kept["version"]),
+                                      kept][-VERSIONS_KEPT:]
+            return status
+
+        self._update_status(key, change)
 
     def _update_model(self, key: str, fields: dict) -> None:
         """Merge `fields` into the policy's status.model (compare-and-swap, retried)."""
+        self._update_status(key, lambda status: {**status, "model": {**(status.get("model") or {}), **fields}})
+
+    def _update_status(self, key: str, change: Callable[[dict], dict]) -> None:
+        """Apply `change` to the policy's status (compare-and-swap, re-read and retried)."""
         tenant, name = key.split("/", 1)
         for _ in range(20):
             record = self.controller.store.get("ForecastPolicy", tenant, name)
             if record is None:
                 return
-            status = dict(record.value.get("status") or {})
-            status["model"] = {**(status.get("model") or {}), **fields}
+            status = change(dict(record.value.get("status") or {}))
             value = {**record.value, "status": status}
             if self.controller.store.txn([Compare("ForecastPolicy", tenant, name, record.revision),
                                           *self.controller.fence],
@@ -711,15 +933,17 @@ class ProactiveLoop:
 
     # records -----------------------------------------------------------------------------------
     def _record_graph(self, tenant: str, policy: str, step: int, end: float, allocation, mean_bps, upper_bps,
-                      interval_s: float):
+                      interval_s: float, bands: dict | None = None, discrepancy: dict | None = None):
         """The predicted graph of this interval, kept with a bounded history (and as 'current')."""
         value = {"policy": policy, "step": step, "time": end, "interval": interval_s, "stitches": [
             {"from": p[0], "to": p[1], "bandwidthBps": bps, "path": list(path)}
             for p, h in sorted(allocation.state.held.items()) for path, bps in h.parts],
             "links": [{"arc": list(arc), "predictedLoadBps": round(load)}
                       for arc, load in sorted(allocation.predicted_load_bps.items())],
-            "forecast": [{"from": p[0], "to": p[1], "meanBps": round(mean_bps[p]), "upperBps": round(upper_bps[p])}
+            "forecast": [{"from": p[0], "to": p[1], "meanBps": round(mean_bps[p]), "upperBps": round(upper_bps[p]),
+                          **{k: round(v, 1) for k, v in (bands or {}).get(p, {}).items()}}
                          for p in sorted(mean_bps)],
+            "discrepancy": discrepancy or {},
             "decisions": [{"action": d.action, "pair": list(d.pair), "bandwidthBps": d.bandwidth_bps,
                            "reason": d.reason, "forecastMeanBps": d.forecast_mean_bps,
                            "forecastUpperBps": d.forecast_upper_bps} for d in allocation.decisions]}
@@ -740,7 +964,7 @@ class ProactiveLoop:
         return name is not None and self.controller.store.get("ForecastPolicy", tenant, name) is not None
 
     def _write_status(self, record, policy: ForecastPolicy, step: int, now: float, safe: dict[str, int],
-                      run: PolicyRun, pairs: int, stitches: int = 0) -> None:
+                      run: PolicyRun, pairs: int, stitches: int = 0, extra: dict | None = None) -> None:
         """Record the interval in the policy's status (compare-and-swap, re-read and retried when the
         trainer wrote meanwhile; fenced, so a deposed leader's status does not land)."""
         for _ in range(20):
@@ -756,6 +980,8 @@ class ProactiveLoop:
                            "safeIntervals": safe, "pairs": pairs, "stitches": stitches,
                            "telemetry": self._sources_ok, "message": run.message,
                            "observedGeneration": policy.metadata.generation, "model": model})
+            if extra:
+                status.update({k: ({**(status.get(k) or {}), **v} if k == "handled" else v) for k, v in extra.items()})
             value = {**current.value, "status": status}
             if self.controller.store.txn([Compare("ForecastPolicy", record.namespace, record.name, current.revision),
                                           *self.controller.fence],
@@ -837,6 +1063,12 @@ def _stitch_doc(tenant: str, policy: str, spec, decision: Decision, part: int, p
                  "origin": "forecast", "priority": spec.priority, "symmetric": False, "path": list(path)}})
 
 
+def _figures(scores: dict) -> dict:
+    """Holdout figures as a retrain record keeps them (rounded; None where unknown)."""
+    return {k: (round(float(scores[k]), 4) if scores.get(k) is not None and np.isfinite(scores[k]) else None)
+            for k in ("nmae", "bias", "coverage80", "coverage90") if k in scores}
+
+
 def _stamps(end: float, steps: int, interval_s: float) -> np.ndarray:
     """datetime64 stamps of the `steps` intervals ending at `end` (each stamped at its start)."""
     starts = end - interval_s * np.arange(steps, 0, -1)
@@ -855,7 +1087,8 @@ def _baseline(history, observed, end: float, interval_s: float, pairs: list[Pair
 
 
 def _forecast(model, history, observed, end: float, spec, pairs: list[Pair]):
-    """(mean, upper) bit/s per pair: the max over the horizon of the mean and of the policy's quantile."""
+    """(mean, upper, bands) bit/s per pair: the max over the horizon of the mean and of the policy's quantile,
+    and the next interval's point and 80/90% bands (what the next interval's discrepancy is scored on)."""
     context = max(model.context_steps, model.min_history_steps)
     stamps = _stamps(end, history.shape[0], spec.interval)
     tail = slice(max(0, history.shape[0] - context), history.shape[0])
@@ -863,7 +1096,8 @@ def _forecast(model, history, observed, end: float, spec, pairs: list[Pair]):
                              timestamps=stamps[tail], observed=observed[tail])
     mean = np.maximum(forecast.mean.max(axis=1), 0.0) * 1e6
     upper = np.maximum(forecast.quantile(spec.quantile).max(axis=1), 0.0) * 1e6
-    return ({p: float(mean[i]) for i, p in enumerate(pairs)}, {p: float(upper[i]) for i, p in enumerate(pairs)})
+    return ({p: float(mean[i]) for i, p in enumerate(pairs)}, {p: float(upper[i]) for i, p in enumerate(pairs)},
+            next_step_bands(forecast, pairs))
 
 
 __all__ = ["ProactiveLoop", "approve_suggestion", "predicted_graph_at", "ModelStore", "Trainer", "PolicyRun", "stitch_name", "POLICY_LABEL"]

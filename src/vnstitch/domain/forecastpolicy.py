@@ -17,6 +17,23 @@ class PairSelector(Strict):
     to: str
 
 
+class Refinement(Strict):
+    """How the loop measures its forecast against what happened, corrects at once and retrains."""
+
+    adjust: bool = True              # resize a pair's stitch from its observed rate when the forecast misses
+    retrain: bool = True             # retrain when the discrepancy persists
+    correct: bool = True             # scale a pair's forecast by its recent actual / forecast when off by > 10%
+    correction_window: int = Field(default=6, alias="correctionWindow", ge=2, le=288)  # intervals it looks at
+    window: int = Field(default=24, ge=2, le=288)       # intervals the rolling figures cover
+    min_samples: int = Field(default=6, alias="minSamples", ge=1)   # scored intervals before a figure counts
+    margin: float = Field(default=0.2, ge=0.0, le=5.0)  # observed rate × (1 + margin) when adjusting
+    coverage_threshold: float = Field(default=0.7, alias="coverageThreshold", gt=0, lt=1)  # per pair, 90% band
+    min_coverage: float = Field(default=0.8, alias="minCoverage", gt=0, lt=1)  # overall 90% coverage bound
+    max_nmae: float = Field(default=0.35, alias="maxNmae", gt=0)                # overall 1-step NMAE bound
+    retrain_after: int = Field(default=6, alias="retrainAfter", ge=1)  # intervals outside the bounds
+    held_back: int = Field(default=24, alias="heldBack", ge=2)  # intervals the challenger is judged on
+
+
 class ForecastPolicySpec(Strict):
     # Which networks: their names, or a label selector, or (neither) every network of the tenant.
     networks: list[str] | None = None
@@ -36,6 +53,7 @@ class ForecastPolicySpec(Strict):
     # A pair's stitches stay within factor × its default route's latency + slack (None: no bound).
     latency_factor: float | None = Field(default=None, alias="latencyFactor", ge=1.0)
     latency_slack: DurationSeconds = Field(default=0.0, alias="latencySlack", ge=0)
+    refinement: Refinement = Field(default_factory=Refinement)
 
     @field_validator("model")
     @classmethod
@@ -66,6 +84,57 @@ class ModelStatus(Strict):
     message: str = ""
 
 
+class PairDiscrepancy(Strict):
+    """Rolling figures of one pair (what `forecast status` and the status' worst pairs show)."""
+
+    from_: str = Field(alias="from")
+    to: str
+    samples: int = 0
+    nmae: float | None = None
+    bias: float | None = None
+    coverage80: float | None = None
+    coverage90: float | None = None
+
+
+class Discrepancy(Strict):
+    """The forecast against what happened, over the last `window` intervals (all pairs together)."""
+
+    window: int = 0
+    intervals: int = 0               # scored intervals in the window
+    samples: int = 0                 # scored (pair, interval)s
+    nmae: float | None = None        # Σ|forecast − actual| / Σ actual, one step ahead
+    bias: float | None = None        # Σ(forecast − actual) / Σ actual (> 0: over-forecast)
+    coverage80: float | None = None  # share of actuals inside the 80% interval
+    coverage90: float | None = None
+    breach_intervals: int = Field(default=0, alias="breachIntervals")  # in a row outside the bounds
+    adjusted: list[str] = Field(default_factory=list)  # pairs resized from the observed rate this interval
+    corrected: dict[str, float] = Field(default_factory=dict)  # pair → the factor its forecast was scaled by
+    worst: list[PairDiscrepancy] = Field(default_factory=list)
+
+
+class ModelVersion(Strict):
+    version: int
+    name: str
+    artifact: str
+    checksum: str
+    trained_at: Timestamp | None = Field(default=None, alias="trainedAt")
+    trained_on: int = Field(default=0, alias="trainedOn")
+
+
+class RetrainRecord(Strict):
+    """One retrain: why, on what, the champion and challenger on the held-back window, the outcome."""
+
+    version: int
+    name: str = ""
+    reason: str = ""
+    requested_at: Timestamp | None = Field(default=None, alias="requestedAt")
+    window: dict[str, float] = Field(default_factory=dict)   # start, end (unix s), intervals, heldBack
+    before: dict[str, float | None] = Field(default_factory=dict)  # champion: nmae, coverage80, coverage90
+    after: dict[str, float | None] = Field(default_factory=dict)   # challenger
+    decision: Literal["promoted", "kept", "failed", "rolled back"] = "failed"
+    message: str = ""
+
+
 class ForecastPolicyStatus(Strict):
     model: ModelStatus = Field(default_factory=ModelStatus)
     last_step: int | None = Field(default=None, alias="lastStep")   # the last control interval run
@@ -77,6 +146,10 @@ class ForecastPolicyStatus(Strict):
     telemetry: str = ""             # "ok" or why it degrades
     message: str = ""
     observed_generation: int = Field(default=0, alias="observedGeneration")
+    discrepancy: Discrepancy = Field(default_factory=Discrepancy)
+    retrains: list[RetrainRecord] = Field(default_factory=list)   # the latest last (bounded)
+    versions: list[ModelVersion] = Field(default_factory=list)    # promoted models kept for rollback
+    handled: dict[str, str] = Field(default_factory=dict)  # request annotation → the value acted on
 
 
 class ForecastPolicy(Resource):
@@ -87,4 +160,5 @@ class ForecastPolicy(Resource):
     status: ForecastPolicyStatus = Field(default_factory=ForecastPolicyStatus)
 
 
-__all__ = ["ForecastPolicy", "ForecastPolicySpec", "ForecastPolicyStatus", "ModelStatus", "PairSelector"]
+__all__ = ["Discrepancy", "ForecastPolicy", "ForecastPolicySpec", "ForecastPolicyStatus", "ModelStatus", "ModelVersion",
+           "PairDiscrepancy", "PairSelector", "Refinement", "RetrainRecord"]

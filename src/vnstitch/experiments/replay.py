@@ -49,6 +49,9 @@ class ReplayConfig:
     sla_latency_factor: float = 1.5            # a pair's SLA: ≤ 1.5 × its shortest-path latency + 5 ms
     sla_latency_slack_s: float = 0.005
     interval_s: float = 300.0                  # the data's own interval
+    refine: bool = False                       # the loop resizes from the observed rate when the forecast misses
+    # an injected regime shift: (source node, destination node, first absolute step, factor); None: none
+    shift: tuple[str, str, int, float] | None = None
 
 
 @dataclass
@@ -66,6 +69,9 @@ class StrategyResult:
     max_utilisation: list[float] = field(default_factory=list)
     reserved_series: dict[str, list[float]] = field(default_factory=dict)
     refused: int = 0
+    overloaded_series: list[int] = field(default_factory=list)      # overloaded link-intervals per interval
+    coverage90_series: list[float | None] = field(default_factory=list)  # the loop's rolling 90% coverage
+    pair_coverage90_series: list[float | None] = field(default_factory=list)  # of the shifted pair (shift only)
 
     def summary(self, hours: float) -> dict:
         loop = np.array(self.loop_ms or [0.0])
@@ -134,7 +140,9 @@ def _policy_doc(name: str, config: ReplayConfig, context_steps: int):
                  "congestionThreshold": 1.0 if name == "reactive" else alloc.congestion_threshold,
                  "terminateAfter": alloc.terminate_after, "priority": 10,
                  "trainingWindow": max(context_steps, 2) * config.interval_s,
-                 "latencyFactor": config.sla_latency_factor, "latencySlack": config.sla_latency_slack_s}})
+                 "latencyFactor": config.sla_latency_factor, "latencySlack": config.sla_latency_slack_s,
+                 # the replay's figures are without refinement unless asked (its predictor is not retrained)
+                 "refinement": {"adjust": config.refine, "correct": config.refine, "retrain": False}}})
 
 
 def _view(name: str, demand_mbps: np.ndarray, index: dict[str, int], config: ReplayConfig, predict):
@@ -149,7 +157,13 @@ def _view(name: str, demand_mbps: np.ndarray, index: dict[str, int], config: Rep
             future = demand_mbps[step:step + config.horizon]
             mean, upper = future.mean(axis=0), future.max(axis=0)
         else:
-            mean, upper = predict(step)
+            predicted = predict(step)
+            mean, upper = predicted[0], predicted[1]
+            if len(predicted) > 2:  # the next interval's point and 80/90% bands: the loop scores them
+                bands = {p: {key: float(values[rows][k] * 1e6) for key, values in predicted[2].items()}
+                         for k, p in enumerate(pairs)}
+                return (dict(zip(pairs, (mean[rows] * 1e6).tolist())), dict(zip(pairs, (upper[rows] * 1e6).tolist())),
+                        bands)
         return (dict(zip(pairs, (mean[rows] * 1e6).tolist())), dict(zip(pairs, (upper[rows] * 1e6).tolist())))
     if name == "reactive":  # its decisions' reasons name what it acts on: no forecast
         predictor.demand_label = REACTIVE_BASIS
@@ -214,6 +228,15 @@ def run_strategy(name: str, demand_mbps: np.ndarray, nodes: list[str], topology,
         report_telemetry(step)
         overloaded = report.overloaded()
         result.overloaded_link_intervals += len(overloaded)
+        result.overloaded_series.append(len(overloaded))
+        status = (world.controller.store.get("ForecastPolicy", TENANT, POLICY).value.get("status") or {})
+        result.coverage90_series.append((status.get("discrepancy") or {}).get("coverage90"))
+        if config.shift is not None:  # the shifted pair's own rolling 90% coverage
+            graph = world.controller.store.get("PredictedGraph", TENANT, f"{POLICY}.current")
+            rolling = ((graph.value.get("discrepancy") or {}).get("rolling") or {}).get("pairs", []) if graph else []
+            shifted_pair = (network_name(config.shift[0]), network_name(config.shift[1]))
+            result.pair_coverage90_series.append(next((r["coverage90"] for r in rolling
+                                                       if (r["from"], r["to"]) == shifted_pair), None))
         result.dropped_mbit += sum(report.dropped_bps.values()) * interval / 1e6
         result.max_utilisation.append(max(load / report.link_capacity_bps[arc] for arc, load in report.link_load_bps.items()))
         for (src, dst), offered in demands.items():
@@ -247,14 +270,20 @@ def make_forecast_predictor(model, series, nodes: list[str], config: ReplayConfi
     where = [(j, index[a], index[b]) for j, (a, b) in enumerate(series.pairs) if a in index and b in index]
     cols, rows, to = (np.array(x, dtype=int) for x in zip(*where))
 
-    def predict(step: int) -> tuple[np.ndarray, np.ndarray]:
+    def predict(step: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         start = max(0, step - context)
         forecast = model.predict(series.values_mbps[start:step], horizon=config.horizon,
                                  timestamps=series.timestamps[start:step], observed=series.observed[start:step])
         mean, upper = np.zeros((len(nodes), len(nodes))), np.zeros((len(nodes), len(nodes)))
         mean[rows, to] = forecast.mean.max(axis=1)[cols] * scale
         upper[rows, to] = forecast.quantile(config.quantile).max(axis=1)[cols] * scale
-        return mean, upper
+        bands = {}  # the next interval's point and 80/90% bands (Mbit/s, scaled), for the loop's discrepancy
+        for key, values in (("pointBps", forecast.mean[:, 0]), ("lo80Bps", forecast.quantile(0.1)[:, 0]),
+                            ("hi80Bps", forecast.quantile(0.9)[:, 0]), ("lo90Bps", forecast.quantile(0.05)[:, 0]),
+                            ("hi90Bps", forecast.quantile(0.95)[:, 0])):
+            bands[key] = np.zeros((len(nodes), len(nodes)))
+            bands[key][rows, to] = np.maximum(values[cols], 0.0) * scale
+        return mean, upper, bands
 
     return predict
 
@@ -366,7 +395,7 @@ def load_inputs(dataset: str = "abilene", topology: str = "abilene", nodes: str 
 def run_replay(config: ReplayConfig, model_name: str = "gru", model_path: str | None = None,
                epochs: int | None = None, json_path: str | None = None, plot_dir: str | None = None,
                store_url: str | None = None, show_progress: bool = True, log=print,
-               decisions_path: str | None = None, inputs=None) -> dict:
+               decisions_path: str | None = None, inputs=None, with_series: bool = False) -> dict:
     """The whole replay: load the data (bundled Abilene unless `inputs` = load_inputs(…)), train/load the
     model, run each strategy through the controller's loop, report."""
     unknown = [s for s in config.strategies if s not in STRATEGIES]
@@ -383,6 +412,8 @@ def run_replay(config: ReplayConfig, model_name: str = "gru", model_path: str | 
     if not 1 <= config.start_step or config.start_step + config.steps + config.horizon > series.n_steps:
         raise InvalidInput(f"the window must lie inside the {series.n_steps} intervals of the data "
                            f"(start ≥ 1, start + steps + horizon ≤ {series.n_steps})", field="--start")
+    if config.shift is not None:
+        series = shifted(series, *config.shift)
     demand = demand_cube(series, nodes) * config.scale
     predictor = None
     if "proactive" in config.strategies:
@@ -419,12 +450,27 @@ def run_replay(config: ReplayConfig, model_name: str = "gru", model_path: str | 
               "interval_s": config.interval_s,
               "model": model_name if predictor else None, "horizon": config.horizon, "quantile": config.quantile,
               "strategies": {name: r.summary(hours) for name, r in results.items()}}
+    if with_series:  # per interval: overloaded link-intervals and the loop's rolling 90% coverage
+        report["series"] = {name: {"overloaded": r.overloaded_series, "coverage90": r.coverage90_series,
+                                   "pair_coverage90": r.pair_coverage90_series}
+                            for name, r in results.items()}
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(report, indent=2))
     if plot_dir:
         report["plots"] = plot_results(results, demand, nodes, config, plot_dir)
     return report
+
+
+def shifted(series, src: str, dst: str, from_step: int, factor: float):
+    """The series with one pair's traffic multiplied by `factor` from `from_step` on (a regime shift)."""
+    from vnstitch.forecast.errors import UnknownPairError
+
+    if (src, dst) not in series.pairs:
+        raise UnknownPairError(f"shift: pair {src}->{dst} is not in the data")
+    values = series.values_mbps.copy()
+    values[from_step:, series.pairs.index((src, dst))] *= factor
+    return type(series).from_array(values, series.timestamps, series.pairs, series.observed, series.interval_seconds)
 
 
 def plot_results(results: dict[str, StrategyResult], demand, nodes, config: ReplayConfig, plot_dir: str) -> list[str]:

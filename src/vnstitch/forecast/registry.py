@@ -19,6 +19,7 @@ _REGISTRY: dict[str, tuple[str, dict[str, Any]]] = {
     "ets": ("vnstitch.forecast.statistical:ETSForecaster", {}),
     "lstm": ("vnstitch.forecast.neural:RNNForecaster", {"cell": "lstm"}),
     "gru": ("vnstitch.forecast.neural:RNNForecaster", {"cell": "gru"}),
+    "auto": ("vnstitch.forecast.auto:AutoForecaster", {}),  # per pair: the pool's best on recent validation
 }
 _WRAPPERS = {"vnstitch.forecast.calibration:ConformalForecaster"}
 

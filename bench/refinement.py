@@ -1,0 +1,149 @@
+"""Adaptive refinement benchmark (issue 11): `auto` against each model of its pool on held-out Abilene
+days, and a replay with an injected regime shift (a pair's traffic doubles) with refinement off and on.
+
+    python bench/refinement.py [--part auto|shift|both] [--models ...] [--model last_value] [--json FILE]
+
+Part `auto`: every model is fitted on days 0–9 of the bundled 14 (2004-03-01..10); one-step and 12-step
+forecasts from every origin of the held-out days 10 and 13 (rolling origin, no refit) are scored. Days
+11 and 12 are the ones the allocator's defaults were tuned on; `auto`'s own choice is made on the last
+25% of its training days (days 7.5–10), never on a scored day.
+
+Part `shift`: the replay of day 10 (×10) with the proactive strategy, the pair with the most traffic
+that day multiplied by 2 from 06:00 on; once without the shift, then with it with refinement off and
+on. Reported per run: overloaded link-intervals over the day and in each hour after the shift, and the
+loop's rolling 90% coverage (window 24) after the shift.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench.common when run as a script
+
+STEPS_PER_DAY = 288
+TRAIN_DAYS = 10
+HELD_OUT_DAYS = (10, 13)
+
+
+def part_auto(models: list[str], threads: int) -> dict:
+    from vnstitch.forecast import get_forecaster, load_bundled_abilene
+    from vnstitch.forecast.backtest import score
+
+    series = load_bundled_abilene()
+    train = series.slice(0, TRAIN_DAYS * STEPS_PER_DAY)
+    mask = (train.values_mbps * train.observed).sum(axis=0) > 0
+    mask &= np.array([a != b for a, b in series.pairs])
+    out = {}
+    for name in models:
+        options = {"num_threads": threads} if name in ("lstm", "gru") else {}
+        started = time.perf_counter()
+        try:
+            model = get_forecaster(name, **options).fit(train)
+        except Exception as exc:  # noqa: BLE001 - a model that fails is reported, the others still scored
+            out[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            print(f"{name}: {out[name]['error']}", file=sys.stderr)
+            continue
+        fit_s = time.perf_counter() - started
+        row = {"fit_s": round(fit_s, 1)}
+        for day in HELD_OUT_DAYS:
+            origins = np.arange(day * STEPS_PER_DAY - 1, (day + 1) * STEPS_PER_DAY - 1)
+            origins = origins[origins + 12 < series.n_steps]
+            mean, quant = model.predict_origins(series, origins, 12)
+            for h in (1, 12):
+                figures = score(series, origins, mean, quant, model.quantile_levels, h, mask)
+                row[f"day{day}_h{h}"] = {k: round(v, 4) for k, v in figures.items() if k in ("nmae", "coverage90")}
+        if name == "auto":
+            row["chosen"] = {k: round(v, 3) for k, v in model.chosen().items()}
+        out[name] = row
+        print(name, json.dumps(row), file=sys.stderr)
+    return out
+
+
+def part_shift(model_name: str, workdir: Path, pair_text: str = "", factor: float = 2.0) -> dict:
+    from vnstitch.experiments.replay import ReplayConfig, demand_cube, load_inputs, run_replay
+
+    from vnstitch.pathing.paths import PathFinder
+
+    inputs = load_inputs()
+    series, topology, nodes = inputs
+    day = 10
+    start = day * STEPS_PER_DAY
+    demand = demand_cube(series, nodes)[start:start + STEPS_PER_DAY].mean(axis=0)
+    finder = PathFinder(topology.nodes, topology.links)
+    thin = min(topology.links, key=lambda link: link.spec.capacity)  # the OC-48 ATLAng–IPLSng
+    ends = set(thin.spec.endpoints)
+    crossing = []  # pairs whose default route crosses the thin link: a doubling there overloads it
+    for a in nodes:
+        for b, path in finder.lowest_latency_from(a, [n for n in nodes if n != a]).items():
+            if path is not None and any({x, y} == ends for x, y in zip(path.nodes, path.nodes[1:])):
+                crossing.append((demand[nodes.index(a), nodes.index(b)], a, b))
+    _, *pair = max(crossing)
+    pair = tuple(pair_text.split("->")) if pair_text else tuple(pair)
+    shift_at = start + 72  # 06:00
+    out = {"pair": f"{pair[0]}->{pair[1]}", "shift_at_step": shift_at, "factor": factor, "model": model_name}
+    runs = {"no shift": (None, False), "shift, refinement off": ((*pair, shift_at, factor), False),
+            "shift, refinement on": ((*pair, shift_at, factor), True)}
+    for label, (shift, refine) in runs.items():
+        config = ReplayConfig(start_step=start, steps=STEPS_PER_DAY, strategies=("proactive",), shift=shift,
+                              refine=refine)
+        report = run_replay(config, model_name=model_name, model_path=str(workdir / f"{model_name}-before-day{day}.npz"),
+                            show_progress=False, inputs=inputs, log=lambda *a: None, with_series=True)
+        series_of = report["series"]["proactive"]
+        after = 72
+        overload = series_of["overloaded"]
+        coverage = series_of["coverage90"]
+        hourly = [sum(overload[k:k + 12]) for k in range(after, len(overload), 12)]
+        out[label] = {"summary": report["strategies"]["proactive"], "overloaded_after_shift_by_hour": hourly,
+                      "overloaded_before_shift": sum(overload[:after]),
+                      "coverage90_after_shift": [None if c is None else round(c, 3) for c in coverage[after::6]],
+                      "pair_coverage90_after_shift": [None if c is None else round(c, 3)
+                                                      for c in series_of["pair_coverage90"][after::6]]}
+        print(label, json.dumps(out[label]["summary"]), file=sys.stderr)
+    base = out["no shift"]["overloaded_after_shift_by_hour"]
+    for label in ("shift, refinement off", "shift, refinement on"):
+        hourly = out[label]["overloaded_after_shift_by_hour"]
+        back = next((h for h in range(len(hourly)) if all(x <= y for x, y in zip(hourly[h:], base[h:]))), None)
+        out[label]["hours_until_overloads_at_no_shift_level"] = back
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=("auto", "shift", "both"), default="both")
+    parser.add_argument("--models", default="last_value,seasonal_naive_day,seasonal_naive_week,ets,auto",
+                        help="models of part auto (default: the pool and auto; add gru,lstm for the neural ones)")
+    parser.add_argument("--model", default="seasonal_naive_day,last_value",
+                        help="forecasters of part shift, comma-separated (default: seasonal_naive_day,last_value)")
+    parser.add_argument("--pair", default="", help="SRC->DST to shift (default: the busiest pair across the "
+                                                   "thin ATLAng-IPLSng link on day 10)")
+    parser.add_argument("--factor", type=float, default=2.0, help="the shift's factor (default: 2)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workdir", type=Path, default=Path("out/refinement"))
+    parser.add_argument("--json", type=Path, default=Path("out/refinement/refinement.json"))
+    args = parser.parse_args(argv)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    report: dict = {"command": "python bench/refinement.py " + " ".join(sys.argv[1:] if argv is None else argv)}
+    started = time.perf_counter()
+    if args.part in ("auto", "both"):
+        report["auto"] = part_auto(args.models.split(","), args.threads)
+    if args.part in ("shift", "both"):
+        report["shift"] = {name: part_shift(name, args.workdir, args.pair, args.factor)
+                           for name in args.model.split(",")}
+    report["wall_s"] = round(time.perf_counter() - started, 1)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    sys.exit(main())

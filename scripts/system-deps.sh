@@ -1,12 +1,12 @@
 #!/bin/sh
 # Install the Debian packages the tests and benches need (idempotent, quiet): the Linux data
 # plane (iproute2, nftables, WireGuard, iperf3…), etcd for the scale-out tests and Prometheus for
-# the telemetry tests.
+# the telemetry tests; gobgpd for the sites tests (issue 14).
 # Skips everything when the packages are already installed. When not root it prints what to install
 # and exits 0, except under CI=true, where it exits 1 with the reason (a tier must not skip there).
 set -eu
 
-PACKAGES="iproute2 nftables wireguard-tools wireguard-go iperf3 tcpdump iputils-ping procps etcd-server etcd-client prometheus chromium"
+PACKAGES="iproute2 nftables wireguard-tools wireguard-go iperf3 tcpdump iputils-ping procps etcd-server etcd-client prometheus chromium gobgpd"
 
 missing=""
 for pkg in $PACKAGES; do
@@ -44,4 +44,6 @@ if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
     # Likewise a system Prometheus on 9090 (and its node exporter, when recommends came along): the
     # telemetry tests start their own on a free port.
     systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+    # and gobgpd's own service: the sites tests start one speaker per site in their namespaces.
+    systemctl disable --now gobgpd >/dev/null 2>&1 || true
 fi

@@ -1,0 +1,66 @@
+"""`vnstitch route-manager`: run one site's route manager next to its GoBGP speaker (docs/SITES.md)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    """Add the `route-manager` command to an argparse subparsers object."""
+    parser = subparsers.add_parser(
+        "route-manager", help="run a site's route manager: advertise its VNIDs over BGP EVPN, program its VTEP",
+        description="Starts gobgpd in the site's namespace (listening on the Site's routeManagerAddress, eBGP "
+                    "full mesh with the other Sites), advertises every VNID the site serves (a member on one of its "
+                    "nodes) as an EVPN type-3 route with its VTEP and offered bandwidth, and programs VXLAN flood "
+                    "entries for the VNIDs other sites advertise too. Re-reads FILE when it changes (a bad file is "
+                    "logged and the last good one kept). SIGTERM withdraws the routes and stops the speaker. "
+                    "Needs root and gobgpd (Debian package gobgpd).")
+    parser.add_argument("--site", required=True, help="this site's name (a Site in FILE; required)")
+    parser.add_argument("-f", "--file", required=True, dest="config",
+                        help="resource file with every Site and the VirtualNetworks (required)")
+    parser.add_argument("--netns", required=True,
+                        help="network namespace of the site's border node: speaker and VTEP run there (required)")
+    parser.add_argument("--state-dir", required=True,
+                        help="directory for gobgpd's config, socket, pid, log and status.json (required)")
+    parser.add_argument("--poll-interval", type=float, default=0.05,
+                        help="seconds between checks of FILE and the speaker, no fork (default: 0.05); RIB "
+                             "changes wake the route manager at once")
+    parser.add_argument("--resync-interval", type=float, default=1.0,
+                        help="seconds after which a full pass runs even when nothing was seen to change "
+                             "(default: 1)")
+    parser.add_argument("--hold-time", type=int, default=3,
+                        help="BGP hold time in seconds, 0 or ≥ 3 (default: 3)")
+    parser.add_argument("--keepalive", type=int, default=1, help="BGP keepalive interval in seconds (default: 1)")
+    parser.add_argument("--connect-retry", type=int, default=1,
+                        help="seconds between BGP connection attempts (default: 1)")
+    parser.add_argument("--restart-delay", type=float, default=1.0,
+                        help="seconds to wait before restarting a speaker that died (default: 1)")
+    parser.set_defaults(func=cmd_route_manager)
+    return parser
+
+
+def cmd_route_manager(args) -> int:
+    import logging
+
+    from vnstitch.errors import InvalidInput
+    from vnstitch.sites.gobgp import Timers
+    from vnstitch.sites.route_manager import RouteManager
+
+    if args.hold_time != 0 and args.hold_time < 3:
+        raise InvalidInput("a BGP hold time is 0 or at least 3 seconds (RFC 4271)", field="--hold-time")
+    for flag in ("poll_interval", "resync_interval"):
+        if getattr(args, flag) <= 0:
+            raise InvalidInput("must be > 0", field="--" + flag.replace("_", "-"))
+    logger = logging.getLogger("vnstitch.route_manager")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    manager = RouteManager(args.site, args.config, args.netns, args.state_dir,
+                           Timers(args.hold_time, args.keepalive, args.connect_retry),
+                           poll_interval_s=args.poll_interval, resync_interval_s=args.resync_interval,
+                           restart_delay_s=args.restart_delay)
+    manager.install_signal_handlers()
+    manager.run()
+    return 0

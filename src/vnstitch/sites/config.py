@@ -1,0 +1,94 @@
+"""A route manager's view: the Sites and VirtualNetworks of one resource file, checked together."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+from vnstitch.domain.registry import parse_documents
+from vnstitch.domain.site import Site
+from vnstitch.domain.vnet import VirtualNetwork
+from vnstitch.errors import InvalidInput
+
+
+def tenant_tag(tenant: str) -> int:
+    """The 32-bit tag a tenant's name is advertised as (CRC-32 of its UTF-8 name)."""
+    return zlib.crc32(tenant.encode())
+
+
+@dataclass(frozen=True)
+class Served:
+    """One virtual network as the sites see it: its VNID, owner and the sites with members."""
+
+    vnid: int
+    tenant: str
+    name: str
+    sites: frozenset[str]
+
+
+@dataclass(frozen=True)
+class SiteView:
+    sites: dict[str, Site]
+    networks: dict[int, Served]     # VNID → network
+
+    def site(self, name: str) -> Site:
+        if name not in self.sites:
+            raise InvalidInput(f"unknown site '{name}' (sites: {', '.join(sorted(self.sites)) or 'none'})",
+                               field="--site")
+        return self.sites[name]
+
+    def site_of_as(self, as_number: int) -> Site | None:
+        return next((s for s in self.sites.values() if s.spec.as_number == as_number), None)
+
+    def served_by(self, site: str) -> dict[int, Served]:
+        return {vnid: n for vnid, n in self.networks.items() if site in n.sites}
+
+
+def view_from_text(text: str, source: str = "input") -> SiteView:
+    """Parse and cross-check; any problem is an InvalidInput naming the resource."""
+    sites: dict[str, Site] = {}
+    vnets: list[VirtualNetwork] = []
+    for res in parse_documents(text, source=source):
+        if isinstance(res, Site):
+            if res.name in sites:
+                raise InvalidInput(f"{source}: Site '{res.name}' is given twice", field="metadata.name")
+            sites[res.name] = res
+        elif isinstance(res, VirtualNetwork):
+            vnets.append(res)
+        else:
+            raise InvalidInput(f"{source}: a route manager reads Site and VirtualNetwork resources only "
+                               f"(got {res.KIND} '{res.name}')", field="kind")
+    node_site: dict[str, str] = {}
+    seen_as: dict[int, str] = {}
+    seen_addr: dict[str, str] = {}
+    for name, site in sites.items():
+        spec = site.spec
+        if spec.as_number in seen_as:
+            raise InvalidInput(f"{source}: sites '{seen_as[spec.as_number]}' and '{name}' both have AS "
+                               f"{spec.as_number} (each site is its own AS)", field="spec.asNumber")
+        seen_as[spec.as_number] = name
+        for address in {spec.route_manager_address, spec.vtep}:
+            if address in seen_addr:
+                raise InvalidInput(f"{source}: sites '{seen_addr[address]}' and '{name}' both use {address}",
+                                   field="spec.routeManagerAddress")
+            seen_addr[address] = name
+        for node in spec.nodes:
+            if node in node_site:
+                raise InvalidInput(f"{source}: node '{node}' is in sites '{node_site[node]}' and '{name}'",
+                                   field="spec.nodes")
+            node_site[node] = name
+    networks: dict[int, Served] = {}
+    for vnet in vnets:
+        vnid, key = vnet.spec.vnid, f"{vnet.metadata.tenant}/{vnet.name}"
+        if vnid in networks:
+            first = networks[vnid]
+            raise InvalidInput(f"{source}: VNID {vnid} is claimed by {first.tenant}/{first.name} and {key} "
+                               "(a VNID belongs to one network of one tenant)", field="spec.vnid")
+        at: set[str] = set()
+        for index, member in enumerate(vnet.spec.members):
+            if member.node not in node_site:
+                raise InvalidInput(f"{source}: {key}: member {member.name} is on node '{member.node}', which no "
+                                   f"Site lists", field=f"spec.members[{index}].node")
+            at.add(node_site[member.node])
+        networks[vnid] = Served(vnid, vnet.metadata.tenant, vnet.name, frozenset(at))
+    return SiteView(sites, networks)

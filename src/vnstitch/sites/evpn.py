@@ -1,0 +1,169 @@
+"""EVPN type-3 adverts of VNIDs (pure): what a site advertises, and what it accepts from the RIB.
+
+Encoding (RFC 7432 §7.3, RFC 8365 §5.1.3; documented in docs/SITES.md):
+- NLRI: route type 3, RD `<VTEP>:<VNI mod 65536>`, Ethernet tag = VNI, originator IP = VTEP;
+- PMSI tunnel attribute: ingress replication, label = VNI, tunnel endpoint = VTEP;
+- extended communities: encapsulation VXLAN, route target `<AS>:<VNI>` (2-byte AS only);
+- large communities (RFC 8092): `<AS>:1:<Mbit/s offered>` (also marks the route manager's own
+  routes) and `<AS>:2:<CRC-32 of the tenant's name>`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from vnstitch.domain.site import Site
+from vnstitch.domain.vnet import VNID_MAX
+from vnstitch.sites.config import SiteView, tenant_tag
+
+BANDWIDTH_TAG, TENANT_TAG = 1, 2   # LocalData1 of our large communities
+
+
+@dataclass(frozen=True, order=True)
+class Advert:
+    """One VNID a site serves, as one type-3 route."""
+
+    vni: int
+    vtep: str
+    as_number: int
+    bandwidth_mbps: int
+    tenant_tag: int
+
+    @property
+    def rd(self) -> str:
+        return f"{self.vtep}:{self.vni % 65536}"
+
+    def add_args(self) -> list[str]:
+        """gobgp global rib -a evpn add …"""
+        args = ["multicast", self.vtep, "etag", str(self.vni), "rd", self.rd]
+        if self.as_number <= 65535:
+            args += ["rt", f"{self.as_number}:{self.vni}"]
+        return args + ["encap", "vxlan", "pmsi", "ingress-repl", str(self.vni), self.vtep, "large-community",
+                       f"{self.as_number}:{BANDWIDTH_TAG}:{self.bandwidth_mbps},"
+                       f"{self.as_number}:{TENANT_TAG}:{self.tenant_tag}"]
+
+    def del_args(self) -> list[str]:
+        """gobgp global rib -a evpn del …"""
+        return ["multicast", self.vtep, "etag", str(self.vni), "rd", self.rd]
+
+
+@dataclass(frozen=True)
+class Route:
+    """A type-3 path from `gobgp global rib -a evpn -j`, decoded but not yet trusted."""
+
+    key: str                 # the RIB's name for the destination
+    etag: int
+    originator: str
+    local: bool              # originated by this speaker (next hop 0.0.0.0)
+    as_path: tuple[int, ...]
+    pmsi_label: int | None
+    pmsi_endpoint: str | None
+    large: tuple[tuple[int, int, int], ...]
+
+
+@dataclass(frozen=True, order=True)
+class Learned:
+    vni: int
+    vtep: str
+    site: str
+    bandwidth_mbps: int
+
+
+def adverts(view: SiteView, site: Site) -> set[Advert]:
+    """Every VNID `site` serves (a member on one of its nodes) as an Advert."""
+    mbps = int(math.ceil(site.spec.offered_bandwidth / 1e6)) if site.spec.offered_bandwidth else 0
+    return {Advert(vnid, site.spec.vtep, site.spec.as_number, min(mbps, 2**32 - 1), tenant_tag(net.tenant))
+            for vnid, net in view.served_by(site.name).items()}
+
+
+def decode_rib(rib: dict | None) -> tuple[list[Route], list[tuple[str, str]]]:
+    """The type-3 paths of a RIB dump, and (key, reason) for destinations of other types."""
+    routes, other = [], []
+    for key, paths in (rib or {}).items():
+        for path in paths or ():
+            nlri = path.get("nlri", {})
+            if nlri.get("type") != 3:
+                other.append((key, f"EVPN route type {nlri.get('type')} is not used (only type 3)"))
+                continue
+            value = nlri.get("value", {})
+            as_path: list[int] = []
+            label = endpoint = None
+            large: list[tuple[int, int, int]] = []
+            nexthop = None
+            for attr in path.get("attrs", ()):
+                kind = attr.get("type")
+                if kind == 2:
+                    for segment in attr.get("as_paths") or ():
+                        as_path.extend(segment.get("asns") or ())
+                elif kind == 22:
+                    label, endpoint = attr.get("label"), attr.get("tunnel-id")
+                elif kind == 32:
+                    large.extend((c["ASN"], c["LocalData1"], c["LocalData2"]) for c in attr.get("value") or ())
+                elif kind == 14:
+                    nexthop = attr.get("nexthop")
+            routes.append(Route(key, int(value.get("etag", -1)), str(value.get("ip")), nexthop == "0.0.0.0",
+                                tuple(as_path), label, endpoint, tuple(large)))
+    return routes, other
+
+
+def own_adverts(routes: list[Route], site: Site) -> set[Advert]:
+    """The routes this route manager put in its speaker (local, with its bandwidth tag)."""
+    found = set()
+    for route in routes:
+        tags = {(data1): data2 for asn, data1, data2 in route.large if asn == site.spec.as_number}
+        if route.local and BANDWIDTH_TAG in tags:
+            found.add(Advert(route.etag, route.originator, site.spec.as_number, tags[BANDWIDTH_TAG],
+                             tags.get(TENANT_TAG, -1)))
+    return found
+
+
+def judge(route: Route, view: SiteView, local: Site) -> Learned | str | None:
+    """A remote route → what it says (Learned), or why it is rejected (str); None: our own."""
+    if route.local:
+        return None
+    if not route.as_path:
+        return "no AS path on a route from a peer"
+    origin_as = route.as_path[-1]
+    site = view.site_of_as(origin_as)
+    if site is None:
+        return f"unknown site: origin AS {origin_as} is no Site's asNumber"
+    if site.name == local.name:
+        return None
+    vni = route.etag
+    if not 1 <= vni <= VNID_MAX:
+        return f"VNI {vni} out of range 1..{VNID_MAX} (site {site.name})"
+    if route.pmsi_label is not None and route.pmsi_label != vni:
+        return f"PMSI label {route.pmsi_label} differs from the Ethernet tag {vni} (site {site.name})"
+    if route.originator != site.spec.vtep or (route.pmsi_endpoint not in (None, site.spec.vtep)):
+        return (f"VTEP {route.pmsi_endpoint or route.originator} is not site {site.name}'s tunnel address "
+                f"{site.spec.vtep}")
+    tags = {data1: data2 for asn, data1, data2 in route.large if asn == origin_as}
+    if TENANT_TAG not in tags:
+        return f"VNI {vni} from site {site.name} carries no tenant tag ({origin_as}:{TENANT_TAG}:…)"
+    known = view.networks.get(vni)
+    if known is not None and tenant_tag(known.tenant) != tags[TENANT_TAG]:
+        return (f"VNID {vni} belongs to tenant '{known.tenant}' ({known.tenant}/{known.name}); site {site.name} "
+                "advertises it for another tenant")
+    return Learned(vni, site.spec.vtep, site.name, tags.get(BANDWIDTH_TAG, 0))
+
+
+@dataclass(frozen=True)
+class Decision:
+    learned: tuple[Learned, ...]
+    rejected: tuple[tuple[str, str], ...]        # (route key, reason), sorted
+    fdb: dict[int, frozenset[str]]               # VNID served here → remote VTEPs to flood to
+
+
+def decide(routes: list[Route], others: list[tuple[str, str]], view: SiteView, local: Site) -> Decision:
+    """What to forward to: for each VNID this site serves, the VTEPs of the other sites that advertise it."""
+    learned, rejected = set(), set(others)
+    for route in routes:
+        verdict = judge(route, view, local)
+        if isinstance(verdict, Learned):
+            learned.add(verdict)
+        elif isinstance(verdict, str):
+            rejected.add((route.key, verdict))
+    served = view.served_by(local.name)
+    fdb = {vnid: frozenset(item.vtep for item in learned if item.vni == vnid) for vnid in served}
+    return Decision(tuple(sorted(learned)), tuple(sorted(rejected)), fdb)

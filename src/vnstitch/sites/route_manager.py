@@ -1,0 +1,217 @@
+"""`vnstitch route-manager`: one site's view, kept in its GoBGP speaker and its VTEP (docs/SITES.md).
+
+A pass runs when the speaker's RIB changed (`gobgp monitor global rib`), the file changed (its mtime
+and size are checked every `poll_interval_s`, no fork), the speaker died, or `resync_interval_s` passed
+since the last one. A pass: restart the speaker if it died; reload the resource file when it
+changed (a bad file is logged and the last good view kept); make the speaker's own routes equal the
+VNIDs this site serves (add / withdraw); read the RIB, judge every remote route (rejections logged once,
+with the reason), and make the flood entries of each served VNID equal the accepted remote VTEPs.
+Level-triggered: everything is derived from the file, the RIB and the kernel, so a restarted route
+manager adopts the kernel state it finds and converges without duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+
+from vnstitch.errors import VnstitchError
+from vnstitch.sites.config import SiteView, view_from_text
+from vnstitch.sites.dataplane import Vtep
+from vnstitch.sites.evpn import Advert, adverts, decide, decode_rib, own_adverts
+from vnstitch.sites.gobgp import Speaker, Timers, speaker_config
+
+log = logging.getLogger("vnstitch.route_manager")
+
+
+def read_view(path: str) -> SiteView:
+    with open(path, encoding="utf-8") as handle:
+        return view_from_text(handle.read(), source=path)
+
+
+@dataclass
+class RouteManager:
+    site_name: str
+    config_path: str
+    netns: str
+    state_dir: str
+    timers: Timers = field(default_factory=Timers)
+    poll_interval_s: float = 0.05
+    resync_interval_s: float = 1.0
+    restart_delay_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        self.view = read_view(self.config_path)        # a bad file at start is an error (raised)
+        self.site = self.view.site(self.site_name)
+        self._stamp = self._file_stamp()
+        self.config_error: str | None = None
+        self.speaker = Speaker(self.state_dir, self.netns)
+        self.vtep = Vtep(self.netns, self.site.spec.vtep)
+        self._peers_config = ""
+        self._speaker_died_at: float | None = None
+        self._logged: set[tuple[str, str]] = set()
+        self._status: dict = {}
+        self.stopping = threading.Event()
+        self.wake = threading.Event()
+        self._monitor = None
+
+    # lifecycle ----------------------------------------------------------------------------------
+    def run(self) -> None:
+        """Until stop(): a pass whenever something changed (or each resync interval); then withdraw and
+        clean up."""
+        last_pass = 0.0
+        try:
+            while not self.stopping.is_set():
+                woken = self.wake.wait(self.poll_interval_s)
+                self.wake.clear()
+                due = time.monotonic() - last_pass >= self.resync_interval_s
+                if not (woken or due or self._file_stamp() != self._stamp or not self.speaker.alive()):
+                    continue
+                last_pass = time.monotonic()
+                try:
+                    self.step()
+                except VnstitchError as exc:
+                    log.error("site %s: pass failed: %s", self.site_name, exc)
+        finally:
+            self.shutdown()
+
+    def stop(self, *_args) -> None:
+        self.stopping.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+
+    def shutdown(self) -> None:
+        """Withdraw every advert (the peers remove their entries at once), stop the speaker, remove the
+        flood entries this site learned. The bridges and VXLAN devices stay (members may be attached)."""
+        try:
+            if self.speaker.alive():
+                for advert in sorted(own_adverts(decode_rib(self.speaker.evpn_rib())[0], self.site)):
+                    self.speaker.cli(["global", "rib", "-a", "evpn", "del", *advert.del_args()], check=False)
+                time.sleep(0.1)   # let the UPDATEs leave before the sessions close
+        except VnstitchError as exc:
+            log.warning("site %s: withdraw on shutdown: %s", self.site_name, exc)
+        self.speaker.stop()
+        self._stop_monitor()
+        try:
+            for vnid in self.vtep.vnids():
+                self.vtep.sync_flood(vnid, set())
+        except VnstitchError as exc:
+            log.warning("site %s: flood entries on shutdown: %s", self.site_name, exc)
+        self.vtep.close()
+        self._write_status(running=False)
+
+    # one pass -----------------------------------------------------------------------------------
+    def step(self) -> None:
+        self._reload()
+        self._ensure_speaker()
+        if not self.speaker.alive():
+            return
+        routes, others = decode_rib(self.speaker.evpn_rib())
+        wanted = adverts(self.view, self.site)
+        present = own_adverts(routes, self.site)
+        served = set(self.view.served_by(self.site_name))
+        for vnid in sorted(served):
+            self.vtep.ensure(vnid)
+        for advert in sorted(wanted - present):
+            self.speaker.cli(["global", "rib", "-a", "evpn", "add", *advert.add_args()])
+            log.info("site %s: advertised VNI %d (VTEP %s, %d Mbit/s)", self.site_name, advert.vni, advert.vtep,
+                     advert.bandwidth_mbps)
+        for advert in sorted(present - wanted):
+            if advert.vni not in {w.vni for w in wanted}:
+                self.speaker.cli(["global", "rib", "-a", "evpn", "del", *advert.del_args()])
+                log.info("site %s: withdrew VNI %d", self.site_name, advert.vni)
+        decision = decide(routes, others, self.view, self.site)
+        for key, reason in decision.rejected:
+            if (key, reason) not in self._logged:
+                self._logged.add((key, reason))
+                log.warning("site %s: rejected route %s: %s", self.site_name, key, reason)
+        for vnid, vteps in sorted(decision.fdb.items()):
+            if self.vtep.sync_flood(vnid, set(vteps)):
+                log.info("site %s: VNI %d floods to %s", self.site_name, vnid, ", ".join(sorted(vteps)) or "no one")
+        for vnid in sorted(self.vtep.vnids() - served):
+            self.vtep.remove(vnid)     # the network left this site
+            log.info("site %s: VNI %d left the site: its VTEP device is removed", self.site_name, vnid)
+        self._status = {"advertised": [a.__dict__ for a in sorted(wanted)],
+                        "learned": [item.__dict__ for item in decision.learned],
+                        "rejected": [{"route": k, "reason": r} for k, r in decision.rejected],
+                        "fdb": {str(v): sorted(d) for v, d in sorted(decision.fdb.items())}}
+        self._write_status(running=True)
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.config_path)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def _reload(self) -> None:
+        stamp = self._file_stamp()
+        if stamp == self._stamp:
+            return
+        self._stamp = stamp
+        try:
+            view = read_view(self.config_path)
+            site = view.site(self.site_name)
+        except (OSError, VnstitchError) as exc:
+            self.config_error = str(exc)
+            log.error("site %s: %s is rejected, the last good view stays: %s", self.site_name, self.config_path, exc)
+            self._write_status(running=True)
+            return
+        self.view, self.site, self.config_error = view, site, None
+        log.info("site %s: reloaded %s", self.site_name, self.config_path)
+
+    def _ensure_speaker(self) -> None:
+        config = speaker_config(self.site, [s for n, s in self.view.sites.items() if n != self.site_name],
+                                self.timers)
+        if self.speaker.alive() and config == self._peers_config:
+            return
+        now = time.monotonic()
+        if self._peers_config and config == self._peers_config:   # it died: wait a little, then restart
+            if self._speaker_died_at is None:
+                self._speaker_died_at = now
+                log.error("site %s: gobgpd died; restarting it in %gs", self.site_name, self.restart_delay_s)
+            if now - self._speaker_died_at < self.restart_delay_s:
+                return
+        elif self._peers_config:
+            log.info("site %s: the peers changed: restarting gobgpd", self.site_name)
+        self._speaker_died_at = None
+        self._stop_monitor()
+        pid = self.speaker.start(config)
+        self._peers_config = config
+        self._monitor = self.speaker.monitor(self.wake.set)
+        log.info("site %s: gobgpd %d listens on %s in %s", self.site_name, pid, self.site.spec.route_manager_address,
+                 self.netns)
+
+    def _stop_monitor(self) -> None:
+        if self._monitor is not None:
+            if self._monitor.poll() is None:
+                self._monitor.kill()
+            self._monitor.wait()
+            self._monitor = None
+
+    def _write_status(self, running: bool) -> None:
+        """status.json in the state dir: what is advertised, learned, rejected and programmed."""
+        status = {"site": self.site_name, "running": running, "pid": os.getpid(), "speakerPid": self.speaker.pid(),
+                  "configError": self.config_error, **self._status}
+        path = os.path.join(self.state_dir, "status.json")
+        text = json.dumps(status, indent=1, sort_keys=True)
+        if text == getattr(self, "_written", None):
+            return
+        self._written = text
+        try:
+            with open(path + ".tmp", "w") as handle:
+                handle.write(text)
+            os.replace(path + ".tmp", path)
+        except OSError as exc:
+            log.warning("site %s: cannot write %s: %s", self.site_name, path, exc)
+
+
+__all__ = ["RouteManager", "Advert", "Timers"]

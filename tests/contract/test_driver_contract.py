@@ -78,3 +78,23 @@ def test_state_survives_a_new_driver_instance(tmp_path, abilene):
     second = SimDriver(state_path=path, topology=abilene.links)
     assert second.observe().stitches == first.observe().stitches
     assert all(second.apply(op) is False for op in (BLUE, RED, direct(5e6)))
+
+
+def test_filters_are_idempotent_observed_and_removed(driver):
+    """Drivers with the `filters` capability (anomaly remediation): EnsureFilter / RemoveFilter converge."""
+    from vnstitch.planning.ops import EnsureFilter, RemoveFilter, ServiceRule
+
+    if "filters" not in driver.capabilities:
+        pytest.skip(f"{driver.name} places no filters")
+    op = EnsureFilter("acme/an-x/0", "NYCMng", "10.1.0.11/32", "10.3.0.0/24", "drop",
+                      allow=(ServiceRule("tcp", 443),), reason="anomaly acme/an-x")
+    assert driver.apply(op) is True and driver.apply(op) is False
+    seen = driver.observe().filters["acme/an-x/0"]
+    assert (seen.src, seen.dst, seen.action, seen.allow) == ("10.1.0.11/32", "10.3.0.0/24", "drop", op.allow)
+    limited = EnsureFilter("acme/an-x/0", "NYCMng", "10.1.0.11/32", "10.3.0.0/24", "limit", 1e6)
+    assert driver.apply(limited) is True and driver.filters()["acme/an-x/0"].rate_bps == 1e6
+    with pytest.raises(DriverError) as info:
+        driver.apply(EnsureFilter("acme/bad", "NYCMng", "nonsense", "10.3.0.0/24"))
+    assert info.value.errno == errno.EINVAL
+    assert driver.apply(RemoveFilter("acme/an-x/0")) is True and driver.apply(RemoveFilter("acme/an-x/0")) is False
+    assert driver.filters() == {}

@@ -53,7 +53,7 @@ def test_pca_sees_more_with_fewer_components_left_in_the_residual():
 def test_cusum_catches_a_level_shift_and_names_the_pair():
     rng = np.random.default_rng(4)
     values = 100 * rng.lognormal(0, 0.02, (288 * 4, 8))
-    det = get_detector("residual", cusum_h=20.0, cusum_k=0.5).fit(values[:288 * 3])
+    det = get_detector("residual", cusum_h=20.0, cusum_k=0.5, scan_h=None).fit(values[:288 * 3])
     test = values[288 * 3:].copy()
     test[100:, 6] *= 1.06                    # +6 %: about 2 σ of one step, too small for one interval's p-value
     scores = det.score_block(test)

@@ -124,14 +124,15 @@ def create_app(settings: Settings, store: Store | None = None, driver=None,
         app.state.telemetry = telemetry  # what POST /v1/telemetry writes is what the loop reads
     install_error_handlers(app)
     from vnstitch.api.routes import (
-        apply, audit, availability, forecastpolicies, intents, links, nodes, plan, policies, predicted, stitches,
-        system, telemetry as telemetry_routes, virtualnetworks,
+        anomalies, apply, audit, availability, forecastpolicies, intents, links, nodes, plan, policies, predicted,
+        stitches, system, telemetry as telemetry_routes, virtualnetworks,
     )
 
     for module in (system, virtualnetworks, stitches, policies, nodes, links, availability, apply, predicted, plan,
-                   telemetry_routes, forecastpolicies, audit):
+                   telemetry_routes, forecastpolicies, audit, anomalies):
         app.include_router(module.router)
-    for intent_router in (intents.router, intents.proposals, intents.vngraph):
+    for intent_router in (intents.router, intents.probes, intents.parses, intents.proposals, intents.vngraph,
+                          anomalies.policies):
         app.include_router(intent_router)
     from vnstitch.api.routes import ui as ui_routes  # the dashboard at /ui/ (static, CSP on every answer)
     app.include_router(ui_routes.router)
@@ -194,6 +195,15 @@ def _model_dir(settings: Settings, store) -> str:
     return os.path.join(user_data_dir("vnstitch"), "models")
 
 
+def _anomaly_engine(controller: Controller, telemetry, driver):
+    """The anomaly engine reads what the proactive loop's sources write (none without a telemetry store)."""
+    if telemetry is None:
+        return None
+    from vnstitch.anomaly.engine import AnomalyEngine
+
+    return AnomalyEngine(controller, telemetry, driver)
+
+
 def _make_worker(settings: Settings, controller: Controller, driver, idempotency: IdempotencyKeys, clock,
                  pace: Callable[[], None] | None = None, telemetry=None, usage=None):
     from vnstitch.api.background import ReconcileWorker
@@ -245,4 +255,5 @@ def _make_worker(settings: Settings, controller: Controller, driver, idempotency
                                   sources=sources, quota=quota if usage is not None else None)
     return ReconcileWorker(reconciler, settings.tick_s, settings.reconcile_min_interval_s, clock=clock,
                            housekeeping=idempotency.purge, election=election, relist_s=settings.relist_s,
-                           proactive=proactive, intents=IntentEngine(controller))
+                           proactive=proactive, intents=IntentEngine(controller),
+                           anomalies=_anomaly_engine(controller, telemetry, reconciler.driver))

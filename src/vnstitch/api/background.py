@@ -19,10 +19,11 @@ log = logging.getLogger("vnstitch.api.reconciler")
 class ReconcileWorker:
     def __init__(self, reconciler: Reconciler, tick_s: float, min_interval_s: float = 0.1,
                  clock: Callable[[], float] = time.time, housekeeping: Callable[[], None] | None = None,
-                 election=None, relist_s: float = 300.0, proactive=None, intents=None):
+                 election=None, relist_s: float = 300.0, proactive=None, intents=None, anomalies=None):
         self.reconciler = reconciler
         self.proactive = proactive        # controller.proactive.ProactiveLoop, run by the leader before each pass
         self.intents = intents            # intent.engine.IntentEngine, run by the leader after the proactive loop
+        self.anomalies = anomalies        # anomaly.engine.AnomalyEngine, run by the leader after the intent engine
         self.election = election          # controller.election.LeaderElection, or None: always run
         self.relist_s = relist_s          # full re-list of the cache this often (a watch alone can miss)
         self.tick_s = tick_s
@@ -91,6 +92,18 @@ class ReconcileWorker:
         self.reconciler.controller.fence = self.election.fence()
         if leading:
             self._relist_due = True  # a new leader starts from a full re-list
+
+    def _intent_waiting(self) -> bool:
+        """Is an intent due now (new, changed, or its assurance interval up)? Then the pass skips the debounce."""
+        if self.intents is None:
+            return False
+        try:
+            self.reconciler.controller.refresh()
+            return self.intents.seconds_until_due(self.clock()) == 0.0
+        except Exception:  # noqa: BLE001 - the store is unreadable: the debounce and the tick go on
+            log.exception("reading the intents failed")
+            return False
+
     @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -129,9 +142,18 @@ class ReconcileWorker:
                 except Exception:  # noqa: BLE001 - logged; the reconcile pass goes on
                     self.failures += 1
                     log.exception("intent engine failed")
+            if self.anomalies is not None:
+                try:
+                    for run in self.anomalies.step(self.clock()):
+                        if run.opened or run.ended or run.actions:
+                            log.info("anomaly policy %s/%s: opened %s, ended %s; %s", run.tenant, run.policy,
+                                     run.opened, run.ended, "; ".join(run.actions))
+                except Exception:  # noqa: BLE001 - logged; the reconcile pass goes on
+                    self.failures += 1
+                    log.exception("anomaly engine failed")
             # read the clock again: the transitions this pass records happen after what the proactive
             # step and the intent engine wrote (a stitch created at t must not go ESTABLISHING before t)
-            moved = self.proactive is not None or self.intents is not None
+            moved = self.proactive is not None or self.intents is not None or self.anomalies is not None
             result = self.reconciler.reconcile_once(self.clock() if moved else now)
             for op, error in result.errors:
                 log.warning("reconcile op failed: %s", error)
@@ -183,6 +205,11 @@ class ReconcileWorker:
                     wait_s = min(wait_s, max(0.05, self.intents.seconds_until_due(self.clock())))
                 except Exception:  # noqa: BLE001 - the cache is unreadable: the tick wakes us
                     log.exception("intent schedule unreadable")
+            if self.anomalies is not None:  # … and for the next interval of any anomaly policy
+                try:
+                    wait_s = min(wait_s, max(0.05, self.anomalies.seconds_until_due(self.clock())))
+                except Exception:  # noqa: BLE001
+                    log.exception("anomaly schedule unreadable")
             deadline = time.monotonic() + wait_s
             while not self._stop.is_set() and time.monotonic() < deadline:
                 try:
@@ -192,6 +219,8 @@ class ReconcileWorker:
                     self._stop.wait(1.0)
                     changed = False
                 if changed:
+                    if self._intent_waiting():  # a new or changed intent: its first report comes at once
+                        break
                     # Debounce (passes are level-triggered): let a burst of writes land first, and
                     # idle at least as long as the last pass took, so that under a stream of writes
                     # the reconciler takes at most about half of a core from the API.

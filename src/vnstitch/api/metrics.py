@@ -37,6 +37,8 @@ class RequestMetrics:
     def watch(self, controller, worker=None) -> None:
         """Add the state collector over `controller` (and the reconcile worker, if any)."""
         self.registry.register(StateCollector(controller, worker))
+        from vnstitch.forecast.live_metrics import ForecastCollector  # the forecast's discrepancy (issue 11)
+        self.registry.register(ForecastCollector(controller))
 
     def exposition(self) -> bytes:
         """Everything in the registry, collected now, in the text format (CONTENT_TYPE)."""
@@ -55,6 +57,8 @@ class StateCollector(Collector):
 
     def collect(self):
         yield from _state_families(self.controller)
+        from vnstitch.anomaly.engine import metric_families as anomaly_families  # issue 13
+        yield from anomaly_families(self.controller)
         if self.worker is not None:
             yield from _worker_families(self.worker)
 

@@ -33,6 +33,10 @@ EXAMPLES = {
     "intent probe": "vnstitch intent probe \"for group('acme/orders') allow service('acme/analytics:8443') "
                     "latency < 5ms bandwidth >= 1Gbps\" --tenant acme",
     "intent reports": "vnstitch intent reports orders --tenant acme",
+    "anomaly": "vnstitch get anomalies --tenant acme\n  vnstitch anomaly keep block-blue-to-green-1796157720 --tenant acme",
+    "anomaly list": "vnstitch anomaly list --tenant acme --state Open -o wide",
+    "anomaly approve": "vnstitch anomaly approve surge-blue-to-red-1796157720 --tenant acme",
+    "anomaly keep": "vnstitch anomaly keep forbidden-flow-blue-to-green-1796157720 --tenant acme",
     "proposal": "vnstitch proposal list --tenant globex\n  vnstitch proposal accept acme-lake-reach-sql --tenant globex",
     "proposal list": "vnstitch proposal list --tenant globex -o yaml",
     "proposal accept": "vnstitch proposal accept acme-lake-reach-sql --tenant globex --note 'until Q2'",
@@ -65,6 +69,7 @@ EXAMPLES = {
     "token list": "vnstitch token list",
     "token revoke": "vnstitch token revoke 3f2a9c",
     "audit": "vnstitch audit --since 1h --tenant acme -o json",
+    "route-manager": "sudo vnstitch route-manager --site site-a -f sites.yaml --netns site-a --state-dir /run/vnstitch/site-a",
     "stitch": "vnstitch stitch rotate-keys blue-red --tenant acme",
     "stitch rotate-keys": "vnstitch stitch rotate-keys blue-red --tenant acme\n  vnstitch get stitch blue-red --tenant acme -o yaml",
     "telemetry": "vnstitch telemetry push abilene --shift-to-now --tenant backbone --network-prefix pop-",

@@ -120,6 +120,19 @@ def _row(kind: str, obj: dict, wide: bool, now: float) -> list[str]:
                spec["network"], ", ".join(f"{s.get('protocol', 'tcp')}/{s.get('port', '*')}" for s in spec.get("services", []))
                or "-", status.get("state", "Pending"), age]
         return row + [spec.get("reason", "") or "-", history[-1].get("by", "-") if history else "-"] if wide else row
+    if kind == "Anomaly":
+        actions = status.get("actions", [])
+        done = ", ".join(f"{a['type']} {a.get('state', '')}" for a in actions) or "-"
+        row = [meta.get("tenant", ""), meta["name"], spec["kind"], ", ".join(spec.get("pairs", [])[:3]) or "-",
+               f"{float(spec.get('score', 0)):.2f}", status.get("state", "Open"), done, _stamp(spec.get("start")),
+               _stamp(status.get("end"))]
+        return row + [spec.get("policy", "-"), spec.get("detector", "-"), ", ".join(spec.get("links", [])) or "-",
+                      str(status.get("intervals", 1)), status.get("message", "") or "-"] if wide else row
+    if kind == "AnomalyPolicy":
+        row = [meta.get("tenant", ""), meta["name"], spec.get("mode", "suggest"), spec.get("detector", "residual"),
+               "yes" if status.get("ready") else "no", str(status.get("open", 0)), status.get("message", "") or "-"]
+        return row + [format_duration(spec.get("interval")), str(spec.get("minHistory", "-")),
+                      _stamp(status.get("lastEnd")), _created(meta)] if wide else row
     return [meta["name"], age]
 
 
@@ -140,6 +153,8 @@ HEADERS = {
     "Link": ["NAME", "ENDPOINTS", "CAPACITY", "LATENCY", "ZONE", "AGE"],
     "Intent": ["TENANT", "NAME", "STATE", "FULFILLED", "REPORTS", "MESSAGE", "AGE"],
     "Proposal": ["TENANT", "NAME", "FROM INTENT", "GROUP", "NETWORK", "SERVICES", "STATE", "AGE"],
+    "Anomaly": ["TENANT", "NAME", "KIND", "PAIRS", "SCORE", "STATE", "ACTIONS", "START", "END"],
+    "AnomalyPolicy": ["TENANT", "NAME", "MODE", "DETECTOR", "READY", "OPEN", "MESSAGE"],
 }
 WIDE = {
     "ForecastPolicy": ["INTERVAL", "HORIZON", "QUANTILE", "LAST RUN", "CREATED"],
@@ -149,6 +164,8 @@ WIDE = {
     "Link": ["STATE", "COST", "CREATED"],
     "Intent": ["PRIORITY", "LAST ASSESSED", "CREATED"],
     "Proposal": ["REASON", "LAST BY"],
+    "Anomaly": ["POLICY", "DETECTOR", "LINKS", "INTERVALS", "MESSAGE"],
+    "AnomalyPolicy": ["INTERVAL", "MIN HISTORY", "LAST END", "CREATED"],
 }
 
 

@@ -114,6 +114,9 @@ class Services(Protocol):
     def answer_proposal(self, tenant: str | None, name: str, accept: bool, note: str = "") -> "Resource":
         """Accept or reject a proposal sent to `tenant`; the answered proposal."""
 
+    def answer_anomaly(self, tenant: str | None, name: str, what: str, value: bool = True) -> "Resource":
+        """'approve' an anomaly's suggested actions, or 'keep' its actions after it ends (value False: release)."""
+
     def vngraph(self, tenant: str | None = None) -> dict:
         """The virtual network graph as `tenant` sees it."""
 
@@ -207,6 +210,12 @@ class LocalServices:
         tenant = tenant or DEFAULT_TENANT
         return answer_proposal(self.controller, tenant, name, accept, by=tenant, note=note)
 
+    def answer_anomaly(self, tenant: str | None, name: str, what: str, value: bool = True):
+        from vnstitch.anomaly.engine import answer_anomaly
+        from vnstitch.domain.resources import DEFAULT_TENANT
+
+        return answer_anomaly(self.controller.store, tenant or DEFAULT_TENANT, name, what, value)
+
     def vngraph(self, tenant: str | None = None) -> dict:
         from vnstitch.intent.engine import graph_of
 
@@ -217,10 +226,13 @@ class LocalServices:
     def plan(self) -> PlanReport:
         return PlanReport.of(self.reconciler.plan())
 
-    def reconcile_once(self) -> PassReport:
+    def reconcile_once(self, anomalies=None) -> PassReport:
+        """`anomalies`: an anomaly.engine.AnomalyEngine to run after the intent engine, as the server does."""
         from vnstitch.intent.engine import IntentEngine
 
         IntentEngine(self.controller).step(self.clock())  # compile and assess intents first, as the server does
+        if anomalies is not None:
+            anomalies.step(self.clock())
         result = self.reconciler.reconcile_once(self.clock())
         return PassReport(PlanReport.of(result.plan),
                           tuple((PlannedOp.of(op), error) for op, error in result.errors),

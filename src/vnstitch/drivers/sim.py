@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 import errno
+import ipaddress
 import json
 import os
 import tempfile
@@ -21,11 +22,11 @@ import networkx as nx
 
 from vnstitch.domain.substrate import Link, Node
 from vnstitch.pathing.paths import PathFinder
-from vnstitch.planning.observed import Observed, ObservedNetwork, ObservedStitch
+from vnstitch.planning.observed import Observed, ObservedFilter, ObservedNetwork, ObservedStitch
 from vnstitch.errors import DriverError, NotFound
 from vnstitch.planning.ops import (
-    EnsureNetwork, EnsureStitch, MemberPlacement, Op, QosRule, RemoveNetwork, RemoveStitch, ServiceRule, SetStitchRate,
-    StitchEnd,
+    EnsureFilter, EnsureNetwork, EnsureStitch, MemberPlacement, Op, QosRule, RemoveFilter, RemoveNetwork, RemoveStitch,
+    ServiceRule, SetStitchRate, StitchEnd,
 )
 
 
@@ -77,7 +78,7 @@ def queueing_delay(load_bps: float, capacity_bps: float, buffer_s: float = BUFFE
 
 class SimDriver:
     name = "sim"
-    capabilities = frozenset({"encryption", "rate_limit", "counters", "reachability"})
+    capabilities = frozenset({"encryption", "rate_limit", "counters", "reachability", "filters"})
 
     def __init__(self, state_path: str | None = None, topology: Iterable | None = None,
                  clock: Callable[[], float] = time.time):
@@ -85,6 +86,7 @@ class SimDriver:
         self.clock = clock  # unix time: when an encrypted stitch's keys are made
         self.networks: dict[str, dict] = {}
         self.stitches: dict[str, dict] = {}
+        self.filters_state: dict[str, dict] = {}  # anomaly filters: name → op fields + dropped counters
         self._graph = nx.DiGraph()
         self._routes: dict[tuple[str, str], tuple[str, ...]] = {}
         self._latencies: dict[tuple[str, ...], float | None] = {}
@@ -123,6 +125,10 @@ class SimDriver:
             changed = self._set_rate(op)
         elif isinstance(op, RemoveStitch):
             changed = self.stitches.pop(op.stitch, None) is not None
+        elif isinstance(op, EnsureFilter):
+            changed = self._ensure_filter(op)
+        elif isinstance(op, RemoveFilter):
+            changed = self.filters_state.pop(op.filter, None) is not None
         else:
             raise DriverError(f"sim driver cannot execute {type(op).__name__}", errno=errno.EOPNOTSUPP)
         if changed:
@@ -175,6 +181,36 @@ class SimDriver:
         self.stitches[op.stitch] = {**want, **counters, **keys}
         return True
 
+    def _ensure_filter(self, op: EnsureFilter) -> bool:
+        if op.action not in ("drop", "limit") or (op.action == "limit" and op.rate_bps <= 0):
+            raise DriverError(f"filter {op.filter}: action must be drop, or limit with a rate above 0",
+                              errno=errno.EINVAL)
+        try:
+            ipaddress.ip_network(op.src, strict=False), ipaddress.ip_network(op.dst, strict=False)
+        except ValueError as exc:
+            raise DriverError(f"filter {op.filter}: {exc}", errno=errno.EINVAL) from None
+        want = {"node": op.node, "src": op.src, "dst": op.dst, "action": op.action, "rate_bps": op.rate_bps,
+                "allow": [dataclasses.asdict(r) for r in op.allow]}
+        have = self.filters_state.get(op.filter)
+        if have is not None and {k: have.get(k) for k in want} == want:
+            return False
+        counters = {k: (have or {}).get(k, 0) for k in ("dropped_packets", "dropped_bytes")}
+        self.filters_state[op.filter] = {**want, **counters}
+        return True
+
+    def filters(self) -> dict[str, ObservedFilter]:
+        """The anomaly filters in force, with what each dropped."""
+        return {key: ObservedFilter(key, f["node"], f["src"], f["dst"], f["action"], f["rate_bps"],
+                                    tuple(ServiceRule(**r) for r in f["allow"]), f["dropped_packets"],
+                                    f["dropped_bytes"]) for key, f in self.filters_state.items()}
+
+    def _filter_for(self, src: str, dst: str) -> tuple[str, dict] | None:
+        """The filter that catches traffic from address/CIDR `src` to `dst` (both inside its ranges)."""
+        for key, f in sorted(self.filters_state.items()):
+            if _inside(src, f["src"]) and _inside(dst, f["dst"]):
+                return key, f
+        return None
+
     def _set_rate(self, op: SetStitchRate) -> bool:
         have = self.stitches.get(op.stitch)
         if have is None:
@@ -201,6 +237,7 @@ class SimDriver:
                 loss=s.get("loss"), problem=broken, keys_at=s.get("keys_at"),
                 services=tuple(ServiceRule(**r) for r in s.get("services", ())),
                 qos=tuple(QosRule(**{**r, "ports": tuple(r["ports"])}) for r in s.get("qos", ())))
+        observed.filters = self.filters()
         return observed
 
     def close(self) -> None:
@@ -222,6 +259,10 @@ class SimDriver:
         for net, vm in ((src_net, src_vm), (dst_net, dst_vm)):
             if net not in self.networks or vm not in self.networks[net]["members"]:
                 return Reach(False, f"{net}/{vm} is not attached to the data plane")
+        caught = self._filter_for(self.networks[src_net]["members"][src_vm]["address"],
+                                  self.networks[dst_net]["members"][dst_vm]["address"])
+        if caught is not None and caught[1]["action"] == "drop":
+            return Reach(False, f"dropped by filter {caught[0]}")
         src_node = self.networks[src_net]["members"][src_vm]["node"]
         dst_node = self.networks[dst_net]["members"][dst_vm]["node"]
         if src_net == dst_net:
@@ -265,15 +306,27 @@ class SimDriver:
         guaranteed: dict[tuple[str, str], float] = {}
         best_effort: dict[tuple[str, str], float] = {}
         flows = []  # (pair, stitch, arcs, guaranteed bps, best-effort bps)
+        filtered: dict[tuple[str, str], float] = {}   # what filters dropped of each pair
         for pair, bps in demands_bps.items():
             if bps <= 0:
                 continue
+            caught = self._filter_network_pair(*pair)
+            if caught is not None:
+                passed = 0.0 if caught["action"] == "drop" else min(bps, caught["rate_bps"])
+                dropped = bps - passed
+                caught["dropped_bytes"] += int(dropped * interval_s / 8)
+                caught["dropped_packets"] += int(dropped * interval_s / PACKET_BITS)
+                filtered[pair] = dropped
+                bps = passed
+                if bps <= 0:
+                    report.dropped_bps[pair] = dropped
+                    continue
             routes = self._network_routes(*pair)
             if not routes and default_route:
                 routes = [(None, self._shortest(self._attach_node(pair[0]), self._attach_node(pair[1])))]
             if not routes:
                 report.isolated_bps[pair] = bps
-                report.dropped_bps[pair] = bps
+                report.dropped_bps[pair] = bps + filtered.get(pair, 0.0)
                 continue
             report.route[pair] = routes[0]
             # several stitches for one pair (a TE split): traffic divides in proportion to their rates
@@ -311,7 +364,8 @@ class SimDriver:
             survive = 1.0 - max((drop_fraction[arc] for arc in arcs), default=0.0)  # its bottleneck
             delivered = sure + extra * survive
             report.delivered_bps[pair] = report.delivered_bps.get(pair, 0.0) + delivered
-            report.dropped_bps[pair] = report.dropped_bps.get(pair, 0.0) + sure + extra - delivered
+            report.dropped_bps[pair] = (report.dropped_bps.get(pair, 0.0) + sure + extra - delivered
+                                        + filtered.pop(pair, 0.0))
             if stitch:
                 self.stitches[stitch]["tx_bytes"] += int(delivered * interval_s / 8)
                 offered_on[stitch] = offered_on.get(stitch, 0.0) + sure + extra
@@ -352,6 +406,16 @@ class SimDriver:
     def _load_pair_bytes(self, state: dict) -> None:
         self.pair_bytes = {(src, dst): [offered, delivered]
                            for src, dst, offered, delivered in state.get("pair_bytes", [])}
+
+    def _filter_network_pair(self, src_net: str, dst_net: str) -> dict | None:
+        """A filter whose ranges hold these networks' address spaces (or, for a member's address, its network)."""
+        src, dst = self.networks.get(src_net), self.networks.get(dst_net)
+        if src is None or dst is None:
+            return None
+        for f in (f for _, f in sorted(self.filters_state.items())):
+            if _overlaps(src["cidr"], f["src"]) and _overlaps(dst["cidr"], f["dst"]):
+                return f
+        return None
 
     def _attach_node(self, network: str) -> str:
         members = self.networks[network]["members"].values()
@@ -416,7 +480,7 @@ class SimDriver:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".sim-")
         with os.fdopen(fd, "w") as handle:
             json.dump({"networks": self.networks, "stitches": self.stitches,
-                       "pair_bytes": self._pair_bytes_state()}, handle)
+                       "pair_bytes": self._pair_bytes_state(), "filters": self.filters_state}, handle)
         os.replace(tmp, self.state_path)
 
     def _load(self) -> None:
@@ -427,7 +491,22 @@ class SimDriver:
             raise DriverError(f"cannot read simulator state {self.state_path}: {exc}") from None
         self.networks = state.get("networks", {})
         self.stitches = state.get("stitches", {})
+        self.filters_state = state.get("filters", {})
         self._load_pair_bytes(state)
+
+
+def _inside(address: str, cidr: str) -> bool:
+    try:
+        return ipaddress.ip_network(address, strict=False).subnet_of(ipaddress.ip_network(cidr, strict=False))
+    except (ValueError, TypeError):
+        return False
+
+
+def _overlaps(a: str, b: str) -> bool:
+    try:
+        return ipaddress.ip_network(a, strict=False).overlaps(ipaddress.ip_network(b, strict=False))
+    except (ValueError, TypeError):
+        return False
 
 
 def _end_dict(end: StitchEnd) -> dict:

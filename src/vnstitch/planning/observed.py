@@ -35,7 +35,23 @@ class ObservedStitch:
     denied_packets: int | None = None  # packets its rules dropped; None: not counted
 
 
+@dataclass(frozen=True)
+class ObservedFilter:
+    """An anomaly's filter as the data plane has it, with what its counter dropped."""
+
+    filter: str
+    node: str
+    src: str
+    dst: str
+    action: str
+    rate_bps: float = 0.0
+    allow: tuple = ()
+    dropped_packets: int = 0
+    dropped_bytes: int = 0
+
+
 @dataclass
 class Observed:
     networks: dict[str, ObservedNetwork] = field(default_factory=dict)
     stitches: dict[str, ObservedStitch] = field(default_factory=dict)
+    filters: dict[str, ObservedFilter] = field(default_factory=dict)  # drivers with the "filters" capability

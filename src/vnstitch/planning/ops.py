@@ -104,7 +104,29 @@ class RemoveStitch:
     reason: str = field(default="", compare=False)
 
 
-Op = Union[EnsureNetwork, RemoveNetwork, EnsureStitch, SetStitchRate, RemoveStitch]
+@dataclass(frozen=True)
+class EnsureFilter:
+    """Drop (`action` drop) or police to `rate_bps` (`action` limit) the traffic from `src` to `dst` where the
+    source attaches (`node`), before any stitch sees it, with a counter; flows in `allow` pass untouched.
+    Made by the anomaly engine: `filter` is the anomaly ('tenant/name'), the reason why."""
+
+    filter: str
+    node: str
+    src: str                     # an address or CIDR (a member's address: that member only)
+    dst: str                     # CIDR
+    action: str = "drop"         # drop | limit
+    rate_bps: float = 0.0        # limit: what is let through
+    allow: tuple[ServiceRule, ...] = ()
+    reason: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class RemoveFilter:
+    filter: str
+    reason: str = field(default="", compare=False)
+
+
+Op = Union[EnsureNetwork, RemoveNetwork, EnsureStitch, SetStitchRate, RemoveStitch, EnsureFilter, RemoveFilter]
 
 
 def describe(op: Op) -> str:
@@ -122,6 +144,11 @@ def describe(op: Op) -> str:
                 f"over {'→'.join(op.path)} at {rate}")
     elif isinstance(op, SetStitchRate):
         text = f"set-rate {op.stitch} {format_bandwidth(op.rate_bps)}"
+    elif isinstance(op, EnsureFilter):
+        how = "drop" if op.action == "drop" else f"limit {format_bandwidth(op.rate_bps)}"
+        text = f"ensure-filter {op.filter} {op.src}→{op.dst} at {op.node}: {how}"
+    elif isinstance(op, RemoveFilter):
+        text = f"remove-filter {op.filter}"
     else:
         text = f"remove-stitch {op.stitch}"
     return f"{text}  ({op.reason})" if op.reason else text

@@ -110,3 +110,20 @@ def test_the_simulator_rotates_once_per_request_and_the_status_stays_active():
     assert [op.reason for op, _ in result.applied] == ["rotate keys: made 3601 s ago, period 3600 s"]
     assert driver.stitches["acme/s"]["key_rotations"] == 2
     assert not reconciler.reconcile_once(now[0] + 1).applied
+
+
+def test_the_two_tunnel_slots_have_their_own_names_and_ports():
+    """A rotation builds the other slot's tunnel beside the current one: its devices (UAPI sockets are
+    global) and UDP ports must be unique among all stitches' slots, names within IFNAMSIZ, and neither
+    slot's name inside the other's (pid checks look for it in wireguard-go's command line)."""
+    from vnstitch.drivers.linux.layout import ROTATABLE_STITCHES, StitchNames
+    names = [StitchNames("0123abcd", 0, slot) for slot in (0, 1)]
+    assert StitchNames.of({"hash": "0123abcd", "index": 0}) == names[0], "records before slots: slot 0"
+    assert StitchNames.of({"hash": "0123abcd", "index": 0, "slot": 1}) == names[1] == names[0].other_slot
+    ifnames = [n.wg_if(side) for n in names for side in "ab"]
+    assert len(set(ifnames)) == 4 and max(map(len, ifnames)) <= 15
+    assert not any(x in y for x in ifnames for y in ifnames if x != y)
+    ports = [StitchNames("h", index, slot).port(side)
+             for index in range(ROTATABLE_STITCHES) for slot in (0, 1) for side in "ab"]
+    assert len(set(ports)) == len(ports) and max(ports) < 32768, "unique, below the ephemeral range"
+    assert names[1].port("b") - names[1].port("a") == 1, "adjacent: one `ip rule dport A-B` pins a slot"

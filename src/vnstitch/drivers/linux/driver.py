@@ -12,8 +12,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from vnstitch.planning.observed import Observed, ObservedNetwork, ObservedStitch
-from vnstitch.drivers.linux import nft, routing, stitch as stitch_mod, wireguard
+from vnstitch.planning.observed import Observed, ObservedFilter, ObservedNetwork, ObservedStitch
+from vnstitch.drivers.linux import filters as filters_mod, nft, routing, stitch as stitch_mod, wireguard
 from vnstitch.drivers.linux.probe import Prober, probe_target
 from vnstitch.drivers.linux.kernel import ENOENT, Namespaces, netns_exists, pid_alive
 from vnstitch.drivers.linux.layout import (
@@ -23,8 +23,8 @@ from vnstitch.drivers.linux.layout import (
 from vnstitch.drivers.linux.network import ensure_network, remove_bridge
 from vnstitch.errors import DriverError
 from vnstitch.planning.ops import (
-    EnsureNetwork, EnsureStitch, MemberPlacement, Op, QosRule, RemoveNetwork, RemoveStitch, ServiceRule, SetStitchRate,
-    StitchEnd,
+    EnsureFilter, EnsureNetwork, EnsureStitch, MemberPlacement, Op, QosRule, RemoveFilter, RemoveNetwork, RemoveStitch,
+    ServiceRule, SetStitchRate, StitchEnd,
 )
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,8 @@ class LinuxDriver:
     """Realises ops in the namespaces `vnstitch lab up` built; state lives next to the lab's."""
 
     name = "linux"
-    capabilities = frozenset({"encryption", "rate_limit", "counters", "path_pinning", "policy", "restart_safe"})
+    capabilities = frozenset({"encryption", "rate_limit", "counters", "path_pinning", "policy", "restart_safe",
+                              "filters"})
 
     def __init__(self, state_dir_path: str | None = None, clock: Callable[[], float] = time.monotonic,
                  probe_interval_s: float = 5.0, probe_count: int = 5, wall_clock: Callable[[], float] = time.time):
@@ -111,6 +112,7 @@ class LinuxDriver:
             data = {}
         data.setdefault("networks", {})
         data.setdefault("stitches", {})
+        data.setdefault("filters", {})
         return data
 
     def _save(self) -> None:
@@ -131,7 +133,7 @@ class LinuxDriver:
     def _context(self) -> stitch_mod.StitchContext:
         members = {key: net["members"] for key, net in self.state["networks"].items()}
         return stitch_mod.StitchContext(self.nss, self.lab, self.state_dir, members, self._procs,
-                                        wall_clock=self.wall_clock)
+                                        wall_clock=self.wall_clock, save=self._save)  # save: rotation steps
 
     # --- apply ------------------------------------------------------------------------
 
@@ -147,6 +149,10 @@ class LinuxDriver:
                 return self._set_rate(op)
             if isinstance(op, RemoveStitch):
                 return self._remove_stitch(op.stitch)
+            if isinstance(op, EnsureFilter):
+                return self._ensure_filter(op)
+            if isinstance(op, RemoveFilter):
+                return self._remove_filter(op.filter)
         raise DriverError(f"linux driver does not know op {type(op).__name__}", errno=95)
 
     def _ensure_network(self, op: EnsureNetwork) -> bool:
@@ -161,7 +167,7 @@ class LinuxDriver:
             sop = op_from_dict(rec["op"])
             if sop.type == "direct":
                 continue
-            names = StitchNames(rec["hash"], rec["index"])
+            names = StitchNames.of(rec)
             for side, end in (("a", sop.a), ("b", sop.b)):
                 if end.network == op.network:
                     changed |= stitch_mod.ensure_vm_routes(ctx, sop, names, side)
@@ -198,7 +204,7 @@ class LinuxDriver:
                     self._remove_stitch(op.stitch)  # different shape: rebuild
                     record = None
                 elif dataclasses.replace(old, rate_bps=op.rate_bps) == dataclasses.replace(op, reason=""):
-                    names = StitchNames(record["hash"], record["index"])  # only the rate: set it
+                    names = StitchNames.of(record)  # only the rate: set it
                     changed = stitch_mod.ensure_rate(ctx, old, names, op.rate_bps)
                     changed |= stitch_mod.ensure_qos(ctx, op, names, op.rate_bps)  # the classes share it
                     record["op"] = op_to_dict(op)
@@ -213,7 +219,7 @@ class LinuxDriver:
             record = {"index": self._allocate_index(), "hash": short_hash(self.lab.name, op.stitch),
                       "op": op_to_dict(op), "pids": {}}
             self.state["stitches"][op.stitch] = record
-        names = StitchNames(record["hash"], record["index"])
+        names = StitchNames.of(record)
         try:
             if fresh:
                 # wireguard-go first (it starts in the background), then record the stitch with its
@@ -231,7 +237,7 @@ class LinuxDriver:
             if isinstance(exc, DriverError):
                 raise
             raise DriverError(f"stitch {op.stitch}: {exc}", errno=getattr(exc, "errno", None)) from exc
-        try:  # outside the rollback: a failed rotation leaves the stitch up (on the new keys, see rotate_keys)
+        try:  # outside the rollback: a failed rotation leaves the stitch up on its old keys (see rotate_keys)
             rotated = stitch_mod.rotate_keys(ctx, op, names, record)
         except Exception:
             self._save()
@@ -246,7 +252,7 @@ class LinuxDriver:
         if record is None:
             raise DriverError(f"stitch {op.stitch} does not exist", field="stitch", errno=ENOENT)
         sop = op_from_dict(record["op"])
-        ctx, names = self._context(), StitchNames(record["hash"], record["index"])
+        ctx, names = self._context(), StitchNames.of(record)
         changed = stitch_mod.ensure_rate(ctx, sop, names, op.rate_bps)
         changed |= stitch_mod.ensure_qos(ctx, sop, names, op.rate_bps)
         record["op"]["rate_bps"] = op.rate_bps
@@ -258,11 +264,50 @@ class LinuxDriver:
         if record is None:
             return False
         sop = op_from_dict(record["op"])
-        stitch_mod.teardown(self._context(), sop, StitchNames(record["hash"], record["index"]), record)
+        stitch_mod.teardown(self._context(), sop, StitchNames.of(record), record)
         del self.state["stitches"][key]
         self._save()
         self._hand_back_vm_routes(sop)
         return True
+
+    def _ensure_filter(self, op: EnsureFilter) -> bool:
+        """An anomaly's filter in the nftables of the node where its source attaches (drivers/linux/filters.py)."""
+        if op.node not in self.lab.nodes:
+            raise DriverError(f"filter {op.filter}: node {op.node} is not in the lab", errno=ENOENT)
+        record = {"node": op.node, "src": op.src, "dst": op.dst, "action": op.action, "rate_bps": op.rate_bps,
+                  "allow": [dataclasses.asdict(r) for r in op.allow]}
+        old = self.state["filters"].get(op.filter)
+        changed = False
+        if old is not None and old["node"] != op.node:
+            changed = filters_mod.remove_filter(self.lab.node_ns(old["node"]), op.filter)
+        changed |= filters_mod.ensure_filter(self.lab.node_ns(op.node), op.filter, op.src, op.dst, op.action,
+                                             op.rate_bps, op.allow)
+        if old != record:
+            self.state["filters"][op.filter] = record
+            self._save()
+        return changed
+
+    def _remove_filter(self, key: str) -> bool:
+        record = self.state["filters"].get(key)
+        if record is None:
+            return False
+        filters_mod.remove_filter(self.lab.node_ns(record["node"]), key)
+        del self.state["filters"][key]
+        self._save()
+        return True
+
+    def filters(self) -> dict[str, ObservedFilter]:
+        """The anomaly filters this driver made, with what their counters dropped (one nft list per node)."""
+        self.state = self._load()
+        counters: dict[str, dict[str, tuple[int, int]]] = {}
+        out = {}
+        for key, f in self.state["filters"].items():
+            if f["node"] not in counters:
+                counters[f["node"]] = filters_mod.filter_counters(self.lab.node_ns(f["node"]))
+            packets, size = counters[f["node"]].get(key, (0, 0))
+            out[key] = ObservedFilter(key, f["node"], f["src"], f["dst"], f["action"], f["rate_bps"],
+                                      tuple(ServiceRule(**r) for r in f["allow"]), packets, size)
+        return out
 
     def _hand_back_vm_routes(self, gone: EnsureStitch) -> None:
         """The VMs' route towards the other network was the removed stitch's (the stitch ensured last
@@ -279,7 +324,7 @@ class LinuxDriver:
         if not siblings:
             return
         _, key, sop, record = max(siblings, key=lambda s: (s[0], s[1]))
-        ctx, names = self._context(), StitchNames(record["hash"], record["index"])
+        ctx, names = self._context(), StitchNames.of(record)
         for side in stitch_mod.SIDES:
             try:
                 stitch_mod.ensure_vm_routes(ctx, sop, names, side)
@@ -321,6 +366,7 @@ class LinuxDriver:
         for key in set(self._samples) - set(observed.stitches):  # removed stitches
             del self._samples[key]
         self._probe(observed, snap.time)
+        observed.filters = self.filters()
         return observed
 
     def _probe(self, observed: Observed, now: float) -> None:
@@ -346,7 +392,7 @@ class LinuxDriver:
 
     def _observe_stitch(self, key: str, record: dict, snap: "_Snapshot") -> ObservedStitch:
         op = op_from_dict(record["op"])
-        names = StitchNames(record["hash"], record["index"])
+        names = StitchNames.of(record)
         problems: list[str] = []  # what is broken, first found first
         local = stitch_mod.is_local(op)
         # a local stitch never leaves its node: its traffic is as private as the node itself
@@ -482,7 +528,7 @@ class LinuxDriver:
         out: dict[tuple[str, str, str], tuple[str, int] | None] = {}
         for key, record in self.state["stitches"].items():
             op = op_from_dict(record["op"])
-            names = StitchNames(record["hash"], record["index"])
+            names = StitchNames.of(record)
             chains = {}
             for side, end in (("a", op.a), ("b", op.b)):
                 if side in stitch_mod.policy_sides(op):
@@ -521,7 +567,7 @@ class LinuxDriver:
         from vnstitch.drivers.linux import keys
 
         record = self.state["stitches"][key]
-        names = StitchNames(record["hash"], record["index"])
+        names = StitchNames.of(record)
         out = {}
         for side in stitch_mod.SIDES:
             try:

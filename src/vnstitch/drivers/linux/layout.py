@@ -10,7 +10,7 @@ import hashlib
 import ipaddress
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 DEFAULT_STATE_DIR = "/run/vnstitch/lab"
 STATE_DIR_ENV = "VNSTITCH_LAB_DIR"
@@ -21,6 +21,8 @@ UNDERLAY_BASE = ipaddress.ip_address("10.255.0.0")   # node i has 10.255.0.(i+1)
 GATEWAY_BASE = ipaddress.ip_address("169.254.0.0")   # stitch n: .2n+2 (end a), .2n+3 (end b)
 NETWORK_VXLAN_PORT = 4789
 STITCH_PORT_BASE = 20000                               # stitch n: ports 20000+2n (a), 20001+2n (b)
+ROTATED_PORT_BASE = 26000                              # its second tunnel slot (key rotation): 26000+2n, 26001+2n
+ROTATABLE_STITCHES = (ROTATED_PORT_BASE - STITCH_PORT_BASE) // 2   # indexes whose two slots' ports never meet
 STITCH_TABLE_BASE = 1000                               # routing table and rule preference
 UNREACHABLE_PREF = 32700                               # `ip rule ... unreachable` after every stitch's lookup
 DEFAULT_CLASS_MINOR = 0xFFF0
@@ -139,10 +141,27 @@ def write_json(path: str, payload: dict | str) -> None:
 
 @dataclass(frozen=True)
 class StitchNames:
-    """Per-stitch kernel names; index n is allocated once and kept in the state file."""
+    """Per-stitch kernel names; index n is allocated once and kept in the state file.
+
+    An encrypted stitch has two tunnel slots: a key rotation builds the other slot's tunnel (its own
+    wireguard-go devices and UDP ports) beside the current one, switches over, and removes the old one;
+    `slot` (the state record's "slot", 0 for records written before there were two) names the current."""
 
     hash: str
     index: int
+    slot: int = 0
+
+    @classmethod
+    def of(cls, record: dict) -> "StitchNames":
+        """The names of a driver state record, in its current tunnel slot."""
+        return cls(record["hash"], record["index"], record.get("slot", 0))
+
+    def in_slot(self, slot: int) -> "StitchNames":
+        return replace(self, slot=slot)
+
+    @property
+    def other_slot(self) -> "StitchNames":
+        return replace(self, slot=1 - self.slot)
 
     def gateway_if(self, side: str) -> str:   # node end of the attachment veth
         return f"vg{self.hash}{side}"
@@ -151,7 +170,9 @@ class StitchNames:
         return f"vp{self.hash}{side}"
 
     def wg_if(self, side: str) -> str:        # globally unique: its UAPI socket path is global
-        return f"vw{self.hash}{side}"
+        # slot 1 puts an `r` before the side, so neither slot's name is a substring of the other's
+        # (pid checks match the name in wireguard-go's command line); 12 characters at most
+        return f"vw{self.hash}{side}" if self.slot == 0 else f"vw{self.hash}r{side}"
 
     def vxlan_if(self, side: str) -> str:
         return f"vt{self.hash}{side}"
@@ -165,8 +186,9 @@ class StitchNames:
     def gateway_address(self, side: str) -> str:
         return str(GATEWAY_BASE + 2 * self.index + (2 if side == "a" else 3))
 
-    def port(self, side: str) -> int:
-        return STITCH_PORT_BASE + 2 * self.index + (0 if side == "a" else 1)
+    def port(self, side: str) -> int:       # the tunnel's UDP port in this slot (a VXLAN uses slot 0's a)
+        base = STITCH_PORT_BASE if self.slot == 0 else ROTATED_PORT_BASE
+        return base + 2 * self.index + (0 if side == "a" else 1)
 
     @property
     def table(self) -> int:

@@ -25,7 +25,7 @@ from vnstitch.drivers.linux import keys, nft, routing, wireguard
 from vnstitch.drivers.linux.kernel import (
     EEXIST, ENODEV, ENOENT, ESRCH, Namespaces, ifindex, kernel_errors, pid_alive, tolerate,
 )
-from vnstitch.drivers.linux.layout import NETWORK_MTU, LabLayout, StitchNames, bridge_ifname
+from vnstitch.drivers.linux.layout import NETWORK_MTU, ROTATABLE_STITCHES, LabLayout, StitchNames, bridge_ifname
 from vnstitch.drivers.linux.network import ensure_address, ensure_link_up
 from vnstitch.errors import DriverError
 from vnstitch.planning.ops import EnsureStitch, StitchEnd
@@ -44,6 +44,7 @@ class StitchContext:
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)   # wg ifname → process we started
     indexes: dict[tuple[str, str], int] = field(default_factory=dict)  # (netns, ifname) → ifindex, one build
     wall_clock: Callable[[], float] = time.time   # unix time: when keys are made (compared with keys_after)
+    save: Callable[[], None] = lambda: None       # writes the driver's state: each rotation step is recorded
 
     def ifindex(self, ns: str, ifname: str) -> int | None:
         """ip -n NS link show IFNAME, remembered for the rest of this build (links we made do not move)."""
@@ -127,9 +128,21 @@ def nft_spec(op: EnsureStitch, names: StitchNames, side: str) -> tuple:
 
 
 def port_range(names: StitchNames) -> tuple[int, int]:
-    """The stitch's two UDP ports are adjacent: one `ip rule dport A-B` pins both."""
+    """The stitch's two UDP ports (in names' slot) are adjacent: one `ip rule dport A-B` pins both."""
     ports = sorted({names.port("a"), names.port("b")})
     return ports[0], ports[-1]
+
+
+def tunnel_slots(op: EnsureStitch, names: StitchNames) -> tuple[StitchNames, ...]:
+    """The slots whose tunnel UDP the path pins and the HTB class counts: both for wireguard-go (a key
+    rotation brings the other slot's tunnel up beside the current one), slot 0 for a VXLAN."""
+    if op.encrypted and not is_local(op):
+        return (names.in_slot(0), names.in_slot(1))
+    return (names.in_slot(0),)
+
+
+def tunnel_ports(op: EnsureStitch, names: StitchNames) -> list[int]:
+    return sorted({port for slot in tunnel_slots(op, names) for port in (slot.port("a"), slot.port("b"))})
 
 
 def validate(ctx: StitchContext, op: EnsureStitch) -> None:
@@ -154,7 +167,8 @@ def build(ctx: StitchContext, op: EnsureStitch, names: StitchNames, record: dict
     brought up last, far end first, so the first handshake finds its peer listening."""
     validate(ctx, op)
     ctx.indexes.clear()
-    changed = start_tunnel_processes(ctx, op, names, record)
+    changed = settle_rotation(ctx, op, names, record)  # a rotation a crash interrupted: finish or undo it
+    changed |= start_tunnel_processes(ctx, op, names, record)
     for side in SIDES:
         changed |= ensure_attachment(ctx, op, names, side, fresh)
         changed |= ensure_vm_routes(ctx, op, names, side, fresh)
@@ -231,75 +245,269 @@ def keys_made_at(state_dir: str, names: StitchNames, record: dict) -> float | No
 
 
 HANDSHAKE_TIMEOUT_S = 5.0  # wireguard-go's own REKEY_TIMEOUT: a handshake not done by then is lost
+HANDSHAKE_TRY_S, HANDSHAKE_TRIES = 0.5, 10   # the new tunnel's handshake: each try, then a fresh peer entry
+DRAIN_QUIET_S, DRAIN_MAX_S = 0.06, 2.0       # the old tunnel is removed once it received nothing for this long
 
 
 def rotate_keys(ctx: StitchContext, op: EnsureStitch, names: StitchNames, record: dict) -> bool:
-    """New key pairs for both ends when the keys are older than `op.keys_after`, without losing a packet.
+    """New key pairs for both ends when the keys are older than `op.keys_after`, make-before-break.
 
-    WireGuard authenticates each end by its static key, a device has one private key, peers are known by
-    public key, and a changed private key only stops a device *sending* on its sessions. So one end at a
-    time (a, then b), the mover M and the other end O:
-      1. M takes its new private key: its packets wait (wireguard-go queues them) for a new session, what O
-         still sends on the old one is received;
-      2. O replaces its peer M-old by M-new (the allowed IPs move with it) in one request; the new peer's
-         keepalive makes O handshake at once, M's queued packets leave on the new session;
-      3. wait until both ends report that handshake, so nothing is left queued on the peer entry the next
-         end's step 2 removes.
-    The new keys are written to the 0600 files first: a wireguard-go restarted, or a repair, from then on
-    sets up the new keys. Should a step fail, both ends are set up again from the files (a repair's
-    `wg set`) and the error raised."""
+    A second tunnel with the new keys is built beside the current one, in the stitch's other slot
+    (its own wireguard-go devices and UDP ports, layout.StitchNames), and carries nothing until its
+    handshake has completed both ways; then each end's nft chain accepts both tunnels (one transaction
+    per end), each end's route to the far side moves to the new tunnel (`ip route replace`, atomic),
+    and once the old tunnel has drained it goes: chains and map hold only the new tunnel, then the old
+    rules, wireguard-go and key files are removed. Every packet is sent on a tunnel both ends accept.
+    Each step is saved in the state record ("next": the slot being built; "slot" and "retiring" once
+    switched), so a driver that dies mid-rotation is finished or rolled back by the next build
+    (settle_rotation). A failure before the switch removes the new slot and raises: the stitch keeps
+    its old keys, and the next pass tries again."""
     if not op.encrypted or is_local(op):
         return False
     made = keys_made_at(ctx.state_dir, names, record)
     if made is None or made >= op.keys_after:
         return False
-    old = ensure_keys(ctx, names, record)
-    new = {side: keys.generate_private_key() for side in SIDES}
-    known_as = {side: keys.public_key(old[side]).hex() for side in SIDES}  # the key the far end knows it by
-    new_public = {side: keys.public_key(new[side]).hex() for side in SIDES}
+    if names.index >= ROTATABLE_STITCHES:
+        raise DriverError(f"stitch {op.stitch}: key rotation needs a stitch index below {ROTATABLE_STITCHES}",
+                          errno=75)
+    new = names.other_slot
+    _remove_slot(ctx, op, new, record.get("next", {}).get("pids", {}))  # whatever an earlier try left
+    private = {side: keys.generate_private_key() for side in SIDES}
+    public = {side: keys.public_key(private[side]) for side in SIDES}
+    record["next"] = {"slot": new.slot, "pids": {}}   # saved first: what follows is undone after a crash
+    ctx.save()
     for side in SIDES:
-        keys.write_private_key(key_path(ctx, names.wg_if(side)), new[side])
-        record.setdefault("public", {})[side] = keys.to_base64(keys.public_key(new[side]))
-    record["keys_at"] = max(ctx.wall_clock(), op.keys_after)
+        keys.write_private_key(key_path(ctx, new.wg_if(side)), private[side])   # 0600
     try:
-        for n, mover in enumerate(SIDES):
-            if n:
-                # WireGuard refuses a handshake initiation whose TAI64N timestamp is not newer than the last
-                # one it took from that peer, and wireguard-go rounds those timestamps down to 2^24 ns
-                # (16.8 ms) and takes at most one initiation per peer every 20 ms: an initiation right
-                # after the previous step's would be dropped as a replay and retried only 5 s later.
-                time.sleep(HANDSHAKE_SPACING_S)
-            other = _other(mover)
-            mover_if, other_if = names.wg_if(mover), names.wg_if(other)
-            mover_end, _ = _ends(op, mover)
-            before = wireguard.peers(mover_if).get(known_as[other], {}).get("handshake", (0, 0))
-            wireguard.set_private_key(mover_if, new[mover].hex())                    # 1.
-            wireguard.replace_peer(other_if, known_as[mover], new_public[mover],     # 2.
-                                   f"{ctx.lab.nodes[mover_end.node].address}:{names.port(mover)}",
-                                   [_dst(mover_end, op.type == "direct")])
-            waits = ((mover_if, known_as[other], before), (other_if, new_public[mover], (0, 0)))
-            for _ in range(HANDSHAKE_RETRIES):                                                # 3.
-                if _wait_handshake(op, waits, HANDSHAKE_RETRY_S, warn=False):
-                    break
-                # no handshake yet: a peer entry made afresh handshakes at once again (wireguard-go
-                # otherwise retries a dropped initiation only after 5 s)
-                wireguard.renew_peer(other_if, new_public[mover],
-                                     f"{ctx.lab.nodes[mover_end.node].address}:{names.port(mover)}",
-                                     [_dst(mover_end, op.type == "direct")])
-            else:
-                _wait_handshake(op, waits)
-            known_as[mover] = new_public[mover]
-    except DriverError as exc:
-        log.warning("stitch %s: key rotation failed (%s); setting both ends up from the new keys", op.stitch, exc)
-        ensure_tunnel(ctx, op, names, record, fresh=False)
+        _build_slot(ctx, op, new, record, private, public)
+    except Exception as exc:
+        log.warning("stitch %s: new tunnel for the key rotation failed (%s); removing it", op.stitch, exc)
+        _remove_slot(ctx, op, new, record["next"]["pids"])
+        record.pop("next", None)
+        ctx.save()
+        if isinstance(exc, DriverError):
+            raise
+        raise DriverError(f"stitch {op.stitch}: key rotation: {exc}", errno=getattr(exc, "errno", None)) from exc
+    try:
+        _switch(ctx, op, names, new)
+    except Exception:
+        settle_rotation(ctx, op, names, record)  # routes and chains back to the old tunnel, the new slot removed
         raise
+    record["retiring"] = {"slot": names.slot, "pids": dict(record.get("pids", {}))}
+    record["slot"], record["pids"] = new.slot, record.pop("next")["pids"]
+    record["public"] = {side: keys.to_base64(public[side]) for side in SIDES}
+    record["keys_at"] = max(ctx.wall_clock(), op.keys_after)
+    ctx.save()
+    _drain(names)
+    _retire(ctx, op, new, record)
+    for side in SIDES:
+        verify_end(ctx, op, new, side)
     return True
 
 
-HANDSHAKE_SPACING_S = 0.05  # between the two ends' key changes (see rotate_keys)
+def _build_slot(ctx: StitchContext, op: EnsureStitch, new: StitchNames, record: dict, private: dict,
+                public: dict) -> None:
+    """The new slot's tunnel, carrying nothing yet: wireguard-go for both ends; each configured with
+    the new keys, its slot's port and the far end as its only peer, keepalive off; up, end b first; its
+    `ip rule iif vw… lookup T`; the QoS classes; then end a's keepalive switched on, so that a alone
+    initiates (two initiations that cross are both refused and retried only after 5 s) and b, which
+    already listens, answers. Waits until both report the handshake: a when it took b's response, b
+    when a's first packet confirmed the session, so each can send at once."""
+    for side in SIDES:
+        ifname = new.wg_if(side)
+        end, _ = _ends(op, side)
+        stale = ctx.procs.pop(ifname, None)
+        if stale is not None and stale.poll() is None:  # an earlier one still dying: keep it for reap()
+            ctx.procs[f"{ifname}#{stale.pid}"] = stale
+        proc = wireguard.start(ctx.lab.node_ns(end.node), ifname, os.path.join(ctx.state_dir, f"{ifname}.log"))
+        ctx.procs[ifname] = proc
+        record["next"]["pids"][side] = proc.pid
+    ctx.save()
+    direct = op.type == "direct"
+    peer_of = {}
+    for side in ("b", "a"):
+        ifname, other = new.wg_if(side), _other(side)
+        end, remote = _ends(op, side)
+        node_ns = ctx.lab.node_ns(end.node)
+        wireguard.wait_ready(ifname, ctx.procs.get(ifname), log_path=os.path.join(ctx.state_dir, f"{ifname}.log"))
+        peer_of[side] = (public[other].hex(), f"{ctx.lab.nodes[remote.node].address}:{new.port(other)}",
+                         [_dst(remote, direct)])
+        # wg set vw… private-key FILE listen-port P peer PUB endpoint E allowed-ips A (keepalive 0)
+        wireguard.configure(ifname, private[side].hex(), new.port(side), *peer_of[side], keepalive_s=0)
+        ipr = ctx.nss(node_ns)
+        index = ctx.ifindex(node_ns, ifname)
+        if index is None:
+            raise DriverError(f"wireguard-go did not create {ifname}", errno=ENOENT)
+        with kernel_errors(f"tunnel {ifname} on {end.node}"):
+            ipr.link("set", index=index, mtu=wireguard.TUNNEL_MTU, state="up")  # ip link set vw… mtu 1420 up
+            # ip rule add pref T iif vw… lookup T (and its unreachable twin)
+            routing.ensure_rules(ipr, new.table, iifnames=[ifname])
+    if op.qos:
+        ensure_qos(ctx, op, new, op.rate_bps)
+    waits = ((new.wg_if("a"), peer_of["a"][0], (0, 0)), (new.wg_if("b"), peer_of["b"][0], (0, 0)))
+    wireguard.set_keepalive(new.wg_if("a"), peer_of["a"][0])   # wg set vwa peer PUB persistent-keepalive 25
+    for _ in range(HANDSHAKE_TRIES):
+        for side in SIDES:
+            proc = ctx.procs.get(new.wg_if(side))
+            if proc is not None and proc.poll() is not None:
+                raise DriverError(f"wireguard-go for {new.wg_if(side)} exited with {proc.returncode}", errno=10)
+        if _wait_handshake(op, waits, HANDSHAKE_TRY_S, warn=False):
+            break
+        # its initiation was lost (b not listening yet): a fresh peer entry initiates at once, where
+        # wireguard-go would retry only after 5 s. The old tunnel carries the traffic meanwhile.
+        log.info("stitch %s: no handshake on the new tunnel within %.1f s; peer entry made afresh", op.stitch,
+                 HANDSHAKE_TRY_S)
+        wireguard.renew_peer(new.wg_if("a"), *peer_of["a"])
+    else:
+        raise DriverError(f"stitch {op.stitch}: the new tunnel {new.wg_if('a')}–{new.wg_if('b')} did not "
+                          f"handshake within {HANDSHAKE_TRY_S * HANDSHAKE_TRIES:.0f} s", errno=110)
+    wireguard.set_keepalive(new.wg_if("b"), peer_of["b"][0])   # as every tunnel: keepalive 25 s both ways
 
 
-HANDSHAKE_RETRIES, HANDSHAKE_RETRY_S = 10, 0.3
+def _chain_script(op: EnsureStitch, side: str, accept: list[StitchNames], keep: list[StitchNames],
+                  drop: list[StitchNames]) -> str:
+    """One transaction on an end's chain: its rules for each slot in `accept` (the old then the new
+    tunnel's, then the one `counter drop`), map entries for `keep`'s tunnels, none for `drop`'s."""
+    chain = nft.chain_name(f"{accept[0].hash}{side}")
+    rules = []
+    for names in accept:
+        rules += nft.stitch_rules(*nft_spec(op, names, side)[1:])[:-1]
+    rules.append("counter drop")
+    lines = [f"flush chain inet {nft.TABLE} {chain}"] + [f"add rule inet {nft.TABLE} {chain} {rule}" for rule in rules]
+    entries = ", ".join(f'"{tunnel_if(op, names, side)}" : jump {chain}' for names in keep + drop)
+    lines.append(f"add element inet {nft.TABLE} stitch_in {{ {entries} }}")   # added first: a delete cannot miss
+    if drop:
+        lines.append(f"delete element inet {nft.TABLE} stitch_in {{ "
+                     + ", ".join(f'"{tunnel_if(op, names, side)}"' for names in drop) + " }")
+    return "\n".join(lines) + "\n"
+
+
+def _point_routes(ctx: StitchContext, op: EnsureStitch, names: StitchNames) -> None:
+    """ip route replace REMOTE dev vw… table T on each end: its traffic leaves by names' tunnel."""
+    for side in SIDES:
+        end, remote = _ends(op, side)
+        node_ns = ctx.lab.node_ns(end.node)
+        index = ctx.ifindex(node_ns, names.wg_if(side))
+        if index is None:
+            raise DriverError(f"{names.wg_if(side)} missing on {end.node}", errno=ENOENT)
+        with kernel_errors(f"route of {op.stitch} end {side} on {end.node}"):
+            routing.ensure_routes(ctx.nss(node_ns), names.table, [{"dst": _dst(remote, op.type == "direct"),
+                                                                   "oif": index}])
+
+
+def _switch(ctx: StitchContext, op: EnsureStitch, old: StitchNames, new: StitchNames) -> None:
+    """Both ends' chains accept both tunnels (nft -f: flush chain, the old and the new tunnel's rules,
+    map entry for the new, one transaction per end), then both ends route into the new tunnel: what is
+    still in flight on the old one is accepted where it arrives."""
+    for side in SIDES:
+        end, _ = _ends(op, side)
+        nft.run(ctx.lab.node_ns(end.node), _chain_script(op, side, [old, new], [old, new], []),
+                what=f"nft rotation of {op.stitch} end {side}")
+    _point_routes(ctx, op, new)
+
+
+def _drain(old: StitchNames, quiet_s: float = DRAIN_QUIET_S, limit_s: float = DRAIN_MAX_S) -> None:
+    """Until the old tunnel's ends received nothing for `quiet_s` (wg show vw… transfer), at most `limit_s`."""
+    deadline = time.monotonic() + limit_s
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        try:
+            now = tuple(wireguard.read_config(old.wg_if(side))["peer"]["rx_bytes"] for side in SIDES)
+        except DriverError:
+            return  # an old end is gone: nothing more comes out of it
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return
+        time.sleep(0.01)
+
+
+def _retire(ctx: StitchContext, op: EnsureStitch, current: StitchNames, record: dict) -> None:
+    """The switched-from slot goes: each end's chain holds only the current tunnel's rules and the map
+    loses the old tunnel (one transaction per end), then its rules, wireguard-go, devices and key files."""
+    retiring = record.get("retiring")
+    if retiring is None:
+        return
+    old = current.in_slot(retiring["slot"])
+    for side in SIDES:
+        end, _ = _ends(op, side)
+        nft.run(ctx.lab.node_ns(end.node), _chain_script(op, side, [current], [current], [old]),
+                what=f"nft rotation of {op.stitch} end {side}")
+    _remove_slot(ctx, op, old, retiring.get("pids", {}))
+    record.pop("retiring", None)
+    ctx.save()
+
+
+def _remove_slot(ctx: StitchContext, op: EnsureStitch, slot: StitchNames, pids: dict) -> bool:
+    """A slot that carries no traffic (no route, no chain rule points at it): its `iif` rules, wireguard-go
+    (the recorded pid, or whoever answers on its UAPI socket), its devices and its key files."""
+    changed = False
+    stopping = []
+    for side in SIDES:
+        ifname = slot.wg_if(side)
+        proc = ctx.procs.pop(ifname, None)
+        pid = pids.get(side) or wireguard.socket_pid(ifname) or (proc.pid if proc else None)
+        if wireguard.signal_stop(pid, ifname):  # kill -TERM PID
+            changed = True
+        stopping.append((pid, ifname, proc))
+    for side in SIDES:
+        end, _ = _ends(op, side)
+        node_ns = ctx.lab.node_ns(end.node)
+        ipr = ctx.nss(node_ns)
+        ifname = slot.wg_if(side)
+        # ip rule del pref T iif vw… lookup T (and its unreachable twin)
+        changed |= routing.remove_rules(ipr, slot.table, iifnames=[ifname])
+        with kernel_errors(f"ip link del {ifname}"), tolerate(ENODEV, ENOENT):
+            ipr.link("del", ifname=ifname)  # ip link del vw… (wireguard-go's TUN goes with it anyway)
+            changed = True
+        ctx.indexes.pop((node_ns, ifname), None)
+    for pid, ifname, proc in stopping:
+        wireguard.wait_stopped(pid, ifname)
+        if proc is not None:
+            try:
+                proc.wait(timeout=2.0)
+            except subprocess.TimeoutExpired:
+                log.warning("wireguard-go %s (pid %s) did not exit", ifname, proc.pid)
+        try:
+            os.unlink(key_path(ctx, ifname))
+            changed = True
+        except FileNotFoundError:
+            pass
+    return changed
+
+
+def settle_rotation(ctx: StitchContext, op: EnsureStitch, names: StitchNames, record: dict) -> bool:
+    """A rotation interrupted by a crash (the state record says how far it got): a new slot not yet
+    switched to is rolled back (routes back to the current tunnel while both chains still accept
+    both, then the chains and map only the current one, then the new slot removed); a switched one is
+    finished (the old slot retired). The rotation itself is asked for again by the next op."""
+    pending, retiring = record.get("next"), record.get("retiring")
+    if pending is None and retiring is None:
+        return False
+    if not op.encrypted or is_local(op):
+        record.pop("next", None), record.pop("retiring", None)
+        return True
+    if retiring is not None:
+        log.warning("stitch %s: finishing a key rotation that was interrupted after its switch", op.stitch)
+        _retire(ctx, op, names, record)
+        return True
+    log.warning("stitch %s: rolling back a key rotation that was interrupted before its switch", op.stitch)
+    new = names.in_slot(pending["slot"])
+    try:
+        _point_routes(ctx, op, names)
+    except DriverError as exc:  # the current tunnel is itself broken: build() repairs it next
+        log.warning("stitch %s: %s", op.stitch, exc)
+    for side in SIDES:
+        end, _ = _ends(op, side)
+        try:
+            nft.run(ctx.lab.node_ns(end.node), _chain_script(op, side, [names], [names], [new]),
+                    what=f"nft rotation of {op.stitch} end {side}")
+        except DriverError as exc:  # e.g. a flushed table: build() writes the chain again
+            log.warning("stitch %s: %s", op.stitch, exc)
+    _remove_slot(ctx, op, new, pending.get("pids", {}))
+    record.pop("next", None)
+    ctx.save()
+    return True
 
 
 def _wait_handshake(op: EnsureStitch, waits, timeout_s: float | None = None, warn: bool = True) -> bool:
@@ -619,7 +827,8 @@ def ensure_path(ctx: StitchContext, op: EnsureStitch, names: StitchNames, fresh:
                 wanted.append({"dst": f"{lab.nodes[far].address}/32", "oif": ctx.ifindex(ns, egress),
                                "gateway": lab.nodes[hop].address})
             changed |= routing.ensure_routes(ipr, names.table, wanted, fresh=fresh)
-            changed |= routing.ensure_rules(ipr, names.table, dport_range=port_range(names), fresh=fresh)
+            for slot in tunnel_slots(op, names):   # ip rule ... dport A-B lookup T, each slot's ports
+                changed |= routing.ensure_rules(ipr, names.table, dport_range=port_range(slot), fresh=fresh)
     return changed
 
 
@@ -637,7 +846,7 @@ def shaped_egresses(lab: LabLayout, op_path: tuple[str, ...], symmetric: bool) -
 def ensure_rate(ctx: StitchContext, op: EnsureStitch, names: StitchNames, rate_bps: float) -> bool:
     """HTB class at rate × lab scale × wire_factor on each egress of the path (removed when the rate is 0)."""
     changed = False
-    ports = sorted({names.port("a"), names.port("b")})
+    ports = tunnel_ports(op, names)   # both slots' (a rotation's new tunnel is counted from its first packet)
     failed: list[DriverError] = []
     for node, egress, link_rate in shaped_egresses(ctx.lab, op.path, op.symmetric):
         try:
@@ -696,13 +905,20 @@ def teardown(ctx: StitchContext, op: EnsureStitch, names: StitchNames, record: d
     signal wireguard-go, delete links, nft entries, rules and routes, then wait for the processes."""
     changed = False
     stopping = []
-    for side in SIDES:
-        ifname = names.wg_if(side)
-        proc = ctx.procs.pop(ifname, None)
-        pid = record.get("pids", {}).get(side) or (proc.pid if proc else None)
-        if wireguard.signal_stop(pid, ifname):
-            changed = True
-        stopping.append((pid, ifname, proc))
+    other = names.other_slot   # a rotation's other tunnel slot (being built, or being retired)
+    other_pids = (record.get("next") or record.get("retiring") or {}).get("pids", {})
+    wg_slots = ((names, record.get("pids", {})), (other, other_pids)) if op.encrypted and not is_local(op) \
+        else ((names, record.get("pids", {})),)
+    for slot, pids in wg_slots:
+        for side in SIDES:
+            ifname = slot.wg_if(side)
+            proc = ctx.procs.pop(ifname, None)
+            pid = pids.get(side) or (proc.pid if proc else None)
+            if slot is other and not pid_alive(pid, needle=ifname):
+                pid = wireguard.socket_pid(ifname)   # started, but its pid never recorded (a crash)
+            if wireguard.signal_stop(pid, ifname):
+                changed = True
+            stopping.append((pid, ifname, proc))
     direct = op.type == "direct"
     for side in SIDES:
         end, remote = _ends(op, side)
@@ -723,14 +939,16 @@ def teardown(ctx: StitchContext, op: EnsureStitch, names: StitchNames, record: d
                         changed = True
                 except DriverError:
                     pass
-        for name in (names.gateway_if(side), names.wg_if(side), names.vxlan_if(side)):
+        wg_names = [slot.wg_if(side) for slot, _ in wg_slots]
+        for name in (names.gateway_if(side), *wg_names, names.vxlan_if(side)):
             with kernel_errors(f"ip link del {name}"), tolerate(ENODEV, ENOENT):
                 ipr.link("del", ifname=name)  # ip link del NAME
                 changed = True
-        ifnames = dict.fromkeys((names.gateway_if(side), tunnel_if(op, names, side), names.wg_if(side),
+        ifnames = dict.fromkeys((names.gateway_if(side), tunnel_if(op, names, side), *wg_names,
                                  names.vxlan_if(side)))  # a local stitch's chain also holds the far gateway
         changed |= nft.remove_stitch(node_ns, nft.chain_name(f"{names.hash}{side}"), *ifnames)
-        changed |= routing.remove_rules(ipr, names.table, iifnames=[names.gateway_if(side), tunnel_if(op, names, side)])
+        changed |= routing.remove_rules(ipr, names.table, iifnames=list(dict.fromkeys(
+            [names.gateway_if(side), tunnel_if(op, names, side), *wg_names])))
         # the routes in T via the veth and the tunnel went with those links
     pinned = [{"dst": f"{ctx.lab.nodes[n].address}/32"} for n in (op.a.node, op.b.node) if n in ctx.lab.nodes]
     for node in dict.fromkeys(list(op.path) + [op.a.node, op.b.node]):
@@ -740,7 +958,8 @@ def teardown(ctx: StitchContext, op: EnsureStitch, names: StitchNames, record: d
             ipr = ctx.nss(ctx.lab.node_ns(node))
         except DriverError:
             continue
-        changed |= routing.remove_rules(ipr, names.table, dport_range=port_range(names))
+        for slot in tunnel_slots(op, names):
+            changed |= routing.remove_rules(ipr, names.table, dport_range=port_range(slot))
         changed |= routing.remove_routes(ipr, names.table, pinned)
     if op.rate_bps > 0:
         try:

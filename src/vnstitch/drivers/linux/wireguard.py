@@ -137,30 +137,35 @@ def uapi(ifname: str, request: str, timeout_s: float = 2.0, raw: bool = False):
 
 
 def configure(ifname: str, private_hex: str, listen_port: int, peer_public_hex: str, endpoint: str,
-              allowed_ips: list[str]) -> None:
-    """wg set IFNAME private-key FILE listen-port P peer PUB endpoint E allowed-ips A persistent-keepalive 25."""
+              allowed_ips: list[str], keepalive_s: int = 25) -> None:
+    """wg set IFNAME private-key FILE listen-port P peer PUB endpoint E allowed-ips A persistent-keepalive 25
+    (`keepalive_s` 0: the device sends nothing until it has traffic or its keepalive is switched on)."""
     lines = ["set=1", f"private_key={private_hex}", f"listen_port={listen_port}", "replace_peers=true",
-             f"public_key={peer_public_hex}", f"endpoint={endpoint}", "persistent_keepalive_interval=25",
+             f"public_key={peer_public_hex}", f"endpoint={endpoint}", f"persistent_keepalive_interval={keepalive_s}",
              "replace_allowed_ips=true"] + [f"allowed_ip={ip}" for ip in allowed_ips]
     uapi(ifname, "\n".join(lines) + "\n\n")
 
 
-def set_private_key(ifname: str, private_hex: str) -> None:
-    """wg set IFNAME private-key FILE: the device stops sending on its sessions (it still receives on them)
-    and handshakes again with its new key on its next packet; its peers stay as they are."""
-    uapi(ifname, f"set=1\nprivate_key={private_hex}\n\n")
+def set_keepalive(ifname: str, public_hex: str, keepalive_s: int = 25) -> None:
+    """wg set IFNAME peer PUB persistent-keepalive 25 (only if that peer exists). Switched on from 0 on a
+    device that is up, wireguard-go sends a keepalive at once: a handshake first when it has no session."""
+    uapi(ifname, f"set=1\npublic_key={public_hex}\nupdate_only=true\npersistent_keepalive_interval={keepalive_s}\n\n")
 
 
-def replace_peer(ifname: str, old_public_hex: str, new_public_hex: str, endpoint: str, allowed_ips: list[str]) -> None:
-    """wg set IFNAME peer NEW endpoint E persistent-keepalive 25 allowed-ips A peer OLD remove, in one request.
-
-    The allowed IPs move from the old peer to the new one (a prefix has one owner) and the new peer's
-    keepalive, switched on from 0, makes wireguard-go handshake with it as soon as the request ends."""
-    lines = ["set=1", f"public_key={new_public_hex}", f"endpoint={endpoint}", "persistent_keepalive_interval=25",
-             "replace_allowed_ips=true"] + [f"allowed_ip={ip}" for ip in allowed_ips]
-    if old_public_hex != new_public_hex:
-        lines += [f"public_key={old_public_hex}", "remove=true"]
-    uapi(ifname, "\n".join(lines) + "\n\n")
+def socket_pid(ifname: str) -> int | None:
+    """The pid of the wireguard-go listening on IFNAME's UAPI socket (SO_PEERCRED of a connection to it),
+    None when none answers: finds a process whose pid was never recorded (a crash right after its start)."""
+    import struct
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(0.5)
+    try:
+        sock.connect(socket_path(ifname))
+        pid, _, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        return pid or None
+    except OSError:
+        return None
+    finally:
+        sock.close()
 
 
 def renew_peer(ifname: str, public_hex: str, endpoint: str, allowed_ips: list[str]) -> None:

@@ -128,7 +128,7 @@ class LabTrace:
 
 
 _TRACES: dict[str, LabTrace] = {}
-OUR_DEVICE = re.compile(r"^v[gpwt]([0-9a-f]{8})[ab]$")   # StitchNames: vg/vp/vw/vt + hash + side
+OUR_DEVICE = re.compile(r"^v[gpwt]([0-9a-f]{8})r?[ab]$")   # StitchNames: vg/vp/vw/vt + hash (+ r: slot 1) + side
 
 
 def _netns_inodes(prefix: str = "") -> dict[tuple[int, int], str]:
@@ -160,7 +160,8 @@ def remember(name: str, directory: str) -> LabTrace:
     for record in state.get("stitches", {}).values():
         names = StitchNames(record["hash"], record["index"])
         trace.stitch_hashes.add(names.hash)
-        trace.wg_ifnames.update(names.wg_if(side) for side in ("a", "b"))
+        for slot in (0, 1):  # both key-rotation slots (layout.StitchNames.slot)
+            trace.wg_ifnames.update(names.in_slot(slot).wg_if(side) for side in ("a", "b"))
     for key, network in state.get("networks", {}).items():
         trace.member_ports.update(member_ifname(name, key, m["name"]) for m in network.get("members", []))
     return trace

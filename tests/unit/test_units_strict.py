@@ -94,6 +94,8 @@ UNIT_FIELDS = [  # every bandwidth and duration field a resource file may hold
      "spec.bandwidth"),
     ("Proposal", "spec: {requester: r, intent: i, expectation: e, fromNetwork: r/a, network: b, maxLatency: 0.02}",
      "spec.maxLatency"),
+    ("Site", "spec: {nodes: [n], borderNode: n, asNumber: 65001, routeManagerAddress: 10.0.0.1, "
+             "offeredBandwidth: 5}", "spec.offeredBandwidth"),
 ]
 
 

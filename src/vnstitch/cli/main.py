@@ -85,9 +85,10 @@ def read_input(path: str) -> str:
 MAX_OBJECT_BYTES = 1 << 20  # as the API's --max-body
 
 
-def _documents(path: str, max_object_bytes: int = MAX_OBJECT_BYTES) -> list:
+def _documents(path: str, max_object_bytes: int = MAX_OBJECT_BYTES, progress: "_Progress | None" = None) -> list:
     """The resources of one file; a file with none is an error (an empty or all-comment file is a mistake),
-    and so is a document (or an item of a JSON list) over `max_object_bytes`, checked before YAML parses it."""
+    and so is a document (or an item of a JSON list) over `max_object_bytes`, checked before YAML parses it.
+    `progress`: told how many documents are read and parsed (a large file takes a while)."""
     import json
     import re
 
@@ -113,7 +114,11 @@ def _documents(path: str, max_object_bytes: int = MAX_OBJECT_BYTES) -> list:
                     what = f"document {number}" + (f", item {index}," if isinstance(items, list) else "")
                     raise InvalidInput(f"{where}: {what} is {item_size} bytes, over the limit of {max_object_bytes} "
                                        "bytes per object (--max-object-bytes)", field="FILE")
-    resources = parse_documents(text, source=path)
+    def parsing(done: int, total: int | None) -> None:
+        if progress is not None:
+            progress.update(f"{where}: parsed {done}{'' if total is None else f'/{total}'} documents", done == total)
+
+    resources = parse_documents(text, source=path, progress=parsing)
     if not resources:
         raise InvalidInput(f"no resources in {where}", field="FILE")
     return resources
@@ -174,29 +179,86 @@ class _Parser(argparse.ArgumentParser):
 
 
 # commands ----------------------------------------------------------------------------------
+PROGRESS_AFTER_S = 2.0  # a bulk validate or apply says how far it got once it has run this long
+PROGRESS_EVERY_S = 10.0  # in a log (stderr not a terminal): a line this often at most, besides one per phase
+
+
+class _Progress:
+    """How far a long validate or apply got, on stderr, once it has run PROGRESS_AFTER_S: on a terminal one
+    line per phase rewritten in place; in a log one line per phase (and one per PROGRESS_EVERY_S within it)."""
+
+    def __init__(self, stream=None):
+        import time
+
+        self._now = time.monotonic
+        self.stream = stream if stream is not None else sys.stderr
+        self.started = self.shown_at = self._now()
+        self.terminal = getattr(self.stream, "isatty", lambda: False)()
+        self.shown = False  # anything written yet
+
+    def update(self, text: str, phase_done: bool = False) -> None:
+        now = self._now()
+        if now - self.started < PROGRESS_AFTER_S:
+            return
+        if not phase_done and now - self.shown_at < (0.2 if self.terminal else PROGRESS_EVERY_S):
+            return
+        line = f"{text} ({now - self.started:.0f} s)"
+        if self.terminal:
+            self.stream.write(f"\r{line}\x1b[K" + ("\n" if phase_done else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+        self.shown, self.shown_at = True, now
+
+    def done(self, text: str) -> None:
+        """The last line, only where progress was shown (a quick command says nothing on stderr)."""
+        if self.shown:
+            self.update(text, phase_done=True)
+
+
+def _apply(args, resources: list, dry_run: bool, progress: _Progress) -> list:
+    """services(args).apply, telling `progress` how many resources are checked (local services only: a
+    server checks the whole request before it answers)."""
+    verb = "checked" if dry_run else "admitted"
+
+    def staged(done: int, total: int) -> None:
+        progress.update(f"{verb} {done}/{total} resources" + ("; committing" if done == total and not dry_run else ""),
+                        done == total)
+
+    controller = getattr(services(args), "controller", None)
+    if controller is None:
+        return services(args).apply(resources, dry_run=dry_run)
+    return controller.apply(resources, dry_run=dry_run, progress=staged)
+
+
 def cmd_validate(args) -> int:
+    progress = _Progress()
     resources = []
     for path in args.files:
-        parsed = _documents(path, args.max_object_bytes)
+        parsed = _documents(path, args.max_object_bytes, progress)
         resources.extend(parsed)
         for res in parsed:
             print(f"{path}: {res.KIND} {res.namespace + '/' if res.namespace else ''}{res.name} ok")
     if not args.offline:  # references, policies and capacity, as the server would check them now
-        services(args).apply(resources, dry_run=True)
+        _apply(args, resources, True, progress)
     print(f"{len(resources)} resource(s) valid" + (" (syntax only)" if args.offline else " against the store"))
+    progress.done(f"validated {len(resources)} resources")
     return EXIT_OK
 
 
 def cmd_apply(args) -> int:
+    progress = _Progress()
     resources = []
     for path in args.filename:
-        resources.extend(_documents(path, args.max_object_bytes))
+        resources.extend(_documents(path, args.max_object_bytes, progress))
     if args.tenant:
         for res in resources:
             if res.NAMESPACED and "tenant" not in res.model_fields_set and res.metadata.tenant == "default":
                 res.metadata.tenant = args.tenant
-    for change in services(args).apply(resources, dry_run=args.dry_run):
+    changes = _apply(args, resources, args.dry_run, progress)
+    for change in changes:
         print(f"{change}{' (dry run)' if args.dry_run else ''}")
+    progress.done(f"{'checked' if args.dry_run else 'applied'} {len(changes)} resources")
     return EXIT_OK
 
 
@@ -515,7 +577,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "vnstitch.cli.serve_cmd", "vnstitch.cli.telemetry_cmd"):
         _register_optional(sub, module)
     _register_optional(sub, "vnstitch.cli.stitch_cmd")
+    _register_optional(sub, "vnstitch.cli.site_cmd")
     _register_optional(sub, "vnstitch.cli.intent_cmd")
+    _register_optional(sub, "vnstitch.cli.anomaly_cmd")
     from vnstitch.cli.help import finish
 
     finish(parser)

@@ -27,8 +27,11 @@ from vnstitch.planning.admission import Admitted, Residual, slo_breached
 from vnstitch.store import Compare, Delete, Put, Record, Store
 
 T = TypeVar("T")
-KIND_ORDER = {"Node": 0, "Link": 1, "VirtualNetwork": 2, "Stitch": 3, "ForecastPolicy": 4, "Intent": 5, "Proposal": 6}
-CACHED_KINDS = ("Node", "Link", "VirtualNetwork", "Stitch", "ForecastPolicy", "Intent", "Proposal", LEDGER_KIND)
+KIND_ORDER = {"Node": 0, "Link": 1, "VirtualNetwork": 2, "Stitch": 3, "ForecastPolicy": 4, "Intent": 5, "Proposal": 6,
+              "AnomalyPolicy": 7, "Anomaly": 8}
+CACHED_KINDS = ("Node", "Link", "VirtualNetwork", "Stitch", "ForecastPolicy", "Intent", "Proposal", "AnomalyPolicy",
+                "Anomaly", LEDGER_KIND)
+KIND_ORDER["Site"], CACHED_KINDS = 20, CACHED_KINDS + ("Site",)  # issue 14 (docs/SITES.md)
 MAX_TXN_RETRIES = 20
 
 
@@ -53,6 +56,14 @@ class _Batch:
         self.compares: dict[tuple[str, str, str], Compare] = {}
         self.ledger_view = None  # one lazily filled view of the ledgers per batch
         self.arc_links: dict[tuple[str, str], str] | None = None  # when the batch changes the substrate
+        # Indexes that keep a bulk apply linear. Each only ever grows and every hit is checked against
+        # what the batch reads now, so apply_each's restore of `staged` after a refusal cannot mislead them.
+        self.parsed: dict[tuple[str, str, str], tuple[dict, Resource]] = {}  # staged value → its model
+        self.sources: dict[tuple[str, str, str], tuple[dict, Resource]] = {}  # staged value → resource given
+        self.substrate_keys: set[tuple[str, str, str]] = set()  # Node and Link keys ever staged
+        self.finder: tuple[list, object] | None = None  # (staged substrate it was built over, PathFinder)
+        self._vnids: dict[int, dict[tuple[str, str, str], None]] | None = None  # VNID → networks that had it
+        self._stitches_on: dict[tuple[str, str], list[Record]] | None = None  # (tenant, network) → stitches
 
     def read(self, kind: str, namespace: str, name: str, guard: bool = True) -> dict | None:
         key = (kind, namespace, name)
@@ -66,6 +77,46 @@ class _Batch:
     def write(self, kind: str, namespace: str, name: str, value: dict | None) -> None:
         self.read(kind, namespace, name)  # guard what we overwrite
         self.staged[(kind, namespace, name)] = value
+        if kind in ("Node", "Link"):
+            self.substrate_keys.add((kind, namespace, name))
+        elif kind == "VirtualNetwork" and value is not None and self._vnids is not None:
+            self._vnids.setdefault(value["spec"]["vnid"], {})[(kind, namespace, name)] = None
+
+    def changes_substrate(self) -> bool:
+        return any(key in self.staged for key in self.substrate_keys)
+
+    def staged_substrate(self) -> list[tuple[tuple[str, str, str], dict | None]]:
+        return [(key, self.staged[key]) for key in sorted(self.substrate_keys) if key in self.staged]
+
+    def networks_with_vnid(self, vnid: int) -> list[tuple[tuple[str, str, str], dict]]:
+        """(key, value) of every network this batch sees with `vnid`: stored ones first, by tenant and name
+        (staged versions read first), then those only staged, in the order they were staged."""
+        if self._vnids is None:
+            self._vnids = {}
+            for record in self.cache.list("VirtualNetwork"):
+                self._vnids.setdefault(record.value["spec"]["vnid"], {})[record.key] = None
+            for (kind, namespace, name), value in self.staged.items():
+                if kind == "VirtualNetwork" and value is not None:
+                    self._vnids.setdefault(value["spec"]["vnid"], {})[(kind, namespace, name)] = None
+        keys = list(self._vnids.get(vnid, ()))
+        stored = sorted((k for k in keys if self.cache.get(*k) is not None), key=lambda k: (k[1], k[2]))
+        found = []
+        for key in stored + [k for k in keys if self.cache.get(*k) is None]:
+            value = self.staged[key] if key in self.staged else self.cache.get(*key).value
+            if value and value["spec"]["vnid"] == vnid:
+                found.append((key, value))
+        return found
+
+    def stitches_on(self, namespace: str, network: str) -> list[Record]:
+        """Stored stitches with an end on network `namespace/network`, by tenant and name (an index over
+        the stored values; the caller decides on the parsed model)."""
+        if self._stitches_on is None:
+            self._stitches_on = {}
+            for record in self.cache.list("Stitch"):
+                spec = record.value["spec"]
+                for end in {((e.get("tenant") or record.namespace), e["network"]) for e in (spec["from"], spec["to"])}:
+                    self._stitches_on.setdefault(end, []).append(record)
+        return self._stitches_on.get((namespace, network), [])
 
     def ops(self) -> list:
         return [Put(*key, value) if value is not None else Delete(*key) for key, value in self.staged.items()]
@@ -179,6 +230,14 @@ def _ends_on(stitch: Stitch, namespace: str, network: str) -> list:
     """The stitch's endpoints that lie on network `namespace/network`."""
     return [end for end in (stitch.spec.from_, stitch.spec.to)
             if (end.tenant or stitch.namespace) == namespace and end.network == network]
+
+
+def _may_need_a_member_of(record: Record, namespace: str, network: str, members: set[str]) -> bool:
+    """Does the stored stitch name a member of network `namespace/network` outside `members`? Read off the
+    stored value to skip parsing the stitches that plainly do not (the parsed model decides the rest)."""
+    spec = record.value["spec"]
+    return any(end.get("member") and end["member"] not in members for end in (spec["from"], spec["to"])
+               if (end.get("tenant") or record.namespace, end["network"]) == (namespace, network))
 
 
 def terminated(value: dict | None) -> bool:
@@ -296,8 +355,12 @@ class Controller:
 
     def _finder_for(self, batch: _Batch | None):
         """The cached PathFinder, or one over the staged substrate when this batch changes it."""
-        if batch is None or not any(k[0] in ("Node", "Link") for k in batch.staged):
+        if batch is None or not batch.changes_substrate():
             return self.pathfinder()
+        staged = batch.staged_substrate()
+        if batch.finder is not None and len(batch.finder[0]) == len(staged) and all(
+                key == seen_key and value is seen for (key, value), (seen_key, seen) in zip(staged, batch.finder[0])):
+            return batch.finder[1]  # built over these very staged nodes and links (and batch.arc_links with it)
         from vnstitch.pathing.paths import PathFinder
 
         nodes = {r.name: r.value for r in self.cache.list("Node")}
@@ -311,7 +374,9 @@ class Controller:
         for link in links:
             a, b = link.spec.endpoints
             batch.arc_links[(a, b)] = batch.arc_links[(b, a)] = link.metadata.name
-        return PathFinder([Node.model_validate(v) for v in nodes.values()], links)
+        finder = PathFinder([Node.model_validate(v) for v in nodes.values()], links)
+        batch.finder = (staged, finder)
+        return finder
 
     def _arcs_for(self, batch: _Batch | None) -> dict[tuple[str, str], str]:
         """Arc → link name as this batch sees the substrate."""
@@ -349,8 +414,10 @@ class Controller:
         return resource
 
     # apply -----------------------------------------------------------------------------------
-    def apply(self, resources: list[Resource], dry_run: bool = False) -> list[Change]:
-        """Create or update resources all-or-nothing; validates references, policy and capacity."""
+    def apply(self, resources: list[Resource], dry_run: bool = False,
+              progress: Callable[[int, int], None] | None = None) -> list[Change]:
+        """Create or update resources all-or-nothing; validates references, policy and capacity.
+        `progress(done, total)` is called every 1,000 resources staged and once all are (before the commit)."""
         ordered = sorted(resources, key=lambda r: KIND_ORDER[r.KIND])
         seen: set[tuple[str, str, str]] = set()
         for res in ordered:
@@ -359,7 +426,12 @@ class Controller:
                 raise InvalidInput(f"{res.KIND} '{res.name}' appears twice in the input", field="metadata.name")
             seen.add(key)
         def stage(batch: _Batch, now: float) -> list[Change]:
-            return [self._stage(batch, res, now) for res in ordered]
+            changes = []
+            for res in ordered:
+                changes.append(self._stage(batch, res, now))
+                if progress is not None and (len(changes) % 1000 == 0 or len(changes) == len(ordered)):
+                    progress(len(changes), len(ordered))
+            return changes
 
         return self._transact(stage, dry_run=dry_run)
 
@@ -401,12 +473,14 @@ class Controller:
     def _stage(self, batch: _Batch, res: Resource, now: float) -> Change:
         stage = {"Node": self._stage_node, "Link": self._stage_link, "ForecastPolicy": self._stage_forecast_policy,
                  "VirtualNetwork": self._stage_vnet, "Stitch": self._stage_stitch, "Intent": self._stage_intent,
-                 "Proposal": self._stage_proposal}[res.KIND]
+                 "Proposal": self._stage_proposal, "AnomalyPolicy": self._stage_anomaly_policy,
+                 "Anomaly": self._stage_anomaly, "Site": self._stage_node}[res.KIND]  # a Site: as given
         current = batch.read(res.KIND, res.namespace, res.name)
         new_value = stage(batch, res, current, now)
         if new_value is None:
             return Change(res.KIND, res.namespace, res.name, "unchanged")
         batch.write(res.KIND, res.namespace, res.name, new_value)
+        batch.sources[(res.KIND, res.namespace, res.name)] = (new_value, res)
         return Change(res.KIND, res.namespace, res.name, "configured" if current else "created")
 
     @staticmethod
@@ -450,13 +524,24 @@ class Controller:
         value = self._envelope(intent, current, now, status=(current or {}).get("status"))
         if value is None:
             return None
-        graph, others = graph_of(self)
+        graph, others = graph_of(self, batch.staged)  # with what this apply stages before it (its networks)
         checks.check_intent(intent, others, graph, _View(self, batch), default_registry(), now)
         return value
 
     def _stage_proposal(self, batch: _Batch, proposal, current: dict | None, now: float) -> dict | None:
         raise InvalidInput("proposals are made by the intent engine; answer one with "
                            "`vnstitch proposal accept|reject NAME` (POST /v1/proposals/NAME/accept)", field="kind")
+
+    def _stage_anomaly_policy(self, batch: _Batch, policy, current: dict | None, now: float) -> dict | None:
+        """A policy's spec as given (its status stays: only the anomaly engine writes it)."""
+        for index, name in enumerate(policy.spec.networks or ()):
+            if self._vnet(batch, policy.namespace, name) is None:
+                raise InvalidInput(f"unknown network '{name}'", field=f"spec.networks[{index}]")
+        return self._envelope(policy, current, now, status=(current or {}).get("status"))
+
+    def _stage_anomaly(self, batch: _Batch, anomaly, current: dict | None, now: float) -> dict | None:
+        raise InvalidInput("anomalies are recorded by the anomaly engine; answer one with `vnstitch anomaly approve|"
+                           "keep NAME` (POST /v1/anomalies/NAME/approve|keep)", field="kind")
 
     def _stage_link(self, batch: _Batch, link: Link, current: dict | None, now: float) -> dict | None:
         for index, end in enumerate(link.spec.endpoints):
@@ -492,23 +577,15 @@ class Controller:
         for index, member in enumerate(vnet.spec.members):
             if batch.read("Node", "", member.node, guard=False) is None:
                 raise InvalidInput(f"unknown node '{member.node}'", field=f"spec.members[{index}].node")
-        for record in self.cache.list("VirtualNetwork"):
-            staged = batch.staged.get(record.key, record.value)
-            if staged and record.key != ("VirtualNetwork", vnet.namespace, vnet.name) \
-                    and staged["spec"]["vnid"] == vnet.spec.vnid:
-                raise InvalidInput(f"VNID {vnet.spec.vnid} is already used by "
-                                   f"{_own_or_other(vnet.namespace, record.namespace, record.name)}",
-                                   field="spec.vnid")
-        for key, staged in batch.staged.items():
-            if key[0] == "VirtualNetwork" and staged and key != ("VirtualNetwork", vnet.namespace, vnet.name) \
-                    and staged["spec"]["vnid"] == vnet.spec.vnid:
+        for key, _ in batch.networks_with_vnid(vnet.spec.vnid):
+            if key != ("VirtualNetwork", vnet.namespace, vnet.name):
                 raise InvalidInput(f"VNID {vnet.spec.vnid} is already used by {_own_or_other(vnet.namespace, key[1], key[2])}",
                                    field="spec.vnid")
         if current is not None:
             members = {m.name for m in vnet.spec.members}
-            for record in self.cache.list("Stitch"):
-                if terminated(record.value):
-                    continue  # finished: holds nothing, kept for inspection only
+            for record in batch.stitches_on(vnet.namespace, vnet.name):
+                if terminated(record.value) or not _may_need_a_member_of(record, vnet.namespace, vnet.name, members):
+                    continue  # finished (holds nothing, kept for inspection only), or its members all stay
                 for end in _ends_on(self._typed(Stitch, record), vnet.namespace, vnet.name):
                     if end.member and end.member not in members:
                         raise Conflict(f"member '{end.member}' is used by stitch "
@@ -534,7 +611,16 @@ class Controller:
                 batch.read(*key)
             if key in batch.staged:
                 value = batch.staged[key]
-                return cls.model_validate(value) if value else None
+                if not value:
+                    return None
+                hit = batch.parsed.get(key)
+                if hit is None or hit[0] is not value:  # parsed once per staged version
+                    source = batch.sources.get(key)
+                    # Staged from a resource of this apply: its spec is validated already (a model instance
+                    # is taken as it is), only the envelope around it is new.
+                    given = {**value, "spec": source[1].spec} if source is not None and source[0] is value else value
+                    hit = batch.parsed[key] = (value, cls.model_validate(given))
+                return hit[1]
         record = self.cache.get(*key)
         return self._typed(cls, record) if record is not None else None
 
@@ -548,6 +634,9 @@ class Controller:
     # stitch admission -------------------------------------------------------------------
     def _stage_stitch(self, batch: _Batch, stitch: Stitch, current: dict | None, now: float) -> dict | None:
         """Stored form of an admitted stitch, with its reservation and pre-emptions staged; None: unchanged."""
+        if current is not None and not terminated(current) and not current["metadata"].get("deletionTimestamp") \
+                and self._envelope(stitch, current, now) is None:
+            return None  # unchanged (what `replaces` and the envelope below decide), without parsing the stored one
         stored = self._read_typed(batch, Stitch, stitch.namespace, stitch.name) if current is not None else None
         stored = admission.replaces(stitch, stored)
         envelope = self._envelope(stitch, current if stored is not None else None, now)
@@ -607,6 +696,9 @@ class Controller:
         elif kind == "Proposal":
             raise InvalidInput("a proposal is answered, not deleted: `vnstitch proposal reject NAME`; the intent "
                                "engine withdraws it when its intent no longer needs it", field="kind")
+        elif kind == "Anomaly":
+            raise InvalidInput("an anomaly is a record, not deleted by hand: it ends when its traffic returns to "
+                               "normal (`vnstitch anomaly keep NAME` keeps its actions)", field="kind")
         elif kind == "Link":
             self._refuse_if_reserved(batch, name, "delete")
             if batch.read(LEDGER_KIND, "", name) is not None:

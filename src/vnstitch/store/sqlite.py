@@ -106,8 +106,8 @@ class SQLiteStore(Store):
         if namespace is not None:
             sql += " AND namespace=?"
             args += (namespace,)
-        rows = self._db().execute(sql + " ORDER BY namespace, name", args).fetchall()
-        return [_record(row) for row in rows]
+        # Decoded row by row: a large kind never holds every row's JSON text and its value at once.
+        return [_record(row) for row in self._db().execute(sql + " ORDER BY namespace, name", args)]
 
     def revision(self) -> int:
         return self._db().execute("SELECT value FROM meta WHERE key='revision'").fetchone()[0]

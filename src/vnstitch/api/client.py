@@ -80,7 +80,8 @@ class RemoteController:
     def refresh(self) -> None:
         """Nothing to refresh: every call reads the server's current state."""
 
-    def apply(self, resources: list[Resource], dry_run: bool = False) -> list[Change]:
+    def apply(self, resources: list[Resource], dry_run: bool = False, progress=None) -> list[Change]:
+        """POST /v1/apply (the server checks the whole request before it answers: no progress here)."""
         body = {"items": [wire_form(r) for r in resources], "dryRun": dry_run}
         answer = self._call("POST", "/v1/apply", json=body).json()
         return [Change(c["kind"], c.get("tenant") or "", c["name"], c["action"]) for c in answer["changes"]]

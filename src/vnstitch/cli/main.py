@@ -225,10 +225,7 @@ def _apply(args, resources: list, dry_run: bool, progress: _Progress) -> list:
         progress.update(f"{verb} {done}/{total} resources" + ("; committing" if done == total and not dry_run else ""),
                         done == total)
 
-    controller = getattr(services(args), "controller", None)
-    if controller is None:
-        return services(args).apply(resources, dry_run=dry_run)
-    return controller.apply(resources, dry_run=dry_run, progress=staged)
+    return services(args).apply(resources, dry_run=dry_run, progress=staged)
 
 
 def cmd_validate(args) -> int:

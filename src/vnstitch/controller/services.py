@@ -85,7 +85,9 @@ class PassReport:
 class Services(Protocol):
     """Every operation the CLI needs. Tenant None means the default tenant locally, the token's over HTTP."""
 
-    def apply(self, resources: list["Resource"], dry_run: bool = False) -> list[Change]: ...
+    def apply(self, resources: list["Resource"], dry_run: bool = False,
+              progress: Callable[[int, int], None] | None = None) -> list[Change]:
+        """Create or update, all or nothing; `progress(done, total)` as resources are checked (local only)."""
 
     def get(self, kind: str, name: str, tenant: str | None = None) -> "Resource": ...
 
@@ -160,8 +162,8 @@ class LocalServices:
         return self._reconciler
 
     # resources ---------------------------------------------------------------------------
-    def apply(self, resources, dry_run: bool = False) -> list[Change]:
-        return self.controller.apply(resources, dry_run=dry_run)
+    def apply(self, resources, dry_run: bool = False, progress=None) -> list[Change]:
+        return self.controller.apply(resources, dry_run=dry_run, progress=progress)
 
     def get(self, kind: str, name: str, tenant: str | None = None):
         return self.controller.get(kind, name, tenant)

@@ -125,6 +125,25 @@ def setup_proposal(api, who):
                                            doc.model_dump(by_alias=True, mode="json", exclude_none=True))
 
 
+def anomaly_policy(name, mode="suggest"):
+    return {"kind": "AnomalyPolicy", "metadata": {"name": name}, "spec": {"mode": mode}}
+
+
+def setup_anomaly_policy(api, who):
+    _admin(api, "POST", "/v1/anomalypolicies?tenant=acme", json=anomaly_policy(f"ap-{who}"))
+
+
+def setup_anomaly(api, who):
+    """An open anomaly of acme's, put where the anomaly engine would."""
+    from vnstitch.domain.anomaly import Anomaly
+
+    doc = Anomaly.model_validate({"kind": "Anomaly", "metadata": {"name": f"an-{who}", "tenant": "acme"},
+                                  "spec": {"policy": "p", "detector": "residual", "kind": "surge",
+                                           "pairs": ["web>db"], "start": time.time()}})
+    api.app.state.ctx.controller.store.put("Anomaly", "acme", f"an-{who}",
+                                           doc.model_dump(by_alias=True, mode="json", exclude_none=True))
+
+
 WEB = vnet("web", 100, "10.0.0.0/24", [("w1", "NYCMng", "10.0.0.1")])
 NYC = {"kind": "Node", "metadata": {"name": "NYCMng", "labels": {"x": "y"}}}
 
@@ -209,6 +228,18 @@ ROUTES = [
     Route("POST", "/v1/proposals/pr-{who}/accept", tenant_write(), setup=setup_proposal, body=lambda who: {}),
     Route("POST", "/v1/proposals/pr-{who}/reject", tenant_write(), setup=setup_proposal, body=lambda who: {}),
     Route("GET", "/v1/vngraph", tenant_read()),
+    Route("GET", "/v1/anomalies", tenant_read()),
+    Route("GET", "/v1/anomalies/an-{who}", tenant_read(), setup=setup_anomaly),
+    Route("POST", "/v1/anomalies/an-{who}/approve", tenant_write(), setup=setup_anomaly),
+    Route("POST", "/v1/anomalies/an-{who}/keep", tenant_write(), setup=setup_anomaly, body=lambda who: {}),
+    Route("GET", "/v1/anomalypolicies", tenant_read()),
+    Route("POST", "/v1/anomalypolicies", tenant_write(201), body=lambda who: anomaly_policy(f"new-{who}")),
+    Route("GET", "/v1/anomalypolicies/ap-{who}", tenant_read(), setup=setup_anomaly_policy),
+    Route("PUT", "/v1/anomalypolicies/ap-{who}", tenant_write(), setup=setup_anomaly_policy,
+          body=lambda who: anomaly_policy(f"ap-{who}", mode="off")),
+    Route("PATCH", "/v1/anomalypolicies/ap-{who}", tenant_write(), headers=MERGE, setup=setup_anomaly_policy,
+          body=lambda who: {"spec": {"mode": "auto"}}),
+    Route("DELETE", "/v1/anomalypolicies/ap-{who}", tenant_write(), setup=setup_anomaly_policy),
     Route("GET", "/v1/whoami", {"none": 401, "other": 200, "reader": 200, "member": 200, "admin": 200}, tenant=False),
     Route("GET", "/healthz", public(), tenant=False),
     Route("GET", "/readyz", public(), tenant=False),

@@ -44,7 +44,9 @@ def artefacts() -> Path:
     return ARTEFACTS
 
 
-@pytest.fixture(scope="session")
+# Module, not session: sync Playwright keeps an asyncio loop running in this thread until it stops, and
+# later tests (pyroute2 in tests/linux) need the thread's loop free.
+@pytest.fixture(scope="module")
 def browser():
     with sync_playwright() as playwright:
         instance = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)

@@ -84,8 +84,7 @@ def test_filters_are_idempotent_observed_and_removed(driver):
     """Drivers with the `filters` capability (anomaly remediation): EnsureFilter / RemoveFilter converge."""
     from vnstitch.planning.ops import EnsureFilter, RemoveFilter, ServiceRule
 
-    if "filters" not in driver.capabilities:
-        pytest.skip(f"{driver.name} places no filters")
+    assert "filters" in driver.capabilities, f"{driver.name} places no filters"  # every driver here does
     op = EnsureFilter("acme/an-x/0", "NYCMng", "10.1.0.11/32", "10.3.0.0/24", "drop",
                       allow=(ServiceRule("tcp", 443),), reason="anomaly acme/an-x")
     assert driver.apply(op) is True and driver.apply(op) is False

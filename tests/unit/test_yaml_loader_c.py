@@ -7,9 +7,15 @@ import yaml
 from vnstitch.domain import registry
 from vnstitch.domain.registry import load_yaml_documents, parse_documents
 from vnstitch.errors import InvalidInput
+from tests.tiers import require_tier
 
-needs_libyaml = pytest.mark.skipif(not yaml.__with_libyaml__, reason="PyYAML built without libyaml: the pure loader "
-                                                                    "is the only one")
+@pytest.fixture
+def needs_libyaml():
+    """PyYAML's C loader: skipped where PyYAML was built without libyaml, failed under CI=true."""
+    require_tier("libyaml", None if yaml.__with_libyaml__ else "PyYAML built without libyaml: the pure loader is "
+                                                                 "the only one")
+
+
 NETWORK = ("kind: VirtualNetwork\nmetadata: {{name: n{i}, tenant: acme}}\n"
            "spec:\n  vnid: {vnid}\n  cidr: 10.0.{i}.0/24\n")
 
@@ -18,14 +24,14 @@ def pure(text: str) -> list:
     return [d for d in yaml.load_all(text, Loader=registry.StrictLoader) if d is not None]
 
 
-@needs_libyaml
+@pytest.mark.usefixtures("needs_libyaml")
 def test_the_c_loader_is_the_one_used_and_keeps_the_strict_constructor():
     assert issubclass(registry.StrictCLoader, yaml.CSafeLoader)
     constructor = registry.StrictCLoader.yaml_constructors[yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG]
     assert constructor is registry.StrictLoader.yaml_constructors[yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG]
 
 
-@needs_libyaml
+@pytest.mark.usefixtures("needs_libyaml")
 def test_a_duplicate_key_deep_in_a_large_file_is_refused_at_its_line():
     text = "---\n".join(NETWORK.format(i=i, vnid=i + 1) for i in range(200))
     lines = text.count("\n")

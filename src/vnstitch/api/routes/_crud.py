@@ -83,6 +83,27 @@ def no_landing() -> bool:
     return False
 
 
+def watch_response(request: Request, context: ApiContext, cls: type[Resource], visible, items: list[dict],
+                   since: int, resource_version: Optional[int], timeout_s: Optional[int]) -> StreamingResponse:
+    """A list's watch stream (NDJSON, or SSE on Accept: text/event-stream): `items` first unless the client
+    resumes after `resource_version`, then every change `visible(namespace, value)` lets through, rendered
+    as a read shows it; it ends after `timeout_s` (at most the server's watch limit)."""
+    def render(value: dict, revision: int) -> dict:
+        try:  # as a read shows it: times as RFC 3339
+            value = dump(cls.model_validate(value))
+        except ValueError:
+            pass
+        return {**value, "metadata": {**value.get("metadata", {}), "resourceVersion": revision}}
+
+    limit_s = context.settings.watch_max_s
+    timeout = min(limit_s, timeout_s if timeout_s is not None else limit_s)
+    sse = SSE in request.headers.get("accept", "")
+    start = resource_version if resource_version is not None else since
+    initial = None if resource_version is not None else items
+    return StreamingResponse(watching.stream(context.store, cls.KIND, visible, render, initial, start, timeout, sse),
+                             media_type=SSE if sse else NDJSON)
+
+
 def resource_router(cls: type[Resource], path: str, tag: str, inbound: Optional[Inbound] = None) -> APIRouter:
     """The six routes of `cls`. With `inbound`, another tenant's object that lands in the caller's
     networks can be listed (`?landing=true`), read and ended (`?tenant=<its tenant>`), not changed."""
@@ -130,20 +151,7 @@ def resource_router(cls: type[Resource], path: str, tag: str, inbound: Optional[
                     in_scope = scope is None or namespace == scope
                 return in_scope and selector_matches(selector, value.get("metadata", {}).get("labels", {}))
 
-            def render(value: dict, revision: int) -> dict:
-                try:  # as a read shows it: times as RFC 3339
-                    value = dump(cls.model_validate(value))
-                except ValueError:
-                    pass
-                return {**value, "metadata": {**value.get("metadata", {}), "resourceVersion": revision}}
-
-            limit_s = context.settings.watch_max_s
-            timeout = min(limit_s, timeoutSeconds if timeoutSeconds is not None else limit_s)
-            sse = SSE in request.headers.get("accept", "")
-            start = resourceVersion if resourceVersion is not None else since
-            initial = None if resourceVersion is not None else items
-            return StreamingResponse(watching.stream(context.store, kind, visible, render, initial, start,
-                                                     timeout, sse), media_type=SSE if sse else NDJSON)
+            return watch_response(request, context, cls, visible, items, since, resourceVersion, timeoutSeconds)
         page, next_token = paginate(items, limit, continue_)
         return json_response(list_body(kind, page, since, next_token))
 

@@ -4,14 +4,12 @@ and /v1/anomalypolicies (which detector scores a tenant's pairs, and whether rem
 from typing import Optional
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from vnstitch.api import watch as watching
 from vnstitch.api.auth import Principal
 from vnstitch.api.context import ctx, principal
 from vnstitch.api.routes._common import ERRORS, dump, json_response, list_body, list_scope, resolve_tenant
-from vnstitch.api.routes._crud import NDJSON, SSE, resource_router, tenant_query
+from vnstitch.api.routes._crud import NDJSON, SSE, resource_router, tenant_query, watch_response
 from vnstitch.api.schemas import WatchEvent, list_model
 from vnstitch.domain.anomaly import Anomaly, AnomalyPolicy
 
@@ -40,20 +38,7 @@ def list_anomalies(request: Request, who: Principal = Depends(principal), tenant
             return (scope is None or namespace == scope) and (
                 state is None or value.get("status", {}).get("state") == state)
 
-        def render(value: dict, revision: int) -> dict:
-            try:
-                value = dump(Anomaly.model_validate(value))
-            except ValueError:
-                pass
-            return {**value, "metadata": {**value.get("metadata", {}), "resourceVersion": revision}}
-
-        limit_s = context.settings.watch_max_s
-        timeout = min(limit_s, timeoutSeconds if timeoutSeconds is not None else limit_s)
-        sse = SSE in request.headers.get("accept", "")
-        start = resourceVersion if resourceVersion is not None else since
-        return StreamingResponse(watching.stream(context.store, "Anomaly", visible, render,
-                                                 None if resourceVersion is not None else items, start, timeout, sse),
-                                 media_type=SSE if sse else NDJSON)
+        return watch_response(request, context, Anomaly, visible, items, since, resourceVersion, timeoutSeconds)
     return json_response(list_body("Anomaly", items, since, None))
 
 

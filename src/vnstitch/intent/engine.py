@@ -130,7 +130,7 @@ class IntentEngine:
         graph, _ = graph_of(self.controller)
         ctx = self._context(intent, graph, now)
         compiled, failures = Compiled(), {}
-        for index, exp in enumerate(intent.spec.expectations):
+        for exp in intent.spec.expectations:
             try:
                 compiled.merge(self.registry.get(exp.type).compile(exp, ctx))
             except VnstitchError as exc:
@@ -209,7 +209,7 @@ class IntentEngine:
             if want.consent is not None:
                 state = self._ensure_proposal(intent, exp_id, want, now, actions)
                 proposals.append(f"{want.consent.network.tenant}/{proposal_name(tenant, name, exp_id)}: {state}")
-                if state != "Accepted" or not self._consents(want.consent.network.key, want.consent.peer):
+                if state != "Accepted" or not self._consents(graph, want.consent.network.key, want.consent.peer):
                     continue  # nothing crosses until both agree
             elif want.spec["to"].get("tenant", tenant) != tenant:  # consent given by an accepted proposal: keep it
                 proposals += [f"{p.metadata.tenant}/{p.metadata.name}: {p.status.state}" for p in self._proposals()
@@ -230,9 +230,10 @@ class IntentEngine:
         return CompiledStatus(stitches=[f"{tenant}/{n}" for n in sorted(wanted)], networks=created,
                               policies=policies, proposals=proposals, rules=compiled.rules, routes=routes), errors
 
-    def _consents(self, network_key: str, peer: NetworkRef) -> bool:
-        """Does the stored policy of `network_key` now let `peer` in (an accepted proposal made it so)?"""
-        graph, _ = graph_of(self.controller)
+    @staticmethod
+    def _consents(graph: VNGraph, network_key: str, peer: NetworkRef) -> bool:
+        """Does the policy of `network_key` now let `peer` in (an accepted proposal made it so)? `graph` is
+        this run's: an acceptance lands between runs, never during one."""
         net, peer_net = graph.networks.get(network_key), graph.networks.get(peer.key)
         return net is not None and graph.allows(graph.ref(net), graph.ref(peer_net) if peer_net else peer)
 
@@ -321,15 +322,14 @@ class IntentEngine:
             self._apply([stitch])
         except VnstitchError as exc:
             message = str(exc)
-            snapshot_holders = self._holders(want, tenant, intent) if "bandwidth" in message or "capacity" in message \
-                else []
+            snapshot_holders = self._holders(intent) if "bandwidth" in message or "capacity" in message else []
             if snapshot_holders:
                 message += f" (capacity held by intent {', '.join(snapshot_holders)})"
             return message
         actions.append(f"{'updated' if current else 'established'} stitch {tenant}/{want.name}: {want.why}")
         return None
 
-    def _holders(self, want: WantedStitch, tenant: str, intent: str) -> list[str]:
+    def _holders(self, intent: str) -> list[str]:
         """Other intents whose stitches hold capacity (named when this one's admission found none left)."""
         return sorted({s.metadata.labels[INTENT_LABEL] for s in (self.controller._typed(Stitch, r)
                        for r in self.controller.cache.list("Stitch"))

@@ -854,7 +854,7 @@ class ProactiveLoop:
             and end - model.trained_at >= policy.spec.retrain_every
         # "training" that this process is not doing was left by a restart or another leader: do it again;
         # a failed fit is retried after RETRY_FAILED_INTERVALS intervals
-        orphaned = model.state == "training"
+        orphaned = model.state == "training" and self._still_training(key)
         retry = model.state == "failed" and (model.failed_at is None
                                              or end - model.failed_at >= RETRY_FAILED_INTERVALS * policy.spec.interval)
         status = policy.status
@@ -912,6 +912,13 @@ class ProactiveLoop:
             return status
 
         self._update_status(key, change)
+
+    def _still_training(self, key: str) -> bool:
+        """The stored status still says "training" (the pass's copy may predate an outcome that the
+        trainer recorded, and stopped being busy, since it was read)."""
+        tenant, name = key.split("/", 1)
+        record = self.controller.store.get("ForecastPolicy", tenant, name)
+        return record is not None and ((record.value.get("status") or {}).get("model") or {}).get("state") == "training"
 
     def _update_model(self, key: str, fields: dict) -> None:
         """Merge `fields` into the policy's status.model (compare-and-swap, retried)."""

@@ -20,7 +20,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     _data_args(ev)
     ev.add_argument("--horizon", default="1,12", metavar="STEPS",
                     help="comma-separated intervals ahead to score (default: 1,12 = 5 min and 1 h at 5-minute data)")
-    ev.add_argument("--models", default=None, help="comma-separated model names (default: all)")
+    ev.add_argument("--models", default=None,
+                    help="comma-separated model names (default: the pool without auto: last_value, "
+                         "seasonal_naive_day, seasonal_naive_week, ets, arima, lstm, gru)")
     ev.add_argument("--option", action="append", default=[], metavar="MODEL.KEY=VALUE",
                     help="model option, e.g. lstm.epochs=4 (repeatable; default: none)")
     ev.add_argument("--json", type=Path, metavar="FILE", help="write results as JSON to this file (default: none)")
@@ -28,6 +30,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                     help="write a PNG of forecast vs actual for the largest pairs (default: none)")
     ev.add_argument("--no-calibrate", action="store_true", help="skip conformal calibration")
     ev.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    _device_arg(ev)
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
     ev.set_defaults(func=cmd_eval)
 
@@ -42,6 +45,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     tr.add_argument("--calendar", type=Path, metavar="FILE",
                     help="YAML list of scheduled events (name, start, duration_seconds, repeat) (default: none)")
     tr.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    _device_arg(tr)
     tr.set_defaults(func=cmd_train)
 
     pr = sub.add_parser("predict", help="load a saved model and forecast from the end of a history")
@@ -85,12 +89,43 @@ def register(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
+def _device_arg(parser) -> None:
+    parser.add_argument("--device", default="cpu", metavar="DEVICE",
+                        help="where LSTM/GRU training runs: cpu, cuda or cuda:N (predictions stay on the CPU; "
+                             "an absent GPU is an error, not a silent CPU run) (default: cpu)")
+
+
+def _neural_options(options: dict, args, names=("lstm", "gru")) -> None:
+    """--threads and --device into the neural models' options (an explicit --option wins)."""
+    for name in names:
+        if args.threads:
+            options.setdefault(name, {}).setdefault("num_threads", args.threads)
+        if args.device != "cpu":
+            options.setdefault(name, {}).setdefault("device", args.device)
+
+
 def _data_args(parser) -> None:
     parser.add_argument("--dataset", default="abilene",
                         help="abilene (bundled 14 days), abilene-full (needs --data-dir) or a data file path "
                              "(default: abilene)")
     parser.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
                         help="folder that relative dataset paths are read from (default: the current directory)")
+    parser.add_argument("--nodes", default=None, metavar="A,B,...",
+                        help="node order of a .hist file's matrices (required there; also AbileneTM and SNDlib "
+                             "XML) (default: none)")
+    parser.add_argument("--interval", default=None, metavar="DURATION",
+                        help="time between matrices, e.g. 300s or 15m (required for .hist; overrides a table's "
+                             "or SNDlib files' timestamps) (default: the data's)")
+
+
+def load_data(args):
+    """The dataset named by --dataset/--data-dir/--nodes/--interval (shared with `telemetry push`)."""
+    from vnstitch.forecast import load_dataset
+    from vnstitch.units import parse_duration
+
+    nodes = [n.strip() for n in args.nodes.split(",") if n.strip()] if getattr(args, "nodes", None) else None
+    interval = parse_duration(args.interval) if getattr(args, "interval", None) else None
+    return load_dataset(args.dataset, getattr(args, "data_dir", None), nodes=nodes, interval_seconds=interval)
 
 
 def _options(items, prefix: str | None = None) -> dict:
@@ -120,7 +155,7 @@ def _fail(message: str) -> int:
 
 def cmd_eval(args) -> int:
     """Run the backtest and print a table; optionally write JSON and a PNG."""
-    from vnstitch.forecast import ForecastInputError, available_forecasters, load_dataset
+    from vnstitch.forecast import ForecastInputError, available_forecasters
     from vnstitch.forecast.backtest import DEFAULT_MODELS, plot_runs, results_table, run_backtest
 
     try:
@@ -134,38 +169,44 @@ def cmd_eval(args) -> int:
             from vnstitch.optional import pyplot
 
             pyplot()  # a missing `plots` extra fails now, not after the backtest
-        if args.threads:
-            for name in ("lstm", "gru"):
-                options.setdefault(name, {}).setdefault("num_threads", args.threads)
-        series = load_dataset(args.dataset, args.data_dir)
+        _neural_options(options, args)
+        series = load_data(args)
         runs = run_backtest(series, models, horizons, options, calibrate=not args.no_calibrate,
                             progress=not args.quiet)
     except (ForecastInputError, ValueError) as exc:
         return _fail(str(exc))
     rows = [row for run in runs for row in run.results]
+    scored = [run for run in runs if not run.error]
     print(f"dataset {args.dataset}: {series.n_steps} steps x {series.n_pairs} pairs, "
           f"interval {series.interval_seconds:g} s; split 60/15/25; "
           f"{'conformal-calibrated' if not args.no_calibrate else 'uncalibrated'} intervals")
     print(results_table(rows))
     if args.json:
         args.json.write_text(json.dumps({"dataset": args.dataset, "results": rows}, indent=2) + "\n")
+    for run in runs:
+        if run.error:
+            print(f"error: {run.model} failed: {run.error}", file=sys.stderr)
+    if not scored:
+        return 1
     if args.plot:
         hmax = max(horizons)
-        best = min(runs, key=lambda r: next(x["nmae"] for x in r.results if x["horizon"] == hmax))
+        best = min(scored, key=lambda r: next(x["nmae"] for x in r.results if x["horizon"] == hmax))
         plot_runs(series, best, hmax, args.plot)
     return 0
 
 
 def cmd_train(args) -> int:
     """Fit a model on the dataset (minus the calibration tail), calibrate and save it."""
-    from vnstitch.forecast import ConformalForecaster, EventCalendar, ForecastInputError, get_forecaster, load_dataset
+    from vnstitch.forecast import ConformalForecaster, EventCalendar, ForecastInputError, get_forecaster
 
     try:
         options = _options(args.option, prefix="")
-        if args.threads and args.model in ("lstm", "gru"):
-            options.setdefault("num_threads", args.threads)
+        if args.model in ("lstm", "gru"):
+            wrapped = {args.model: options}
+            _neural_options(wrapped, args, names=(args.model,))
+            options = wrapped[args.model]
         model = get_forecaster(args.model, **options)
-        series = load_dataset(args.dataset, args.data_dir)
+        series = load_data(args)
         calendar = EventCalendar.from_yaml(args.calendar) if args.calendar else None
         if not 0 <= args.calibration_fraction < 1:
             return _fail("--calibration-fraction must be in [0, 1)")
@@ -185,12 +226,12 @@ def cmd_predict(args) -> int:
     """Forecast from the end of the history (or --origin) and print or write the result."""
     import numpy as np
 
-    from vnstitch.forecast import ForecastInputError, destination_shares, load_dataset, load_forecaster
+    from vnstitch.forecast import ForecastInputError, destination_shares, load_forecaster
     from vnstitch.forecast.series import pair_label, parse_pair
 
     try:
         model = load_forecaster(args.model_file)
-        series = load_dataset(args.dataset, args.data_dir)
+        series = load_data(args)
         origin = series.n_steps - 1 if args.origin is None else args.origin
         if not 0 <= origin < series.n_steps:
             return _fail(f"--origin {origin} outside 0..{series.n_steps - 1}")

@@ -52,19 +52,18 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def load_samples(args, tenant: str, now: float):
     """The file as a list of Samples (observed cells only: a gap in the file stays a gap)."""
-    from vnstitch.forecast.datasets import load_dataset, load_hist
+    from vnstitch.cli.forecast_cmd import load_data
+    from vnstitch.errors import InvalidInput
+    from vnstitch.forecast import ForecastInputError
     from vnstitch.telemetry import Sample
     from vnstitch.units import parse_duration
 
     interval = parse_duration(args.interval) if args.interval else None
-    if args.file.endswith((".hist", ".hist.gz")):
-        if not args.nodes or interval is None:
-            from vnstitch.errors import InvalidInput
-
-            raise InvalidInput("a .hist file needs --nodes (its node order) and --interval", field="--nodes")
-        series = load_hist(args.file, [n.strip() for n in args.nodes.split(",")], interval)
-    else:
-        series = load_dataset(args.file)
+    try:
+        series = load_data(argparse.Namespace(dataset=args.file, nodes=args.nodes, interval=args.interval))
+    except ForecastInputError as exc:
+        field = "--nodes" if "--nodes" in str(exc) else "--interval" if "--interval" in str(exc) else "FILE"
+        raise InvalidInput(str(exc), field=field) from None
     if args.last:
         series = series.slice(max(0, series.n_steps - args.last), None)
     step_s = float(interval or series.interval_seconds)

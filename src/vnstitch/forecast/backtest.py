@@ -13,7 +13,7 @@ from .errors import ForecastInputError
 from .registry import get_forecaster
 from .series import TrafficSeries
 
-DEFAULT_MODELS = ("last_value", "seasonal_naive_day", "seasonal_naive_week", "ets", "lstm", "gru")
+DEFAULT_MODELS = ("last_value", "seasonal_naive_day", "seasonal_naive_week", "ets", "arima", "lstm", "gru")
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class ModelRun:
     quantile_levels: tuple[float, ...]
     results: list[dict[str, Any]] = field(default_factory=list)
     fit_cpu_seconds: float = 0.0   # process CPU time of fit + calibration (all threads)
+    error: str = ""                # why the model could not be scored (its rows say so too)
 
 
 def score(series: TrafficSeries, origins, mean, quantiles, levels, horizon: int, pairs_mask) -> dict[str, float]:
@@ -79,44 +80,60 @@ def _level(levels, q: float) -> int:
 def run_backtest(series: TrafficSeries, models: Sequence[str] = DEFAULT_MODELS, horizons: Sequence[int] = (1, 12),
                  model_options: dict[str, dict] | None = None, fractions=(0.6, 0.15, 0.25), calibrate: bool = True,
                  timing_calls: int = 20, progress: bool = True) -> list[ModelRun]:
-    """Fit, calibrate and score each model; metrics use pairs with traffic in the training split."""
-    from vnstitch.optional import progress_bar
+    """Fit, calibrate and score each model; metrics use pairs with traffic in the training split.
 
+    A model that fails (too little history for its period, a fit that raises) is reported, in its run's
+    `error` and in rows {"model", "horizon", "error"}; the other models are still scored."""
     horizons = sorted({int(h) for h in horizons})
     if not horizons or horizons[0] < 1:
         raise ForecastInputError(f"horizons must be positive step counts; got {horizons}")
     split = Split.of(series.n_steps, fractions)
     train = series.slice(0, split.train_stop)
     pairs_mask = (train.values_mbps * train.observed).sum(axis=0) > 0
-    hmax = horizons[-1]
     origins = np.arange(split.calib_stop - 1, series.n_steps - 1)
     runs = []
     for name in models:
-        model = get_forecaster(name, **(model_options or {}).get(name, {}))
-        if hasattr(model, "show_progress"):
-            model.show_progress = progress
-        started, cpu_started = time.perf_counter(), time.process_time()
-        model.fit(train)
-        if calibrate:
-            bar = progress_bar(split.calib_stop - split.train_stop, desc=f"{name} calibrate", disable=not progress,
-                       leave=False)
-            model = ConformalForecaster(model).calibrate(series, split.train_stop, split.calib_stop, hmax,
-                                                         pairs_mask, progress=bar)
-            bar.close()
-        fit_seconds = time.perf_counter() - started
-        fit_cpu_seconds = time.process_time() - cpu_started
-        bar = progress_bar(len(origins), desc=f"{name} test", disable=not progress, leave=False)
-        mean, quant = model.predict_origins(series, origins, hmax, progress=bar)
-        bar.close()
-        run = ModelRun(name, origins, mean, quant, model.quantile_levels, fit_cpu_seconds=fit_cpu_seconds)
-        for horizon in horizons:
-            row = {"model": name, "horizon": horizon,
-                   **score(series, origins, mean, quant, model.quantile_levels, horizon, pairs_mask),
-                   "fit_seconds": round(fit_seconds, 3),
-                   "predict_seconds": _predict_latency(model, series, origins, horizon, timing_calls)}
-            run.results.append(row)
-        runs.append(run)
+        try:
+            runs.append(_score_model(series, name, (model_options or {}).get(name, {}), split, train, pairs_mask,
+                                     origins, horizons, calibrate, timing_calls, progress))
+        except Exception as exc:  # noqa: BLE001 - reported in the table; the other models go on
+            why = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ForecastInputError) else str(exc)
+            empty = np.zeros((0,))
+            runs.append(ModelRun(name, origins, empty, empty, (), error=why,
+                                 results=[{"model": name, "horizon": h, "error": why} for h in horizons]))
     return runs
+
+
+def _score_model(series, name, options, split, train, pairs_mask, origins, horizons, calibrate, timing_calls,
+                 progress) -> ModelRun:
+    """Fit (and calibrate) one model on the training split; score it at every test origin."""
+    from vnstitch.optional import progress_bar
+
+    hmax = horizons[-1]
+    model = get_forecaster(name, **options)
+    if hasattr(model, "show_progress"):
+        model.show_progress = progress
+    started, cpu_started = time.perf_counter(), time.process_time()
+    model.fit(train)
+    if calibrate:
+        bar = progress_bar(split.calib_stop - split.train_stop, desc=f"{name} calibrate", disable=not progress,
+                           leave=False)
+        model = ConformalForecaster(model).calibrate(series, split.train_stop, split.calib_stop, hmax,
+                                                     pairs_mask, progress=bar)
+        bar.close()
+    fit_seconds = time.perf_counter() - started
+    fit_cpu_seconds = time.process_time() - cpu_started
+    bar = progress_bar(len(origins), desc=f"{name} test", disable=not progress, leave=False)
+    mean, quant = model.predict_origins(series, origins, hmax, progress=bar)
+    bar.close()
+    run = ModelRun(name, origins, mean, quant, model.quantile_levels, fit_cpu_seconds=fit_cpu_seconds)
+    for horizon in horizons:
+        row = {"model": name, "horizon": horizon,
+               **score(series, origins, mean, quant, model.quantile_levels, horizon, pairs_mask),
+               "fit_seconds": round(fit_seconds, 3),
+               "predict_seconds": _predict_latency(model, series, origins, horizon, timing_calls)}
+        run.results.append(row)
+    return run
 
 
 def _predict_latency(model, series: TrafficSeries, origins, horizon: int, calls: int) -> float:
@@ -135,14 +152,21 @@ def results_table(rows: list[dict[str, Any]]) -> str:
     """Plain-text table of result rows."""
     cols = ["model", "horizon", "nmae", "rmse", "coverage80", "coverage90", "width90", "fit_seconds", "predict_seconds"]
     heads = ["model", "h", "NMAE", "RMSE Mb/s", "cov80", "cov90", "width90 Mb/s", "fit s", "predict ms"]
-    lines = []
+    lines, failed = [], []
     for row in rows:
+        if row.get("error"):
+            if row["model"] not in failed:
+                failed.append(row["model"])
+                lines.append([row["model"], str(row["horizon"]), "failed", "", "", "", "", "", ""])
+            continue
         lines.append([row["model"], str(row["horizon"]), f"{row['nmae']:.4f}", f"{row['rmse']:.2f}",
                       f"{row['coverage80']:.3f}", f"{row['coverage90']:.3f}", f"{row['width90']:.2f}",
                       f"{row['fit_seconds']:.1f}", f"{row['predict_seconds'] * 1000:.2f}"])
     widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(heads)]
     fmt = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-    return "\n".join([fmt(heads), fmt(["-" * w for w in widths]), *(fmt(line) for line in lines)])
+    errors = {row["model"]: row["error"] for row in rows if row.get("error")}
+    notes = [f"{model} failed: {why}" for model, why in errors.items()]
+    return "\n".join([fmt(heads), fmt(["-" * w for w in widths]), *(fmt(line) for line in lines), *notes])
 
 
 def plot_runs(series: TrafficSeries, run: ModelRun, horizon: int, path, n_pairs: int = 4, steps: int = 576) -> None:

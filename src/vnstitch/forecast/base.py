@@ -76,11 +76,11 @@ class Forecaster(ABC):
         """Fit on a TrafficSeries or a (steps, pairs) array in Mbit/s with datetime64 timestamps."""
         series = data if isinstance(data, TrafficSeries) else TrafficSeries.from_array(
             data, timestamps, pairs, observed, interval_seconds)
+        self.interval_seconds = series.interval_seconds   # first: periods in steps follow the data's interval
         if series.n_steps < self.min_history_steps + 1:
             raise HistoryTooShortError(
                 f"{type(self).__name__} needs more than {self.min_history_steps} steps to fit; got {series.n_steps}")
         self.pairs = series.pairs
-        self.interval_seconds = series.interval_seconds
         self.calendar = calendar
         self._fit(series)
         self.fitted = True

@@ -109,9 +109,10 @@ def series_from_frame(frame, timestamp_col="timestamp", source_col="source", des
 
 def load_sndlib_xml(paths: str | Path | Iterable, nodes: Sequence[str] | None = None,
                     interval_seconds: float | None = None) -> TrafficSeries:
-    """SNDlib demand XML files (one per interval, Mbit/s, time in <meta><time>) or a folder of them."""
+    """SNDlib demand XML files (one per interval, Mbit/s, time in <meta><time>) or a folder of them.
+    A file without any demand is a gap (the interval was not measured), not an interval of zero traffic."""
     files = _xml_files(paths)
-    stamps, rows, node_order = [], [], list(nodes) if nodes else None
+    stamps, rows, seen, node_order = [], [], [], list(nodes) if nodes else None
     for file in files:
         root = _parse_xml(file)
         time_text = root.findtext("s:meta/s:time", default=None, namespaces=_SNDLIB_NS)
@@ -121,7 +122,8 @@ def load_sndlib_xml(paths: str | Path | Iterable, nodes: Sequence[str] | None = 
             node_order = [n.get("id") for n in root.findall(".//s:nodes/s:node", _SNDLIB_NS)]
         pos = {n: i for i, n in enumerate(node_order)}
         matrix = np.zeros((len(node_order), len(node_order)))
-        for demand in root.findall(".//s:demands/s:demand", _SNDLIB_NS):
+        demands = root.findall(".//s:demands/s:demand", _SNDLIB_NS)
+        for demand in demands:
             src = demand.findtext("s:source", namespaces=_SNDLIB_NS)
             dst = demand.findtext("s:target", namespaces=_SNDLIB_NS)
             if src not in pos or dst not in pos:
@@ -132,32 +134,56 @@ def load_sndlib_xml(paths: str | Path | Iterable, nodes: Sequence[str] | None = 
                 raise ForecastInputError(f"{file}: demand {src}->{dst} has no numeric <demandValue>") from None
         stamps.append(time_text.strip())
         rows.append(matrix.reshape(-1))
+        seen.append(bool(demands))
     times = to_datetime64(stamps)
     order = np.argsort(times, kind="stable")
-    return TrafficSeries.from_array(np.array(rows)[order], times[order], pairs_from_nodes(node_order), None,
+    observed = np.repeat(np.array(seen)[order][:, None], len(node_order) ** 2, axis=1)
+    if not observed.any():
+        raise ForecastInputError(f"{paths}: no SNDlib file holds a demand (every interval is a gap)")
+    return TrafficSeries.from_array(np.array(rows)[order], times[order], pairs_from_nodes(node_order), observed,
                                     interval_seconds)
 
 
-def load_dataset(spec: str, data_dir=None) -> TrafficSeries:
-    """'abilene' (bundled 14 days), 'abilene-full' (needs data_dir), or a file path by extension."""
-    if spec == "abilene":
-        return load_bundled_abilene()
-    if spec == "abilene-full":
-        if data_dir is None:
-            raise ForecastInputError("dataset 'abilene-full' needs --data-dir (the folder holding abilene/)")
-        return load_abilene_npz(Path(data_dir) / "abilene" / "abilene_tm_sndlib_mbps.npz")
+def load_dataset(spec: str, data_dir=None, nodes: Sequence[str] | None = None,
+                 interval_seconds: float | None = None) -> TrafficSeries:
+    """'abilene' (bundled 14 days), 'abilene-full' (needs data_dir), or a file path by extension.
+
+    `nodes`: the node order of a .hist file (required there), of an AbileneTM file, or the SNDlib nodes to
+    keep; `interval_seconds`: the time between matrices (required for .hist; for tables and SNDlib XML it
+    overrides what the timestamps say; Abilene's .npz and AbileneTM files are 5-minute data by format)."""
+    if interval_seconds is not None and not interval_seconds > 0:
+        raise ForecastInputError(f"the interval must be a positive duration; got {interval_seconds}")
     path = Path(spec) if data_dir is None or Path(spec).is_absolute() else Path(data_dir) / spec
     name = path.name
-    if name.endswith(".npz"):
+    takes_nodes = name.endswith((".hist", ".hist.gz", ".xml")) or name.startswith("AbileneTM") or path.is_dir()
+    if nodes and not takes_nodes:
+        raise ForecastInputError(f"a node order (--nodes) applies to .hist, AbileneTM and SNDlib XML data, "
+                                 f"not to '{spec}'")
+    if spec in ("abilene", "abilene-full") or name.endswith(".npz") or name.startswith("AbileneTM"):
+        if interval_seconds is not None and interval_seconds != 300:
+            raise ForecastInputError(f"'{spec}' holds 5-minute matrices; --interval {interval_seconds:g} s does "
+                                     f"not describe it (aggregate the data instead)")
+        if name.startswith("AbileneTM"):   # its unit is bytes per 5 minutes: the interval is part of it
+            return load_cfr_rl(path, **({"nodes": list(nodes)} if nodes else {}))
+        if spec == "abilene":
+            return load_bundled_abilene()
+        if spec == "abilene-full":
+            if data_dir is None:
+                raise ForecastInputError("dataset 'abilene-full' needs --data-dir (the folder holding abilene/)")
+            return load_abilene_npz(Path(data_dir) / "abilene" / "abilene_tm_sndlib_mbps.npz")
         return load_abilene_npz(path)
+    if name.endswith((".hist", ".hist.gz")):
+        if not nodes or interval_seconds is None:
+            raise ForecastInputError(f"'{spec}': a .hist file needs --nodes (its node order) and --interval "
+                                     f"(the time between its matrices)")
+        return load_hist(path, list(nodes), interval_seconds)
     if name.endswith((".csv", ".parquet", ".pq", ".csv.gz")):
-        return load_long_table(path)
+        return load_long_table(path, interval_seconds=interval_seconds)
     if path.is_dir() or name.endswith(".xml"):
-        return load_sndlib_xml(path)
-    if name.startswith("AbileneTM"):
-        return load_cfr_rl(path)
+        return load_sndlib_xml(path, nodes=nodes, interval_seconds=interval_seconds)
     raise ForecastInputError(f"cannot tell the format of '{spec}'; use abilene, abilene-full, .npz, .csv, "
-                             f".parquet, SNDlib .xml or a folder of them (for .hist use load_hist with nodes)")
+                             f".parquet, SNDlib .xml or a folder of them, AbileneTM*, or .hist (with --nodes "
+                             f"and --interval)")
 
 
 def _existing(path) -> Path:

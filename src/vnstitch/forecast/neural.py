@@ -35,7 +35,7 @@ class RNNForecaster(Forecaster):
                  samples_per_epoch: int = 30000, learning_rate: float = 2e-3, weight_power: float = 1.0,
                  truncate_probability: float = 0.3, validation_fraction: float = 0.1, seed: int = 0,
                  num_threads: int | None = None, predict_threads: int = 1, week_lag: bool = False,
-                 node_totals: bool = True, median_weight: float = 0.0,
+                 node_totals: bool = True, median_weight: float = 0.0, device: str = "cpu",
                  quantile_levels=None):
         super().__init__(**({"quantile_levels": quantile_levels} if quantile_levels else {}))
         if cell not in ("lstm", "gru"):
@@ -54,6 +54,9 @@ class RNNForecaster(Forecaster):
         if not float(median_weight) >= 0:  # also refuses NaN
             raise ForecastInputError(f"median_weight must be >= 0; got {median_weight}")
         self.median_weight = float(median_weight)
+        if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
+            raise ForecastInputError(f"device must be 'cpu', 'cuda' or 'cuda:N'; got {device!r}")
+        self.device = str(device)   # where training runs; predictions always run on the CPU
         self.show_progress = False  # a tqdm bar over training batches on stderr (set by the backtest CLI)
         self.scale = np.zeros(0)       # per pair: typical |one-step change| in log1p space
         self.level = np.zeros(0)       # per pair: mean log1p rate over the fit data
@@ -65,7 +68,7 @@ class RNNForecaster(Forecaster):
         keys = ("cell", "window", "min_window", "hidden_size", "head_size", "max_horizon", "epochs", "batch_size",
                 "samples_per_epoch", "learning_rate", "weight_power", "truncate_probability",
                 "validation_fraction", "seed", "num_threads", "predict_threads", "week_lag", "node_totals",
-                "median_weight")
+                "median_weight", "device")
         return {**super().get_config(), **{k: getattr(self, k) for k in keys}}
 
     @property
@@ -145,6 +148,7 @@ class RNNForecaster(Forecaster):
     # ------------------------------------------------------------------ fit
     def _fit(self, series: TrafficSeries) -> None:
         torch = _torch(self.num_threads)
+        device = _training_device(torch, self.device)
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
         log_vals = log_values(series.values_mbps)
@@ -172,10 +176,10 @@ class RNNForecaster(Forecaster):
         weight = np.expm1(self.level) * self.scale
         weight = (weight / weight[active].mean()) ** self.weight_power if active.size else np.ones_like(weight)
         self._net = _build_network(self.cell, self._n_seq, self.hidden_size, self._head_size_in(),
-                                   self.head_size, self.max_horizon, self.quantile_levels)
+                                   self.head_size, self.max_horizon, self.quantile_levels).to(device)
         opt = torch.optim.Adam(self._net.parameters(), lr=self.learning_rate)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.epochs))
-        levels = torch.tensor(self.quantile_levels, dtype=torch.float32)
+        levels = torch.tensor(self.quantile_levels, dtype=torch.float32, device=device)
         median = int(np.argmin(np.abs(np.asarray(self.quantile_levels) - 0.5)))
 
         def batch(origins, pairs, truncate):
@@ -189,8 +193,9 @@ class RNNForecaster(Forecaster):
             target = (log_p[rows, pairs[:, None]] - last[:, None]) / scale[:, None]
             ok = obs_p[rows, pairs[:, None]]
             w = weight[pairs][:, None] * ok
-            return (torch.from_numpy(x), torch.from_numpy(head),
-                    torch.from_numpy(np.clip(target, -50, 50).astype(np.float32)), torch.from_numpy(w.astype(np.float32)))
+            return (torch.from_numpy(x).to(device), torch.from_numpy(head).to(device),
+                    torch.from_numpy(np.clip(target, -50, 50).astype(np.float32)).to(device),
+                    torch.from_numpy(w.astype(np.float32)).to(device))
 
         def loss_of(out, target, w):
             err = target[:, :, None] - out                              # (B, H, Q)
@@ -232,8 +237,9 @@ class RNNForecaster(Forecaster):
                                       "seconds": time.perf_counter() - started})
             if val < best or best_state is None:
                 best = val
-                best_state = {k: v.detach().clone() for k, v in self._net.state_dict().items()}
+                best_state = {k: v.detach().to("cpu", copy=True) for k, v in self._net.state_dict().items()}
         bar.close()
+        self._net = self._net.to("cpu")   # predictions (small batches, every interval) run on the CPU
         self._net.load_state_dict(best_state)
         self._net.eval()
         self.network_state = {k: v.numpy().copy() for k, v in best_state.items()}
@@ -339,6 +345,20 @@ def _extend(out: np.ndarray, horizon: int) -> np.ndarray:
     centre = np.median(last, axis=2, keepdims=True)
     grown = centre + (last - centre) * np.sqrt(extra / hmax)[None, :, None]
     return np.concatenate([out, grown], axis=1)
+
+
+def _training_device(torch, wanted: str):
+    """torch.device for training; a GPU asked for but absent is an error that says why, not a silent CPU run."""
+    if wanted == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        why = ("this torch is a CPU-only build" if torch.version.cuda is None
+               else f"torch (CUDA {torch.version.cuda}) sees no GPU")
+        raise ForecastInputError(f"device {wanted!r} asked for, but {why}; use device 'cpu' (the default)")
+    index = int(wanted.split(":", 1)[1]) if ":" in wanted else 0
+    if index >= torch.cuda.device_count():
+        raise ForecastInputError(f"device {wanted!r} asked for, but only {torch.cuda.device_count()} GPU(s) are visible")
+    return torch.device(wanted)
 
 
 def _torch(num_threads: int | None):

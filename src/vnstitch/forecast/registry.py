@@ -17,6 +17,7 @@ _REGISTRY: dict[str, tuple[str, dict[str, Any]]] = {
     "seasonal_naive_day": ("vnstitch.forecast.baselines:SeasonalNaiveForecaster", {"period": "day"}),
     "seasonal_naive_week": ("vnstitch.forecast.baselines:SeasonalNaiveForecaster", {"period": "week"}),
     "ets": ("vnstitch.forecast.statistical:ETSForecaster", {}),
+    "arima": ("vnstitch.forecast.statistical:ARIMAForecaster", {}),
     "lstm": ("vnstitch.forecast.neural:RNNForecaster", {"cell": "lstm"}),
     "gru": ("vnstitch.forecast.neural:RNNForecaster", {"cell": "gru"}),
     "auto": ("vnstitch.forecast.auto:AutoForecaster", {}),  # per pair: the pool's best on recent validation

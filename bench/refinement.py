@@ -32,12 +32,15 @@ TRAIN_DAYS = 10
 HELD_OUT_DAYS = (10, 13)
 
 
-def part_auto(models: list[str], threads: int) -> dict:
+def part_auto(models: list[str], threads: int, aggregate: int = 1) -> dict:
+    """`aggregate` 3: 15-minute steps (the mean of three 5-minute matrices), horizons 1 and 4 (1 h)."""
     from vnstitch.forecast import get_forecaster, load_bundled_abilene
     from vnstitch.forecast.backtest import score
 
-    series = load_bundled_abilene()
-    train = series.slice(0, TRAIN_DAYS * STEPS_PER_DAY)
+    series = load_bundled_abilene().aggregate(aggregate)
+    per_day = STEPS_PER_DAY // aggregate
+    horizons = (1, 12 // aggregate)
+    train = series.slice(0, TRAIN_DAYS * per_day)
     mask = (train.values_mbps * train.observed).sum(axis=0) > 0
     mask &= np.array([a != b for a, b in series.pairs])
     out = {}
@@ -53,10 +56,10 @@ def part_auto(models: list[str], threads: int) -> dict:
         fit_s = time.perf_counter() - started
         row = {"fit_s": round(fit_s, 1)}
         for day in HELD_OUT_DAYS:
-            origins = np.arange(day * STEPS_PER_DAY - 1, (day + 1) * STEPS_PER_DAY - 1)
-            origins = origins[origins + 12 < series.n_steps]
-            mean, quant = model.predict_origins(series, origins, 12)
-            for h in (1, 12):
+            origins = np.arange(day * per_day - 1, (day + 1) * per_day - 1)
+            origins = origins[origins + horizons[-1] < series.n_steps]
+            mean, quant = model.predict_origins(series, origins, horizons[-1])
+            for h in horizons:
                 figures = score(series, origins, mean, quant, model.quantile_levels, h, mask)
                 row[f"day{day}_h{h}"] = {k: round(v, 4) for k, v in figures.items() if k in ("nmae", "coverage90")}
         if name == "auto":
@@ -117,7 +120,7 @@ def part_shift(model_name: str, workdir: Path, pair_text: str = "", factor: floa
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=("auto", "shift", "both"), default="both")
-    parser.add_argument("--models", default="last_value,seasonal_naive_day,seasonal_naive_week,ets,auto",
+    parser.add_argument("--models", default="last_value,seasonal_naive_day,seasonal_naive_week,ets,arima,auto",
                         help="models of part auto (default: the pool and auto; add gru,lstm for the neural ones)")
     parser.add_argument("--model", default="seasonal_naive_day,last_value",
                         help="forecasters of part shift, comma-separated (default: seasonal_naive_day,last_value)")
@@ -125,6 +128,9 @@ def main(argv=None) -> int:
                                                    "thin ATLAng-IPLSng link on day 10)")
     parser.add_argument("--factor", type=float, default=2.0, help="the shift's factor (default: 2)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--aggregate", type=int, default=1,
+                        help="part auto at this many 5-minute steps per step: 3 = 15 minutes, horizons 1 and 4 "
+                             "(default: 1, horizons 1 and 12)")
     parser.add_argument("--workdir", type=Path, default=Path("out/refinement"))
     parser.add_argument("--json", type=Path, default=Path("out/refinement/refinement.json"))
     args = parser.parse_args(argv)
@@ -133,7 +139,7 @@ def main(argv=None) -> int:
     report: dict = {"command": "python bench/refinement.py " + " ".join(sys.argv[1:] if argv is None else argv)}
     started = time.perf_counter()
     if args.part in ("auto", "both"):
-        report["auto"] = part_auto(args.models.split(","), args.threads)
+        report["auto"] = part_auto(args.models.split(","), args.threads, args.aggregate)
     if args.part in ("shift", "both"):
         report["shift"] = {name: part_shift(name, args.workdir, args.pair, args.factor)
                            for name in args.model.split(",")}

@@ -163,3 +163,14 @@ def test_device_cuda_is_refused_clearly_without_a_gpu_and_used_with_one(tmp_path
     else:   # trained on the GPU, saved, and predicting on the CPU
         assert code == 0, err
         assert forecast_cmd.main(["predict", "--model-file", str(out), "--horizon", "2"]) == 0
+
+
+def test_aggregate_averages_observed_steps_and_keeps_empty_blocks_as_gaps():
+    stamps = np.datetime64("2026-01-05T00:00", "s") + np.timedelta64(300, "s") * np.arange(7)
+    values = np.array([[1.0], [2.0], [6.0], [4.0], [0.0], [0.0], [9.0]])
+    observed = np.array([[True], [True], [False], [False], [False], [False], [True]])
+    series = TrafficSeries.from_array(values, stamps, [("a", "b")], observed, 300).aggregate(2)
+    assert series.interval_seconds == 600 and series.n_steps == 3   # the seventh step is a partial block
+    assert series.values_mbps[:, 0].tolist() == [1.5, 0.0, 0.0]
+    assert series.observed[:, 0].tolist() == [True, False, False]
+    assert str(series.timestamps[1]) == "2026-01-05T00:10:00"

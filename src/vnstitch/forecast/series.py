@@ -161,6 +161,23 @@ class TrafficSeries:
             raise ForecastInputError(f"slice [{start}, {stop}) of a {self.n_steps}-step series is empty")
         return TrafficSeries(self.values_mbps[sl], self.timestamps[sl], self.pairs, self.observed[sl], self.interval_seconds)
 
+    def aggregate(self, factor: int) -> "TrafficSeries":
+        """Every `factor` steps as one, at `factor` × the interval: the mean rate over its observed steps
+        (a block without any is a gap); a trailing partial block is dropped."""
+        factor = int(factor)
+        if factor < 1:
+            raise ForecastInputError(f"the aggregation factor must be >= 1; got {factor}")
+        n = self.n_steps // factor
+        if n == 0:
+            raise ForecastInputError(f"{self.n_steps} steps do not fill one block of {factor}")
+        shape = (n, factor, self.n_pairs)
+        seen = self.observed[:n * factor].reshape(shape)
+        total = np.where(seen, self.values_mbps[:n * factor].reshape(shape), 0.0).sum(axis=1)
+        count = seen.sum(axis=1)
+        values = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+        return TrafficSeries(values, self.timestamps[:n * factor:factor], self.pairs, count > 0,
+                             self.interval_seconds * factor)
+
     def nodes(self) -> list[str]:
         """Sources and destinations in order of first appearance."""
         seen: dict[str, None] = {}

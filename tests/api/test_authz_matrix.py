@@ -88,6 +88,16 @@ def link_body(who):
             "spec": {"endpoints": [f"la-{who}", f"lb-{who}"], "capacity": "1Gbps"}}
 
 
+def site_body(who, asn=65001):
+    return {"kind": "Site", "metadata": {"name": f"site-{who}"},
+            "spec": {"nodes": ["NYCMng", "WASHng"], "borderNode": "NYCMng", "asNumber": asn,
+                     "routeManagerAddress": f"192.0.2.{1 + ROLES.index(who)}"}}
+
+
+def setup_site(api, who):
+    _admin(api, "POST", "/v1/sites", json=site_body(who))
+
+
 def forecast_policy(name, horizon=2):
     return {"kind": "ForecastPolicy", "metadata": {"name": name}, "spec": {"networks": ["web", "db"], "horizon": horizon}}
 
@@ -211,6 +221,14 @@ ROUTES = [
     Route("PATCH", "/v1/substrate/links/NYCMng--WASHng", cluster_write(), tenant=False, headers=MERGE,
           body=lambda who: {"metadata": {"labels": {"by": who}}}),
     Route("DELETE", "/v1/substrate/links/l-{who}", cluster_write(), tenant=False, setup=setup_link),
+    Route("GET", "/v1/sites", cluster_read(), tenant=False),
+    Route("POST", "/v1/sites", cluster_write(201), tenant=False, body=site_body),
+    Route("GET", "/v1/sites/site-{who}", cluster_read(), tenant=False, setup=setup_site),
+    Route("PUT", "/v1/sites/site-{who}", cluster_write(), tenant=False, setup=setup_site,
+          body=lambda who: site_body(who, asn=65002)),
+    Route("PATCH", "/v1/sites/site-{who}", cluster_write(), tenant=False, headers=MERGE, setup=setup_site,
+          body=lambda who: {"spec": {"trustLevel": "partner"}}),
+    Route("DELETE", "/v1/sites/site-{who}", cluster_write(), tenant=False, setup=setup_site),
     Route("GET", "/v1/intents", tenant_read()),
     Route("POST", "/v1/intents", tenant_write(201), body=lambda who: intent(f"new-{who}")),
     Route("GET", "/v1/intents/in-{who}", tenant_read(), setup=setup_intent),

@@ -32,7 +32,7 @@ TRAIN_DAYS = 10
 HELD_OUT_DAYS = (10, 13)
 
 
-def part_auto(models: list[str], threads: int, aggregate: int = 1) -> dict:
+def part_auto(models: list[str], threads: int, aggregate: int = 1, auto_pool: list[str] | None = None) -> dict:
     """`aggregate` 3: 15-minute steps (the mean of three 5-minute matrices), horizons 1 and 4 (1 h)."""
     from vnstitch.forecast import get_forecaster, load_bundled_abilene
     from vnstitch.forecast.backtest import score
@@ -46,6 +46,8 @@ def part_auto(models: list[str], threads: int, aggregate: int = 1) -> dict:
     out = {}
     for name in models:
         options = {"num_threads": threads} if name in ("lstm", "gru") else {}
+        if name == "auto" and auto_pool:
+            options = {"pool": auto_pool}
         started = time.perf_counter()
         try:
             model = get_forecaster(name, **options).fit(train)
@@ -128,6 +130,8 @@ def main(argv=None) -> int:
                                                    "thin ATLAng-IPLSng link on day 10)")
     parser.add_argument("--factor", type=float, default=2.0, help="the shift's factor (default: 2)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--auto-pool", default="", metavar="A,B,...",
+                        help="the members auto chooses from (default: auto's own pool)")
     parser.add_argument("--aggregate", type=int, default=1,
                         help="part auto at this many 5-minute steps per step: 3 = 15 minutes, horizons 1 and 4 "
                              "(default: 1, horizons 1 and 12)")
@@ -139,7 +143,8 @@ def main(argv=None) -> int:
     report: dict = {"command": "python bench/refinement.py " + " ".join(sys.argv[1:] if argv is None else argv)}
     started = time.perf_counter()
     if args.part in ("auto", "both"):
-        report["auto"] = part_auto(args.models.split(","), args.threads, args.aggregate)
+        report["auto"] = part_auto(args.models.split(","), args.threads, args.aggregate,
+                                   [m for m in args.auto_pool.split(",") if m] or None)
     if args.part in ("shift", "both"):
         report["shift"] = {name: part_shift(name, args.workdir, args.pair, args.factor)
                            for name in args.model.split(",")}

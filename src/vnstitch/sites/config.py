@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from typing import Iterable
 
 from vnstitch.domain.registry import parse_documents
 from vnstitch.domain.site import Site
@@ -44,25 +45,14 @@ class SiteView:
         return {vnid: n for vnid, n in self.networks.items() if site in n.sites}
 
 
-def view_from_text(text: str, source: str = "input") -> SiteView:
-    """Parse and cross-check; any problem is an InvalidInput naming the resource."""
-    sites: dict[str, Site] = {}
-    vnets: list[VirtualNetwork] = []
-    for res in parse_documents(text, source=source):
-        if isinstance(res, Site):
-            if res.name in sites:
-                raise InvalidInput(f"{source}: Site '{res.name}' is given twice", field="metadata.name")
-            sites[res.name] = res
-        elif isinstance(res, VirtualNetwork):
-            vnets.append(res)
-        else:
-            raise InvalidInput(f"{source}: a route manager reads Site and VirtualNetwork resources only "
-                               f"(got {res.KIND} '{res.name}')", field="kind")
+def check_sites(sites: Iterable[Site], source: str = "input") -> dict[str, str]:
+    """Sites side by side: each its own AS and addresses, a node in one site only (InvalidInput naming
+    both sites otherwise); returns node → site."""
     node_site: dict[str, str] = {}
     seen_as: dict[int, str] = {}
     seen_addr: dict[str, str] = {}
-    for name, site in sites.items():
-        spec = site.spec
+    for site in sites:
+        name, spec = site.name, site.spec
         if spec.as_number in seen_as:
             raise InvalidInput(f"{source}: sites '{seen_as[spec.as_number]}' and '{name}' both have AS "
                                f"{spec.as_number} (each site is its own AS)", field="spec.asNumber")
@@ -77,6 +67,24 @@ def view_from_text(text: str, source: str = "input") -> SiteView:
                 raise InvalidInput(f"{source}: node '{node}' is in sites '{node_site[node]}' and '{name}'",
                                    field="spec.nodes")
             node_site[node] = name
+    return node_site
+
+
+def view_from_text(text: str, source: str = "input") -> SiteView:
+    """Parse and cross-check; any problem is an InvalidInput naming the resource."""
+    sites: dict[str, Site] = {}
+    vnets: list[VirtualNetwork] = []
+    for res in parse_documents(text, source=source):
+        if isinstance(res, Site):
+            if res.name in sites:
+                raise InvalidInput(f"{source}: Site '{res.name}' is given twice", field="metadata.name")
+            sites[res.name] = res
+        elif isinstance(res, VirtualNetwork):
+            vnets.append(res)
+        else:
+            raise InvalidInput(f"{source}: a route manager reads Site and VirtualNetwork resources only "
+                               f"(got {res.KIND} '{res.name}')", field="kind")
+    node_site = check_sites(sites.values(), source)
     networks: dict[int, Served] = {}
     for vnet in vnets:
         vnid, key = vnet.spec.vnid, f"{vnet.metadata.tenant}/{vnet.name}"

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast system-deps bench clean
+.PHONY: demo serve test test-fast system-deps bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/vnstitch demo
+
+# the dashboard (http://127.0.0.1:8470/ui/) on the store `make demo` left; --dev prints a token the first time
+serve: $(STAMP)
+	$(VENV)/bin/vnstitch --store sqlite://$(abspath out/demo/state.db) serve --dev
 
 system-deps:
 	@if [ -x scripts/system-deps.sh ]; then scripts/system-deps.sh; fi

@@ -60,6 +60,7 @@ def test_an_operator_sees_topology_stitches_forecasts_and_decisions_live(served,
                  "polyline[data-series=s-reserved]"):
         assert page.locator(f"{card} {part}").count() == 1, part
     assert "forecast stitch" in page.locator(card).text_content()
+    assert_bands_are_the_models_quantiles(page, served, card)
     screenshot(page, artefacts, "forecasts")
 
     # decisions: the latest interval's, the last intervals', and an earlier one through the slider
@@ -80,6 +81,26 @@ def test_an_operator_sees_topology_stitches_forecasts_and_decisions_live(served,
     intents_route = "/v1/intents" in httpx.get(served.url + "/openapi.json").json()["paths"]
     assert page.locator("[data-tab=intents]").count() == (1 if intents_route else 0)
     assert console.errors == [] and console.dialogs == []
+
+
+def assert_bands_are_the_models_quantiles(page, served, card: str) -> None:
+    """The newest 80 % and 90 % bands drawn are the model's quantiles of that interval's predicted graph (read
+    here from the API), not the normal derivation from mean and upper bound, and the note says so."""
+    shown = page.evaluate("""(card) => { const root = document.querySelector(card);
+        const band = (name) => { const p = root.querySelector(`polygon[data-band=${name}]`); return [+p.dataset.lo, +p.dataset.hi]; };
+        return {step: +root.dataset.step, time: +root.dataset.time, source: root.dataset.bands,
+                b80: band('band80'), b90: band('band90'), note: document.querySelector('#forecast-note').textContent}; }""", card)
+    graph = served.ok("acme", "GET", "/v1/predictedgraph", params={"policy": "fc", "at": shown["time"]})["spec"]
+    assert graph["step"] == shown["step"], (graph["step"], shown)
+    entry = next(f for f in graph["forecast"] if (f["from"], f["to"]) == ("web", "db"))
+    assert {"lo80Bps", "hi80Bps", "lo90Bps", "hi90Bps"} <= entry.keys(), entry  # this model gives quantiles
+    assert shown["source"] == "model" and "model's own quantiles" in shown["note"], shown
+    for band, lo, hi in (("b80", "lo80Bps", "hi80Bps"), ("b90", "lo90Bps", "hi90Bps")):  # to the bit/s
+        assert abs(shown[band][0] - entry[lo]) <= 1 and abs(shown[band][1] - entry[hi]) <= 1, (band, shown, entry)
+    quantile = served.ok("acme", "GET", "/v1/forecastpolicies/fc")["spec"]["quantile"]
+    sigma = (entry["upperBps"] - entry["meanBps"]) / {0.8: 0.8416, 0.9: 1.2816, 0.95: 1.6449}[quantile]
+    normal90 = [max(0, entry["meanBps"] - 1.6449 * sigma), entry["meanBps"] + 1.6449 * sigma]
+    assert abs(normal90[1] - entry["hi90Bps"]) > 0.01 * entry["hi90Bps"], (normal90, entry)  # the check tells them apart
 
 
 def test_the_live_mark_turns_stale_when_the_stream_drops(served, open_page):
@@ -185,3 +206,25 @@ def test_the_server_sends_a_csp_that_forbids_inline_scripts_and_other_origins(se
         setTimeout(() => resolve(window.__ran ? 'ran' : 'silent'), 2000);
     })""")
     assert blocked.startswith("script-src") and page.evaluate("window.__ran") is None
+
+
+def test_a_reload_signs_in_again_from_the_session_asking_each_read_once(served, open_page):
+    page, console = open_page()
+    sign_in(page, served, "acme")
+    asked = []
+    page.on("request", lambda request: None if "watch=true" in request.url  # reads, not the watch streams
+            else asked.append(request.url.split("?")[0].removeprefix(served.url)))
+    page.reload()  # the token kept in sessionStorage: boot.js asks who it is and for the substrate early
+    page.wait_for_selector("#view-topology[data-ready=true]", timeout=15_000)
+    links = served.ok("acme", "GET", "/v1/substrate/links")["items"]
+    assert page.locator("#login").is_hidden() and page.locator("line.link").count() == len(links)
+    for path in ("/v1/whoami", "/v1/substrate/nodes", "/v1/substrate/links", "/v1/stitches"):
+        assert asked.count(path) == 1, (path, asked)
+    assert asked.index("/v1/whoami") < asked.index("/v1/substrate/nodes")
+    assert console.errors == []
+    page.evaluate("sessionStorage.setItem('vnstitch.token', 'vns_' + 'y'.repeat(43))")  # now refused
+    asked.clear()
+    page.reload()
+    wait_until(page, "() => document.querySelector('#login-error').textContent.includes('token refused')")
+    assert [path for path in asked if path.startswith("/v1/")] == ["/v1/whoami"], asked
+    assert page.locator("#views > *").count() == 0

@@ -52,7 +52,17 @@ class RenderedReads:
 
     def body(self, cls: type[Resource], name: str, tenant: str | None) -> bytes:
         """The object's JSON as the API shows it (validated and dumped through its model)."""
-        record = self.record(cls, name, tenant)
+        return self._render(cls, self.record(cls, name, tenant))
+
+    def listed(self, cls: type[Resource], tenant: str | None) -> list[tuple[object, bytes]]:
+        """Every object of the kind (of one tenant, or all: None) in (tenant, name) order with its JSON, at
+        least as fresh as the store when this call started: what a list shows, each rendered once a revision."""
+        if not self.fresh():
+            self.controller.refresh()
+        return [(record, self._render(cls, record))
+                for record in self.controller.cache.list(cls.KIND, tenant if cls.NAMESPACED else None)]
+
+    def _render(self, cls: type[Resource], record) -> bytes:
         hit = self._rendered.get(record.key)
         if hit is not None and hit[0] == record.revision:
             return hit[1]

@@ -62,4 +62,16 @@ def run_demo(args) -> int:
         print(f"plot:    {plot}")
     print(f"inspect: vnstitch --store sqlite://{store_path} get stitches\n"
           f"         vnstitch --store sqlite://{store_path} plan --predicted")
+    print("\n".join(dashboard_hint(store_path)))
     return 0
+
+
+def dashboard_hint(store_path: Path, port: int = 8470) -> list[str]:
+    """How to look at what the demo left in its store: the dashboard served on it, and the token to sign in with."""
+    from vnstitch.experiments.replay import TENANT
+
+    store = f"sqlite://{store_path}"
+    return [f"dashboard: vnstitch --store {store} serve --dev",
+            f"           then open http://127.0.0.1:{port}/ui/ and sign in with the admin token it prints (once: while the",
+            f"           store has no admin token; after that make one: vnstitch --store {store} token create --tenant "
+            f"{TENANT} --role reader)"]

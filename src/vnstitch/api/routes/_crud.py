@@ -13,9 +13,10 @@ from vnstitch.api import watch as watching
 from vnstitch.api.auth import Principal
 from vnstitch.api.context import ApiContext, ctx, principal
 from vnstitch.api.errors import Forbidden
+from vnstitch.api.reads import render
 from vnstitch.api.routes._common import (
-    ERRORS, check_api_version, dump, json_response, list_body, list_scope, merge_patch, paginate, parse_selector,
-    place, resolve_tenant, selector_matches, write,
+    ERRORS, check_api_version, decode_continue, dump, encode_continue, json_response, list_body, list_scope,
+    merge_patch, paginate, parse_selector, place, resolve_tenant, selector_matches, write,
 )
 from vnstitch.api.schemas import DeleteResult, WatchEvent, list_model
 from vnstitch.domain.registry import parse_resource
@@ -104,6 +105,28 @@ def watch_response(request: Request, context: ApiContext, cls: type[Resource], v
                              media_type=SSE if sse else NDJSON)
 
 
+def listed_response(context: ApiContext, cls: type[Resource], kind: str, scope: Optional[str], selector,
+                    limit: Optional[int], continue_: Optional[str], since: int) -> Response:
+    """The same bytes as json_response(list_body(kind, paginate([dump(r) …]), …)), spliced from each object's
+    memoised JSON (api/reads.py) instead of validating and dumping every object on every list."""
+    after = decode_continue(continue_) if continue_ else None
+    page: list[bytes] = []
+    next_token = None
+    for record, body in context.reads.listed(cls, scope):
+        position = (record.namespace or "", record.name)
+        if after is not None and position <= after:
+            continue
+        if not selector_matches(selector, (record.value.get("metadata") or {}).get("labels") or {}):
+            continue
+        if limit is not None and len(page) == limit:
+            next_token = encode_continue(*last)
+            break
+        page.append(body)
+        last = position
+    envelope = render(list_body(kind, [], since, next_token))  # ends with '"items":[]}'
+    return Response(envelope[:-2] + b",".join(page) + b"]}", media_type="application/json")
+
+
 def resource_router(cls: type[Resource], path: str, tag: str, inbound: Optional[Inbound] = None) -> APIRouter:
     """The six routes of `cls`. With `inbound`, another tenant's object that lands in the caller's
     networks can be listed (`?landing=true`), read and ended (`?tenant=<its tenant>`), not changed."""
@@ -141,8 +164,12 @@ def resource_router(cls: type[Resource], path: str, tag: str, inbound: Optional[
         scope = list_scope(who, tenant) if namespaced and not landing else None
         selector = parse_selector(labelSelector)
         since = context.store.revision()
-        items = [dump(r) for r in context.controller.list(kind, scope) if owner is None or inbound(r, owner)]
-        items = [o for o in items if selector_matches(selector, o["metadata"].get("labels", {}))]
+        if not watch and owner is None and context.reads is not None:  # each object rendered once a revision
+            return listed_response(context, cls, kind, scope, selector, limit, continue_, since)
+        items = []
+        if not (watch and resourceVersion is not None):  # a watch resumed after a revision sends no list first
+            items = [dump(r) for r in context.controller.list(kind, scope) if owner is None or inbound(r, owner)]
+            items = [o for o in items if selector_matches(selector, o["metadata"].get("labels", {}))]
         if watch:
             def visible(namespace: str, value: dict) -> bool:
                 if owner is not None:

@@ -25,8 +25,9 @@ export class Api {
     return url;
   }
 
-  async get(path, params) {
-    const response = await fetch(this.url(path, params), { headers: this.headers(), cache: "no-store" });
+  // `early`: a fetch of the same first page already under way (boot.js), used instead of a new one.
+  async get(path, params, early) {
+    const response = (early && await early) || await fetch(this.url(path, params), { headers: this.headers(), cache: "no-store" });
     let body = null;
     try { body = await response.json(); } catch (_) { body = null; }
     if (response.status === 401) this.onUnauthenticated(new ApiError(401, body));
@@ -35,12 +36,12 @@ export class Api {
   }
 
   // Every page of a list: {items, resourceVersion}.
-  async list(path, params) {
+  async list(path, params, early) {
     let items = [];
     let token = null;
     let resourceVersion = null;
     do {
-      const page = await this.get(path, { ...(params || {}), limit: 1000, continue: token });
+      const page = await this.get(path, { ...(params || {}), limit: 1000, continue: token }, token ? null : early);
       items = items.concat(page.items || []);
       resourceVersion = resourceVersion ?? page.metadata?.resourceVersion;
       token = page.metadata?.continue || null;

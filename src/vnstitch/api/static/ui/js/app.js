@@ -5,6 +5,7 @@ import { Api } from "./api.js";
 import { el, clear } from "./dom.js";
 import { S, keyOf, recordSample, setSubstrate } from "./state.js";
 import { TopologyPanel } from "./panel-topology.js";
+import { startLayoutWorker } from "./topology.js";
 import { StitchesPanel } from "./panel-stitches.js";
 import { ForecastsPanel } from "./panel-forecasts.js";
 import { DecisionsPanel } from "./panel-decisions.js";
@@ -25,6 +26,7 @@ function signOut(message) {
   S.who = null;
   for (const map of [S.stitches, S.samples, S.policies, S.graphs, S.live]) map.clear();  // nothing of one token stays for the next
   S.stitchesLoaded = false;
+  S.interactive = false;
   S.selected = null;
   clear($("views"));
   $("tabs").hidden = true;
@@ -41,14 +43,20 @@ function signOut(message) {
 // RENDER_GAP_MS under a steady stream of them (1,000 stitches measured every second), so the page keeps up.
 const RENDER_GAP_MS = 250;
 let lastRender = 0;
-export function schedule() {
-  if (frame) return;
-  const wait = Math.max(0, lastRender + RENDER_GAP_MS - performance.now());
+// `now`: a change the user waits for (a tab opened, the first list arrived) is drawn in the next frame.
+let frameWait = 0;
+export function schedule(now = false) {
+  const wait = now ? 0 : Math.max(0, lastRender + RENDER_GAP_MS - performance.now());
+  if (frame && (!now || frameWait === 0)) return;
+  if (frame) clearTimeout(frame);
+  frameWait = wait;
   frame = setTimeout(() => requestAnimationFrame(() => {
     lastRender = performance.now();
     frame = 0;
     renderLive();
+    const started = performance.now();
     if (active) active.render();
+    if (!S.interactive) performance.measure("vnstitch:render", { start: started, end: performance.now() });  // until interactive only: the timeline stays small
   }), wait);
 }
 
@@ -81,21 +89,27 @@ function upsert(map, event, onChange) {
 
 async function start(token) {
   const api = new Api(token, (error) => signOut(`signed out: ${error.message}`));
-  const who = await api.get("/v1/whoami");  // 401 → the sign-in prompt, before anything else is read
+  performance.mark("vnstitch:start");
+  startLayoutWorker();
+  const early = window.vnstitchEarly?.token === token ? window.vnstitchEarly : {};  // boot.js: this token's, once
+  delete window.vnstitchEarly;
+  const who = await api.get("/v1/whoami", {}, early["/v1/whoami"]);  // 401 → the sign-in prompt, before anything else is read
   S.api = api;
   S.who = who;
   sessionStorage.setItem(TOKEN_KEY, token);
   $("login").hidden = true;
   $("who").textContent = `tenant ${who.tenant} · ${who.role}`;
   $("logout").hidden = false;
-  // in flight while the map is laid out
+  // The substrate first, alone, so that the server answers it before it serialises the stitches; the stitches
+  // and policies are then asked for at once and stay in flight while the map is laid out and drawn.
+  const [nodes, links, openapi] = await Promise.all([
+    api.list("/v1/substrate/nodes", {}, early["/v1/substrate/nodes"]), api.list("/v1/substrate/links", {}, early["/v1/substrate/links"]),
+    fetch("/openapi.json", { cache: "no-store" }).then((r) => (r.ok ? r.json() : { paths: {} })).catch(() => ({ paths: {} })),
+  ]);
+  performance.mark("vnstitch:substrate-fetched");
   let firstStitches = api.list("/v1/stitches");
   let firstPolicies = api.list("/v1/forecastpolicies");
   firstStitches.catch(() => {}); firstPolicies.catch(() => {});
-  const [nodes, links, openapi] = await Promise.all([
-    api.list("/v1/substrate/nodes"), api.list("/v1/substrate/links"),
-    fetch("/openapi.json", { cache: "no-store" }).then((r) => (r.ok ? r.json() : { paths: {} })).catch(() => ({ paths: {} })),
-  ]);
   setSubstrate(nodes.items, links.items);
   const views = $("views");
   const tabs = clear($("tabs"));
@@ -109,13 +123,16 @@ async function start(token) {
   show(location.hash.slice(1) || "topology");
   watchKind("stitches", "/v1/stitches", (event) => upsert(S.stitches, event, (obj, type) => {
     if (type !== "DELETED") recordSample(obj);
+    else S.samples.delete(keyOf(obj));
   }), async () => {
     const { items, resourceVersion } = await (firstStitches || api.list("/v1/stitches"));
     firstStitches = null;
+    performance.mark("vnstitch:stitches-fetched");
     S.stitches = new Map(items.map((s) => [keyOf(s), s]));
+    for (const key of S.samples.keys()) if (!S.stitches.has(key)) S.samples.delete(key);  // gone while we were away
     for (const s of items) recordSample(s);
     S.stitchesLoaded = true;
-    schedule();
+    schedule(true);
     return resourceVersion;
   });
   watchKind("forecastpolicies", "/v1/forecastpolicies", (event) => upsert(S.policies, event, (obj, type) => {
@@ -145,7 +162,7 @@ export function show(id) {
   for (const button of $("tabs").children) button.classList.toggle("active", button.dataset.tab === panel.id);
   if (location.hash !== `#${panel.id}`) history.replaceState(null, "", `#${panel.id}`);
   panel.shown?.();
-  schedule();
+  schedule(true);
 }
 
 export function openStitch(key) {

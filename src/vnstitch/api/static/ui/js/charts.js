@@ -52,7 +52,9 @@ export function drawChart(host, spec) {
     if (!band.points.length) continue;
     const upper = band.points.map(([t, , hi]) => `${x(t).toFixed(1)},${y(hi).toFixed(1)}`);
     const lower = band.points.slice().reverse().map(([t, lo]) => `${x(t).toFixed(1)},${y(lo).toFixed(1)}`);
-    root.append(svg("polygon", { class: band.cls, points: upper.concat(lower).join(" "), dataset: { band: band.cls } }));
+    const [, lo, hi] = band.points[band.points.length - 1];  // the newest interval's bounds, for tests and tools
+    root.append(svg("polygon", { class: band.cls, points: upper.concat(lower).join(" "),
+      dataset: { band: band.cls, lo: String(Math.round(lo)), hi: String(Math.round(hi)), ...(band.source ? { source: band.source } : {}) } }));
   }
   for (const s of spec.series || []) {
     const points = s.points.filter(([, v]) => v !== null && v !== undefined);

@@ -52,8 +52,11 @@ export async function pairSeries(policy, from, to, since) {
   return (await S.api.get("/v1/telemetry", { ...scoped, from, to, since })).items || [];
 }
 
-// One-sided normal quantiles: the API gives a forecast's mean and its upper bound at the policy's quantile q;
-// with a normal forecast error, σ = (upper − mean) / z(q), and the central 80 % and 90 % intervals follow.
+// The 80 % and 90 % central intervals of a forecast entry of a predicted graph. Where the model gave quantiles
+// the graph keeps the next interval's point and its q0.1–q0.9 and q0.05–q0.95 (pointBps, lo80Bps … hi90Bps,
+// controller/proactive.py): those are drawn as they are. Otherwise only the mean and the upper bound at the
+// policy's quantile q are known, and the intervals are derived from them assuming a normal forecast error
+// (σ = (upper − mean) / z(q)). `source` says which: "model" or "normal".
 const Z = { 0.8: 0.8416, 0.9: 1.2816, 0.95: 1.6449, 0.975: 1.96, 0.99: 2.3263 };
 export function zOf(q) {
   if (Z[q]) return Z[q];
@@ -61,8 +64,18 @@ export function zOf(q) {
   return 4.91 * (q ** 0.14 - (1 - q) ** 0.14);
 }
 
-export function bands(meanBps, upperBps, quantile) {
+export function normalBands(meanBps, upperBps, quantile) {
   const sigma = Math.max(0, upperBps - meanBps) / zOf(quantile);
   const at = (z) => [Math.max(0, meanBps - z * sigma), meanBps + z * sigma];
   return { b80: at(1.2816), b90: at(1.6449) };
+}
+
+const finite = (v) => typeof v === "number" && Number.isFinite(v);
+
+export function bands(entry, quantile) {
+  if ([entry.lo80Bps, entry.hi80Bps, entry.lo90Bps, entry.hi90Bps].every(finite)) {
+    return { source: "model", meanBps: finite(entry.pointBps) ? entry.pointBps : entry.meanBps,
+      b80: [entry.lo80Bps, entry.hi80Bps], b90: [entry.lo90Bps, entry.hi90Bps] };
+  }
+  return { source: "normal", meanBps: entry.meanBps, ...normalBands(entry.meanBps, entry.upperBps, quantile) };
 }

@@ -8,14 +8,19 @@ import { refreshGraphs, pairSeries, bands } from "./forecast-data.js";
 import { legend } from "./panel-stitches.js";
 import { schedule } from "./app.js";
 
+const BAND_NOTES = {
+  model: "the model's own quantiles for the next interval (80 %: q0.1–q0.9, 90 %: q0.05–q0.95), as the predicted graph keeps them",
+  normal: "derived from the forecast mean and its upper bound at the policy's quantile assuming a normal error (the model gave no quantiles)",
+  mixed: "the model's quantiles where the predicted graph has them, otherwise derived from mean and upper bound assuming a normal error",
+};
+
 export class ForecastsPanel {
   constructor() {
     this.id = "forecasts";
     this.title = "Forecasts";
     this.root = el("section", { class: "view", id: "view-forecasts" });
     this.list = el("div", { class: "grid2", id: "forecast-charts" });
-    this.note = el("p", { class: "muted", text: "Bands: the API gives each forecast's mean and its upper bound at the policy's quantile; "
-      + "the 80 % and 90 % central intervals are drawn from those two assuming a normal forecast error." });
+    this.note = el("p", { class: "muted", id: "forecast-note" });
     this.root.append(el("div", { class: "card" }, el("h2", { text: "Forecast policies" }), this.policiesBox = el("div", { id: "policies" })), this.note, this.list);
     this.series = new Map();  // "tenant/policy/from>to" → telemetry samples
     this.cards = new Map();
@@ -75,6 +80,10 @@ export class ForecastsPanel {
       }
     }
     for (const [id, card] of this.cards) if (!wanted.has(id)) { card.root.remove(); this.cards.delete(id); }
+    const sources = new Set([...this.cards.values()].map((card) => card.root.dataset.bands));
+    this.note.dataset.bands = [...sources].sort().join(" ");
+    this.note.textContent = !this.cards.size ? ""
+      : `Bands: ${[...sources].sort().map((source) => BAND_NOTES[source]).join("; ")}.`;
   }
 
   draw(card, policy, key, latest) {
@@ -88,15 +97,21 @@ export class ForecastsPanel {
     const b80 = [];
     const b90 = [];
     const reservation = [];
+    const sources = new Set();
+    let shownNow = null;
     for (const g of graphs) {
       const f = (g.forecast || []).find((x) => x.from === latest.from && x.to === latest.to);
       const ahead = g.time + interval;  // the interval the forecast is for
       const reserved = (g.stitches || []).filter((s) => s.from === latest.from && s.to === latest.to).reduce((sum, s) => sum + s.bandwidthBps, 0);
       reservation.push([g.time, reserved]);
       if (!f) continue;
-      const { b80: i80, b90: i90 } = bands(f.meanBps, f.upperBps, q);
-      const points = g === current ? [g.time, g.time + horizon * interval] : [ahead];
-      for (const t of points) { mean.push([t, f.meanBps]); b80.push([t, ...i80]); b90.push([t, ...i90]); }
+      const band = bands(f, q);
+      sources.add(band.source);
+      // the model's quantiles are for the next interval; the normal derivation spans the horizon's maximum
+      const reach = band.source === "model" ? interval : horizon * interval;
+      const points = g === current ? [g.time, g.time + reach] : [ahead];
+      for (const t of points) { mean.push([t, band.meanBps]); b80.push([t, ...band.b80]); b90.push([t, ...band.b90]); }
+      if (g === current) shownNow = band;
     }
     if (current) reservation.push([current.time + horizon * interval, reservation[reservation.length - 1]?.[1] ?? 0]);
     // discrepancy: each past forecast against the actual rate measured for the interval it was for
@@ -116,6 +131,10 @@ export class ForecastsPanel {
     const forecastStitches = [...S.stitches.values()].filter((s) => s.metadata.tenant === policy.metadata.tenant
       && s.metadata.annotations?.["vnstitch.io/pair"] === `${latest.from}>${latest.to}` && s.status?.state !== "TERMINATED");
     const reservedNow = forecastStitches.reduce((sum, s) => sum + (s.status?.reservedBandwidth || 0), 0);
+    const source = sources.size > 1 ? "mixed" : [...sources][0] || "normal";
+    card.root.dataset.bands = source;
+    card.root.dataset.step = String(current.step);
+    card.root.dataset.time = String(current.time);
     const chart = el("div", { class: "chart-host" });
     clear(card.root).append(
       el("h2", { text: `${latest.from} → ${latest.to}` }),
@@ -123,9 +142,11 @@ export class ForecastsPanel {
       chart,
       el("div", { class: "chart-legend" }, ...legend([["actual", "actual rate"], ["mean", "forecast mean"], ["band80", "80 % interval"], ["band90", "90 % interval"], ["reserved", "reservation (predicted graph)"]])),
       kv([["forecast next", `${fmtBps(latest.meanBps)} (p${Math.round(q * 100)} ${fmtBps(latest.upperBps)})`],
+        ["bands now", shownNow ? `80 % ${fmtBps(shownNow.b80[0])}–${fmtBps(shownNow.b80[1])}, 90 % ${fmtBps(shownNow.b90[0])}–${fmtBps(shownNow.b90[1])} `
+          + (shownNow.source === "model" ? "(model quantiles)" : "(normal, from mean and upper)") : "–"],
         ["reserved now", `${fmtBps(reservedNow)} in ${forecastStitches.length} forecast stitch(es)`],
         ["discrepancy", mae === null ? "not enough history yet" : `mean abs error ${fmtBps(mae)} (${fmtPct(level ? mae / level : null)} of the actual) over ${errors.length} intervals; actual above p${Math.round(q * 100)} in ${above}`]]));
-    drawChart(chart, { yFormat: fmtBpsShort, now: current?.time, bands: [{ cls: "band90", points: b90 }, { cls: "band80", points: b80 }],
+    drawChart(chart, { yFormat: fmtBpsShort, now: current?.time, bands: [{ cls: "band90", points: b90, source }, { cls: "band80", points: b80, source }],
       series: [{ cls: "s-reserved", step: true, points: reservation }, { cls: "s-actual", points: actual }, { cls: "s-mean", points: mean }] });
   }
 }

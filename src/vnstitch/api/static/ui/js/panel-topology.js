@@ -3,6 +3,7 @@
 import { el, clear } from "./dom.js";
 import { S, linkLoads, visibleStitches } from "./state.js";
 import { TopologyMap, UTIL_CLASSES } from "./topology.js";
+import { schedule } from "./app.js";
 
 export class TopologyPanel {
   constructor() {
@@ -22,6 +23,7 @@ export class TopologyPanel {
       el("div", { class: "card side" }, el("h2", { text: "Link" }), this.info)));
     this.map = new TopologyMap(mapHost, document.getElementById("tooltip"), {
       onLinkPick: (name, text) => { this.info.textContent = text; this.info.dataset.link = name; },
+      onDrawn: () => schedule(true),
     });
     this.map.setSubstrate(S.nodes, S.links);
     this.drawnAt = null;
@@ -37,11 +39,15 @@ export class TopologyPanel {
     const measured = [...loads.values()].filter((l) => l.util !== null).length;
     this.summary.textContent = `${S.nodes.length} nodes, ${S.links.length} links (${this.map.geographic ? "geographic layout" : "graph layout"}); `
       + `${stitches.length} stitches shown${S.filters.tenant ? ` of tenant ${S.filters.tenant}` : ""}; ${measured} links with measured traffic`;
-    if (!S.stitchesLoaded) return;
-    this.root.dataset.ready = "true";
-    if (this.drawnAt === null) {
+    if (!S.stitchesLoaded || !this.map.drawn || this.drawnAt !== null) return;
+    this.drawnAt = 0;
+    // interactive once this frame (map, colours, every stitch) has been painted: a task queued from the
+    // frame's callback runs after its rendering steps
+    setTimeout(() => {
       this.drawnAt = performance.now();
       performance.mark("vnstitch:topology-interactive");
-    }
+      S.interactive = true;
+      this.root.dataset.ready = "true";
+    }, 0);
   }
 }

@@ -7,9 +7,10 @@ export const S = {
   who: null,
   nodes: [],
   links: [],
-  linkByEnds: new Map(),
+  nodeIndex: new Map(),       // node name → index (linkLoads)
+  arcOf: new Map(),           // from index × nodes + to index → arc (linkLoads)
   stitches: new Map(),        // "tenant/name" → Stitch
-  samples: new Map(),         // "tenant/name" → [[t, throughput, reserved, latency, loss]…] seen while open
+  samples: new Map(),         // "tenant/name" → [[t, throughput, reserved, latency, loss]…] seen while open (recordSample)
   policies: new Map(),        // "tenant/name" → ForecastPolicy
   graphs: new Map(),          // "tenant/policy" → Map(step → PredictedGraph spec)
   filters: { tenant: "", state: "", origin: "", text: "" },
@@ -18,16 +19,28 @@ export const S = {
   lastEventAt: null,
   events: 0,
   stitchesLoaded: false,
+  interactive: false,         // the map, its colours and the stitches have been drawn once
 };
 
 export const keyOf = (obj) => `${obj.metadata.tenant}/${obj.metadata.name}`;
-const MAX_SAMPLES = 600;
+// Samples kept per stitch: the open stitch keeps 600 (10 minutes at 1 Hz), every other one its last 60, so that
+// the page's memory levels off within a minute whatever the number of stitches (1,000 × 60, a few MiB).
+const MAX_SAMPLES_OPEN = 600;
+const MAX_SAMPLES = 60;
 
 export function setSubstrate(nodes, links) {
   S.nodes = nodes;
   S.links = links;
-  S.linkByEnds = new Map();
-  for (const link of links) S.linkByEnds.set([...link.spec.endpoints].sort().join("\u0000"), link);
+  // for linkLoads: node name → index, and (from, to) as one number → [link index, 0 forward | 1 backward]
+  S.nodeIndex = new Map(nodes.map((node, i) => [node.metadata.name, i]));
+  for (const link of links) for (const end of link.spec.endpoints) if (!S.nodeIndex.has(end)) S.nodeIndex.set(end, S.nodeIndex.size);
+  S.arcOf = new Map();
+  const size = S.nodeIndex.size;
+  links.forEach((link, i) => {
+    const [a, b] = link.spec.endpoints.map((end) => S.nodeIndex.get(end));
+    S.arcOf.set(a * size + b, 2 * i);
+    S.arcOf.set(b * size + a, 2 * i + 1);
+  });
 }
 
 export function recordSample(stitch) {
@@ -37,7 +50,8 @@ export function recordSample(stitch) {
   let list = S.samples.get(key);
   if (!list) S.samples.set(key, (list = []));
   list.push([Date.now() / 1000, measured.throughput ?? null, status.reservedBandwidth ?? 0, measured.latency ?? null, measured.loss ?? null]);
-  if (list.length > MAX_SAMPLES) list.splice(0, list.length - MAX_SAMPLES);
+  const keep = key === S.selected ? MAX_SAMPLES_OPEN : MAX_SAMPLES;
+  if (list.length > keep) list.splice(0, list.length - keep);
 }
 
 export function visibleStitches() {
@@ -63,27 +77,30 @@ export function latestGraph(policyKey) {
 // link name → {util, stitches, directions: [[from, to, reserved, measured, predicted]…]}: the reservations and
 // measured throughput of the stitches shown (their paths), and the latest predicted load of each arc.
 export function linkLoads(stitches) {
-  const arcs = new Map();  // "a\0b" → [reserved, measured|null, predicted|null]
-  const crossing = new Map();
-  const arc = (a, b) => {
-    const key = `${a}\u0000${b}`;
-    let entry = arcs.get(key);
-    if (!entry) arcs.set(key, (entry = [0, null, null]));
-    return entry;
-  };
+  const arcs = S.links.length * 2;  // arc 2i: link i from its first endpoint to its second; 2i + 1 back
+  const reserved = new Float64Array(arcs);
+  const measured = new Float64Array(arcs).fill(NaN);
+  const predicted = new Float64Array(arcs).fill(NaN);
+  const crossing = new Int32Array(S.links.length);
+  const size = S.nodeIndex.size;
+  const add = (values, arc, v) => { values[arc] = Number.isNaN(values[arc]) ? v : values[arc] + v; };
   for (const [, stitch] of stitches) {
     const status = stitch.status || {};
-    if (status.state === "TERMINATED" || !status.path || status.path.length < 2) continue;
-    const reserved = status.reservedBandwidth || 0;
+    const path = status.path;
+    if (status.state === "TERMINATED" || !path || path.length < 2) continue;
+    const bps = status.reservedBandwidth || 0;
     const throughput = status.measured?.throughput;
-    for (let i = 0; i + 1 < status.path.length; i++) {
-      const [a, b] = [status.path[i], status.path[i + 1]];
-      const forward = arc(a, b);
-      forward[0] += reserved;
-      if (typeof throughput === "number") forward[1] = (forward[1] || 0) + throughput;
-      if (stitch.spec?.symmetric !== false) arc(b, a)[0] += reserved;
-      const link = S.linkByEnds.get([a, b].sort().join("\u0000"));
-      if (link) crossing.set(link.metadata.name, (crossing.get(link.metadata.name) || 0) + 1);
+    const symmetric = stitch.spec?.symmetric !== false;
+    let from = S.nodeIndex.get(path[0]);
+    for (let i = 1; i < path.length; i++) {
+      const to = S.nodeIndex.get(path[i]);
+      const arc = from === undefined || to === undefined ? undefined : S.arcOf.get(from * size + to);
+      from = to;
+      if (arc === undefined) continue;
+      reserved[arc] += bps;
+      if (typeof throughput === "number") add(measured, arc, throughput);
+      if (symmetric) reserved[arc ^ 1] += bps;
+      crossing[arc >> 1] += 1;
     }
   }
   const tenant = S.filters.tenant;
@@ -91,19 +108,21 @@ export function linkLoads(stitches) {
     if (tenant && !policyKey.startsWith(`${tenant}/`)) continue;
     const graph = latestGraph(policyKey);
     for (const entry of graph?.links || []) {
-      const target = arc(entry.arc[0], entry.arc[1]);
-      target[2] = (target[2] || 0) + entry.predictedLoadBps;
+      const [a, b] = [S.nodeIndex.get(entry.arc[0]), S.nodeIndex.get(entry.arc[1])];
+      const arc = a === undefined || b === undefined ? undefined : S.arcOf.get(a * size + b);
+      if (arc !== undefined) add(predicted, arc, entry.predictedLoadBps);
     }
   }
   const loads = new Map();
-  for (const link of S.links) {
+  const orNull = (v) => (Number.isNaN(v) ? null : v);
+  S.links.forEach((link, i) => {
     const [a, b] = link.spec.endpoints;
-    const ab = arcs.get(`${a}\u0000${b}`) || [0, null, null];
-    const ba = arcs.get(`${b}\u0000${a}`) || [0, null, null];
-    const measured = [ab[1], ba[1]].filter((v) => v !== null);
-    const util = measured.length ? Math.max(...measured) / link.spec.capacity : null;
-    loads.set(link.metadata.name, { util, stitches: crossing.get(link.metadata.name) || 0,
-      directions: [[a, b, ...ab], [b, a, ...ba]] });
-  }
+    const [ab, ba] = [2 * i, 2 * i + 1];
+    const seen = [orNull(measured[ab]), orNull(measured[ba])].filter((v) => v !== null);
+    const util = seen.length ? Math.max(...seen) / link.spec.capacity : null;
+    loads.set(link.metadata.name, { util, stitches: crossing[i],
+      directions: [[a, b, reserved[ab], orNull(measured[ab]), orNull(predicted[ab])],
+        [b, a, reserved[ba], orNull(measured[ba]), orNull(predicted[ba])]] });
+  });
   return loads;
 }

@@ -1,12 +1,11 @@
-// The substrate map: a geographic layout from node coordinates where the topology has them, a force layout
-// otherwise; links coloured by measured utilisation, stitches drawn on their paths; hover and click show a
-// link's capacity, reserved, measured and predicted load per direction.
+// The substrate map: a geographic layout from node coordinates where the topology has them, a graph layout
+// otherwise (layout.js, in a worker); links coloured by measured utilisation, stitches drawn on their paths;
+// hover and click show a link's capacity, reserved, measured and predicted load per direction.
 
 import { svg, clear, fmtBps, fmtPct } from "./dom.js";
+import { W, H, fit, graphLayout } from "./layout.js";
 
-const W = 1000;
-const H = 620;
-const PAD = 30;
+const SVG_NS = "http://www.w3.org/2000/svg";
 
 export const UTIL_CLASSES = [[0.3, "#16a34a"], [0.5, "#84cc16"], [0.7, "#eab308"], [0.9, "#f97316"], [Infinity, "#dc2626"]];
 export const NO_MEASUREMENT = "#9ca3af";
@@ -17,105 +16,14 @@ export function utilColour(util) {
   return UTIL_CLASSES[UTIL_CLASSES.length - 1][1];
 }
 
-function fit(points) {
-  const xs = [...points.values()].map((p) => p[0]);
-  const ys = [...points.values()].map((p) => p[1]);
-  const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
-  const scale = Math.min((W - 2 * PAD) / (x1 - x0 || 1), (H - 2 * PAD) / (y1 - y0 || 1));
-  const dx = (W - (x1 - x0) * scale) / 2;
-  const dy = (H - (y1 - y0) * scale) / 2;
-  for (const [name, [x, y]] of points) points.set(name, [dx + (x - x0) * scale, dy + (y - y0) * scale]);
-  return points;
-}
-
-function mulberry32(seed) {
-  return () => {
-    seed |= 0; seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-// Fruchterman-Reingold with a grid for the repulsion (near cells only): O(n) a round, deterministic.
-function forceLayout(names, edges) {
-  const n = names.length;
-  const index = new Map(names.map((name, i) => [name, i]));
-  const random = mulberry32(42);
-  const x = new Float64Array(n);
-  const y = new Float64Array(n);
-  for (let i = 0; i < n; i++) { x[i] = random() * W; y[i] = random() * H; }
-  const pairs = edges.map(([a, b]) => [index.get(a), index.get(b)]).filter(([a, b]) => a !== undefined && b !== undefined);
-  const k = Math.sqrt((W * H) / Math.max(n, 1)) * 0.9;
-  const cell = 1.6 * k;  // repulsion reaches 1.6 k: further nodes barely push
-  const rounds = n > 300 ? 150 : 300;
-  let temperature = W / 8;
-  const dxs = new Float64Array(n);
-  const dys = new Float64Array(n);
-  const cols = Math.ceil((3 * W) / cell) + 2;
-  const rows = Math.ceil((3 * H) / cell) + 2;
-  const cellOf = new Int32Array(n);
-  const start = new Int32Array(cols * rows + 1);
-  const members = new Int32Array(n);
-  for (let round = 0; round < rounds; round++) {
-    dxs.fill(0); dys.fill(0);
-    // counting sort of the nodes into grid cells (the map spans [-W, 2W] × [-H, 2H] at most)
-    start.fill(0);
-    for (let i = 0; i < n; i++) {
-      const cx = Math.min(cols - 1, Math.max(0, Math.floor((x[i] + W) / cell)));
-      const cy = Math.min(rows - 1, Math.max(0, Math.floor((y[i] + H) / cell)));
-      cellOf[i] = cy * cols + cx;
-      start[cellOf[i] + 1] += 1;
-    }
-    for (let c = 0; c < cols * rows; c++) start[c + 1] += start[c];
-    const fillAt = start.slice(0, cols * rows);
-    for (let i = 0; i < n; i++) members[fillAt[cellOf[i]]++] = i;
-    for (let i = 0; i < n; i++) {
-      const cx = cellOf[i] % cols;
-      const cy = (cellOf[i] - cx) / cols;
-      for (let gy = Math.max(0, cy - 1); gy <= Math.min(rows - 1, cy + 1); gy++) {
-        for (let gx = Math.max(0, cx - 1); gx <= Math.min(cols - 1, cx + 1); gx++) {
-          const c = gy * cols + gx;
-          for (let m = start[c]; m < start[c + 1]; m++) {
-            const j = members[m];
-            if (j === i) continue;
-            let ddx = x[i] - x[j];
-            let ddy = y[i] - y[j];
-            let d2 = ddx * ddx + ddy * ddy;
-            if (d2 < 0.01) { ddx = random() - 0.5; ddy = random() - 0.5; d2 = 0.01; }
-            if (d2 > cell * cell) continue;
-            const force = (k * k) / d2;
-            dxs[i] += ddx * force; dys[i] += ddy * force;
-          }
-        }
-      }
-    }
-    for (const [a, b] of pairs) {
-      const ddx = x[a] - x[b];
-      const ddy = y[a] - y[b];
-      const d = Math.sqrt(ddx * ddx + ddy * ddy) || 0.01;
-      const force = d / k;
-      dxs[a] -= ddx * force; dys[a] -= ddy * force;
-      dxs[b] += ddx * force; dys[b] += ddy * force;
-    }
-    for (let i = 0; i < n; i++) {
-      dxs[i] += (W / 2 - x[i]) * 0.01; dys[i] += (H / 2 - y[i]) * 0.01;  // gravity keeps components together
-      const d = Math.sqrt(dxs[i] * dxs[i] + dys[i] * dys[i]) || 1;
-      const step = Math.min(d, temperature);
-      x[i] += (dxs[i] / d) * step; y[i] += (dys[i] / d) * step;
-    }
-    temperature = Math.max(1, temperature * 0.985);
-  }
-  return new Map(names.map((name, i) => [name, [x[i], y[i]]]));
-}
-
 function hash(text) {  // FNV-1a, 32 bits
   let h = 0x811c9dc5;
   for (let i = 0; i < text.length; i++) { h ^= text.charCodeAt(i); h = Math.imul(h, 0x01000193); }
   return (h >>> 0).toString(16);
 }
 
-// Node name → [x, y] in the map's coordinates; `geographic` says which layout was used.
+// Node name → [x, y] in the map's coordinates, and whether they are geographic; null when a graph layout
+// has to be computed (graphPoints, below).
 export function layout(nodes, links) {
   const located = nodes.filter((node) => typeof node.spec?.latitude === "number" && typeof node.spec?.longitude === "number");
   if (nodes.length && located.length >= 0.8 * nodes.length) {
@@ -125,23 +33,59 @@ export function layout(nodes, links) {
     for (const node of nodes) if (!points.has(node.metadata.name)) points.set(node.metadata.name, [0, 0]);
     return { points: fit(points), geographic: true };
   }
+  try {  // the same substrate lays out the same way: kept for the next visit (positions, no data)
+    const cached = JSON.parse(localStorage.getItem(cacheKey(nodes, links)) || "null");
+    if (cached && cached.length === nodes.length) return { points: new Map(cached), geographic: false };
+  } catch (_) { /* no storage: lay out again */ }
+  return null;
+}
+
+function cacheKey(nodes, links) {
+  return `vnstitch.layout.${hash(JSON.stringify([nodes.map((n) => n.metadata.name), links.map((l) => l.spec.endpoints)]))}`;
+}
+
+let worker = null;       // null: not tried yet; false: none to be had (the main thread lays out)
+let asked = 0;
+const waiting = new Map();  // id → [resolve, names, edges]
+
+// The graph layout, in a worker where the browser allows one (the main thread meanwhile parses the stitch list
+// and builds the page), here otherwise; resolves to a Map of node name → [x, y].
+export function graphPoints(nodes, links) {
   const names = nodes.map((node) => node.metadata.name);
   const edges = links.map((link) => link.spec.endpoints);
-  const cacheKey = `vnstitch.layout.${hash(JSON.stringify([names, edges]))}`;
-  try {  // the same substrate lays out the same way: keep it for the next visit (positions, no data)
-    const cached = JSON.parse(localStorage.getItem(cacheKey) || "null");
-    if (cached && cached.length === names.length) return { points: new Map(cached), geographic: false };
-  } catch (_) { /* no storage: lay out again */ }
-  const points = fit(forceLayout(names, edges));
-  try { localStorage.setItem(cacheKey, JSON.stringify([...points])); } catch (_) { /* full or disabled */ }
-  return { points, geographic: false };
+  const here = () => fit(graphLayout(names, edges));
+  const keep = (points) => {
+    try { localStorage.setItem(cacheKey(nodes, links), JSON.stringify([...points])); } catch (_) { /* full or disabled */ }
+    return points;
+  };
+  startLayoutWorker();
+  if (!worker) return Promise.resolve(keep(here()));
+  const id = ++asked;
+  return new Promise((resolve) => { waiting.set(id, [resolve, names, edges]); worker.postMessage([id, names, edges]); }).then(keep);
+}
+
+// Start the worker (its modules loaded and compiled) while the page still waits for the API.
+export function startLayoutWorker() {
+  if (worker === null) {
+    try {
+      worker = new Worker(new URL("./layout-worker.js", import.meta.url), { type: "module" });
+      worker.onmessage = (event) => { const [id, points] = event.data; waiting.get(id)?.[0](new Map(points)); waiting.delete(id); };
+      worker.onerror = () => {  // could not load or run: lay out what was asked here
+        worker = false;
+        for (const [id, [resolve, n, e]] of waiting) { waiting.delete(id); resolve(fit(graphLayout(n, e))); }
+      };
+    } catch (_) { worker = false; }
+  }
 }
 
 export class TopologyMap {
-  constructor(host, tooltip, { onLinkPick } = {}) {
+  constructor(host, tooltip, { onLinkPick, onDrawn } = {}) {
     this.host = host;
     this.tooltip = tooltip;
     this.onLinkPick = onLinkPick || (() => {});
+    this.onDrawn = onDrawn || (() => {});
+    this.substrateAsked = 0;
+    this.drawn = false;
     this.root = svg("svg", { class: "topology", viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "substrate map" });
     this.linkLayer = svg("g", { class: "links" });
     this.stitchLayer = svg("g", { class: "stitches" });
@@ -151,45 +95,99 @@ export class TopologyMap {
     this.view = { x: 0, y: 0, w: W, h: H };
     this.linkEls = new Map();
     this.stitchEls = new Map();
+    this.pointText = new Map();
     this.loads = new Map();
     this.pinned = null;
     this.installPanZoom();
+    this.installHover();
   }
 
+  // Draws at once where the layout is known (coordinates, or kept from an earlier visit); otherwise once the
+  // worker has laid the graph out, then calls onDrawn. `drawn` says whether the map is there.
   setSubstrate(nodes, links) {
+    const asked = ++this.substrateAsked;
     clear(this.linkLayer); clear(this.nodeLayer); clear(this.stitchLayer);
     this.linkEls.clear(); this.stitchEls.clear();
-    const { points, geographic } = layout(nodes, links);
+    this.pointText = new Map();
+    this.drawn = false;
+    performance.mark("vnstitch:layout-start");
+    const known = layout(nodes, links);
+    if (known) {
+      performance.measure("vnstitch:layout", "vnstitch:layout-start");
+      this.draw(nodes, links, known.points, known.geographic);
+      return;
+    }
+    graphPoints(nodes, links).then((points) => {
+      if (asked !== this.substrateAsked) return;  // a newer substrate is on its way
+      performance.measure("vnstitch:layout", "vnstitch:layout-start");
+      this.draw(nodes, links, points, false);
+      this.onDrawn();
+    });
+  }
+
+  draw(nodes, links, points, geographic) {
     this.points = points;
+    this.pointText = new Map([...points].map(([name, p]) => [name, `${p[0].toFixed(1)},${p[1].toFixed(1)}`]));
     this.geographic = geographic;
     this.links = new Map(links.map((link) => [link.metadata.name, link]));
     this.nodes = new Map(nodes.map((node) => [node.metadata.name, node]));
     const small = nodes.length <= 60;
+    // one fragment per layer, attributes set directly, and hover/click handled once per layer (below)
+    const linkFragment = document.createDocumentFragment();
     for (const link of links) {
       const [a, b] = link.spec.endpoints;
       const pa = points.get(a);
       const pb = points.get(b);
       if (!pa || !pb) continue;
-      const line = svg("line", { class: "link", x1: pa[0], y1: pa[1], x2: pb[0], y2: pb[1], stroke: NO_MEASUREMENT,
-        "stroke-width": small ? 5 : 2.5, "stroke-opacity": 0.9, "vector-effect": "non-scaling-stroke",
-        dataset: { link: link.metadata.name, util: "" } });
-      line.addEventListener("mousemove", (event) => this.showTip(event, this.linkText(link.metadata.name)));
-      line.addEventListener("mouseleave", () => this.hideTip());
-      line.addEventListener("click", (event) => { event.stopPropagation(); this.pin(link.metadata.name); });
-      this.linkLayer.append(line);
+      const line = document.createElementNS(SVG_NS, "line");
+      line.setAttribute("class", "link");
+      line.setAttribute("x1", pa[0].toFixed(1)); line.setAttribute("y1", pa[1].toFixed(1));
+      line.setAttribute("x2", pb[0].toFixed(1)); line.setAttribute("y2", pb[1].toFixed(1));
+      line.setAttribute("stroke", NO_MEASUREMENT);
+      line.setAttribute("stroke-width", small ? "5" : "2.5");
+      line.dataset.link = link.metadata.name;
+      line.dataset.util = "";
+      linkFragment.append(line);
       this.linkEls.set(link.metadata.name, line);
     }
+    this.linkLayer.append(linkFragment);
+    const nodeFragment = document.createDocumentFragment();
     for (const node of nodes) {
       const p = points.get(node.metadata.name);
-      const dot = svg("circle", { class: "node", cx: p[0], cy: p[1], r: small ? 6 : 2.2, "stroke-width": small ? 1.5 : 0.5,
-        "vector-effect": "non-scaling-stroke", dataset: { node: node.metadata.name } });
-      dot.addEventListener("mousemove", (event) => this.showTip(event, this.nodeText(node)));
-      dot.addEventListener("mouseleave", () => this.hideTip());
-      this.nodeLayer.append(dot);
-      if (small) this.nodeLayer.append(svg("text", { class: "label", x: p[0] + 8, y: p[1] - 6, text: node.metadata.name }));
+      const dot = document.createElementNS(SVG_NS, "circle");
+      dot.setAttribute("class", "node");
+      dot.setAttribute("cx", p[0].toFixed(1)); dot.setAttribute("cy", p[1].toFixed(1));
+      dot.setAttribute("r", small ? "6" : "2.2");
+      dot.setAttribute("stroke-width", small ? "1.5" : "0.5");
+      dot.dataset.node = node.metadata.name;
+      nodeFragment.append(dot);
+      if (small) nodeFragment.append(svg("text", { class: "label", x: p[0] + 8, y: p[1] - 6, text: node.metadata.name }));
     }
+    this.nodeLayer.append(nodeFragment);
     this.root.dataset.layout = geographic ? "geographic" : "graph";
     this.root.dataset.links = String(this.linkEls.size);
+    this.drawn = true;
+  }
+
+  installHover() {
+    const target = (event) => {
+      const item = event.target;
+      if (item.dataset?.link !== undefined) return ["link", item.dataset.link];
+      if (item.dataset?.node !== undefined) return ["node", item.dataset.node];
+      return null;
+    };
+    this.root.addEventListener("mousemove", (event) => {
+      const hit = target(event);
+      if (!hit) { this.hideTip(); return; }
+      const [kind, name] = hit;
+      if (kind === "link") this.showTip(event, this.linkText(name));
+      else if (this.nodes?.has(name)) this.showTip(event, this.nodeText(this.nodes.get(name)));
+    });
+    this.root.addEventListener("mouseleave", () => this.hideTip());
+    this.root.addEventListener("click", (event) => {
+      const hit = target(event);
+      if (hit && hit[0] === "link") { event.stopPropagation(); this.pin(hit[1]); }
+    });
   }
 
   // loads: link name → {capacity, directions: [[from, to, reserved, measured, predicted], …], stitches}
@@ -208,25 +206,29 @@ export class TopologyMap {
 
   // stitches: key → {path: [node…], state, selected}
   setStitches(stitches) {
+    const fresh = document.createDocumentFragment();
     for (const [key, polyline] of this.stitchEls) if (!stitches.has(key)) { polyline.remove(); this.stitchEls.delete(key); }
     for (const [key, stitch] of stitches) {
       const drawn = this.stitchEls.get(key);
       const pathKey = stitch.path.join("\u0000");
       if (drawn && drawn.pathKey === pathKey) { drawn.classList.toggle("selected", Boolean(stitch.selected)); continue; }
-      const points = stitch.path.map((node) => this.points?.get(node)).filter(Boolean);
+      const points = [];
+      for (const node of stitch.path) { const at = this.pointText.get(node); if (at) points.push(at); }
       if (points.length < 2) { const old = this.stitchEls.get(key); if (old) { old.remove(); this.stitchEls.delete(key); } continue; }
-      const text = points.map((p) => `${p[0].toFixed(1)},${p[1].toFixed(1)}`).join(" ");
+      const text = points.join(" ");
       let polyline = this.stitchEls.get(key);
       if (!polyline) {
-        polyline = svg("polyline", { class: "stitch", stroke: "#7c3aed", "stroke-opacity": 0.55, "stroke-width": 1.5,
-          "vector-effect": "non-scaling-stroke", dataset: { stitch: key } });
-        this.stitchLayer.append(polyline);
+        polyline = document.createElementNS(SVG_NS, "polyline");
+        polyline.setAttribute("class", "stitch");
+        polyline.dataset.stitch = key;
+        fresh.append(polyline);
         this.stitchEls.set(key, polyline);
       }
       polyline.setAttribute("points", text);
       polyline.pathKey = pathKey;
       polyline.classList.toggle("selected", Boolean(stitch.selected));
     }
+    this.stitchLayer.append(fresh);
   }
 
   linkText(name) {

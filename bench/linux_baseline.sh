@@ -5,11 +5,15 @@
 # tunnels, attachment veths, a routing table with `iif` rules on each end, UDP pinned to the
 # path on every node, VM routes, and nftables allow rules in the lab's default-deny table.
 # No tc: the benchmarked stitch reserves no bandwidth, so the driver makes no HTB class either.
+# The driver runs each wireguard-go in a namespace of its own (drivers/linux/uplink.py, issue 17);
+# this script keeps the plain layout (wireguard-go in the node's namespace), what one writes by hand.
 #
 # usage: linux_baseline.sh LAB one ROUNDS   one stitch per round, timed to the first ping reply;
 #                                           prints one duration in microseconds per round
-#        linux_baseline.sh LAB many N       N stitches, then the first ping reply; prints the
-#                                           total in microseconds; removes them afterwards
+#        linux_baseline.sh LAB many N       N stitches, then the first ping reply; prints, in
+#                                           microseconds since the start, when each stitch was
+#                                           built (N lines), then the first reply (one line);
+#                                           removes them afterwards
 # Needs the lab's nftables base table (`vnstitch lab up` makes it).
 set -eu
 umask 077
@@ -103,7 +107,10 @@ case $MODE in
     ;;
   many)
     start=$(date +%s%N)
-    for i in $(seq 0 $((COUNT - 1))); do build "$i"; done
+    for i in $(seq 0 $((COUNT - 1))); do
+      build "$i"
+      now=$(date +%s%N); echo $(( (now - start) / 1000 ))
+    done
     first_reply
     end=$(date +%s%N)
     echo $(( (end - start) / 1000 ))

@@ -13,7 +13,7 @@ import networkx as nx
 from vnstitch.drivers.linux import nft, wireguard
 from vnstitch.drivers.linux.driver import LinuxDriver
 from vnstitch.drivers.linux.kernel import (
-    Namespaces, ifindex, kernel_errors, list_netns, netns_exists, set_sysctls, NETNS_DIR,
+    Namespaces, ifindex, kernel_errors, list_netns, netns_exists, pid_alive, set_sysctls, NETNS_DIR,
 )
 from vnstitch.drivers.linux.layout import (
     DRIVER_FILE, LAB_FILE, LabLayout, LinkInfo, NodeInfo, StitchNames, load_layout, node_address,
@@ -145,8 +145,10 @@ def _namespace_inodes(prefix: str) -> set[tuple[int, int]]:
 
 
 def processes_in(prefix: str) -> list[int]:
-    """Pids of processes whose network namespace is one of ours."""
+    """Pids of processes whose network namespace is one of ours, or that serve a device in one of ours
+    from a namespace of their own (wireguard-go: its environment names the node's namespace)."""
     inodes = _namespace_inodes(prefix)
+    marker = f"{wireguard.NETNS_ENV}={prefix}".encode()
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
@@ -157,6 +159,13 @@ def processes_in(prefix: str) -> list[int]:
             continue
         if (st.st_dev, st.st_ino) in inodes:
             pids.append(int(entry))
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                if any(item.startswith(marker) for item in handle.read().split(b"\0")):
+                    pids.append(int(entry))
+        except OSError:
+            pass
     return pids
 
 
@@ -200,11 +209,18 @@ def down(directory: str | None = None, name: str | None = None) -> list[str]:
     try:
         with open(os.path.join(directory, DRIVER_FILE)) as handle:
             for record in json.load(handle).get("stitches", {}).values():
-                names = StitchNames(record["hash"], record["index"])
-                for side in ("a", "b"):
-                    wg_names.append(names.wg_if(side))
-                    if wireguard.stop(record.get("pids", {}).get(side), names.wg_if(side)):
-                        removed.append(f"wireguard-go {names.wg_if(side)}")
+                # both tunnel slots (a key rotation's other one too), stopped by pid or UAPI socket before
+                # processes_in() below finds what is left
+                current = record.get("slot", 0)
+                other = record.get("next") or record.get("retiring") or {}
+                for slot, pids in ((current, record.get("pids", {})), (1 - current, other.get("pids", {}))):
+                    names = StitchNames(record["hash"], record["index"], slot)
+                    for side in ("a", "b"):
+                        ifname = names.wg_if(side)
+                        wg_names.append(ifname)
+                        pid = pids.get(side) if pid_alive(pids.get(side), needle=ifname) else wireguard.socket_pid(ifname)
+                        if wireguard.stop(pid, ifname):
+                            removed.append(f"wireguard-go {ifname}")
     except (FileNotFoundError, ValueError):
         pass
     stray = processes_in(prefix)

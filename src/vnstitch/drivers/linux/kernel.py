@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import ctypes
 import errno as errno_codes
+import fcntl
 import os
+import socket
+import struct
 import subprocess
 import threading
 import time
@@ -17,6 +20,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from vnstitch.errors import DriverError
 
 NETNS_DIR = "/var/run/netns"
+SIOCGIFINDEX = 0x8933
 T = TypeVar("T")
 
 
@@ -69,6 +73,8 @@ class Namespaces:
 
     def __init__(self) -> None:
         self._sockets: dict[str, IPRoute] = {}
+        self._ioctl: dict[str, socket.socket] = {}
+        self._rtnl: dict = {}
 
     def __call__(self, name: str) -> IPRoute:
         sock = self._sockets.get(name)
@@ -76,9 +82,37 @@ class Namespaces:
             if not netns_exists(name):
                 raise DriverError(f"network namespace {name} does not exist", errno=errno_codes.ENOENT)
             with kernel_errors(f"open netlink socket in {name}"):
-                sock = IPRoute(netns=name)
+                # groups=0: no broadcasts (every link, route and neighbour change of the namespace would
+                # be queued to it and decoded by pyroute2 while it waits for its own answers)
+                sock = IPRoute(netns=name, groups=0)
             self._sockets[name] = sock
         return sock
+
+    def rtnl(self, name: str):
+        """A raw rtnetlink socket in the namespace (rtnl.py: batched writes of a fresh stitch)."""
+        from vnstitch.drivers.linux.rtnl import Rtnl
+        sock = self._rtnl.get(name)
+        if sock is None:
+            if not netns_exists(name):
+                raise DriverError(f"network namespace {name} does not exist", errno=errno_codes.ENOENT)
+            sock = self._rtnl[name] = in_netns(name, Rtnl)
+        return sock
+
+    def index(self, name: str, ifname: str) -> int | None:
+        """ip -n NAME link show IFNAME → its index, or None: SIOCGIFINDEX on a socket kept in the namespace
+        (a netlink lookup through pyroute2 costs about 50 times more)."""
+        sock = self._ioctl.get(name)
+        if sock is None:
+            if not netns_exists(name):
+                raise DriverError(f"network namespace {name} does not exist", errno=errno_codes.ENOENT)
+            sock = self._ioctl[name] = in_netns(name, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        try:
+            answer = fcntl.ioctl(sock, SIOCGIFINDEX, struct.pack("16s24x", ifname.encode()))
+        except OSError as exc:
+            if exc.errno == errno_codes.ENODEV:
+                return None
+            raise DriverError(f"link {ifname} in {name}: {exc.strerror}", errno=exc.errno) from exc
+        return struct.unpack_from("i", answer, 16)[0]
 
     def create(self, name: str) -> bool:
         """ip netns add NAME (no-op when it exists); True when created."""
@@ -101,9 +135,13 @@ class Namespaces:
         sock = self._sockets.pop(name, None)
         if sock is not None:
             sock.close()
+        for cache in (self._ioctl, self._rtnl):
+            other = cache.pop(name, None)
+            if other is not None:
+                other.close()
 
     def close(self) -> None:
-        for name in list(self._sockets):
+        for name in list(self._sockets) + list(self._ioctl) + list(self._rtnl):
             self.forget(name)
 
 
@@ -137,36 +175,62 @@ CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def in_netns(ns: str, fn: Callable[[], T]) -> T:
-    """Run fn in a thread that joined namespace `ns` (setns is per thread): in-process `ip netns exec`.
-
-    Children started from that thread (subprocess) are born in `ns` too.
-    """
+def _in_thread(enter: Callable[[], None], fn: Callable[[], T], name: str) -> T:
+    """fn() in a fresh thread that first ran enter() (setns/unshare are per thread); its result or
+    exception handed back to the caller's thread."""
     result: dict = {}
 
     def body() -> None:
         try:
-            fd = os.open(os.path.join(NETNS_DIR, ns), os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as exc:
-            result["error"] = DriverError(f"network namespace {ns}: {exc.strerror}", errno=exc.errno)
-            return
-        try:
-            if _libc.setns(fd, CLONE_NEWNET) != 0:
-                code = ctypes.get_errno()
-                result["error"] = DriverError(f"setns {ns}: {os.strerror(code)}", errno=code)
-                return
+            enter()
             result["value"] = fn()
         except BaseException as exc:  # handed to the caller's thread below
             result["error"] = exc
-        finally:
-            os.close(fd)
 
-    thread = threading.Thread(target=body, name=f"netns-{ns}", daemon=True)
+    thread = threading.Thread(target=body, name=name, daemon=True)
     thread.start()
     thread.join()
     if "error" in result:
         raise result["error"]
     return result["value"]
+
+
+def _setns_path(path: str, what: str) -> Callable[[], None]:
+    def enter() -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise DriverError(f"network namespace {what}: {exc.strerror}", errno=exc.errno) from exc
+        try:
+            if _libc.setns(fd, CLONE_NEWNET) != 0:
+                code = ctypes.get_errno()
+                raise DriverError(f"setns {what}: {os.strerror(code)}", errno=code)
+        finally:
+            os.close(fd)
+    return enter
+
+
+def in_netns(ns: str, fn: Callable[[], T]) -> T:
+    """Run fn in a thread that joined namespace `ns` (setns is per thread): in-process `ip netns exec`.
+
+    Children started from that thread (subprocess) are born in `ns` too.
+    """
+    return _in_thread(_setns_path(os.path.join(NETNS_DIR, ns), ns), fn, f"netns-{ns}")
+
+
+def in_netns_of(pid: int, fn: Callable[[], T]) -> T:
+    """Run fn in a thread that joined the network namespace of process `pid` (`nsenter -t PID -n`)."""
+    return _in_thread(_setns_path(f"/proc/{pid}/ns/net", f"of pid {pid}"), fn, f"netns-pid-{pid}")
+
+
+def in_new_netns(fn: Callable[[], T]) -> T:
+    """Run fn in a thread that unshared a new, unnamed network namespace (`unshare -n`): it lives while a
+    process or socket born in it does, and goes (with its devices) when the last one ends."""
+    def enter() -> None:
+        if _libc.unshare(CLONE_NEWNET) != 0:
+            code = ctypes.get_errno()
+            raise DriverError(f"unshare(CLONE_NEWNET): {os.strerror(code)}", errno=code)
+    return _in_thread(enter, fn, "netns-new")
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.002) -> None:

@@ -25,6 +25,8 @@ ROTATED_PORT_BASE = 26000                              # its second tunnel slot 
 ROTATABLE_STITCHES = (ROTATED_PORT_BASE - STITCH_PORT_BASE) // 2   # indexes whose two slots' ports never meet
 STITCH_TABLE_BASE = 1000                               # routing table and rule preference
 UNREACHABLE_PREF = 32700                               # `ip rule ... unreachable` after every stitch's lookup
+UPLINK_RULE_PREF = 90                                  # `ip rule to NODE ipproto udp dport P lookup P`: a tunnel's
+LOCAL_RULE_PREF = 99                                   # UDP to its uplink, before `lookup local` (moved from 0)
 DEFAULT_CLASS_MINOR = 0xFFF0
 LINK_CLASS_MINOR = 0x1
 NETWORK_MTU = 1450                                     # 1500 substrate - 50 VXLAN
@@ -173,6 +175,14 @@ class StitchNames:
         # slot 1 puts an `r` before the side, so neither slot's name is a substring of the other's
         # (pid checks match the name in wireguard-go's command line); 12 characters at most
         return f"vw{self.hash}{side}" if self.slot == 0 else f"vw{self.hash}r{side}"
+
+    def uplink_if(self, side: str) -> str:    # node end of the veth to the wireguard-go's own namespace
+        return f"vu{self.hash}{side}" if self.slot == 0 else f"vu{self.hash}r{side}"
+
+    def uplink_macs(self, side: str) -> tuple[str, str]:   # (node end, wireguard-go end), fixed: no ARP
+        tail = ("0a" if side == "a" else "0b") if self.slot == 0 else ("1a" if side == "a" else "1b")
+        octets = ":".join(self.hash[i:i + 2] for i in range(0, 8, 2))
+        return f"12:{octets}:{tail}", f"16:{octets}:{tail}"
 
     def vxlan_if(self, side: str) -> str:
         return f"vt{self.hash}{side}"

@@ -24,14 +24,17 @@ from vnstitch.errors import DriverError
 TABLE = "vnstitch"
 _OUTPUT_JSON = 1 << 4          # NFT_CTX_OUTPUT_JSON in libnftables.h
 
-# Forwarded traffic in a node namespace is either substrate transit or stitch traffic;
-# anything else (one network reaching another) hits the drop policy.
+# Forwarded traffic in a node namespace is either substrate transit, a tunnel's UDP between its
+# wireguard-go's uplink (vu…, uplink.py) and the substrate, or stitch traffic; anything else (one
+# network reaching another) hits the drop policy.
 _BASE = f"""table inet {TABLE} {{
     map stitch_in {{ type ifname : verdict; }}
     chain forward {{
         type filter hook forward priority 0; policy drop;
         tcp flags syn tcp option maxseg size set rt mtu
         iifname "sub*" oifname "sub*" accept
+        iifname "vu*" oifname "sub*" accept
+        iifname "sub*" oifname "vu*" accept
         iifname vmap @stitch_in
     }}
     chain input {{
@@ -39,6 +42,7 @@ _BASE = f"""table inet {TABLE} {{
         iifname "vg*" drop
         iifname "vw*" drop
         iifname "vt*" drop
+        iifname "vu*" drop
         iifname "br*" drop
     }}
 }}
@@ -127,7 +131,7 @@ def run(ns: str, script: str, json_output: bool = False, what: str = "nft") -> s
     return out
 
 
-_BASE_RULES = {"forward": 3, "input": 4}  # rules per base chain in _BASE
+_BASE_RULES = {"forward": 5, "input": 5}  # rules per base chain in _BASE
 
 
 def base_problem(table: dict | None) -> str | None:

@@ -54,6 +54,26 @@ def ensure_routes(ipr, table: int, wanted: list[dict], fresh: bool = False) -> b
     return changed
 
 
+def fresh_writes(table: int, routes: list[dict] = (), iifnames: list[str] = (),
+                 dport_range: tuple[int, int] | None = None) -> list:
+    """The rtnl.py messages of ensure_routes and ensure_rules with `fresh` (nothing read first): one batch."""
+    from vnstitch.drivers.linux import rtnl
+    out = []
+    for route in routes:
+        net, _, plen = route["dst"].partition("/")
+        if route.get("type") == "unreachable":
+            out.append(rtnl.route_replace(net, int(plen), table=table, unreachable=True))
+        else:
+            out.append(rtnl.route_replace(net, int(plen), oif=route["oif"], table=table, gateway=route.get("gateway"),
+                                          onlink=bool(route.get("gateway"))))
+    for spec in _rule_specs(table, iifnames, dport_range):
+        dports = spec.get("dport_range")
+        out.append(rtnl.rule_add(spec["priority"], table=spec.get("table"), unreachable="action" in spec,
+                                 iifname=spec.get("iifname"), ip_proto=spec.get("ip_proto"),
+                                 dport_range=tuple(int(p) for p in dports.split(":")) if dports else None))
+    return out
+
+
 def remove_routes(ipr, table: int, routes: list[dict]) -> bool:
     """ip route del [unreachable] DST table T for each route spec ({"dst", "type"}); absent ones are fine."""
     changed = False

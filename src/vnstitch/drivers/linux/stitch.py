@@ -21,9 +21,9 @@ from typing import Callable
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from vnstitch.drivers.linux import keys, nft, routing, wireguard
+from vnstitch.drivers.linux import keys, nft, routing, rtnl, uplink as uplink_mod, wireguard
 from vnstitch.drivers.linux.kernel import (
-    EEXIST, ENODEV, ENOENT, ESRCH, Namespaces, ifindex, kernel_errors, pid_alive, tolerate,
+    EEXIST, ENODEV, ENOENT, ESRCH, NETNS_DIR, Namespaces, ifindex, kernel_errors, pid_alive, tolerate,
 )
 from vnstitch.drivers.linux.layout import NETWORK_MTU, ROTATABLE_STITCHES, LabLayout, StitchNames, bridge_ifname
 from vnstitch.drivers.linux.network import ensure_address, ensure_link_up
@@ -45,12 +45,14 @@ class StitchContext:
     indexes: dict[tuple[str, str], int] = field(default_factory=dict)  # (netns, ifname) → ifindex, one build
     wall_clock: Callable[[], float] = time.time   # unix time: when keys are made (compared with keys_after)
     save: Callable[[], None] = lambda: None       # writes the driver's state: each rotation step is recorded
+    uplink_bases: set[str] = field(default_factory=set)   # node namespaces whose uplink rules are in place
+    new_ends: set[str] = field(default_factory=set)       # wg ifnames started by this driver, MTU of X not set
 
     def ifindex(self, ns: str, ifname: str) -> int | None:
         """ip -n NS link show IFNAME, remembered for the rest of this build (links we made do not move)."""
         index = self.indexes.get((ns, ifname))
         if index is None:
-            index = ifindex(self.nss(ns), ifname)
+            index = self.nss.index(ns, ifname)
             if index is not None:
                 self.indexes[(ns, ifname)] = index
         return index
@@ -193,8 +195,10 @@ def build(ctx: StitchContext, op: EnsureStitch, names: StitchNames, record: dict
 
 # --- tunnel --------------------------------------------------------------------------------
 
-def start_tunnel_processes(ctx: StitchContext, op: EnsureStitch, names: StitchNames, record: dict) -> bool:
-    """Start wireguard-go for both ends at once unless already running; does not wait for them."""
+def start_tunnel_processes(ctx: StitchContext, op: EnsureStitch, names: StitchNames, record: dict,
+                           fresh: bool = False) -> bool:
+    """Start wireguard-go for both ends at once unless already running; does not wait for them
+    (`fresh`: the stitch was just allocated, so no device of an earlier process can be left)."""
     if not op.encrypted or is_local(op):
         return False
     changed = False
@@ -204,16 +208,56 @@ def start_tunnel_processes(ctx: StitchContext, op: EnsureStitch, names: StitchNa
         ours = ctx.procs.get(ifname)
         if ours is not None and ours.poll() is None and ours.pid == pid:  # poll() first: it reaps a dead one
             continue  # started by this op and still starting up: wait_ready() waits for it
-        if pid_alive(pid, needle=ifname) and os.path.exists(wireguard.socket_path(ifname)):
-            continue
         end, _ = _ends(op, side)
+        node_ns = ctx.lab.node_ns(end.node)
+        alive = pid_alive(pid, needle=ifname)
+        if alive and os.path.exists(wireguard.socket_path(ifname)) and ctx.ifindex(node_ns, names.uplink_if(side)):
+            continue
+        if alive:   # its uplink is gone (its UDP has no way out): a fresh one, with a fresh namespace
+            wireguard.stop(pid, ifname)
         if ours is not None and ours.poll() is None:  # replaced while still dying: keep it for reap()
             ctx.procs[f"{ifname}#{ours.pid}"] = ours
-        proc = wireguard.start(ctx.lab.node_ns(end.node), ifname, os.path.join(ctx.state_dir, f"{ifname}.log"))
+        proc = start_end(ctx, op, names, side, stale=not fresh)
         ctx.procs[ifname] = proc
         record.setdefault("pids", {})[side] = proc.pid
         changed = True
     return changed
+
+
+def uplink_of(ctx: StitchContext, op: EnsureStitch, names: StitchNames, side: str) -> uplink_mod.Uplink:
+    end, _ = _ends(op, side)
+    node_mac, inner_mac = names.uplink_macs(side)
+    return uplink_mod.Uplink(names.uplink_if(side), ctx.lab.nodes[end.node].address, names.port(side), node_mac,
+                             inner_mac)
+
+
+def start_end(ctx: StitchContext, op: EnsureStitch, names: StitchNames, side: str,
+              stale: bool = True) -> subprocess.Popen:
+    """wireguard-go for one end in names' slot, in its own namespace with its uplink (uplink.py); with
+    `stale`, first removes a TUN or uplink an earlier process may have left."""
+    end, _ = _ends(op, side)
+    node_ns, ifname = ctx.lab.node_ns(end.node), names.wg_if(side)
+    ipr = ctx.nss(node_ns)
+    if node_ns not in ctx.uplink_bases:
+        uplink_mod.ensure_node_base(ipr, node_ns)
+        ctx.uplink_bases.add(node_ns)
+    for name in (ifname, names.uplink_if(side)) if stale else ():
+        with kernel_errors(f"ip link del {name}"), tolerate(ENODEV, ENOENT):
+            ipr.link("del", ifname=name)
+        ctx.indexes.pop((node_ns, name), None)
+    proc = wireguard.start(ctx.nss, node_ns, ifname, os.path.join(ctx.state_dir, f"{ifname}.log"),
+                           uplink_of(ctx, op, names, side))
+    ctx.new_ends.add(ifname)
+    return proc
+
+
+def wait_end_ready(ctx: StitchContext, ifname: str, pid: int | None) -> None:
+    """Until wireguard-go answers on its UAPI socket; then, for one this driver started, the MTU of its
+    namespace's veth (which it set to the tunnel's) back to the uplink's."""
+    wireguard.wait_ready(ifname, ctx.procs.get(ifname), log_path=os.path.join(ctx.state_dir, f"{ifname}.log"))
+    if ifname in ctx.new_ends and pid:
+        uplink_mod.set_inner_mtu(pid, ifname)
+        ctx.new_ends.discard(ifname)
 
 
 def ensure_keys(ctx: StitchContext, names: StitchNames, record: dict, keys_after: float = 0.0) -> dict[str, bytes]:
@@ -319,7 +363,7 @@ def _build_slot(ctx: StitchContext, op: EnsureStitch, new: StitchNames, record: 
         stale = ctx.procs.pop(ifname, None)
         if stale is not None and stale.poll() is None:  # an earlier one still dying: keep it for reap()
             ctx.procs[f"{ifname}#{stale.pid}"] = stale
-        proc = wireguard.start(ctx.lab.node_ns(end.node), ifname, os.path.join(ctx.state_dir, f"{ifname}.log"))
+        proc = start_end(ctx, op, new, side)
         ctx.procs[ifname] = proc
         record["next"]["pids"][side] = proc.pid
     ctx.save()
@@ -329,7 +373,7 @@ def _build_slot(ctx: StitchContext, op: EnsureStitch, new: StitchNames, record: 
         ifname, other = new.wg_if(side), _other(side)
         end, remote = _ends(op, side)
         node_ns = ctx.lab.node_ns(end.node)
-        wireguard.wait_ready(ifname, ctx.procs.get(ifname), log_path=os.path.join(ctx.state_dir, f"{ifname}.log"))
+        wait_end_ready(ctx, ifname, record["next"]["pids"].get(side))
         peer_of[side] = (public[other].hex(), f"{ctx.lab.nodes[remote.node].address}:{new.port(other)}",
                          [_dst(remote, direct)])
         # wg set vw… private-key FILE listen-port P peer PUB endpoint E allowed-ips A (keepalive 0)
@@ -460,7 +504,9 @@ def _remove_slot(ctx: StitchContext, op: EnsureStitch, slot: StitchNames, pids: 
         with kernel_errors(f"ip link del {ifname}"), tolerate(ENODEV, ENOENT):
             ipr.link("del", ifname=ifname)  # ip link del vw… (wireguard-go's TUN goes with it anyway)
             changed = True
+        changed |= uplink_mod.remove_node_side(ipr, uplink_of(ctx, op, slot, side))
         ctx.indexes.pop((node_ns, ifname), None)
+        ctx.indexes.pop((node_ns, slot.uplink_if(side)), None)
     for pid, ifname, proc in stopping:
         wireguard.wait_stopped(pid, ifname)
         if proc is not None:
@@ -543,9 +589,9 @@ def ensure_tunnel(ctx: StitchContext, op: EnsureStitch, names: StitchNames, reco
         return changed
     private = ensure_keys(ctx, names, record, op.keys_after)
     changed = False
-    for side in SIDES:
+    for side in ("b", "a"):   # each end is up from its start: b listens with its keys before a's first handshake
         ifname = names.wg_if(side)
-        wireguard.wait_ready(ifname, ctx.procs.get(ifname), log_path=os.path.join(ctx.state_dir, f"{ifname}.log"))
+        wait_end_ready(ctx, ifname, record.get("pids", {}).get(side))
         _, remote = _ends(op, side)
         other = _other(side)
         want = {"private_key": private[side].hex(), "listen_port": names.port(side),
@@ -568,8 +614,7 @@ def ensure_tunnel(ctx: StitchContext, op: EnsureStitch, names: StitchNames, reco
         if index is None:
             raise DriverError(f"wireguard-go did not create {names.wg_if(side)}", errno=ENOENT)
         with kernel_errors(f"tunnel {names.wg_if(side)} on {end.node}"):
-            if fresh:
-                ipr.link("set", index=index, mtu=wireguard.TUNNEL_MTU, state="up")  # ip link set vw… mtu M up
+            if fresh:   # up with its MTU since its start (uplink.start): nothing to set
                 changed = True
             else:
                 changed |= ensure_link_up(ipr, index, mtu=wireguard.TUNNEL_MTU)
@@ -631,8 +676,16 @@ def ensure_attachment(ctx: StitchContext, op: EnsureStitch, names: StitchNames, 
             try:
                 # ip -n NODE link add vgHASHs address MAC mtu M up type veth peer name vpHASHs address MAC
                 #    mtu M [netns VM]
-                ipr.link("add", ifname=gw_if, kind="veth", mtu=mtu, state="up", address=names.gateway_mac(side),
-                         peer=peer)
+                if direct:   # one raw request (rtnl.py)
+                    vm_fd = os.open(os.path.join(NETNS_DIR, peer_ns), os.O_RDONLY | os.O_CLOEXEC)
+                    try:
+                        ctx.nss.rtnl(node_ns).batch([rtnl.veth_add(gw_if, names.gateway_mac(side), mtu, peer_if,
+                                                                   names.peer_mac(side), mtu, vm_fd, up=True)])
+                    finally:
+                        os.close(vm_fd)
+                else:
+                    ipr.link("add", ifname=gw_if, kind="veth", mtu=mtu, state="up", address=names.gateway_mac(side),
+                             peer=peer)
                 created = changed = True
             except NetlinkError as exc:  # fresh but present (a stray from outside): converge below
                 if exc.code != EEXIST:
@@ -645,17 +698,20 @@ def ensure_attachment(ctx: StitchContext, op: EnsureStitch, names: StitchNames, 
         peer_index = ctx.ifindex(peer_ns, peer_if)
         if peer_index is None:
             raise DriverError(f"{peer_if} vanished from {peer_ns}", errno=ENOENT)
-        if direct:
-            if created:
-                peer_ipr.link("set", index=peer_index, state="up")  # ip -n VM link set vpHASHs up
-            else:
-                changed |= ensure_link_up(peer_ipr, peer_index, mtu=mtu)
-            gw_mac = names.gateway_mac(side) if created else _link_mac(ipr, gw_index)
-            peer_mac = names.peer_mac(side) if created else _link_mac(peer_ipr, peer_index)
+        if direct and created:
+            # ip -n VM link set vpHASHs up; ip -n VM neigh replace 169.254.x.y lladdr GW_MAC dev vpHASHs nud
+            # permanent; ip -n NODE neigh replace VM_ADDR lladdr PEER_MAC dev vgHASHs nud permanent
+            ctx.nss.rtnl(peer_ns).batch([rtnl.link_set(peer_index, up=True),
+                                         rtnl.neigh_replace(peer_index, names.gateway_address(side),
+                                                            names.gateway_mac(side))])
+            ctx.nss.rtnl(node_ns).batch([rtnl.neigh_replace(gw_index, end.address, names.peer_mac(side))])
+        elif direct:   # an existing attachment: read, and set what differs
+            changed |= ensure_link_up(peer_ipr, peer_index, mtu=mtu)
+            gw_mac, peer_mac = _link_mac(ipr, gw_index), _link_mac(peer_ipr, peer_index)
             # ip -n VM neigh replace 169.254.x.y lladdr GW_MAC dev vpHASHs nud permanent
-            changed |= _ensure_neighbour(peer_ipr, peer_index, names.gateway_address(side), gw_mac, created)
+            changed |= _ensure_neighbour(peer_ipr, peer_index, names.gateway_address(side), gw_mac, False)
             # ip -n NODE neigh replace VM_ADDR lladdr PEER_MAC dev vgHASHs nud permanent
-            changed |= _ensure_neighbour(ipr, gw_index, end.address, peer_mac, created)
+            changed |= _ensure_neighbour(ipr, gw_index, end.address, peer_mac, False)
         else:
             # ip -n NODE addr add 169.254.x.y/32 dev vgHASHs
             if created:
@@ -702,12 +758,17 @@ def ensure_end_routing(ctx: StitchContext, op: EnsureStitch, names: StitchNames,
         gw_index, tun_index = ctx.ifindex(node_ns, gw_if), ctx.ifindex(node_ns, tun_name)
         if gw_index is None or tun_index is None:
             raise DriverError(f"{gw_if} or {tun_name} missing on {end.node}", errno=ENOENT)
-        changed = routing.ensure_routes(ipr, names.table, [
+        routes = [
             {"dst": _dst(end, direct), "oif": gw_index},
             {"dst": _dst(remote, direct), "oif": tun_index,
              "gateway": None if op.encrypted or is_local(op) else names.gateway_address(_other(side))},
-        ], fresh=fresh)
-        changed |= routing.ensure_rules(ipr, names.table, iifnames=[gw_if, tun_name], fresh=fresh)
+        ]
+        if fresh:   # the same writes, in one batch (rtnl.py)
+            ctx.nss.rtnl(node_ns).batch(routing.fresh_writes(names.table, routes, iifnames=[gw_if, tun_name]),
+                                        tolerate=(EEXIST,))
+            return True
+        changed = routing.ensure_routes(ipr, names.table, routes)
+        changed |= routing.ensure_rules(ipr, names.table, iifnames=[gw_if, tun_name])
     return changed
 
 
@@ -782,12 +843,16 @@ def ensure_vm_routes(ctx: StitchContext, op: EnsureStitch, names: StitchNames, s
                     if m["dst_len"] == int(plen) and m.get("RTA_DST") == net]
             if have and have[0].get("RTA_GATEWAY") == gw and have[0].get("RTA_OIF") == index:
                 continue
-        kwargs = {"dst": net, "dst_len": int(plen), "gateway": gw, "oif": index, "flags": 4,
-                  "metrics": {"RTAX_MTU": tunnel_mtu(op)}}
-        if src:
-            kwargs["prefsrc"] = src
         with kernel_errors(f"route in {vm_ns}"):
-            vm.route("replace", **kwargs)
+            if fresh:
+                ctx.nss.rtnl(vm_ns).batch([rtnl.route_replace(net, int(plen), oif=index, gateway=gw, onlink=True,
+                                                              prefsrc=src, mtu=tunnel_mtu(op))])
+            else:
+                kwargs = {"dst": net, "dst_len": int(plen), "gateway": gw, "oif": index, "flags": 4,
+                          "metrics": {"RTAX_MTU": tunnel_mtu(op)}}
+                if src:
+                    kwargs["prefsrc"] = src
+                vm.route("replace", **kwargs)
         changed = True
     return changed
 
@@ -944,6 +1009,9 @@ def teardown(ctx: StitchContext, op: EnsureStitch, names: StitchNames, record: d
             with kernel_errors(f"ip link del {name}"), tolerate(ENODEV, ENOENT):
                 ipr.link("del", ifname=name)  # ip link del NAME
                 changed = True
+        if op.encrypted and not is_local(op):
+            for slot, _ in wg_slots:   # ip rule del pref 90 … ; ip link del vu…
+                changed |= uplink_mod.remove_node_side(ipr, uplink_of(ctx, op, slot, side))
         ifnames = dict.fromkeys((names.gateway_if(side), tunnel_if(op, names, side), *wg_names,
                                  names.vxlan_if(side)))  # a local stitch's chain also holds the far gateway
         changed |= nft.remove_stitch(node_ns, nft.chain_name(f"{names.hash}{side}"), *ifnames)

@@ -9,10 +9,11 @@ import socket
 import subprocess
 import time
 
-from vnstitch.drivers.linux.kernel import in_netns, pid_alive, wait_until
+from vnstitch.drivers.linux.kernel import pid_alive, wait_until
 from vnstitch.errors import DriverError
 
 SOCKET_DIR = "/var/run/wireguard"
+NETNS_ENV = "VNSTITCH_NETNS"   # in each wireguard-go's environment: the namespace its TUN is in (`lab down` reads it)
 TUNNEL_MTU = 1420  # 1500 substrate - 80 (IPv6-sized WireGuard overhead, as wg-quick assumes)
 
 
@@ -20,21 +21,21 @@ def socket_path(ifname: str) -> str:
     return os.path.join(SOCKET_DIR, f"{ifname}.sock")
 
 
-def start(ns: str, ifname: str, log_path: str) -> subprocess.Popen:
-    """ip netns exec NS wireguard-go -f IFNAME  (foreground, own session: survives the controller).
+def start(nss, ns: str, ifname: str, log_path: str, uplink) -> subprocess.Popen:
+    """wireguard-go -f IFNAME (foreground, own session: survives the controller), in a network namespace
+    of its own with the TUN in NS and its UDP through `uplink` (uplink.py: why, and how).
 
-    Spawned from a thread joined to NS instead of through `ip netns exec`: one exec fewer.
+    Spawned from a thread in that namespace instead of through `ip netns exec`: one exec fewer.
     """
+    from vnstitch.drivers.linux import uplink as uplink_mod
     env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LOG_LEVEL": "error",
-           "WG_PROCESS_FOREGROUND": "1"}
+           "WG_PROCESS_FOREGROUND": "1", NETNS_ENV: ns}
     stale = socket_path(ifname)
     if os.path.exists(stale):
         os.unlink(stale)
     log = open(log_path, "ab")
     try:
-        return in_netns(ns, lambda: subprocess.Popen(
-            ["wireguard-go", "-f", ifname], env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            start_new_session=True, close_fds=True))
+        return uplink_mod.start(nss, ns, ifname, uplink, ["wireguard-go", "-f", ifname], env, log)
     except OSError as exc:
         raise DriverError(f"cannot start wireguard-go for {ifname}: {exc.strerror}", errno=exc.errno) from exc
     finally:

@@ -8,6 +8,7 @@ store moved), so concurrent controllers never over-reserve a link.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Callable, Iterable, TypeVar
 from vnstitch.controller.cache import StateCache
 from vnstitch.domain import ledger as ledgers
 from vnstitch.domain.ledger import LEDGER_KIND, LinkLedger
-from vnstitch.domain.registry import kind_class
+from vnstitch.domain.registry import KnownDocument, kind_class
 from vnstitch.domain.resources import Resource
 from vnstitch.domain.stitch import State, Stitch, StitchStatus, transition
 from vnstitch.domain.substrate import Link, Node
@@ -25,6 +26,7 @@ from vnstitch.errors import Conflict, InvalidInput, NotFound, VnstitchError
 from vnstitch.planning import admission
 from vnstitch.planning.admission import Admitted, Residual, slo_breached
 from vnstitch.store import Compare, Delete, Put, Record, Store
+from vnstitch.store.applied import AppliedTable, fingerprint
 
 T = TypeVar("T")
 KIND_ORDER = {"Node": 0, "Link": 1, "VirtualNetwork": 2, "Stitch": 3, "ForecastPolicy": 4, "Intent": 5, "Proposal": 6,
@@ -64,6 +66,8 @@ class _Batch:
         self.finder: tuple[list, object] | None = None  # (staged substrate it was built over, PathFinder)
         self._vnids: dict[int, dict[tuple[str, str, str], None]] | None = None  # VNID → networks that had it
         self._stitches_on: dict[tuple[str, str], list[Record]] | None = None  # (tenant, network) → stitches
+        self.known_unchanged: set[tuple[str, str, str]] = set()  # KnownDocuments found unchanged unparsed
+        self.path_memo: tuple[object, dict] | None = None  # (PathFinder, its answers), see _MemoFinder
 
     def read(self, kind: str, namespace: str, name: str, guard: bool = True) -> dict | None:
         key = (kind, namespace, name)
@@ -91,14 +95,7 @@ class _Batch:
     def networks_with_vnid(self, vnid: int) -> list[tuple[tuple[str, str, str], dict]]:
         """(key, value) of every network this batch sees with `vnid`: stored ones first, by tenant and name
         (staged versions read first), then those only staged, in the order they were staged."""
-        if self._vnids is None:
-            self._vnids = {}
-            for record in self.cache.list("VirtualNetwork"):
-                self._vnids.setdefault(record.value["spec"]["vnid"], {})[record.key] = None
-            for (kind, namespace, name), value in self.staged.items():
-                if kind == "VirtualNetwork" and value is not None:
-                    self._vnids.setdefault(value["spec"]["vnid"], {})[(kind, namespace, name)] = None
-        keys = list(self._vnids.get(vnid, ()))
+        keys = list(self._vnid_index().get(vnid, ()))
         stored = sorted((k for k in keys if self.cache.get(*k) is not None), key=lambda k: (k[1], k[2]))
         found = []
         for key in stored + [k for k in keys if self.cache.get(*k) is None]:
@@ -106,6 +103,23 @@ class _Batch:
             if value and value["spec"]["vnid"] == vnid:
                 found.append((key, value))
         return found
+
+    def _vnid_index(self) -> dict[int, dict[tuple[str, str, str], None]]:
+        if self._vnids is None:
+            self._vnids = {}
+            for record in self.cache.list("VirtualNetwork"):
+                self._vnids.setdefault(record.value["spec"]["vnid"], {})[record.key] = None
+            for (kind, namespace, name), value in self.staged.items():
+                if kind == "VirtualNetwork" and value is not None:
+                    self._vnids.setdefault(value["spec"]["vnid"], {})[(kind, namespace, name)] = None
+        return self._vnids
+
+    def vnid_used_by_another(self, vnid: int, own: tuple[str, str, str]) -> bool:
+        """Does a network other than `own` have `vnid` as this batch sees it (networks_with_vnid, without
+        building its answer where the index holds no other network)?"""
+        if all(key == own for key in self._vnid_index().get(vnid, ())):
+            return False
+        return any(key != own for key, _ in self.networks_with_vnid(vnid))
 
     def stitches_on(self, namespace: str, network: str) -> list[Record]:
         """Stored stitches with an end on network `namespace/network`, by tenant and name (an index over
@@ -179,7 +193,10 @@ class _View:
     @property
     def finder(self):
         if self._finder is None:
-            self._finder = self._controller._finder_for(self._batch)
+            finder = self._controller._finder_for(self._batch)
+            if self._batch is not None and finder is self._controller._pathfinder:
+                finder = _MemoFinder(finder, self._controller, self._batch)
+            self._finder = finder
         return self._finder
 
     @property
@@ -216,9 +233,49 @@ class _View:
     def residual(self, released: Iterable[str] = ()) -> Residual:
         vector = self._controller.residual(self.ledgers, ignore=released)
         positions = self._controller._arc_positions
-        if self.finder is self._controller._pathfinder:
+        if getattr(self.finder, "finder", self.finder) is self._controller._pathfinder:
             return Residual(vector, positions)
         return Residual({arc: float(vector[i]) for arc, i in positions.items()})  # a one-off finder: by arc
+
+
+class _MemoFinder:
+    """The controller's PathFinder for one batch, its best lowest-latency path (`paths(..., k=1)`) remembered
+    by what decides it: the ends, the bounds and which arcs have the bandwidth free. In a bulk apply most
+    stitches ask the same question of a residual that changed only where it does not matter; the answer
+    is the finder's, with the bottleneck read off the residual given. Everything else goes to the finder."""
+
+    def __init__(self, finder, controller: "Controller", batch: _Batch):
+        self.finder, self._controller = finder, controller
+        if batch.path_memo is None or batch.path_memo[0] is not finder:
+            batch.path_memo = (finder, {})
+        self._memo = batch.path_memo[1]
+
+    def __getattr__(self, name: str):
+        return getattr(self.finder, name)
+
+    def paths(self, src: str, dst: str, *, metric: str = "latency", bandwidth_bps: float = 0.0,
+              symmetric: bool = True, max_latency_s: float | None = None, allowed_zones=None,
+              exclude_nodes=(), exclude_links=(), residual=None, k: int = 1) -> list:
+        asked = dict(metric=metric, bandwidth_bps=bandwidth_bps, symmetric=symmetric, max_latency_s=max_latency_s,
+                     allowed_zones=allowed_zones, exclude_nodes=exclude_nodes, exclude_links=exclude_links,
+                     residual=residual, k=k)
+        positions = self._controller._arc_positions
+        if metric != "latency" or k != 1 or type(residual).__name__ != "ndarray" or len(residual) != len(positions) \
+                or not bandwidth_bps >= 0 or not (max_latency_s is None or max_latency_s >= 0) \
+                or isinstance(exclude_nodes, str) or isinstance(exclude_links, str):
+            return self.finder.paths(src, dst, **asked)
+        key = (src, dst, float(bandwidth_bps), bool(symmetric), max_latency_s,
+               None if allowed_zones is None else frozenset(allowed_zones), tuple(exclude_nodes), tuple(exclude_links),
+               (residual >= bandwidth_bps).tobytes())
+        found = self._memo.get(key)
+        if found is None:
+            found = self._memo[key] = self.finder.paths(src, dst, **asked)
+        if not found or not found[0].arcs:
+            return list(found)
+        free = [float(residual[positions[arc]]) for arc in found[0].arcs]
+        if symmetric:
+            free = [min(bps, float(residual[positions[(arc[1], arc[0])]])) for bps, arc in zip(free, found[0].arcs)]
+        return [dataclasses.replace(found[0], bottleneck_bps=min(free))]
 
 
 def _own_or_other(caller: str, namespace: str, name: str, what: str = "network") -> str:
@@ -240,9 +297,12 @@ def _may_need_a_member_of(record: Record, namespace: str, network: str, members:
                if (end.get("tenant") or record.namespace, end["network"]) == (namespace, network))
 
 
+_TERMINATED = State.TERMINATED.value
+
+
 def terminated(value: dict | None) -> bool:
     """Is this stored stitch finished (torn down, reservation released, kept only for inspection)?"""
-    return bool(value) and (value.get("status") or {}).get("state") == State.TERMINATED.value
+    return bool(value) and (value.get("status") or {}).get("state") == _TERMINATED
 
 
 class Controller:
@@ -414,10 +474,16 @@ class Controller:
         return resource
 
     # apply -----------------------------------------------------------------------------------
-    def apply(self, resources: list[Resource], dry_run: bool = False,
-              progress: Callable[[int, int], None] | None = None) -> list[Change]:
+    def apply(self, resources: list[Resource | KnownDocument], dry_run: bool = False,
+              progress: Callable[[int, int], None] | None = None,
+              applied: dict[tuple[str, str, str], str] | None = None) -> list[Change]:
         """Create or update resources all-or-nothing; validates references, policy and capacity.
-        `progress(done, total)` is called every 1,000 resources staged and once all are (before the commit)."""
+        `progress(done, total)` is called every 1,000 resources staged and once all are (before the commit).
+        A KnownDocument (a document an earlier apply recorded, not parsed) is unchanged when its object
+        still is as that apply left it, and is parsed and staged like any resource otherwise. `applied`:
+        key → digest of the document each resource came from alone; those digests and the KnownDocuments'
+        are recorded with the change (vnstitch.store.applied), same transaction. An apply that changes
+        nothing writes only digests not recorded yet (none, once a file was applied with them)."""
         ordered = sorted(resources, key=lambda r: KIND_ORDER[r.KIND])
         seen: set[tuple[str, str, str]] = set()
         for res in ordered:
@@ -428,12 +494,68 @@ class Controller:
         def stage(batch: _Batch, now: float) -> list[Change]:
             changes = []
             for res in ordered:
-                changes.append(self._stage(batch, res, now))
+                changes.append(self._stage_known(batch, res, now) if isinstance(res, KnownDocument)
+                               else self._stage(batch, res, now))
                 if progress is not None and (len(changes) % 1000 == 0 or len(changes) == len(ordered)):
                     progress(len(changes), len(ordered))
+            if applied is not None and not dry_run:
+                self._stage_applied(batch, ordered, applied)
             return changes
 
         return self._transact(stage, dry_run=dry_run)
+
+    def _stage_known(self, batch: _Batch, doc: KnownDocument, now: float) -> Change:
+        """Unchanged, unparsed, when the stored object has the fingerprint the document's text gave and
+        every check the parsed document would meet is sure to pass; else parsed and staged as usual."""
+        key = (doc.KIND, doc.namespace, doc.name)
+        current = batch.read(*key)
+        record = self.cache.get(*key) if key not in batch.staged else None
+        same = record is not None and record.revision == doc.revision  # the very version it was recorded with
+        if current is not None and (same or fingerprint(current) == doc.fingerprint) and self._stays(batch, doc, current):
+            batch.known_unchanged.add((doc.KIND, doc.namespace, doc.name))
+            return Change(doc.KIND, doc.namespace, doc.name, "unchanged")
+        return self._stage(batch, doc.parse(), now)
+
+    @staticmethod
+    def _stays(batch: _Batch, doc: KnownDocument, current: dict) -> bool:
+        """Would staging the document, whose spec, labels and annotations are `current`'s, pass every check
+        and find it unchanged (see _stage_stitch, _stage_vnet)? False sends it the slow way, which decides."""
+        if doc.KIND == "Stitch":
+            return not terminated(current) and not current["metadata"].get("deletionTimestamp")
+        if doc.KIND != "VirtualNetwork":
+            return False
+        spec, own = current["spec"], ("VirtualNetwork", doc.namespace, doc.name)
+        members = {m["name"] for m in spec.get("members", ())}
+        return all(batch.read("Node", "", m["node"], guard=False) is not None for m in spec.get("members", ())) \
+            and not batch.vnid_used_by_another(spec["vnid"], own) \
+            and not any(not terminated(r.value) and _may_need_a_member_of(r, doc.namespace, doc.name, members)
+                        for r in batch.stitches_on(doc.namespace, doc.name))
+
+    def _stage_applied(self, batch: _Batch, ordered: list, applied: dict[tuple[str, str, str], str]) -> None:
+        """Stage the digest of each document this apply read alone with its object's fingerprint as staged
+        (or stored, when unchanged), in the shards that change, each guarded by the revision it was read at."""
+        entries = {}
+        for res in ordered:
+            key = (res.KIND, res.namespace, res.name)
+            digest = res.digest if isinstance(res, KnownDocument) else applied.get(key)
+            if digest is None:
+                continue
+            if key in batch.staged:
+                if batch.staged[key] is not None:
+                    entries[key] = (digest, fingerprint(batch.staged[key]), None)  # written by this transaction
+            elif key in batch.known_unchanged:  # found unchanged by that very fingerprint
+                revision = self.cache.get(*key).revision
+                if revision != res.revision:  # (else recorded just so already)
+                    entries[key] = (digest, res.fingerprint, revision)
+            elif self.cache.get(*key) is not None:
+                record = self.cache.get(*key)
+                entries[key] = (digest, fingerprint(record.value), record.revision)
+        if not entries:
+            return
+        compares, puts = AppliedTable.read(self.store).writes(entries)
+        for compare, put in zip(compares, puts):
+            key = (put.kind, put.namespace, put.name)
+            batch.compares[key], batch.staged[key] = compare, put.value
 
     def apply_each(self, resources: list[Resource], fenced: bool = False) -> list[Change | VnstitchError]:
         """Admit each resource on its own merits, all in one transaction (group commit: one fsync).
@@ -618,11 +740,27 @@ class Controller:
                     source = batch.sources.get(key)
                     # Staged from a resource of this apply: its spec is validated already (a model instance
                     # is taken as it is), only the envelope around it is new.
-                    given = {**value, "spec": source[1].spec} if source is not None and source[0] is value else value
-                    hit = batch.parsed[key] = (value, cls.model_validate(given))
+                    if source is not None and source[0] is value:
+                        model = self._from_source(cls, value, source[1])
+                    else:
+                        model = cls.model_validate(value)
+                    hit = batch.parsed[key] = (value, model)
                 return hit[1]
         record = self.cache.get(*key)
         return self._typed(cls, record) if record is not None else None
+
+    @staticmethod
+    def _from_source(cls: type[T], value: dict, source: Resource) -> T:
+        """The model of a value staged from `source`: its spec is `source`'s, validated already; only the
+        envelope around it (metadata) is new. A network is built around them without validating the spec
+        again (its address checks are most of a bulk apply's pydantic time); other kinds are validated."""
+        if cls is VirtualNetwork and set(value) == {"apiVersion", "kind", "metadata", "spec"} \
+                and type(source) is VirtualNetwork and value["kind"] == VirtualNetwork.KIND:
+            metadata = VirtualNetwork.model_fields["metadata"].annotation.model_validate(value["metadata"])
+            return VirtualNetwork.model_construct({"api_version", "kind", "metadata", "spec"},
+                                                  api_version=value["apiVersion"], kind=value["kind"],
+                                                  metadata=metadata, spec=source.spec)
+        return cls.model_validate({**value, "spec": source.spec})
 
     def _vnet(self, batch: _Batch | None, namespace: str, name: str) -> VirtualNetwork | None:
         return self._read_typed(batch, VirtualNetwork, namespace, name)

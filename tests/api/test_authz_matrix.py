@@ -89,9 +89,11 @@ def link_body(who):
 
 
 def site_body(who, asn=65001):
+    """Each role's site apart from the others' (its own AS, address and node): sites may not clash."""
+    index = ROLES.index(who)
     return {"kind": "Site", "metadata": {"name": f"site-{who}"},
-            "spec": {"nodes": ["NYCMng", "WASHng"], "borderNode": "NYCMng", "asNumber": asn,
-                     "routeManagerAddress": f"192.0.2.{1 + ROLES.index(who)}"}}
+            "spec": {"nodes": [f"sn-{who}"], "borderNode": f"sn-{who}", "asNumber": asn + 10 * index,
+                     "routeManagerAddress": f"192.0.2.{1 + index}"}}
 
 
 def setup_site(api, who):

@@ -31,3 +31,39 @@ def test_a_bad_site_is_refused_naming_the_field_and_nothing_is_stored(api):
         text = answer.text
         assert field in text and words in text, (change, text)
     assert api.call("admin", "GET", "/v1/sites").json()["items"] == []
+
+
+def test_a_site_that_clashes_with_another_is_refused_naming_both(api):
+    assert api.call("admin", "POST", "/v1/sites", json=SITE).status_code == 201
+    west = {"kind": "Site", "metadata": {"name": "west"},
+            "spec": {"nodes": ["LOSAng"], "borderNode": "LOSAng", "asNumber": 65002,
+                     "routeManagerAddress": "192.0.2.2"}}
+    cases = [
+        ({"asNumber": 65001}, "spec.asNumber", "sites 'east' and 'west' both have AS 65001"),
+        ({"routeManagerAddress": "192.0.2.1"}, "spec.routeManagerAddress", "sites 'east' and 'west' both use 192.0.2.1"),
+        ({"nodes": ["LOSAng", "WASHng"]}, "spec.nodes", "node 'WASHng' is in sites 'east' and 'west'"),
+    ]
+    for change, field, words in cases:
+        answer = api.call("admin", "POST", "/v1/sites", json={**west, "spec": {**west["spec"], **change}})
+        assert answer.status_code == 422 and answer.json()["field"] == field and words in answer.text, answer.text
+    assert api.call("admin", "POST", "/v1/sites", json=west).status_code == 201
+    # replacing a site with its own values again is not a clash with itself
+    assert api.call("admin", "PUT", "/v1/sites/east", json=SITE).status_code == 200
+    assert sorted(s["metadata"]["name"] for s in api.call("member", "GET", "/v1/sites").json()["items"]) == \
+        ["east", "west"]
+
+
+def test_two_clashing_sites_in_one_apply_are_refused_and_neither_is_stored(api):
+    twin = {**SITE, "metadata": {"name": "twin"}, "spec": {**SITE["spec"], "nodes": ["CHINng"],
+                                                            "borderNode": "CHINng", "routeManagerAddress": "192.0.2.9"}}
+    answer = api.call("admin", "POST", "/v1/apply", json={"items": [SITE, twin]})
+    assert answer.status_code == 422, answer.text
+    assert "sites 'east' and 'twin' both have AS 65001" in answer.text
+    assert api.call("admin", "GET", "/v1/sites").json()["items"] == []
+
+
+def test_apply_names_the_kinds_it_takes_in_plain_words(api):
+    answer = api.call("admin", "POST", "/v1/apply", json={"items": [{"kind": "Proposal", "metadata": {"name": "p"}}]})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["field"] == "items[0]"
+    assert "kind 'Proposal' cannot be given here; kinds: Node, Link, Site" in answer.json()["message"], answer.text

@@ -596,7 +596,7 @@ class Controller:
         stage = {"Node": self._stage_node, "Link": self._stage_link, "ForecastPolicy": self._stage_forecast_policy,
                  "VirtualNetwork": self._stage_vnet, "Stitch": self._stage_stitch, "Intent": self._stage_intent,
                  "Proposal": self._stage_proposal, "AnomalyPolicy": self._stage_anomaly_policy,
-                 "Anomaly": self._stage_anomaly, "Site": self._stage_node}[res.KIND]  # a Site: as given
+                 "Anomaly": self._stage_anomaly, "Site": self._stage_site}[res.KIND]  # a Site: as given
         current = batch.read(res.KIND, res.namespace, res.name)
         new_value = stage(batch, res, current, now)
         if new_value is None:
@@ -628,6 +628,21 @@ class Controller:
 
     def _stage_node(self, batch: _Batch, node: Node, current: dict | None, now: float) -> dict | None:
         return self._envelope(node, current, now)
+
+    def _stage_site(self, batch: _Batch, site, current: dict | None, now: float) -> dict | None:
+        """A Site as given, once it fits beside the other sites (stored, and staged by this apply): its own
+        AS and addresses, none of its nodes in another site (sites/config.py, as a route manager's file)."""
+        from vnstitch.domain.site import Site
+        from vnstitch.sites.config import check_sites
+
+        names = {r.name for r in batch.cache.list("Site")} | {k[2] for k in batch.staged if k[0] == "Site"}
+        others = []
+        for name in sorted(names - {site.name}):
+            value = batch.read("Site", "", name)
+            if value is not None:
+                others.append(Site.model_validate(value))
+        check_sites([*others, site], source=None)
+        return self._envelope(site, current, now)
 
     def _stage_forecast_policy(self, batch: _Batch, policy, current: dict | None, now: float) -> dict | None:
         """A policy's spec as given (its status stays: only the proactive loop writes it)."""

@@ -241,6 +241,11 @@ def describe_error(err: dict, model: type[BaseModel] | None = None) -> tuple[str
     elif kind in ("literal_error", "enum"):
         choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
         message = f"must be one of: {', '.join(choices)}" if choices else message
+    elif kind in ("union_tag_invalid", "union_tag_not_found"):   # a list of resources told apart by `kind`
+        choices = re.findall(r"'([^']*)'", str(ctx.get("expected_tags", "")))
+        got = ctx.get("tag")
+        message = (f"kind '{got}' cannot be given here" if kind == "union_tag_invalid" else "has no kind") + \
+            (f"; kinds: {', '.join(choices)}" if choices else "")
     elif kind == "too_short":
         message = f"must have at least {ctx.get('min_length')} items"
     elif kind == "too_long":

@@ -45,26 +45,27 @@ class SiteView:
         return {vnid: n for vnid, n in self.networks.items() if site in n.sites}
 
 
-def check_sites(sites: Iterable[Site], source: str = "input") -> dict[str, str]:
+def check_sites(sites: Iterable[Site], source: str | None = "input") -> dict[str, str]:
     """Sites side by side: each its own AS and addresses, a node in one site only (InvalidInput naming
-    both sites otherwise); returns node → site."""
+    both sites otherwise, prefixed with `source` unless it is None); returns node → site."""
+    where = "" if source is None else f"{source}: "
     node_site: dict[str, str] = {}
     seen_as: dict[int, str] = {}
     seen_addr: dict[str, str] = {}
     for site in sites:
         name, spec = site.name, site.spec
         if spec.as_number in seen_as:
-            raise InvalidInput(f"{source}: sites '{seen_as[spec.as_number]}' and '{name}' both have AS "
+            raise InvalidInput(f"{where}sites '{seen_as[spec.as_number]}' and '{name}' both have AS "
                                f"{spec.as_number} (each site is its own AS)", field="spec.asNumber")
         seen_as[spec.as_number] = name
         for address in {spec.route_manager_address, spec.vtep}:
             if address in seen_addr:
-                raise InvalidInput(f"{source}: sites '{seen_addr[address]}' and '{name}' both use {address}",
+                raise InvalidInput(f"{where}sites '{seen_addr[address]}' and '{name}' both use {address}",
                                    field="spec.routeManagerAddress")
             seen_addr[address] = name
         for node in spec.nodes:
             if node in node_site:
-                raise InvalidInput(f"{source}: node '{node}' is in sites '{node_site[node]}' and '{name}'",
+                raise InvalidInput(f"{where}node '{node}' is in sites '{node_site[node]}' and '{name}'",
                                    field="spec.nodes")
             node_site[node] = name
     return node_site

@@ -229,12 +229,25 @@ class LocalServices:
         return PlanReport.of(self.reconciler.plan())
 
     def reconcile_once(self, anomalies=None) -> PassReport:
-        """`anomalies`: an anomaly.engine.AnomalyEngine to run after the intent engine, as the server does."""
+        """`anomalies`: an anomaly.engine.AnomalyEngine to run after the intent engine, as the server does;
+        by default, when the store holds an AnomalyPolicy, one over the local telemetry store (what a local
+        `vnstitch telemetry push` wrote), so a local pass does what the server's does."""
         from vnstitch.intent.engine import IntentEngine
 
         IntentEngine(self.controller).step(self.clock())  # compile and assess intents first, as the server does
-        if anomalies is not None:
-            anomalies.step(self.clock())
+        telemetry = None
+        if anomalies is None and self.controller.list("AnomalyPolicy"):
+            from vnstitch.anomaly.engine import AnomalyEngine
+            from vnstitch.telemetry.store import open_telemetry_store
+
+            telemetry = open_telemetry_store(None, state_store=self.controller.store)
+            anomalies = AnomalyEngine(self.controller, telemetry, lambda: self.reconciler.driver)
+        try:
+            if anomalies is not None:
+                anomalies.step(self.clock())
+        finally:
+            if telemetry is not None:
+                telemetry.close()
         result = self.reconciler.reconcile_once(self.clock())
         return PassReport(PlanReport.of(result.plan),
                           tuple((PlannedOp.of(op), error) for op, error in result.errors),

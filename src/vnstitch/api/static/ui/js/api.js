@@ -51,7 +51,8 @@ export class Api {
 
   // A watch that keeps itself open: `relist()` gives the current objects and revision (called at start and
   // after a `compacted` answer), `onEvent(event)` gets each change, `onState("live"|"stale", why)` the state.
-  watch(path, params, { relist, onEvent, onState }) {
+  // `after`: a promise the first stream waits for once relisted (the events it missed meanwhile come after).
+  watch(path, params, { relist, onEvent, onState, after }) {
     const controller = { stopped: false, abort: null };
     let revision = null;
     let delayMs = 500;
@@ -59,6 +60,7 @@ export class Api {
       while (!controller.stopped) {
         try {
           if (revision === null) revision = await relist();
+          if (after) { await after; after = null; }
           const abort = new AbortController();
           controller.abort = abort;
           const response = await fetch(this.url(path, { ...(params || {}), watch: "true", resourceVersion: revision, timeoutSeconds: 3600 }),

@@ -70,10 +70,11 @@ function renderLive() {
   mark.title = stale.length ? stale.map(([name, v]) => `${name}: ${v.why || "not connected"}`).join("\n") : `${S.events} updates received`;
 }
 
-function watchKind(name, path, onEvent, relist) {
+function watchKind(name, path, onEvent, relist, after) {
   S.live.set(name, { state: "connecting" });
   watches.push(S.api.watch(path, {}, {
     relist,
+    after,
     onEvent: (event) => { S.events += 1; S.lastEventAt = Date.now(); onEvent(event); schedule(); },
     onState: (state, why) => { S.live.set(name, { state, why }); schedule(); },
   }));
@@ -107,7 +108,7 @@ async function start(token) {
     fetch("/openapi.json", { cache: "no-store" }).then((r) => (r.ok ? r.json() : { paths: {} })).catch(() => ({ paths: {} })),
   ]);
   performance.mark("vnstitch:substrate-fetched");
-  let firstStitches = api.list("/v1/stitches");
+  let firstStitches = api.list("/v1/stitches", {}, early["/v1/stitches"]);
   let firstPolicies = api.list("/v1/forecastpolicies");
   firstStitches.catch(() => {}); firstPolicies.catch(() => {});
   setSubstrate(nodes.items, links.items);
@@ -121,6 +122,10 @@ async function start(token) {
   }
   tabs.hidden = false;
   show(location.hash.slice(1) || "topology");
+  // The streams open once the map is interactive (or after 1.5 s at most), each from the revision its list was
+  // read at: the events of the first second (1,000 stitches measured every second) do not compete with laying
+  // out and drawing the map; they arrive right after, none lost.
+  const quiet = new Promise((resolve) => { S.onInteractive = resolve; setTimeout(resolve, 1500); });
   watchKind("stitches", "/v1/stitches", (event) => upsert(S.stitches, event, (obj, type) => {
     if (type !== "DELETED") recordSample(obj);
     else S.samples.delete(keyOf(obj));
@@ -134,7 +139,7 @@ async function start(token) {
     S.stitchesLoaded = true;
     schedule(true);
     return resourceVersion;
-  });
+  }, quiet);
   watchKind("forecastpolicies", "/v1/forecastpolicies", (event) => upsert(S.policies, event, (obj, type) => {
     for (const panel of panels) panel.onPolicy?.(obj, type);
   }), async () => {
@@ -143,15 +148,27 @@ async function start(token) {
     S.policies = new Map(items.map((p) => [keyOf(p), p]));
     for (const policy of items) for (const panel of panels) panel.onPolicy?.(policy, "ADDED");
     return resourceVersion;
-  });
+  }, quiet);
+  // link events come in bursts (a chunk of the stream at a time): applied to one map, and the substrate (with
+  // its indexes) rebuilt once per burst instead of once per event
+  const linksByName = new Map(links.items.map((l) => [l.metadata.name, l]));
+  let linksPending = null;  // null: nothing to apply; else whether the set of links changed
   watchKind("links", "/v1/substrate/links", (event) => {
-    const byName = new Map(S.links.map((l) => [l.metadata.name, l]));
-    if (event.type === "DELETED") byName.delete(event.object.metadata.name);
-    else byName.set(event.object.metadata.name, event.object);
-    const changedShape = !S.links.some((l) => l.metadata.name === event.object.metadata.name) || event.type === "DELETED";
-    setSubstrate(S.nodes, [...byName.values()]);
-    if (changedShape) for (const panel of panels) panel.onSubstrate?.();
-  }, async () => links.resourceVersion);
+    const name = event.object.metadata.name;
+    const changedShape = event.type === "DELETED" || !linksByName.has(name);
+    if (event.type === "DELETED") linksByName.delete(name);
+    else linksByName.set(name, event.object);
+    if (linksPending === null) {
+      linksPending = false;
+      queueMicrotask(() => {
+        const shape = linksPending;
+        linksPending = null;
+        setSubstrate(S.nodes, [...linksByName.values()]);
+        if (shape) for (const panel of panels) panel.onSubstrate?.();
+      });
+    }
+    linksPending = linksPending || changedShape;
+  }, async () => links.resourceVersion, quiet);
   for (const panel of panels) panel.start?.();
 }
 

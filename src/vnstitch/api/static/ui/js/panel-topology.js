@@ -23,7 +23,14 @@ export class TopologyPanel {
       el("div", { class: "card side" }, el("h2", { text: "Link" }), this.info)));
     this.map = new TopologyMap(mapHost, document.getElementById("tooltip"), {
       onLinkPick: (name, text) => { this.info.textContent = text; this.info.dataset.link = name; },
-      onDrawn: () => schedule(true),
+      // the map has just been built: stitches and colours go into the same frame (one style, layout and paint
+      // pass) instead of the next one
+      onDrawn: () => {
+        if (!this.root.classList.contains("active")) { schedule(true); return; }
+        const started = performance.now();
+        this.render(true);
+        if (!S.interactive) performance.measure("vnstitch:render", { start: started, end: performance.now() });
+      },
     });
     this.map.setSubstrate(S.nodes, S.links);
     this.drawnAt = null;
@@ -31,7 +38,12 @@ export class TopologyPanel {
 
   onSubstrate() { this.map.setSubstrate(S.nodes, S.links); }
 
-  render() {
+  // `outsideFrame`: called from a task rather than a frame's callback (onDrawn, above)
+  render(outsideFrame = false) {
+    if (!this.map.drawn) {  // still being laid out: nothing to colour or draw on yet (onDrawn renders)
+      this.summary.textContent = `${S.nodes.length} nodes, ${S.links.length} links (laying out …)`;
+      return;
+    }
     const stitches = visibleStitches().filter(([, s]) => s.status?.state !== "TERMINATED");
     const loads = linkLoads(stitches);
     this.map.setLoads(loads);
@@ -42,12 +54,15 @@ export class TopologyPanel {
     if (!S.stitchesLoaded || !this.map.drawn || this.drawnAt !== null) return;
     this.drawnAt = 0;
     // interactive once this frame (map, colours, every stitch) has been painted: a task queued from the
-    // frame's callback runs after its rendering steps
-    setTimeout(() => {
+    // frame's callback runs after its rendering steps (outside a frame: from the next frame's callback)
+    const mark = () => setTimeout(() => {
       this.drawnAt = performance.now();
       performance.mark("vnstitch:topology-interactive");
       S.interactive = true;
+      S.onInteractive?.();
       this.root.dataset.ready = "true";
     }, 0);
+    if (outsideFrame) requestAnimationFrame(mark);
+    else mark();
   }
 }

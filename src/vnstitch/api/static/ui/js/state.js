@@ -20,6 +20,7 @@ export const S = {
   events: 0,
   stitchesLoaded: false,
   interactive: false,         // the map, its colours and the stitches have been drawn once
+  onInteractive: null,        // app.js: called then (the watch streams open)
 };
 
 export const keyOf = (obj) => `${obj.metadata.tenant}/${obj.metadata.name}`;
@@ -114,15 +115,31 @@ export function linkLoads(stitches) {
     }
   }
   const loads = new Map();
-  const orNull = (v) => (Number.isNaN(v) ? null : v);
-  S.links.forEach((link, i) => {
-    const [a, b] = link.spec.endpoints;
-    const [ab, ba] = [2 * i, 2 * i + 1];
-    const seen = [orNull(measured[ab]), orNull(measured[ba])].filter((v) => v !== null);
-    const util = seen.length ? Math.max(...seen) / link.spec.capacity : null;
-    loads.set(link.metadata.name, { util, stitches: crossing[i],
-      directions: [[a, b, reserved[ab], orNull(measured[ab]), orNull(predicted[ab])],
-        [b, a, reserved[ba], orNull(measured[ba]), orNull(predicted[ba])]] });
-  });
+  const arrays = { reserved, measured, predicted };
+  const links = S.links;
+  for (let i = 0; i < links.length; i++) {
+    const link = links[i];
+    const [ab, ba] = [measured[2 * i], measured[2 * i + 1]];
+    const top = Number.isNaN(ab) ? ba : Number.isNaN(ba) ? ab : Math.max(ab, ba);
+    loads.set(link.metadata.name, new LinkLoad(link, i, Number.isNaN(top) ? null : top / link.spec.capacity, crossing[i], arrays));
+  }
   return loads;
+}
+
+const orNull = (v) => (Number.isNaN(v) ? null : v);
+
+// One link's figures; its directions (for the tooltip) are read from the shared arrays when asked for, so that a
+// render of 1,000 links allocates one small object each.
+class LinkLoad {
+  constructor(link, i, util, stitches, arrays) {
+    this.link = link; this.i = i; this.util = util; this.stitches = stitches; this.arrays = arrays;
+  }
+
+  get directions() {
+    const [a, b] = this.link.spec.endpoints;
+    const { reserved, measured, predicted } = this.arrays;
+    const [ab, ba] = [2 * this.i, 2 * this.i + 1];
+    return [[a, b, reserved[ab], orNull(measured[ab]), orNull(predicted[ab])],
+      [b, a, reserved[ba], orNull(measured[ba]), orNull(predicted[ba])]];
+  }
 }

@@ -59,16 +59,33 @@ export function graphPoints(nodes, links) {
     return points;
   };
   startLayoutWorker();
-  if (!worker) return Promise.resolve(keep(here()));
-  const id = ++asked;
-  return new Promise((resolve) => { waiting.set(id, [resolve, names, edges]); worker.postMessage([id, names, edges]); }).then(keep);
+  const viaWorker = () => {
+    if (!worker) return keep(here());
+    const id = ++asked;
+    return new Promise((resolve) => { waiting.set(id, [resolve, names, edges]); worker.postMessage([id, names, edges]); }).then(keep);
+  };
+  const early = earlyLayout;
+  earlyLayout = null;
+  if (early) return early.then((done) => (done && sameGraph(done, names, edges) ? keep(new Map(done.points)) : viaWorker()));
+  return Promise.resolve(viaWorker());
+}
+
+let earlyLayout = null;  // boot.js: the layout of the substrate it fetched, under way since it arrived
+
+function sameGraph(done, names, edges) {
+  if (done.names.length !== names.length || done.edges.length !== edges.length) return false;
+  for (let i = 0; i < names.length; i++) if (done.names[i] !== names[i]) return false;
+  for (let i = 0; i < edges.length; i++) if (done.edges[i][0] !== edges[i][0] || done.edges[i][1] !== edges[i][1]) return false;
+  return true;
 }
 
 // Start the worker (its modules loaded and compiled) while the page still waits for the API.
 export function startLayoutWorker() {
   if (worker === null) {
+    const early = window.vnstitchEarly;  // boot.js's worker, already loaded, and its layout
+    if (early?.layout) { earlyLayout = early.layout; delete early.layout; }
     try {
-      worker = new Worker(new URL("./layout-worker.js", import.meta.url), { type: "module" });
+      worker = early?.worker || new Worker(new URL("./layout-worker.js", import.meta.url), { type: "module" });
       worker.onmessage = (event) => { const [id, points] = event.data; waiting.get(id)?.[0](new Map(points)); waiting.delete(id); };
       worker.onerror = () => {  // could not load or run: lay out what was asked here
         worker = false;
@@ -145,8 +162,10 @@ export class TopologyMap {
       line.setAttribute("x2", pb[0].toFixed(1)); line.setAttribute("y2", pb[1].toFixed(1));
       line.setAttribute("stroke", NO_MEASUREMENT);
       line.setAttribute("stroke-width", small ? "5" : "2.5");
-      line.dataset.link = link.metadata.name;
-      line.dataset.util = "";
+      line.setAttribute("data-link", link.metadata.name);
+      line.setAttribute("data-util", "");
+      line.shownUtil = null;
+      line.shownColour = NO_MEASUREMENT;
       linkFragment.append(line);
       this.linkEls.set(link.metadata.name, line);
     }
@@ -193,13 +212,14 @@ export class TopologyMap {
   // loads: link name → {capacity, directions: [[from, to, reserved, measured, predicted], …], stitches}
   setLoads(loads) {
     this.loads = loads;
-    for (const [name, line] of this.linkEls) {
+    for (const [name, line] of this.linkEls) {  // what each line shows is kept on it: no DOM reads
       const load = loads.get(name);
       const util = load ? load.util : null;
+      if (util === line.shownUtil) continue;
+      line.shownUtil = util;
       const colour = utilColour(util);
-      const text = util === null || util === undefined ? "" : util.toFixed(4);
-      if (line.dataset.util !== text) line.dataset.util = text;
-      if (line.getAttribute("stroke") !== colour) line.setAttribute("stroke", colour);
+      line.setAttribute("data-util", util === null || util === undefined ? "" : util.toFixed(4));
+      if (line.shownColour !== colour) { line.shownColour = colour; line.setAttribute("stroke", colour); }
     }
     if (this.pinned) this.onLinkPick(this.pinned, this.linkText(this.pinned));
   }
@@ -216,17 +236,16 @@ export class TopologyMap {
       for (const node of stitch.path) { const at = this.pointText.get(node); if (at) points.push(at); }
       if (points.length < 2) { const old = this.stitchEls.get(key); if (old) { old.remove(); this.stitchEls.delete(key); } continue; }
       const text = points.join(" ");
-      let polyline = this.stitchEls.get(key);
+      let polyline = drawn;
       if (!polyline) {
         polyline = document.createElementNS(SVG_NS, "polyline");
-        polyline.setAttribute("class", "stitch");
-        polyline.dataset.stitch = key;
+        polyline.setAttribute("class", stitch.selected ? "stitch selected" : "stitch");
+        polyline.setAttribute("data-stitch", key);
         fresh.append(polyline);
         this.stitchEls.set(key, polyline);
-      }
+      } else polyline.classList.toggle("selected", Boolean(stitch.selected));
       polyline.setAttribute("points", text);
       polyline.pathKey = pathKey;
-      polyline.classList.toggle("selected", Boolean(stitch.selected));
     }
     this.stitchLayer.append(fresh);
   }

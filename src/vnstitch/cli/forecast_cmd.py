@@ -119,13 +119,19 @@ def _data_args(parser) -> None:
 
 
 def load_data(args):
-    """The dataset named by --dataset/--data-dir/--nodes/--interval (shared with `telemetry push`)."""
+    """The dataset named by --dataset/--data-dir/--nodes/--interval."""
+    return load_named(args.dataset, args.nodes, args.interval, args.data_dir)
+
+
+def load_named(dataset: str, nodes: str | None = None, interval: str | None = None, data_dir=None):
+    """A dataset from the CLI's words: `nodes` 'A,B,…', `interval` a duration ('15m'); shared with
+    `telemetry push`."""
     from vnstitch.forecast import load_dataset
     from vnstitch.units import parse_duration
 
-    nodes = [n.strip() for n in args.nodes.split(",") if n.strip()] if getattr(args, "nodes", None) else None
-    interval = parse_duration(args.interval) if getattr(args, "interval", None) else None
-    return load_dataset(args.dataset, getattr(args, "data_dir", None), nodes=nodes, interval_seconds=interval)
+    order = [n.strip() for n in nodes.split(",") if n.strip()] if nodes else None
+    seconds = parse_duration(interval) if interval else None
+    return load_dataset(dataset, data_dir, nodes=order, interval_seconds=seconds)
 
 
 def _options(items, prefix: str | None = None) -> dict:

@@ -52,21 +52,19 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def load_samples(args, tenant: str, now: float):
     """The file as a list of Samples (observed cells only: a gap in the file stays a gap)."""
-    from vnstitch.cli.forecast_cmd import load_data
+    from vnstitch.cli.forecast_cmd import load_named
     from vnstitch.errors import InvalidInput
     from vnstitch.forecast import ForecastInputError
     from vnstitch.telemetry import Sample
-    from vnstitch.units import parse_duration
 
-    interval = parse_duration(args.interval) if args.interval else None
     try:
-        series = load_data(argparse.Namespace(dataset=args.file, nodes=args.nodes, interval=args.interval))
+        series = load_named(args.file, args.nodes, args.interval)   # --interval is the series' own interval now
     except ForecastInputError as exc:
         field = "--nodes" if "--nodes" in str(exc) else "--interval" if "--interval" in str(exc) else "FILE"
         raise InvalidInput(str(exc), field=field) from None
     if args.last:
         series = series.slice(max(0, series.n_steps - args.last), None)
-    step_s = float(interval or series.interval_seconds)
+    step_s = float(series.interval_seconds)
     ends = series.timestamps.astype("datetime64[s]").astype(np.int64).astype(float) + step_s
     if args.shift_to_now:
         ends += (now // step_s) * step_s - ends[-1]

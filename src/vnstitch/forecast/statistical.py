@@ -169,9 +169,12 @@ class ARIMAForecaster(_PerPairStatistical):
         seen = observed[0].copy()
         dx = np.zeros((self.p, pairs))     # last p changes, newest first
         err = np.zeros((self.q, pairs))    # last q innovations, newest first
+        def arma(dx, err):   # the next change: AR over the last changes plus MA over the last innovations
+            return (self.ar.T * dx).sum(axis=0) + (self.ma.T * err).sum(axis=0)
+
         for t in range(1, steps):
             ok = observed[t] & seen
-            predicted = (self.ar.T * dx).sum(axis=0) + (self.ma.T * err).sum(axis=0) if self.p + self.q else 0.0
+            predicted = arma(dx, err)
             change = np.where(ok, log_vals[t] - level, 0.0)
             innovation = np.where(ok, change - predicted, 0.0)
             if self.p:
@@ -182,8 +185,7 @@ class ARIMAForecaster(_PerPairStatistical):
             seen |= observed[t]
         out = np.empty((pairs, horizon))
         for k in range(horizon):
-            change = (self.ar.T * dx).sum(axis=0) + (self.ma.T * err).sum(axis=0) if self.p + self.q \
-                else np.zeros(pairs)
+            change = arma(dx, err)
             level = level + change
             out[:, k] = level
             if self.p:

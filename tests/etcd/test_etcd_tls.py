@@ -43,7 +43,7 @@ def test_a_client_without_certificate_is_refused(etcd_cluster_healthy, etcd_pref
         EtcdStore(etcd_cluster_healthy.endpoints.split(","), etcd_prefix, security=no_certificate)
     plain = EtcdSecurity(cacert=None, cert=None, key=None, user=None, password_file=None)
     with pytest.raises(StoreUnavailable):  # plain HTTP to a TLS port: nothing usable comes back
-        EtcdStore([e.replace("127", "http://127") for e in etcd_cluster_healthy.endpoints.split(",")],
+        EtcdStore([f"http://{e}" for e in etcd_cluster_healthy.endpoints.split(",")],  # host:port → http://host:port
                   etcd_prefix, security=plain)
 
 

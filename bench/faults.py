@@ -62,10 +62,10 @@ from vnstitch.drivers.linux import nft, routing  # noqa: E402
 from vnstitch.drivers.linux.driver import op_from_dict  # noqa: E402
 from vnstitch.drivers.linux.kernel import in_netns, list_netns, pid_alive  # noqa: E402
 from vnstitch.drivers.linux.layout import (  # noqa: E402
-    DEFAULT_CLASS_MINOR, STITCH_TABLE_BASE, UNREACHABLE_PREF, StitchNames, member_ifname,
+    DEFAULT_CLASS_MINOR, STITCH_TABLE_BASE, StitchNames, member_ifname,
 )
 from vnstitch.drivers.linux.stitch import (  # noqa: E402
-    is_local, pin_routes, policy_sides, shaped_egresses, tunnel_if,
+    is_local, pin_routes, policy_sides, shaped_egresses,
 )
 from vnstitch.drivers.linux.wireguard import socket_path  # noqa: E402
 from vnstitch.errors import VnstitchError  # noqa: E402
@@ -584,10 +584,10 @@ class Campaign:
 
     # kernel objects no recorded stitch owns ------------------------------------------------------
     def owned(self) -> dict:
-        """What the driver's recorded stitches own, where: devices, nft chains, rule tables and the
-        interfaces of `unreachable` twins per node, devices per VM, HTB minors/prios per egress, pids."""
+        """What the driver's recorded stitches own, where: devices, nft chains and rule tables per node,
+        devices per VM, HTB minors/prios per egress, pids."""
         own = {"devices": defaultdict(set), "chains": defaultdict(set), "tables": defaultdict(set),
-               "ifnames": defaultdict(set), "vm": defaultdict(set), "classes": defaultdict(set),
+               "vm": defaultdict(set), "classes": defaultdict(set),
                "prios": defaultdict(set), "pids": set()}
         for record in self.driver.state["stitches"].values():
             op, names = op_from_dict(record["op"]), StitchNames(record["hash"], record["index"])
@@ -600,7 +600,6 @@ class Campaign:
                 node = (op.a if side == "a" else op.b).node
                 own["chains"][node].add(nft.chain_name(f"{names.hash}{side}"))
                 own["tables"][node].add(names.table)
-                own["ifnames"][node] |= {names.gateway_if(side), tunnel_if(op, names, side)}
             for node in pin_routes(self.layout, op):
                 own["tables"][node].add(names.table)
             if op.rate_bps > 0 and not is_local(op):
@@ -625,11 +624,12 @@ class Campaign:
             for table in sorted(routing.rules_per_table(ipr)):
                 if table >= STITCH_TABLE_BASE and table not in own["tables"][node]:
                     out.append((f"rules of table {table} on {node}", [["ip", "-n", ns, "rule", "del", "pref", str(table)]] * 3))
-            for msg in ipr.get_rules(family=socket.AF_INET):
-                iif = msg.get_attr("FRA_IIFNAME")
-                if msg.get_attr("FRA_PRIORITY") == UNREACHABLE_PREF and iif and iif not in own["ifnames"][node]:
-                    out.append((f"unreachable rule iif {iif} on {node}",
-                                [["ip", "-n", ns, "rule", "del", "pref", str(UNREACHABLE_PREF), "iif", iif]]))
+            listed = subprocess.run(["ip", "-n", ns, "-4", "route", "show", "table", "all", "type", "unreachable"],
+                                    capture_output=True, text=True).stdout
+            for table in sorted({int(m) for m in re.findall(r"^unreachable default table (\d+)", listed, re.M)}):
+                if table >= STITCH_TABLE_BASE and table not in own["tables"][node]:
+                    out.append((f"unreachable default of table {table} on {node}",
+                                [["ip", "-n", ns, "route", "del", "unreachable", "default", "table", str(table)]]))
             table = nft.read_table(ns) or {"chains": {}, "map": {}}
             for chain in sorted(table["chains"]):
                 if chain.startswith("st_") and chain not in own["chains"][node]:

@@ -24,7 +24,6 @@ STITCH_PORT_BASE = 20000                               # stitch n: ports 20000+2
 ROTATED_PORT_BASE = 26000                              # its second tunnel slot (key rotation): 26000+2n, 26001+2n
 ROTATABLE_STITCHES = (ROTATED_PORT_BASE - STITCH_PORT_BASE) // 2   # indexes whose two slots' ports never meet
 STITCH_TABLE_BASE = 1000                               # routing table and rule preference
-UNREACHABLE_PREF = 32700                               # `ip rule ... unreachable` after every stitch's lookup
 UPLINK_RULE_PREF = 90                                  # `ip rule to NODE ipproto udp dport P lookup P`: a tunnel's
 LOCAL_RULE_PREF = 99                                   # UDP to its uplink, before `lookup local` (moved from 0)
 DEFAULT_CLASS_MINOR = 0xFFF0

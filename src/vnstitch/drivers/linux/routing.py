@@ -8,11 +8,14 @@ from dataclasses import dataclass
 from pyroute2.netlink.exceptions import NetlinkError
 
 from vnstitch.drivers.linux.kernel import EEXIST, ENOENT, ESRCH, ifindex, tolerate
-from vnstitch.drivers.linux.layout import DEFAULT_CLASS_MINOR, LINK_CLASS_MINOR, UNREACHABLE_PREF
+from vnstitch.drivers.linux.layout import DEFAULT_CLASS_MINOR, LINK_CLASS_MINOR
 
 ETH_P_IP = 0x0800
 RTN_UNREACHABLE = 7
 FR_ACT_TO_TBL = 1
+# In every stitch table: what T does not route stops there (`ip route add unreachable default table T`)
+# instead of going on to the next rules and the main table.
+UNREACHABLE_DEFAULT = {"dst": "0.0.0.0/0", "type": "unreachable"}
 
 
 def _route_key(msg) -> tuple:
@@ -86,16 +89,14 @@ def remove_routes(ipr, table: int, routes: list[dict]) -> bool:
 
 
 def _rule_specs(table: int, iifnames, dport_range) -> list[dict]:
-    """Each selector twice: `lookup T` at pref T, then `unreachable` at UNREACHABLE_PREF, after every
-    stitch's lookup rule, so what table T does not route stops there instead of reaching main."""
+    """One rule per selector: `lookup T` at pref T (what T does not route meets its UNREACHABLE_DEFAULT).
+
+    Every rule costs each later rule insert, each new device in the namespace (the kernel binds `iif`
+    rules by name: it walks the list) and each routed packet a step, so a stitch adds as few as it can."""
     selectors = [{"iifname": name} for name in iifnames]
     if dport_range:
         selectors.append({"ip_proto": 17, "dport_range": f"{dport_range[0]}:{dport_range[1]}"})
-    specs = []
-    for selector in selectors:
-        specs.append({"table": table, "priority": table, **selector})
-        specs.append({"priority": UNREACHABLE_PREF, "action": "unreachable", **selector})
-    return specs
+    return [{"table": table, "priority": table, **selector} for selector in selectors]
 
 
 def _spec_key(spec: dict) -> tuple:
@@ -112,11 +113,8 @@ def _msg_key(msg) -> tuple:
 
 def ensure_rules(ipr, table: int, iifnames: list[str] = (), dport_range: tuple[int, int] | None = None,
                  fresh: bool = False) -> bool:
-    """ip rule add pref T iif X lookup T; ip rule add pref T ipproto udp dport P1-P2 lookup T; each
-    with its `ip rule add pref 32700 ... unreachable` twin (`fresh`: add without dumping the rule list).
-
-    Rules, unlike routes and addresses, do not wake wireguard-go's netlink listeners.
-    """
+    """ip rule add pref T iif X lookup T; ip rule add pref T ipproto udp dport P1-P2 lookup T (`fresh`:
+    add without dumping the rule list)."""
     present = set() if fresh else {_msg_key(m) for m in ipr.get_rules(family=socket.AF_INET)}
     changed = False
     for spec in _rule_specs(table, iifnames, dport_range):

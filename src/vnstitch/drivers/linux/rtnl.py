@@ -51,6 +51,14 @@ def link_set(index: int, up: bool | None = None, mtu: int | None = None) -> Mess
     return RTM_NEWLINK, 0, body
 
 
+def link_no_ipv6_addresses(index: int) -> Message:
+    """ip link set dev INDEX addrgenmode none: no IPv6 link-local address when it comes up, so no DAD,
+    router solicitations or their timers (IFLA_AF_SPEC{AF_INET6{IFLA_INET6_ADDR_GEN_MODE}}; the kernel
+    takes it on an existing link only, not in the message that makes it)."""
+    inet6 = attr(8, struct.pack("B", 1))   # IFLA_INET6_ADDR_GEN_MODE = IN6_ADDR_GEN_MODE_NONE
+    return RTM_NEWLINK, 0, struct.pack("BxHiII", socket.AF_UNSPEC, 0, index, 0, 0) + attr(26, attr(socket.AF_INET6, inet6))
+
+
 def _link_attrs(ifname: str, mac: str | None, mtu: int | None) -> bytes:
     out = attr(3, ifname.encode() + b"\0")   # IFLA_IFNAME
     if mtu is not None:

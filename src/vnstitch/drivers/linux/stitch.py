@@ -260,6 +260,16 @@ def wait_end_ready(ctx: StitchContext, ifname: str, pid: int | None) -> None:
         ctx.new_ends.discard(ifname)
 
 
+def configure_end(ifname: str, pid: int | None, *args, **kwargs) -> None:
+    """wireguard.configure; then its rtnetlink listeners leave their groups (uplink.mute_rtnetlink: each
+    new stitch's cost stays flat). After the configuration: setting the listen port rebinds wireguard-go,
+    which makes its route listener anew."""
+    wireguard.configure(ifname, *args, **kwargs)
+    if pid:
+        with kernel_errors(f"rtnetlink listeners of wireguard-go for {ifname}"):
+            uplink_mod.mute_rtnetlink(pid)
+
+
 def ensure_keys(ctx: StitchContext, names: StitchNames, record: dict, keys_after: float = 0.0) -> dict[str, bytes]:
     """A key pair per end, kept in 0600 files; public halves (always those of the files) and the time
     keys were made recorded in the state. Keys made for an op count as at least as new as its
@@ -377,14 +387,15 @@ def _build_slot(ctx: StitchContext, op: EnsureStitch, new: StitchNames, record: 
         peer_of[side] = (public[other].hex(), f"{ctx.lab.nodes[remote.node].address}:{new.port(other)}",
                          [_dst(remote, direct)])
         # wg set vw… private-key FILE listen-port P peer PUB endpoint E allowed-ips A (keepalive 0)
-        wireguard.configure(ifname, private[side].hex(), new.port(side), *peer_of[side], keepalive_s=0)
+        configure_end(ifname, record["next"]["pids"].get(side), private[side].hex(), new.port(side),
+                      *peer_of[side], keepalive_s=0)
         ipr = ctx.nss(node_ns)
         index = ctx.ifindex(node_ns, ifname)
         if index is None:
             raise DriverError(f"wireguard-go did not create {ifname}", errno=ENOENT)
         with kernel_errors(f"tunnel {ifname} on {end.node}"):
             ipr.link("set", index=index, mtu=wireguard.TUNNEL_MTU, state="up")  # ip link set vw… mtu 1420 up
-            # ip rule add pref T iif vw… lookup T (and its unreachable twin)
+            # ip rule add pref T iif vw… lookup T
             routing.ensure_rules(ipr, new.table, iifnames=[ifname])
     if op.qos:
         ensure_qos(ctx, op, new, op.rate_bps)
@@ -499,7 +510,7 @@ def _remove_slot(ctx: StitchContext, op: EnsureStitch, slot: StitchNames, pids: 
         node_ns = ctx.lab.node_ns(end.node)
         ipr = ctx.nss(node_ns)
         ifname = slot.wg_if(side)
-        # ip rule del pref T iif vw… lookup T (and its unreachable twin)
+        # ip rule del pref T iif vw… lookup T
         changed |= routing.remove_rules(ipr, slot.table, iifnames=[ifname])
         with kernel_errors(f"ip link del {ifname}"), tolerate(ENODEV, ENOENT):
             ipr.link("del", ifname=ifname)  # ip link del vw… (wireguard-go's TUN goes with it anyway)
@@ -604,8 +615,8 @@ def ensure_tunnel(ctx: StitchContext, op: EnsureStitch, names: StitchNames, reco
                     and have["peer"]["public_key"] == want["peer_key"] and have["peer"]["endpoint"] == want["endpoint"]
                     and have["peer"]["allowed_ips"] == want["allowed"]):
                 continue
-        wireguard.configure(ifname, want["private_key"], want["listen_port"], want["peer_key"],
-                            want["endpoint"], want["allowed"])
+        configure_end(ifname, record.get("pids", {}).get(side), want["private_key"], want["listen_port"],
+                      want["peer_key"], want["endpoint"], want["allowed"])
         changed = True
     for side in ("b", "a"):
         end, _ = _ends(op, side)
@@ -747,8 +758,8 @@ def _ensure_neighbour(ipr, index: int, address: str, mac: str, fresh: bool) -> b
 
 def ensure_end_routing(ctx: StitchContext, op: EnsureStitch, names: StitchNames, side: str, fresh: bool) -> bool:
     """Table T on the end node: local dst → gateway veth, remote dst → tunnel (for a local stitch
-    the far gateway veth: one table and one pair of rules serve both ends);
-    `ip rule iif vg… / iif <tunnel> lookup T` (and their `unreachable` twins)."""
+    the far gateway veth: one table and one pair of rules serve both ends), anything else unreachable;
+    `ip rule iif vg… / iif <tunnel> lookup T`."""
     direct = op.type == "direct"
     end, remote = _ends(op, side)
     ipr = ctx.nss(ctx.lab.node_ns(end.node))
@@ -762,6 +773,7 @@ def ensure_end_routing(ctx: StitchContext, op: EnsureStitch, names: StitchNames,
             {"dst": _dst(end, direct), "oif": gw_index},
             {"dst": _dst(remote, direct), "oif": tun_index,
              "gateway": None if op.encrypted or is_local(op) else names.gateway_address(_other(side))},
+            routing.UNREACHABLE_DEFAULT,
         ]
         if fresh:   # the same writes, in one batch (rtnl.py)
             ctx.nss.rtnl(node_ns).batch(routing.fresh_writes(names.table, routes, iifnames=[gw_if, tun_name]),
@@ -879,7 +891,7 @@ def pin_routes(lab: LabLayout, op: EnsureStitch) -> dict[str, list[tuple[str, st
 
 def ensure_path(ctx: StitchContext, op: EnsureStitch, names: StitchNames, fresh: bool = False) -> bool:
     """Pin the tunnel's UDP packets to the path where the underlay would not: on such a node,
-    `ip rule ipproto udp dport A-B lookup T` and in T the next hop towards each end."""
+    `ip rule ipproto udp dport A-B lookup T` and in T the next hop towards each end (else unreachable)."""
     lab = ctx.lab
     changed = False
     for node, hops in pin_routes(lab, op).items():
@@ -891,6 +903,7 @@ def ensure_path(ctx: StitchContext, op: EnsureStitch, names: StitchNames, fresh:
                 _, egress, _ = lab.link_between(node, hop)
                 wanted.append({"dst": f"{lab.nodes[far].address}/32", "oif": ctx.ifindex(ns, egress),
                                "gateway": lab.nodes[hop].address})
+            wanted.append(routing.UNREACHABLE_DEFAULT)
             changed |= routing.ensure_routes(ipr, names.table, wanted, fresh=fresh)
             for slot in tunnel_slots(op, names):   # ip rule ... dport A-B lookup T, each slot's ports
                 changed |= routing.ensure_rules(ipr, names.table, dport_range=port_range(slot), fresh=fresh)
@@ -1019,6 +1032,7 @@ def teardown(ctx: StitchContext, op: EnsureStitch, names: StitchNames, record: d
             [names.gateway_if(side), tunnel_if(op, names, side), *wg_names])))
         # the routes in T via the veth and the tunnel went with those links
     pinned = [{"dst": f"{ctx.lab.nodes[n].address}/32"} for n in (op.a.node, op.b.node) if n in ctx.lab.nodes]
+    pinned.append(routing.UNREACHABLE_DEFAULT)   # on end and pinning nodes: T is then empty
     for node in dict.fromkeys(list(op.path) + [op.a.node, op.b.node]):
         if node not in ctx.lab.nodes:
             continue

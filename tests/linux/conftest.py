@@ -147,14 +147,12 @@ def _netns_inodes(prefix: str = "") -> dict[tuple[int, int], str]:
 def remember(name: str, directory: str) -> LabTrace:
     """Record lab `name`'s namespaces and, from its state file, its stitches' interface names (call it
     while the lab is up: the `lab` fixture does after `lab up` and before `lab down`)."""
-    import json
-
-    from vnstitch.drivers.linux.layout import DRIVER_FILE, StitchNames, member_ifname
+    from vnstitch.drivers.linux.layout import StitchNames, member_ifname
+    from vnstitch.drivers.linux.statefile import read_state
     trace = _TRACES.setdefault(name, LabTrace())
     trace.netns.update(_netns_inodes(f"vns-{name}-"))
     try:
-        with open(os.path.join(directory, DRIVER_FILE)) as handle:
-            state = json.load(handle)
+        state = read_state(directory)
     except (OSError, ValueError):
         return trace
     for record in state.get("stitches", {}).values():

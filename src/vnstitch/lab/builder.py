@@ -20,6 +20,7 @@ from vnstitch.drivers.linux.layout import (
     state_dir, substrate_ifname, write_json,
 )
 from vnstitch.drivers.linux.network import ensure_address, ensure_link_up
+from vnstitch.drivers.linux.statefile import JOURNAL_SUFFIX, read_state
 from vnstitch.drivers.linux.routing import ensure_root_htb
 from vnstitch.errors import Conflict, InvalidInput, NotFound
 from vnstitch.lab.topology import LAB_NAME, LabTopology, parse
@@ -196,8 +197,6 @@ def _not_zombie(pid: int) -> bool:
 
 def down(directory: str | None = None, name: str | None = None) -> list[str]:
     """Remove every namespace, process, socket and state file of the lab; returns what was removed."""
-    import json
-
     directory = state_dir(directory)
     layout = load_layout(directory)
     name = name or (layout.name if layout else None)
@@ -207,22 +206,22 @@ def down(directory: str | None = None, name: str | None = None) -> list[str]:
     removed = []
     wg_names = []
     try:
-        with open(os.path.join(directory, DRIVER_FILE)) as handle:
-            for record in json.load(handle).get("stitches", {}).values():
-                # both tunnel slots (a key rotation's other one too), stopped by pid or UAPI socket before
-                # processes_in() below finds what is left
-                current = record.get("slot", 0)
-                other = record.get("next") or record.get("retiring") or {}
-                for slot, pids in ((current, record.get("pids", {})), (1 - current, other.get("pids", {}))):
-                    names = StitchNames(record["hash"], record["index"], slot)
-                    for side in ("a", "b"):
-                        ifname = names.wg_if(side)
-                        wg_names.append(ifname)
-                        pid = pids.get(side) if pid_alive(pids.get(side), needle=ifname) else wireguard.socket_pid(ifname)
-                        if wireguard.stop(pid, ifname):
-                            removed.append(f"wireguard-go {ifname}")
-    except (FileNotFoundError, ValueError):
-        pass
+        records = list(read_state(directory)["stitches"].values())
+    except ValueError:   # an unreadable state file: processes_in() below still finds the processes
+        records = []
+    for record in records:
+        # both tunnel slots (a key rotation's other one too), stopped by pid or UAPI socket before
+        # processes_in() below finds what is left
+        current = record.get("slot", 0)
+        other = record.get("next") or record.get("retiring") or {}
+        for slot, pids in ((current, record.get("pids", {})), (1 - current, other.get("pids", {}))):
+            names = StitchNames(record["hash"], record["index"], slot)
+            for side in ("a", "b"):
+                ifname = names.wg_if(side)
+                wg_names.append(ifname)
+                pid = pids.get(side) if pid_alive(pids.get(side), needle=ifname) else wireguard.socket_pid(ifname)
+                if wireguard.stop(pid, ifname):
+                    removed.append(f"wireguard-go {ifname}")
     stray = processes_in(prefix)
     _kill_all(stray)
     removed += [f"process {pid}" for pid in stray]
@@ -235,7 +234,7 @@ def down(directory: str | None = None, name: str | None = None) -> list[str]:
         if os.path.exists(path):
             os.unlink(path)
     if os.path.isdir(directory):
-        for entry in (LAB_FILE, DRIVER_FILE, ".lock", "keys"):
+        for entry in (LAB_FILE, DRIVER_FILE, DRIVER_FILE + JOURNAL_SUFFIX, ".lock", "keys"):
             path = os.path.join(directory, entry)
             if os.path.isdir(path):
                 shutil.rmtree(path)

@@ -139,6 +139,7 @@ def summarise(loads: list[dict]) -> dict:
             "whoami + substrate fetched": median_of(loads, lambda l: l["substrate"] - l["start"]),
             "GET /v1/substrate/nodes": median_of(loads, fetch("/v1/substrate/nodes")),
             "GET /v1/substrate/links": median_of(loads, fetch("/v1/substrate/links")),
+            "GET /v1/substrate/layout": median_of(loads, fetch("/v1/substrate/layout")),
             "layout (in the page)": median_of(loads, lambda l: l["layout"]),
             "GET /v1/stitches (1,000)": median_of(loads, fetch("/v1/stitches")),
             "substrate fetched to stitches fetched": median_of(loads, lambda l: l["stitchesAt"] - l["substrate"]),

@@ -223,6 +223,7 @@ ROUTES = [
     Route("PATCH", "/v1/substrate/links/NYCMng--WASHng", cluster_write(), tenant=False, headers=MERGE,
           body=lambda who: {"metadata": {"labels": {"by": who}}}),
     Route("DELETE", "/v1/substrate/links/l-{who}", cluster_write(), tenant=False, setup=setup_link),
+    Route("GET", "/v1/substrate/layout", cluster_read(), tenant=False),
     Route("GET", "/v1/sites", cluster_read(), tenant=False),
     Route("POST", "/v1/sites", cluster_write(201), tenant=False, body=site_body),
     Route("GET", "/v1/sites/site-{who}", cluster_read(), tenant=False, setup=setup_site),

@@ -218,7 +218,7 @@ def test_a_reload_signs_in_again_from_the_session_asking_each_read_once(served, 
     page.wait_for_selector("#view-topology[data-ready=true]", timeout=15_000)
     links = served.ok("acme", "GET", "/v1/substrate/links")["items"]
     assert page.locator("#login").is_hidden() and page.locator("line.link").count() == len(links)
-    for path in ("/v1/whoami", "/v1/substrate/nodes", "/v1/substrate/links", "/v1/stitches"):
+    for path in ("/v1/whoami", "/v1/substrate/nodes", "/v1/substrate/links", "/v1/substrate/layout", "/v1/stitches"):
         assert asked.count(path) == 1, (path, asked)
     assert asked.index("/v1/whoami") < asked.index("/v1/substrate/nodes")
     assert console.errors == []
@@ -228,3 +228,33 @@ def test_a_reload_signs_in_again_from_the_session_asking_each_read_once(served, 
     wait_until(page, "() => document.querySelector('#login-error').textContent.includes('token refused')")
     assert [path for path in asked if path.startswith("/v1/")] == ["/v1/whoami"], asked
     assert page.locator("#views > *").count() == 0
+
+
+def test_without_coordinates_the_map_is_the_servers_layout_or_the_pages_own_where_that_fails(served, open_page):
+    """Nodes without coordinates (stripped from the page's copy): drawn where GET /v1/substrate/layout places them;
+    with that answer failing, the page lays the graph out itself (its worker) and still draws every node."""
+    def without_coordinates(route):
+        answer = route.fetch()
+        body = answer.json()
+        for node in body["items"]:
+            node["spec"].pop("latitude", None)
+            node["spec"].pop("longitude", None)
+        route.fulfill(response=answer, json=body)
+
+    placed = served.ok("acme", "GET", "/v1/substrate/layout")["points"]
+    for layout_fails in (False, True):
+        page, console = open_page()
+        page.route(lambda url: "/v1/substrate/nodes" in url, without_coordinates)
+        if layout_fails:
+            page.route(lambda url: "/v1/substrate/layout" in url, lambda route: route.fulfill(status=500, json={
+                "code": "Internal", "message": "no layout", "field": None}))
+        sign_in(page, served, "acme")
+        assert page.locator("svg.topology").get_attribute("data-layout") == "graph"
+        drawn = dict(page.eval_on_selector_all(
+            "circle.node", "els => els.map(e => [e.dataset.node, [+e.getAttribute('cx'), +e.getAttribute('cy')]])"))
+        assert set(drawn) == set(placed)
+        assert page.locator("line.link").count() == len(served.ok("acme", "GET", "/v1/substrate/links")["items"])
+        same = all(abs(drawn[n][0] - x) <= 0.2 and abs(drawn[n][1] - y) <= 0.2 for n, (x, y) in placed.items())
+        assert same is not layout_fails, (layout_fails, drawn, placed)
+        if not layout_fails:
+            assert console.errors == []

@@ -124,12 +124,12 @@ def create_app(settings: Settings, store: Store | None = None, driver=None,
         app.state.telemetry = telemetry  # what POST /v1/telemetry writes is what the loop reads
     install_error_handlers(app)
     from vnstitch.api.routes import (
-        anomalies, apply, audit, availability, forecastpolicies, intents, links, nodes, plan, policies, predicted,
-        sites, stitches, system, telemetry as telemetry_routes, virtualnetworks,
+        anomalies, apply, audit, availability, forecastpolicies, intents, layout, links, nodes, plan, policies,
+        predicted, sites, stitches, system, telemetry as telemetry_routes, virtualnetworks,
     )
 
-    for module in (system, virtualnetworks, stitches, policies, nodes, links, sites, availability, apply, predicted,
-                   plan, telemetry_routes, forecastpolicies, audit, anomalies):
+    for module in (system, virtualnetworks, stitches, policies, nodes, links, layout, sites, availability, apply,
+                   predicted, plan, telemetry_routes, forecastpolicies, audit, anomalies):
         app.include_router(module.router)
     for intent_router in (intents.router, intents.probes, intents.parses, intents.proposals, intents.vngraph,
                           anomalies.policies):

@@ -1,5 +1,6 @@
-// Where the nodes go when the topology has no coordinates: pure functions over names and endpoint pairs, no
-// DOM, so that topology.js can run them in a worker (layout-worker.js) while the page fetches the stitches.
+// Where the nodes go when the topology has no coordinates and the server's layout (GET /v1/substrate/layout,
+// topology/layout.py: the same method in numpy) cannot be had: pure functions over names and endpoint pairs, no
+// DOM, so that topology.js can run them in a worker (layout-worker.js).
 
 export const W = 1000;
 export const H = 620;

@@ -3,7 +3,7 @@
 import { el, clear } from "./dom.js";
 import { S, linkLoads, visibleStitches } from "./state.js";
 import { TopologyMap, UTIL_CLASSES } from "./topology.js";
-import { schedule } from "./app.js";
+import { schedule, renderNow } from "./app.js";
 
 export class TopologyPanel {
   constructor() {
@@ -24,19 +24,15 @@ export class TopologyPanel {
     this.map = new TopologyMap(mapHost, document.getElementById("tooltip"), {
       onLinkPick: (name, text) => { this.info.textContent = text; this.info.dataset.link = name; },
       // the map has just been built: stitches and colours go into the same frame (one style, layout and paint
-      // pass) instead of the next one
-      onDrawn: () => {
-        if (!this.root.classList.contains("active")) { schedule(true); return; }
-        const started = performance.now();
-        this.render(true);
-        if (!S.interactive) performance.measure("vnstitch:render", { start: started, end: performance.now() });
-      },
+      // pass) instead of the next one, and the frame that was asked for (the stitch list's) is not drawn again
+      onDrawn: () => (this.root.classList.contains("active") ? renderNow() : schedule(true)),
     });
-    this.map.setSubstrate(S.nodes, S.links);
+    this.map.setSubstrate(S.nodes, S.links, S.layout);
     this.drawnAt = null;
   }
 
-  onSubstrate() { this.map.setSubstrate(S.nodes, S.links); }
+  // the set of links changed: the server lays the new substrate out (the page does where it cannot)
+  onSubstrate() { this.map.setSubstrate(S.nodes, S.links, S.api.get("/v1/substrate/layout")); }
 
   // `outsideFrame`: called from a task rather than a frame's callback (onDrawn, above)
   render(outsideFrame = false) {

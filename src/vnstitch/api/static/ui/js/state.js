@@ -7,6 +7,7 @@ export const S = {
   who: null,
   nodes: [],
   links: [],
+  layout: null,               // a promise of the server's layout of the substrate (GET /v1/substrate/layout), or of null
   nodeIndex: new Map(),       // node name → index (linkLoads)
   arcOf: new Map(),           // from index × nodes + to index → arc (linkLoads)
   stitches: new Map(),        // "tenant/name" → Stitch

@@ -1,6 +1,7 @@
 // The substrate map: a geographic layout from node coordinates where the topology has them, a graph layout
-// otherwise (layout.js, in a worker); links coloured by measured utilisation, stitches drawn on their paths;
-// hover and click show a link's capacity, reserved, measured and predicted load per direction.
+// otherwise (the server's, GET /v1/substrate/layout; layout.js in a worker where that fails); links coloured by
+// measured utilisation, stitches drawn on their paths; hover and click show a link's capacity, reserved, measured
+// and predicted load per direction.
 
 import { svg, clear, fmtBps, fmtPct } from "./dom.js";
 import { W, H, fit, graphLayout } from "./layout.js";
@@ -16,76 +17,50 @@ export function utilColour(util) {
   return UTIL_CLASSES[UTIL_CLASSES.length - 1][1];
 }
 
-function hash(text) {  // FNV-1a, 32 bits
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) { h ^= text.charCodeAt(i); h = Math.imul(h, 0x01000193); }
-  return (h >>> 0).toString(16);
-}
-
-// Node name → [x, y] in the map's coordinates, and whether they are geographic; null when a graph layout
-// has to be computed (graphPoints, below).
-export function layout(nodes, links) {
+// Node name → [x, y] in the map's coordinates where the topology has coordinates (≥ 80 % of the nodes), else
+// null: the graph layout is the server's (GET /v1/substrate/layout), or graphPoints' where that fails.
+export function geographicPoints(nodes) {
   const located = nodes.filter((node) => typeof node.spec?.latitude === "number" && typeof node.spec?.longitude === "number");
-  if (nodes.length && located.length >= 0.8 * nodes.length) {
-    const midLat = located.reduce((sum, node) => sum + node.spec.latitude, 0) / located.length;
-    const squeeze = Math.cos((midLat * Math.PI) / 180);
-    const points = new Map(located.map((node) => [node.metadata.name, [node.spec.longitude * squeeze, -node.spec.latitude]]));
-    for (const node of nodes) if (!points.has(node.metadata.name)) points.set(node.metadata.name, [0, 0]);
-    return { points: fit(points), geographic: true };
-  }
-  try {  // the same substrate lays out the same way: kept for the next visit (positions, no data)
-    const cached = JSON.parse(localStorage.getItem(cacheKey(nodes, links)) || "null");
-    if (cached && cached.length === nodes.length) return { points: new Map(cached), geographic: false };
-  } catch (_) { /* no storage: lay out again */ }
-  return null;
+  if (!nodes.length || located.length < 0.8 * nodes.length) return null;
+  const midLat = located.reduce((sum, node) => sum + node.spec.latitude, 0) / located.length;
+  const squeeze = Math.cos((midLat * Math.PI) / 180);
+  const points = new Map(located.map((node) => [node.metadata.name, [node.spec.longitude * squeeze, -node.spec.latitude]]));
+  for (const node of nodes) if (!points.has(node.metadata.name)) points.set(node.metadata.name, [0, 0]);
+  return fit(points);
 }
 
-function cacheKey(nodes, links) {
-  return `vnstitch.layout.${hash(JSON.stringify([nodes.map((n) => n.metadata.name), links.map((l) => l.spec.endpoints)]))}`;
+// The server's layout (a SubstrateLayout answer) as points, or null where it does not place every node.
+export function serverPoints(answer, nodes) {
+  const placed = answer?.points;
+  if (!placed) return null;
+  const points = new Map();
+  for (const node of nodes) {
+    const p = placed[node.metadata.name];
+    if (!Array.isArray(p) || p.length !== 2) return null;
+    points.set(node.metadata.name, [p[0], p[1]]);
+  }
+  return points.size ? fit(points) : null;
 }
 
 let worker = null;       // null: not tried yet; false: none to be had (the main thread lays out)
 let asked = 0;
 const waiting = new Map();  // id → [resolve, names, edges]
 
-// The graph layout, in a worker where the browser allows one (the main thread meanwhile parses the stitch list
-// and builds the page), here otherwise; resolves to a Map of node name → [x, y].
+// The page's own graph layout, where the server's cannot be had: in a worker where the browser allows one,
+// here otherwise; resolves to a Map of node name → [x, y].
 export function graphPoints(nodes, links) {
   const names = nodes.map((node) => node.metadata.name);
   const edges = links.map((link) => link.spec.endpoints);
-  const here = () => fit(graphLayout(names, edges));
-  const keep = (points) => {
-    try { localStorage.setItem(cacheKey(nodes, links), JSON.stringify([...points])); } catch (_) { /* full or disabled */ }
-    return points;
-  };
   startLayoutWorker();
-  const viaWorker = () => {
-    if (!worker) return keep(here());
-    const id = ++asked;
-    return new Promise((resolve) => { waiting.set(id, [resolve, names, edges]); worker.postMessage([id, names, edges]); }).then(keep);
-  };
-  const early = earlyLayout;
-  earlyLayout = null;
-  if (early) return early.then((done) => (done && sameGraph(done, names, edges) ? keep(new Map(done.points)) : viaWorker()));
-  return Promise.resolve(viaWorker());
+  if (!worker) return Promise.resolve(fit(graphLayout(names, edges)));
+  const id = ++asked;
+  return new Promise((resolve) => { waiting.set(id, [resolve, names, edges]); worker.postMessage([id, names, edges]); });
 }
 
-let earlyLayout = null;  // boot.js: the layout of the substrate it fetched, under way since it arrived
-
-function sameGraph(done, names, edges) {
-  if (done.names.length !== names.length || done.edges.length !== edges.length) return false;
-  for (let i = 0; i < names.length; i++) if (done.names[i] !== names[i]) return false;
-  for (let i = 0; i < edges.length; i++) if (done.edges[i][0] !== edges[i][0] || done.edges[i][1] !== edges[i][1]) return false;
-  return true;
-}
-
-// Start the worker (its modules loaded and compiled) while the page still waits for the API.
-export function startLayoutWorker() {
+function startLayoutWorker() {
   if (worker === null) {
-    const early = window.vnstitchEarly;  // boot.js's worker, already loaded, and its layout
-    if (early?.layout) { earlyLayout = early.layout; delete early.layout; }
     try {
-      worker = early?.worker || new Worker(new URL("./layout-worker.js", import.meta.url), { type: "module" });
+      worker = new Worker(new URL("./layout-worker.js", import.meta.url), { type: "module" });
       worker.onmessage = (event) => { const [id, points] = event.data; waiting.get(id)?.[0](new Map(points)); waiting.delete(id); };
       worker.onerror = () => {  // could not load or run: lay out what was asked here
         worker = false;
@@ -119,27 +94,30 @@ export class TopologyMap {
     this.installHover();
   }
 
-  // Draws at once where the layout is known (coordinates, or kept from an earlier visit); otherwise once the
-  // worker has laid the graph out, then calls onDrawn. `drawn` says whether the map is there.
-  setSubstrate(nodes, links) {
+  // Draws at once where the topology has coordinates; otherwise once `placed` (a promise of the server's layout
+  // answer, or of null) has given every node's place, or else the page's own layout has; then calls onDrawn.
+  // `drawn` says whether the map is there.
+  setSubstrate(nodes, links, placed) {
     const asked = ++this.substrateAsked;
     clear(this.linkLayer); clear(this.nodeLayer); clear(this.stitchLayer);
     this.linkEls.clear(); this.stitchEls.clear();
     this.pointText = new Map();
     this.drawn = false;
     performance.mark("vnstitch:layout-start");
-    const known = layout(nodes, links);
-    if (known) {
+    const geographic = geographicPoints(nodes);
+    if (geographic) {
       performance.measure("vnstitch:layout", "vnstitch:layout-start");
-      this.draw(nodes, links, known.points, known.geographic);
+      this.draw(nodes, links, geographic, true);
       return;
     }
-    graphPoints(nodes, links).then((points) => {
-      if (asked !== this.substrateAsked) return;  // a newer substrate is on its way
-      performance.measure("vnstitch:layout", "vnstitch:layout-start");
-      this.draw(nodes, links, points, false);
-      this.onDrawn();
-    });
+    Promise.resolve(placed).catch(() => null)
+      .then((answer) => serverPoints(answer, nodes) || graphPoints(nodes, links))
+      .then((points) => {
+        if (asked !== this.substrateAsked) return;  // a newer substrate is on its way
+        performance.measure("vnstitch:layout", "vnstitch:layout-start");
+        this.draw(nodes, links, points, false);
+        this.onDrawn();
+      });
   }
 
   draw(nodes, links, points, geographic) {

@@ -480,7 +480,8 @@ class Campaign:
             return Fault(kind, f"nft flush table inet {nft.TABLE} on {node}", stitch)
         if kind == "delete-route":
             table = str(names.table)
-            route = rng.choice(json.loads(self._run(ns, "ip", "-j", "route", "show", "table", table).stdout or "[]"))
+            listed = json.loads(self._run(ns, "ip", "-j", "route", "show", "table", table).stdout or "[]")
+            route = rng.choice([r for r in listed if "dev" in r])   # not T's `unreachable default`
             self._run(ns, "ip", "route", "del", route["dst"], "dev", route["dev"], "table", table)
             return Fault(kind, f"ip route del {route['dst']} dev {route['dev']} table {table} on {node}", stitch)
         raise ValueError(f"unknown fault kind {kind!r} (valid: {', '.join(KINDS)})")

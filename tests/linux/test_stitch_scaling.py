@@ -49,3 +49,12 @@ def test_wireguard_go_listeners_are_muted_and_each_end_adds_three_rules(lab):
     assert lab.driver.apply(op) is False, "re-applying changes nothing"
     for pid in pids:
         assert set(_rtnetlink_groups(pid)) == {"00000000"}
+
+    # without T's unreachable default the stitch leaks into main: observe says so, a re-apply restores it
+    deleted = lab.run("n1", "ip", "route", "del", "unreachable", "default", "table", str(names.table))
+    assert deleted.returncode == 0, deleted.stderr
+    seen = lab.driver.observe().stitches["acme/b1-r1"]
+    assert not seen.healthy and f"unreachable default of table {names.table} missing on n1" in seen.problem, seen
+    assert lab.driver.apply(op) is True
+    assert "unreachable default" in lab.run("n1", "ip", "route", "show", "table", str(names.table)).stdout
+    assert lab.driver.observe().stitches["acme/b1-r1"].healthy

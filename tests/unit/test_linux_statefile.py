@@ -72,4 +72,54 @@ def test_another_writer_s_save_changes_the_stamp(tmp_path):
     state["stitches"]["acme/s1"]["pids"]["b"] = 5
     theirs.save(state, {"acme/s1"})
     assert mine.stamp() != stamp
-    assert mine.load() == state
+    assert mine.load()[0] == state
+
+
+def test_a_crash_between_the_snapshot_and_the_journal_s_truncation_reverts_nothing(tmp_path, monkeypatch):
+    files = StateFile(str(tmp_path))
+    state = _state(3)
+    files.compact(state)
+    truncate = os.truncate
+    monkeypatch.setattr(os, "truncate", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt("crash")))
+    try:
+        for i in range(COMPACT_MIN + 1):        # the last save compacts, and "crashes" before the truncation
+            state["stitches"]["acme/s0"]["pids"]["a"] = i
+            files.save(state, {"acme/s0"})
+    except KeyboardInterrupt:
+        pass
+    monkeypatch.setattr(os, "truncate", truncate)
+    assert json.load(open(files.path))["stitches"]["acme/s0"]["pids"]["a"] == COMPACT_MIN
+    assert read_state(str(tmp_path)) == state, "the journal's older lines must not win over the snapshot"
+
+
+def test_the_save_after_a_torn_line_starts_a_line_of_its_own(tmp_path):
+    files = StateFile(str(tmp_path))
+    state = _state(2)
+    files.compact(state)
+    with open(files.journal, "a") as handle:
+        handle.write('{"stitch": "acme/s1", "rec')          # a crash mid-append
+    after = StateFile(str(tmp_path))                        # the restarted driver
+    state, _ = after.load()
+    state["stitches"]["acme/new"] = {"index": 2, "hash": "0000000a", "pids": {"a": 7}}
+    after.save(state, {"acme/new"})
+    assert read_state(str(tmp_path))["stitches"]["acme/new"] == {"index": 2, "hash": "0000000a", "pids": {"a": 7}}
+
+
+def test_a_read_that_another_writer_overlapped_is_read_again(tmp_path, monkeypatch):
+    mine, theirs = StateFile(str(tmp_path)), StateFile(str(tmp_path))
+    state = _state(2)
+    mine.compact(state)
+    theirs.load()
+    read = StateFile._read
+    calls = []
+
+    def overlapped(self):
+        data = read(self)
+        if not calls:   # another instance saves while the first read is under way
+            state["networks"]["acme/red"] = {"vnid": 8, "members": []}
+            theirs.save(state, set())
+        calls.append(1)
+        return data
+    monkeypatch.setattr(StateFile, "_read", overlapped)
+    data, stamp = mine.load()
+    assert len(calls) == 2 and "acme/red" in data["networks"] and stamp == mine.stamp()

@@ -96,8 +96,7 @@ class LinuxDriver:
     # --- state ------------------------------------------------------------------------
 
     def _load(self) -> dict:
-        data = self._state_file.load()
-        self._stamp = self._state_file.stamp()
+        data, self._stamp = self._state_file.load()
         return data
 
     def _save(self) -> None:
@@ -415,6 +414,8 @@ class LinuxDriver:
                 problems.append(f"VXLAN device {names.vxlan_if(side)} is down on {end.node}")
             if snap.rules(end.node).get(names.table, 0) < 2:
                 problems.append(f"policy routing rules of table {names.table} missing on {end.node}")
+            if names.table not in snap.fallbacks(end.node):   # else what T does not route reaches main
+                problems.append(f"unreachable default of table {names.table} missing on {end.node}")
             if side not in stitch_mod.policy_sides(op):
                 continue
             spec = stitch_mod.nft_spec(op, names, side)
@@ -438,6 +439,8 @@ class LinuxDriver:
         for node in pinned:
             if node not in self.lab.nodes or snap.rules(node).get(names.table, 0) < 1:
                 problems.append(f"pinned route of table {names.table} missing on {node}")
+            elif names.table not in snap.fallbacks(node):
+                problems.append(f"unreachable default of table {names.table} missing on {node}")
         for node in dict.fromkeys(op.path):
             base = nft.base_problem(snap.nft_table(node)) if node in self.lab.nodes else None
             if base:
@@ -589,6 +592,7 @@ class _Snapshot:
         self._links: dict[str, dict[str, int]] = {}
         self._down: dict[str, set[str]] = {}
         self._rules: dict[str, dict[int, int]] = {}
+        self._fallbacks: dict[str, set[int]] = {}
         self._nft: dict[str, dict | None] = {}
         self._classes: dict[tuple[str, str], dict] = {}
         self._roots: dict[str, dict[int, dict]] = {}
@@ -618,6 +622,13 @@ class _Snapshot:
             ipr = self._ipr(node)
             self._rules[node] = {} if ipr is None else routing.rules_per_table(ipr)
         return self._rules[node]
+
+    def fallbacks(self, node: str) -> set[int]:
+        """ip -n NODE route show table all type unreachable → the tables with an `unreachable default`."""
+        if node not in self._fallbacks:
+            ipr = self._ipr(node)
+            self._fallbacks[node] = set() if ipr is None else routing.unreachable_tables(ipr)
+        return self._fallbacks[node]
 
     def nft_table(self, node: str) -> dict | None:
         """nft -j list table inet vnstitch (once per node); None when absent."""

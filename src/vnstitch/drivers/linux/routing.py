@@ -126,6 +126,12 @@ def ensure_rules(ipr, table: int, iifnames: list[str] = (), dport_range: tuple[i
     return changed
 
 
+def unreachable_tables(ipr) -> set[int]:
+    """The tables that hold an `unreachable default` route (one dump of every table's IPv4 routes)."""
+    return {msg.get("RTA_TABLE") for msg in ipr.route("dump", family=socket.AF_INET)
+            if msg["type"] == RTN_UNREACHABLE and msg["dst_len"] == 0}
+
+
 def rules_per_table(ipr) -> dict[int, int]:
     """ip rule list, `lookup T` rules at pref T counted by table (one dump for every stitch in a namespace)."""
     counts: dict[int, int] = {}

@@ -261,13 +261,12 @@ def wait_end_ready(ctx: StitchContext, ifname: str, pid: int | None) -> None:
 
 
 def configure_end(ifname: str, pid: int | None, *args, **kwargs) -> None:
-    """wireguard.configure; then its rtnetlink listeners leave their groups (uplink.mute_rtnetlink: each
+    """wireguard.configure; then its rtnetlink listeners leave their groups (uplink.mute_listeners: each
     new stitch's cost stays flat). After the configuration: setting the listen port rebinds wireguard-go,
     which makes its route listener anew."""
     wireguard.configure(ifname, *args, **kwargs)
     if pid:
-        with kernel_errors(f"rtnetlink listeners of wireguard-go for {ifname}"):
-            uplink_mod.mute_rtnetlink(pid)
+        uplink_mod.mute_listeners(pid)
 
 
 def ensure_keys(ctx: StitchContext, names: StitchNames, record: dict, keys_after: float = 0.0) -> dict[str, bytes]:
@@ -614,6 +613,9 @@ def ensure_tunnel(ctx: StitchContext, op: EnsureStitch, names: StitchNames, reco
             if (have["private_key"] == want["private_key"] and have["listen_port"] == want["listen_port"]
                     and have["peer"]["public_key"] == want["peer_key"] and have["peer"]["endpoint"] == want["endpoint"]
                     and have["peer"]["allowed_ips"] == want["allowed"]):
+                # adopted, or brought up again (which rebinds it: a new route listener): muted again
+                if record.get("pids", {}).get(side):
+                    uplink_mod.mute_rtnetlink(record["pids"][side])
                 continue
         configure_end(ifname, record.get("pids", {}).get(side), want["private_key"], want["listen_port"],
                       want["peer_key"], want["endpoint"], want["allowed"])

@@ -31,10 +31,12 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
+import logging
 import os
 import socket
 import struct
 import subprocess
+import time
 from dataclasses import dataclass
 
 from vnstitch.drivers.linux import rtnl
@@ -43,6 +45,8 @@ from vnstitch.drivers.linux.kernel import (
 )
 from vnstitch.drivers.linux.layout import LOCAL_RULE_PREF, UPLINK_RULE_PREF
 from vnstitch.errors import DriverError
+
+log = logging.getLogger(__name__)
 
 UPLINK_MTU = 1500                 # the tunnel's UDP packets: 1420 inside + 60 IPv4/UDP/WireGuard
 INNER_GATEWAY = "169.254.0.1"     # X's default gateway (only a permanent neighbour: the uplink's MAC)
@@ -170,11 +174,14 @@ def _groups(sock: socket.socket) -> list[int]:
 def mute_rtnetlink(pid: int) -> int:
     """Each rtnetlink socket of process `pid` leaves every multicast group it joined (pidfd_getfd: the
     same socket, ours for the call; setsockopt NETLINK_DROP_MEMBERSHIP); the module's docstring says why.
-    Returns how many groups were left. A process that ends meanwhile is fine (0)."""
-    left = 0
+    Returns how many sockets were in a group. Best effort: a process that ended meanwhile, or a kernel or
+    sandbox without pidfd_getfd, only costs the flat per-stitch time (logged), never the stitch."""
+    muted = 0
     try:
         pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
+    except OSError as exc:
+        if exc.errno != ESRCH:
+            log.warning("cannot mute wireguard-go %d's rtnetlink listeners: %s", pid, exc.strerror)
         return 0
     try:
         try:
@@ -186,20 +193,45 @@ def mute_rtnetlink(pid: int) -> int:
                 if not os.readlink(f"/proc/{pid}/fd/{name}").startswith("socket:"):
                     continue
                 fd = _pidfd_getfd(pidfd, int(name))
-            except OSError:   # closed meanwhile, or the process ended
+            except OSError as exc:   # closed meanwhile, the process ended, or no pidfd_getfd here
+                if exc.errno not in (ENOENT, ESRCH, 9):   # EBADF: closed meanwhile
+                    log.warning("cannot mute wireguard-go %d's rtnetlink listeners: %s", pid, exc.strerror)
+                    return muted
                 continue
-            sock = socket.socket(fileno=fd)   # the family and protocol read from the socket itself
+            try:
+                sock = socket.socket(fileno=fd)   # the family and protocol read from the socket itself
+            except OSError:
+                os.close(fd)
+                continue
             try:
                 if sock.family != socket.AF_NETLINK or sock.proto != NETLINK_ROUTE:
                     continue
-                for group in _groups(sock):
+                groups = _groups(sock)
+                for group in groups:
                     sock.setsockopt(SOL_NETLINK, NETLINK_DROP_MEMBERSHIP, group)
-                    left += 1
+                muted += bool(groups)
+            except OSError as exc:
+                log.warning("cannot mute wireguard-go %d's rtnetlink listeners: %s", pid, exc.strerror)
             finally:
                 sock.close()   # our duplicate only: the process keeps its socket
     finally:
         os.close(pidfd)
-    return left
+    return muted
+
+
+LISTENERS = 2          # wireguard-go 0.0.2022x: its TUN's listener and, once bound, its route listener
+MUTE_WAIT_S = 0.05
+
+
+def mute_listeners(pid: int) -> None:
+    """mute_rtnetlink until both of wireguard-go's listeners were muted (its route listener is made when the
+    device is up and bound, which its first up event may do just after the configuration), for at most
+    MUTE_WAIT_S; a wireguard-go with fewer listeners costs that wait once."""
+    deadline = time.monotonic() + MUTE_WAIT_S
+    muted = mute_rtnetlink(pid)
+    while muted < LISTENERS and time.monotonic() < deadline:
+        time.sleep(0.005)
+        muted += mute_rtnetlink(pid)
 
 
 # --- the node's side -------------------------------------------------------------------------

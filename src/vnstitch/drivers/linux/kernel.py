@@ -172,7 +172,17 @@ def run_in(ns: str | None, argv: list[str], stdin: str | None = None, check: boo
 
 
 CLONE_NEWNET = 0x40000000
+SYS_PIDFD_GETFD = 438             # the same number on every architecture (Linux 5.6)
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+def pidfd_getfd(pidfd: int, target_fd: int) -> int:
+    """pidfd_getfd(2): a duplicate, in this process, of the process's file `target_fd` (OSError on failure)."""
+    fd = _libc.syscall(SYS_PIDFD_GETFD, pidfd, target_fd, 0)
+    if fd < 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+    return fd
 
 
 def _in_thread(enter: Callable[[], None], fn: Callable[[], T], name: str) -> T:

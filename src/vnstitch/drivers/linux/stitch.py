@@ -600,8 +600,8 @@ def ensure_tunnel(ctx: StitchContext, op: EnsureStitch, names: StitchNames, reco
     private = ensure_keys(ctx, names, record, op.keys_after)
     changed = False
     for side in ("b", "a"):   # each end is up from its start: b listens with its keys before a's first handshake
-        ifname = names.wg_if(side)
-        wait_end_ready(ctx, ifname, record.get("pids", {}).get(side))
+        ifname, pid = names.wg_if(side), record.get("pids", {}).get(side)
+        wait_end_ready(ctx, ifname, pid)
         _, remote = _ends(op, side)
         other = _other(side)
         want = {"private_key": private[side].hex(), "listen_port": names.port(side),
@@ -614,10 +614,10 @@ def ensure_tunnel(ctx: StitchContext, op: EnsureStitch, names: StitchNames, reco
                     and have["peer"]["public_key"] == want["peer_key"] and have["peer"]["endpoint"] == want["endpoint"]
                     and have["peer"]["allowed_ips"] == want["allowed"]):
                 # adopted, or brought up again (which rebinds it: a new route listener): muted again
-                if record.get("pids", {}).get(side):
-                    uplink_mod.mute_rtnetlink(record["pids"][side])
+                if pid:
+                    uplink_mod.mute_rtnetlink(pid)
                 continue
-        configure_end(ifname, record.get("pids", {}).get(side), want["private_key"], want["listen_port"],
+        configure_end(ifname, pid, want["private_key"], want["listen_port"],
                       want["peer_key"], want["endpoint"], want["allowed"])
         changed = True
     for side in ("b", "a"):

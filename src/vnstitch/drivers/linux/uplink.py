@@ -29,7 +29,6 @@ event is already queued); its TUN's up/down state reaches it through its own pol
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import logging
 import os
@@ -41,7 +40,7 @@ from dataclasses import dataclass
 
 from vnstitch.drivers.linux import rtnl
 from vnstitch.drivers.linux.kernel import (
-    EEXIST, ENOENT, ESRCH, in_netns, in_netns_of, in_new_netns, kernel_errors, tolerate,
+    EEXIST, ENOENT, ESRCH, in_netns, in_netns_of, in_new_netns, kernel_errors, pidfd_getfd, tolerate,
 )
 from vnstitch.drivers.linux.layout import LOCAL_RULE_PREF, UPLINK_RULE_PREF
 from vnstitch.errors import DriverError
@@ -58,7 +57,6 @@ SOL_NETLINK = 270
 NETLINK_DROP_MEMBERSHIP = 2
 NETLINK_LIST_MEMBERSHIPS = 9
 NETLINK_ROUTE = 0
-SYS_PIDFD_GETFD = 438             # the same number on every architecture (Linux 5.6)
 
 
 @dataclass(frozen=True)
@@ -156,14 +154,6 @@ def set_inner_mtu(pid: int, ifname: str) -> None:
         raise DriverError(f"uplink MTU of {ifname}: {exc.strerror}", errno=exc.errno) from exc
 
 
-def _pidfd_getfd(pidfd: int, target_fd: int) -> int:
-    fd = ctypes.CDLL(None, use_errno=True).syscall(SYS_PIDFD_GETFD, pidfd, target_fd, 0)
-    if fd < 0:
-        code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code))
-    return fd
-
-
 def _groups(sock: socket.socket) -> list[int]:
     """getsockopt NETLINK_LIST_MEMBERSHIPS: the groups (1-based) the socket joined."""
     raw = sock.getsockopt(SOL_NETLINK, NETLINK_LIST_MEMBERSHIPS, 16)
@@ -192,7 +182,7 @@ def mute_rtnetlink(pid: int) -> int:
             try:
                 if not os.readlink(f"/proc/{pid}/fd/{name}").startswith("socket:"):
                     continue
-                fd = _pidfd_getfd(pidfd, int(name))
+                fd = pidfd_getfd(pidfd, int(name))
             except OSError as exc:   # closed meanwhile, the process ended, or no pidfd_getfd here
                 if exc.errno not in (ENOENT, ESRCH, 9):   # EBADF: closed meanwhile
                     log.warning("cannot mute wireguard-go %d's rtnetlink listeners: %s", pid, exc.strerror)

@@ -21,5 +21,5 @@ if (token) {
     // it), so that it does not hold the substrate back, nor wait for the page to have parsed it
     "/v1/stitches": Promise.all([nodes, links]).then(([n, l]) => (n?.ok && l?.ok ? get("/v1/stitches?limit=1000") : null)),
   };
-  for (const key of ["/v1/whoami", "/v1/substrate/nodes", "/v1/substrate/links", "/v1/substrate/layout", "/v1/stitches"]) window.vnstitchEarly[key].catch(() => {});
+  for (const key of Object.keys(window.vnstitchEarly)) if (key !== "token") window.vnstitchEarly[key].catch(() => {});
 }

@@ -171,6 +171,7 @@ def test_a_persistent_discrepancy_retrains_the_challenger_wins_and_a_rollback_re
         assert main(["--store", url, "forecast", "status", "fc", "--tenant", "acme"]) == 0
         out = capsys.readouterr().out
         assert "model last_value v2 (trained)" in out and "retrain v2 last_value: promoted (discrepancy" in out
+        assert "online calibration: bands widened by " in out and "of their width (90%)" in out, out
         assert main(["--store", url, "forecast", "rollback", "fc", "--tenant", "acme", "--version", "7"]) == 2
         assert "version 7 is not kept for fc (kept: v1, v2)" in capsys.readouterr().err
         assert main(["--store", url, "forecast", "rollback", "fc", "--tenant", "acme", "--version", "1"]) == 0

@@ -309,6 +309,10 @@ def cmd_status(args) -> int:
     print(f"discrepancy over the last {d.window} intervals ({d.intervals} scored, {d.samples} pair-intervals): "
           f"NMAE {_figure(d.nmae)}, bias {_figure(d.bias, 3)}, coverage 80% {_figure(d.coverage80, 2)}, "
           f"90% {_figure(d.coverage90, 2)}; {d.breach_intervals} interval(s) in a row outside the bounds")
+    shared = d.calibration.get("global") or {}
+    if shared:
+        print("online calibration: bands widened by " + ", ".join(
+            f"{theta:+.2f} of their width ({band}%)" for band, theta in sorted(shared.items())))
     if d.adjusted:
         print(f"resized from the observed rate this interval: {', '.join(d.adjusted)}")
     rows = pairs if pairs is not None else [w.model_dump(by_alias=True) for w in d.worst]

@@ -26,6 +26,7 @@ from vnstitch.domain.forecastpolicy import ForecastPolicy
 from vnstitch.domain.registry import parse_resource
 from vnstitch.domain.stitch import State
 from vnstitch.errors import VnstitchError
+from vnstitch.forecast.calibration import calibrate_bands, calibrated_upper, online_update
 from vnstitch.forecast.discrepancy import (corrections, next_step_bands, out_of_bounds, rolling, score_interval,
                                            summary)
 from vnstitch.planning.allocator import AllocatorConfig, AllocatorState, Decision, Held, allocate
@@ -459,7 +460,8 @@ class ProactiveLoop:
         held = {p: h for p, h in held_all.items() if p in scope}
         refine = spec.refinement
         actual = {p: float(history[-1, j]) for j, p in enumerate(known) if history.shape[0] and observed[-1, j]}
-        scored = score_interval(self._expected(tenant, record.name, step - 1), actual)
+        previous = self._graph(tenant, record.name, step - 1)
+        scored = score_interval(list(previous.get("forecast") or []), actual)
         recent = self._window(key, tenant, record.name, step, max(refine.window, refine.correction_window), scored)
         overall, per_pair = rolling(recent[-refine.window:])
         corrected = {}
@@ -473,6 +475,16 @@ class ProactiveLoop:
                     if pair in bands:
                         bands[pair] = {**{k: v * factor for k, v in bands[pair].items()},
                                        "rawPointBps": bands[pair].get("rawPointBps", bands[pair]["pointBps"])}
+        calibration = {}
+        if refine.calibrate:  # online: the published bands' misses move their offsets (and the sizing's)
+            calibration = online_update((previous.get("discrepancy") or {}).get("calibration"), scored,
+                                        refine.calibration_gain, refine.pair_calibration_gain,
+                                        pairs={pair_key(p) for p in known})
+            raw_bands = {p: b for p, b in bands.items() if p in mean_bps}
+            bands, used = calibrate_bands(raw_bands, calibration)
+            for pair, entry in raw_bands.items():
+                upper_bps[pair] = calibrated_upper(upper_bps[pair], mean_bps[pair], entry, used[pair_key(pair)],
+                                                   spec.quantile)
         adjusted = self._adjust(refine, held, actual, per_pair, mean_bps, upper_bps) if refine.adjust else {}
         bound = out_of_bounds(overall, refine.min_samples, refine.min_coverage, refine.max_nmae)
         breach = policy.status.discrepancy.breach_intervals + 1 if bound else 0
@@ -489,7 +501,8 @@ class ProactiveLoop:
             self._maybe_train(policy, key, history, observed, end, known, max(have, spec.min_history))
         discrepancy = {**summary(overall, per_pair, refine.window, refine.min_samples), "breachIntervals": breach,
                        "adjusted": sorted(pair_key(p) for p in adjusted),
-                       "corrected": {pair_key(p): round(f, 3) for p, f in sorted(corrected.items()) if p in mean_bps}}
+                       "corrected": {pair_key(p): round(f, 3) for p, f in sorted(corrected.items()) if p in mean_bps},
+                       **({"calibration": {"global": calibration["global"]}} if calibration else {})}
         config = AllocatorConfig(quantile=spec.quantile, congestion_threshold=spec.congestion_threshold,
                                  terminate_after=spec.terminate_after,
                                  demand_label=getattr(self.predictor, "demand_label", ""))  # reasons' wording
@@ -514,7 +527,8 @@ class ProactiveLoop:
         safe = {pair_key(p): allocation.state.held[p].safe_intervals for p in landed if p in allocation.state.held}
         self._record_graph(tenant, record.name, step, end, allocation, mean_bps, upper_bps, spec.interval, bands,
                            {"pairs": scored, "rolling": {"window": refine.window, **overall, "pairs": [
-                               {"from": p[0], "to": p[1], **f} for p, f in per_pair.items()]}})
+                               {"from": p[0], "to": p[1], **f} for p, f in per_pair.items()]},
+                            **({"calibration": calibration} if calibration else {})})
         run.seconds = time.perf_counter() - started
         run.message = (f"{len(allocation.decisions)} decisions ({run.applied} applied, {len(run.refused)} refused)"
                        if spec.mode == "auto" else f"{run.suggested} decisions suggested, awaiting approval")
@@ -532,10 +546,11 @@ class ProactiveLoop:
         return run
 
     # refinement: the forecast against what happened -------------------------------------------
-    def _expected(self, tenant: str, policy: str, step: int) -> list[dict]:
-        """What interval `step` forecast for the next one (its predicted graph's forecast entries)."""
+    def _graph(self, tenant: str, policy: str, step: int) -> dict:
+        """Interval `step`'s predicted graph ({} when there is none): its forecast entries are what the next
+        interval is scored on, its discrepancy carries the online calibration's state."""
         graph = self.controller.store.get(PREDICTED_KIND, tenant, f"{policy}.{step}")
-        return list(graph.value.get("forecast") or []) if graph is not None else []
+        return graph.value if graph is not None else {}
 
     def _window(self, key: str, tenant: str, policy: str, step: int, window: int, scored: list[dict]):
         """The scored rows of the last `window` intervals (this one's given): each interval's rows are kept

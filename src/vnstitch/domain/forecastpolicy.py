@@ -32,6 +32,11 @@ class Refinement(Strict):
     max_nmae: float = Field(default=0.35, alias="maxNmae", gt=0)                # overall 1-step NMAE bound
     retrain_after: int = Field(default=6, alias="retrainAfter", ge=1)  # intervals outside the bounds
     held_back: int = Field(default=24, alias="heldBack", ge=2)  # intervals the challenger is judged on
+    # online calibration: the 80/90% bands (and the sizing quantile) widen or narrow after each interval so
+    # that their misses stay at 20%/10% under drift; the gains are in band widths per unit of miss rate
+    calibrate: bool = True
+    calibration_gain: float = Field(default=0.5, alias="calibrationGain", ge=0.0, le=10.0)      # all pairs
+    pair_calibration_gain: float = Field(default=0.02, alias="pairCalibrationGain", ge=0.0, le=1.0)  # each
 
 
 class ForecastPolicySpec(Strict):
@@ -109,6 +114,9 @@ class Discrepancy(Strict):
     breach_intervals: int = Field(default=0, alias="breachIntervals")  # in a row outside the bounds
     adjusted: list[str] = Field(default_factory=list)  # pairs resized from the observed rate this interval
     corrected: dict[str, float] = Field(default_factory=dict)  # pair → the factor its forecast was scaled by
+    # online calibration: {"global": {"80": θ, "90": θ}}, the offset (in band widths) every pair's band has
+    # moved by; each pair's own offset is in the interval's predicted graph
+    calibration: dict[str, dict[str, float]] = Field(default_factory=dict)
     worst: list[PairDiscrepancy] = Field(default_factory=list)
 
 

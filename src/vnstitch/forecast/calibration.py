@@ -141,3 +141,85 @@ def conformal_offsets(series: TrafficSeries, origins: np.ndarray, quant: np.ndar
             level = min(1.0, np.ceil((n + 1) * coverage) / n)
             offsets[h, c] = np.quantile(scores, level, method="higher")
     return offsets
+
+
+# --- online calibration -----------------------------------------------------------------------
+# Adaptive conformal inference in the score space above (Gibbs & Candès, NeurIPS 2021; the quantile
+# tracker of Angelopoulos, Candès & Tibshirani, "Conformal PID control", 2023): after each interval, a
+# band's offset θ (in widths of the model's own band, log1p space) moves by gain × (miss − α), α = 1 −
+# coverage. A band that misses more often than α widens, one that misses less narrows, so the long-run
+# miss rate is α whatever the drift (|mean miss − α| ≤ (θ range) / (gain × intervals)). One offset is
+# shared by every pair (the pooled miss rate: fast, little noise) and each pair adds its own (slower:
+# one indicator an interval), so a pair the model misses often widens on its own.
+
+ONLINE_BANDS = {"80": 0.8, "90": 0.9}
+GLOBAL_LIMITS = (-0.45, 25.0)  # a band narrowed by more than about half its width would invert
+PAIR_LIMITS = (-1.0, 10.0)
+
+
+def online_offsets(state: dict | None, pair: str) -> dict[str, float]:
+    """The band → θ (widths) a pair's band is moved by: the shared offset plus the pair's own."""
+    state = state or {}
+    shared, own = state.get("global") or {}, (state.get("pairs") or {}).get(pair) or {}
+    return {b: max(GLOBAL_LIMITS[0], float(shared.get(b, 0.0)) + float(own.get(b, 0.0))) for b in ONLINE_BANDS}
+
+
+def online_update(state: dict | None, rows, gain: float, pair_gain: float, pairs=None) -> dict:
+    """The state after one interval's scored rows (each with `from`, `to`, `in80`/`in90` for the band the
+    loop published). Pairs not in `pairs` (when given) are dropped; pairs without a row keep their offset."""
+    state = state or {}
+    shared = {b: float((state.get("global") or {}).get(b, 0.0)) for b in ONLINE_BANDS}
+    own = {p: {b: float(v.get(b, 0.0)) for b in ONLINE_BANDS} for p, v in (state.get("pairs") or {}).items()
+           if pairs is None or p in pairs}
+    for band, coverage in ONLINE_BANDS.items():
+        alpha = 1.0 - coverage
+        hits = [(f"{r['from']}>{r['to']}", bool(r[f"in{band}"])) for r in rows
+                if r.get(f"in{band}") is not None and (pairs is None or f"{r['from']}>{r['to']}" in pairs)]
+        if not hits:
+            continue
+        missed = sum(1 for _, hit in hits if not hit) / len(hits)
+        shared[band] = float(np.clip(shared[band] + gain * (missed - alpha), *GLOBAL_LIMITS))
+        for pair, hit in hits:
+            entry = own.setdefault(pair, {b: 0.0 for b in ONLINE_BANDS})
+            entry[band] = float(np.clip(entry[band] + pair_gain * ((0.0 if hit else 1.0) - alpha), *PAIR_LIMITS))
+    return {"global": {b: round(v, 5) for b, v in shared.items()},
+            "pairs": {p: {b: round(v, 5) for b, v in entry.items()} for p, entry in sorted(own.items())}}
+
+
+def widen_band(lo_bps: float, hi_bps: float, theta: float) -> tuple[float, float]:
+    """[lo, hi] (bit/s) moved outwards by θ of its own log1p(Mbit/s) width (inwards for θ < 0)."""
+    lo_l, hi_l = np.log1p(max(lo_bps, 0.0) / 1e6), np.log1p(max(hi_bps, 0.0) / 1e6)
+    width = max(hi_l - lo_l, 0.0)
+    new_lo = 0.0 if lo_bps <= 0 else float(np.expm1(max(lo_l - theta * width, 0.0)) * 1e6)  # 0 is a floor
+    return new_lo, float(np.expm1(hi_l + theta * width) * 1e6)
+
+
+def calibrate_bands(bands: dict, state: dict | None) -> tuple[dict, dict[str, dict[str, float]]]:
+    """Each pair's next-interval bands ({pointBps, lo80Bps, …}) moved by its online offsets, and the
+    offsets used (pair key → band → θ)."""
+    out, used = {}, {}
+    for pair, entry in bands.items():
+        key = f"{pair[0]}>{pair[1]}"
+        theta = online_offsets(state, key)
+        new = dict(entry)
+        for band, t in theta.items():
+            lo, hi = entry.get(f"lo{band}Bps"), entry.get(f"hi{band}Bps")
+            if lo is None or hi is None or t == 0.0:
+                continue
+            new[f"lo{band}Bps"], new[f"hi{band}Bps"] = widen_band(lo, hi, t)
+        out[pair] = new
+        used[key] = theta
+    return out, used
+
+
+def calibrated_upper(upper_bps: float, mean_bps: float, entry: dict, theta: dict[str, float], quantile: float) -> float:
+    """The sizing quantile moved with the band whose upper level is nearest to it (0.9: the 80% band's,
+    0.95: the 90% band's), by that band's θ of the next interval's width; never under the mean."""
+    band = min(ONLINE_BANDS, key=lambda b: abs((1 + ONLINE_BANDS[b]) / 2 - quantile))
+    lo, hi = entry.get(f"lo{band}Bps"), entry.get(f"hi{band}Bps")
+    t = theta.get(band, 0.0)
+    if lo is None or hi is None or t == 0.0:
+        return upper_bps
+    width = max(np.log1p(max(hi, 0.0) / 1e6) - np.log1p(max(lo, 0.0) / 1e6), 0.0)
+    moved = float(np.expm1(np.log1p(max(upper_bps, 0.0) / 1e6) + t * width) * 1e6)
+    return max(moved, mean_bps)

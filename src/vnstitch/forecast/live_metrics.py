@@ -38,6 +38,9 @@ def forecast_families(controller):
                                labels=["tenant", "policy"])
     adjusted = GaugeMetricFamily("vnstitch_forecast_adjusted_pairs",
                                  "Pairs resized from their observed rate in the last interval.", labels=["tenant", "policy"])
+    offset = GaugeMetricFamily("vnstitch_forecast_calibration_offset",
+                               "Online calibration: the widths (log space) every pair's band is widened by "
+                               "(< 0: narrowed), by band.", labels=["tenant", "policy", "band"])
     version = GaugeMetricFamily("vnstitch_forecast_model_version", "Version of the model the policy forecasts with.",
                                 labels=["tenant", "policy", "model"])
     retrains = CounterMetricFamily("vnstitch_forecast_retrains", "Retrains recorded in the policy's status, by decision.",
@@ -51,6 +54,8 @@ def forecast_families(controller):
                 family.add_metric([tenant, name], float(discrepancy[figure]))
         breach.add_metric([tenant, name], float(discrepancy.get("breachIntervals", 0)))
         adjusted.add_metric([tenant, name], float(len(discrepancy.get("adjusted") or [])))
+        for band, theta in sorted(((discrepancy.get("calibration") or {}).get("global") or {}).items()):
+            offset.add_metric([tenant, name, band], float(theta))
         model = status.get("model") or {}
         version.add_metric([tenant, name, model.get("name", "")], float(model.get("version", 0)))
         counts: dict[str, int] = {}
@@ -65,7 +70,7 @@ def forecast_families(controller):
                     family.add_metric([tenant, name, row["from"], row["to"]], float(row[figure]))
     yield from overall.values()
     yield from per_pair.values()
-    yield from (breach, adjusted, version, retrains)
+    yield from (breach, adjusted, offset, version, retrains)
 
 
 __all__ = ["ForecastCollector", "forecast_families"]

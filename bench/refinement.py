@@ -71,7 +71,38 @@ def part_auto(models: list[str], threads: int, aggregate: int = 1, auto_pool: li
     return out
 
 
-def part_shift(model_name: str, workdir: Path, pair_text: str = "", factor: float = 2.0) -> dict:
+def part_calibration(model_names: list[str], workdir: Path, days: tuple[int, ...] = (10, 11, 12, 13)) -> dict:
+    """One replay of `days` (×10, proactive) per model and setting: nothing, online calibration alone, and
+    the whole refinement (level correction, adjust, calibration); per day the published bands' coverage."""
+    from vnstitch.experiments.replay import ReplayConfig, load_inputs, run_replay
+
+    inputs = load_inputs()
+    start = days[0] * STEPS_PER_DAY
+    out = {"days": list(days), "fit_before_step": start}
+    settings = {"off": dict(refine=False, calibrate=False), "calibration": dict(refine=False, calibrate=True),
+                "refinement + calibration": dict(refine=True, calibrate=True)}
+    for name in model_names:
+        out[name] = {}
+        for label, kwargs in settings.items():
+            config = ReplayConfig(start_step=start, steps=len(days) * STEPS_PER_DAY, strategies=("proactive",),
+                                  **kwargs)
+            started = time.perf_counter()
+            report = run_replay(config, model_name=name, model_path=str(workdir / f"{name}-before-day{days[0]}.npz"),
+                                show_progress=False, inputs=inputs, log=lambda *a: None)
+            summary = report["strategies"]["proactive"]
+            out[name][label] = {**summary, "wall_s": round(time.perf_counter() - started, 1)}
+            print(name, label, json.dumps({k: summary.get(k) for k in (
+                "coverage_by_day", "overloaded_link_intervals", "reserved_over_used")}), file=sys.stderr)
+    return out
+
+
+def _busiest_other(series, nodes, src: str, dst: str, start: int) -> str:
+    values = series.values_mbps[start:start + STEPS_PER_DAY]
+    return max((n for n in nodes if n not in (src, dst)),
+               key=lambda n: float(values[:, series.pairs.index((src, n))].sum()))
+
+
+def part_shift(model_name: str, workdir: Path, pair_text: str = "", factor: float = 2.0, kind: str = "scale") -> dict:
     from vnstitch.experiments.replay import ReplayConfig, demand_cube, load_inputs, run_replay
 
     from vnstitch.pathing.paths import PathFinder
@@ -92,9 +123,12 @@ def part_shift(model_name: str, workdir: Path, pair_text: str = "", factor: floa
     _, *pair = max(crossing)
     pair = tuple(pair_text.split("->")) if pair_text else tuple(pair)
     shift_at = start + 72  # 06:00
-    out = {"pair": f"{pair[0]}->{pair[1]}", "shift_at_step": shift_at, "factor": factor, "model": model_name}
-    runs = {"no shift": (None, False), "shift, refinement off": ((*pair, shift_at, factor), False),
-            "shift, refinement on": ((*pair, shift_at, factor), True)}
+    factor = 1.0 if kind == "move" else factor
+    to = _busiest_other(series, nodes, *pair, start) if kind == "move" else ""
+    shift = (*pair, shift_at, factor, kind, to)
+    out = {"pair": f"{pair[0]}->{pair[1]}", "shift_at_step": shift_at, "factor": factor, "model": model_name,
+           "kind": kind, **({"moved_to": to} if to else {})}
+    runs = {"no shift": (None, False), "shift, refinement off": (shift, False), "shift, refinement on": (shift, True)}
     for label, (shift, refine) in runs.items():
         config = ReplayConfig(start_step=start, steps=STEPS_PER_DAY, strategies=("proactive",), shift=shift,
                               refine=refine)
@@ -105,7 +139,11 @@ def part_shift(model_name: str, workdir: Path, pair_text: str = "", factor: floa
         overload = series_of["overloaded"]
         coverage = series_of["coverage90"]
         hourly = [sum(overload[k:k + 12]) for k in range(after, len(overload), 12)]
+        pair_cov = series_of["pair_coverage90"]
+        recovered = next((k for k in range(after, len(pair_cov)) if all(
+            c is not None and c >= 0.88 for c in pair_cov[k:])), None) if shift else None
         out[label] = {"summary": report["strategies"]["proactive"], "overloaded_after_shift_by_hour": hourly,
+                      "intervals_until_pair_coverage_holds_088": None if recovered is None else recovered - after,
                       "overloaded_before_shift": sum(overload[:after]),
                       "coverage90_after_shift": [None if c is None else round(c, 3) for c in coverage[after::6]],
                       "pair_coverage90_after_shift": [None if c is None else round(c, 3)
@@ -121,7 +159,11 @@ def part_shift(model_name: str, workdir: Path, pair_text: str = "", factor: floa
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("auto", "shift", "both"), default="both")
+    parser.add_argument("--part", choices=("auto", "shift", "calibration", "both"), default="both")
+    parser.add_argument("--kind", default="scale", choices=("scale", "new", "move"),
+                        help="part shift: the pair × factor (scale), a pair that appears (new), or the source's "
+                             "traffic to the pair's destination moving to its busiest other one (move)")
+    parser.add_argument("--days", default="10,11,12,13", help="part calibration: the replayed days")
     parser.add_argument("--models", default="last_value,seasonal_naive_day,seasonal_naive_week,ets,arima,auto",
                         help="models of part auto (default: the pool and auto; add gru,lstm for the neural ones)")
     parser.add_argument("--model", default="seasonal_naive_day,last_value",
@@ -146,8 +188,11 @@ def main(argv=None) -> int:
         report["auto"] = part_auto(args.models.split(","), args.threads, args.aggregate,
                                    [m for m in args.auto_pool.split(",") if m] or None)
     if args.part in ("shift", "both"):
-        report["shift"] = {name: part_shift(name, args.workdir, args.pair, args.factor)
+        report["shift"] = {name: part_shift(name, args.workdir, args.pair, args.factor, args.kind)
                            for name in args.model.split(",")}
+    if args.part == "calibration":
+        report["calibration"] = part_calibration(args.model.split(","), args.workdir,
+                                                 tuple(int(d) for d in args.days.split(",")))
     report["wall_s"] = round(time.perf_counter() - started, 1)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")

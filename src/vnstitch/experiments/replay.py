@@ -50,8 +50,10 @@ class ReplayConfig:
     sla_latency_slack_s: float = 0.005
     interval_s: float = 300.0                  # the data's own interval
     refine: bool = False                       # the loop resizes from the observed rate when the forecast misses
-    # an injected regime shift: (source node, destination node, first absolute step, factor); None: none
-    shift: tuple[str, str, int, float] | None = None
+    calibrate: bool | None = None              # online calibration of the bands and the sizing (None: as refine)
+    # an injected regime shift: (source node, destination node, first absolute step, factor[, kind[, to]]),
+    # see shifted(); None: none
+    shift: tuple | None = None
 
 
 @dataclass
@@ -72,6 +74,11 @@ class StrategyResult:
     overloaded_series: list[int] = field(default_factory=list)      # overloaded link-intervals per interval
     coverage90_series: list[float | None] = field(default_factory=list)  # the loop's rolling 90% coverage
     pair_coverage90_series: list[float | None] = field(default_factory=list)  # of the shifted pair (shift only)
+    # per replayed day (of the data's interval): [hits, scored] of the published 80% and 90% bands
+    band_hits: dict[str, list[list[int]]] = field(default_factory=lambda: {"80": [], "90": []})
+
+    def coverage_by_day(self) -> dict[str, list[float | None]]:
+        return {band: [round(h / n, 4) if n else None for h, n in days] for band, days in self.band_hits.items()}
 
     def summary(self, hours: float) -> dict:
         loop = np.array(self.loop_ms or [0.0])
@@ -89,6 +96,7 @@ class StrategyResult:
             "admission_refusals": self.refused,
             "loop_ms_p50": round(float(np.percentile(loop, 50)), 2),
             "loop_ms_p99": round(float(np.percentile(loop, 99)), 2),
+            **({"coverage_by_day": self.coverage_by_day()} if any(self.band_hits.values()) else {}),
         }
 
 
@@ -142,7 +150,8 @@ def _policy_doc(name: str, config: ReplayConfig, context_steps: int):
                  "trainingWindow": max(context_steps, 2) * config.interval_s,
                  "latencyFactor": config.sla_latency_factor, "latencySlack": config.sla_latency_slack_s,
                  # the replay's figures are without refinement unless asked (its predictor is not retrained)
-                 "refinement": {"adjust": config.refine, "correct": config.refine, "retrain": False}}})
+                 "refinement": {"adjust": config.refine, "correct": config.refine, "retrain": False,
+                                "calibrate": config.refine if config.calibrate is None else config.calibrate}}})
 
 
 def _view(name: str, demand_mbps: np.ndarray, index: dict[str, int], config: ReplayConfig, predict):
@@ -231,10 +240,20 @@ def run_strategy(name: str, demand_mbps: np.ndarray, nodes: list[str], topology,
         result.overloaded_series.append(len(overloaded))
         status = (world.controller.store.get("ForecastPolicy", TENANT, POLICY).value.get("status") or {})
         result.coverage90_series.append((status.get("discrepancy") or {}).get("coverage90"))
+        graph = world.controller.store.get("PredictedGraph", TENANT, f"{POLICY}.current")
+        scored = ((graph.value.get("discrepancy") or {}).get("pairs") or []) if graph else []
+        day = t // max(1, round(86400 / interval))
+        for band, days in result.band_hits.items():  # this interval's actuals against last interval's bands
+            hits = [r[f"in{band}"] for r in scored if r.get(f"in{band}") is not None]
+            if hits:
+                while len(days) <= day:
+                    days.append([0, 0])
+                days[day][0] += sum(hits)
+                days[day][1] += len(hits)
         if config.shift is not None:  # the shifted pair's own rolling 90% coverage
-            graph = world.controller.store.get("PredictedGraph", TENANT, f"{POLICY}.current")
             rolling = ((graph.value.get("discrepancy") or {}).get("rolling") or {}).get("pairs", []) if graph else []
-            shifted_pair = (network_name(config.shift[0]), network_name(config.shift[1]))
+            moved_to = config.shift[5] if len(config.shift) > 5 and config.shift[4] == "move" else ""
+            shifted_pair = (network_name(config.shift[0]), network_name(moved_to or config.shift[1]))
             result.pair_coverage90_series.append(next((r["coverage90"] for r in rolling
                                                        if (r["from"], r["to"]) == shifted_pair), None))
         result.dropped_mbit += sum(report.dropped_bps.values()) * interval / 1e6
@@ -462,15 +481,35 @@ def run_replay(config: ReplayConfig, model_name: str = "gru", model_path: str | 
     return report
 
 
-def shifted(series, src: str, dst: str, from_step: int, factor: float):
-    """The series with one pair's traffic multiplied by `factor` from `from_step` on (a regime shift)."""
+SHIFT_KINDS = ("scale", "new", "move")
+
+
+def shifted(series, src: str, dst: str, from_step: int, factor: float, kind: str = "scale", to: str = ""):
+    """The series with a regime shift from `from_step` on:
+    - scale: pair src→dst's traffic × `factor`;
+    - new: src→dst carries nothing before `from_step` (in the training days too: the model never saw it) and
+      its real traffic × `factor` from then on, a pair that appears;
+    - move: src's traffic to dst goes to `to` instead (added to src→to's own), a node's traffic that moves."""
     from vnstitch.forecast.errors import UnknownPairError
 
-    if (src, dst) not in series.pairs:
-        raise UnknownPairError(f"shift: pair {src}->{dst} is not in the data")
-    values = series.values_mbps.copy()
-    values[from_step:, series.pairs.index((src, dst))] *= factor
-    return type(series).from_array(values, series.timestamps, series.pairs, series.observed, series.interval_seconds)
+    if kind not in SHIFT_KINDS:
+        raise InvalidInput(f"unknown shift kind '{kind}' (valid: {', '.join(SHIFT_KINDS)})", field="shift")
+    for a, b in ((src, dst),) + (((src, to),) if kind == "move" else ()):
+        if (a, b) not in series.pairs:
+            raise UnknownPairError(f"shift: pair {a}->{b} is not in the data")
+    values, observed = series.values_mbps.copy(), series.observed.copy()
+    j = series.pairs.index((src, dst))
+    if kind == "move":
+        k = series.pairs.index((src, to))
+        moved = np.where(observed[from_step:, j], values[from_step:, j], 0.0)
+        values[from_step:, k] = np.where(observed[from_step:, k], values[from_step:, k], 0.0) + moved
+        observed[from_step:, k] = True
+        values[from_step:, j] = 0.0
+    else:
+        values[from_step:, j] *= factor
+        if kind == "new":
+            values[:from_step, j] = 0.0
+    return type(series).from_array(values, series.timestamps, series.pairs, observed, series.interval_seconds)
 
 
 def plot_results(results: dict[str, StrategyResult], demand, nodes, config: ReplayConfig, plot_dir: str) -> list[str]:

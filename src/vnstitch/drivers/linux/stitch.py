@@ -841,7 +841,11 @@ def _vm_targets(ctx: StitchContext, op: EnsureStitch, names: StitchNames, side: 
 
 def ensure_vm_routes(ctx: StitchContext, op: EnsureStitch, names: StitchNames, side: str,
                       fresh: bool = False) -> bool:
-    """ip -n VM route replace REMOTE via 169.254.x.y dev DEV onlink [src ADDR] mtu M."""
+    """ip -n VM route replace REMOTE via 169.254.x.y dev DEV onlink [src ADDR] mtu M; over eth0 also
+    ip -n VM neigh replace 169.254.x.y lladdr GW_MAC dev eth0 nud permanent: two stitches' gateways of one
+    network on one node sit on the same bridge, and the node would answer a VM's ARP for either address from
+    either veth (the kernel answers for any of its addresses on any interface), so the VM could send one
+    stitch's traffic into the other's table. A permanent neighbour needs no ARP."""
     _, remote = _ends(op, side)
     remote_dst = _dst(remote, op.type == "direct")
     net, _, plen = remote_dst.partition("/")
@@ -852,15 +856,20 @@ def ensure_vm_routes(ctx: StitchContext, op: EnsureStitch, names: StitchNames, s
         index = ctx.ifindex(vm_ns, dev)
         if index is None:
             continue
+        neighbour = op.type != "direct"   # a direct stitch's veth got its neighbour in ensure_attachment
         if not fresh:
+            if neighbour:
+                with kernel_errors(f"gateway neighbour in {vm_ns}"):
+                    changed |= _ensure_neighbour(vm, index, gw, names.gateway_mac(side), False)
             have = [m for m in vm.get_routes(family=2, table=254)   # dump: a lookup would fail when absent
                     if m["dst_len"] == int(plen) and m.get("RTA_DST") == net]
             if have and have[0].get("RTA_GATEWAY") == gw and have[0].get("RTA_OIF") == index:
                 continue
         with kernel_errors(f"route in {vm_ns}"):
             if fresh:
-                ctx.nss.rtnl(vm_ns).batch([rtnl.route_replace(net, int(plen), oif=index, gateway=gw, onlink=True,
-                                                              prefsrc=src, mtu=tunnel_mtu(op))])
+                writes = [rtnl.neigh_replace(index, gw, names.gateway_mac(side))] if neighbour else []
+                ctx.nss.rtnl(vm_ns).batch(writes + [rtnl.route_replace(net, int(plen), oif=index, gateway=gw,
+                                                                       onlink=True, prefsrc=src, mtu=tunnel_mtu(op))])
             else:
                 kwargs = {"dst": net, "dst_len": int(plen), "gateway": gw, "oif": index, "flags": 4,
                           "metrics": {"RTAX_MTU": tunnel_mtu(op)}}
@@ -1017,6 +1026,10 @@ def teardown(ctx: StitchContext, op: EnsureStitch, names: StitchNames, record: d
                     with tolerate(ESRCH, ENOENT):
                         ctx.nss(vm_ns).route("del", dst=net, dst_len=int(plen), gateway=names.gateway_address(side))
                         changed = True
+                    eth0 = ctx.ifindex(vm_ns, "eth0")
+                    if eth0 is not None:   # ip -n VM neigh del 169.254.x.y dev eth0
+                        with tolerate(ESRCH, ENOENT):
+                            ctx.nss(vm_ns).neigh("del", ifindex=eth0, dst=names.gateway_address(side))
                 except DriverError:
                     pass
         wg_names = [slot.wg_if(side) for slot, _ in wg_slots]

@@ -225,14 +225,22 @@ class AnomalyEngine:
 
     def _forbidden(self, spec, tenant, current, pairs, networks, stitches, denied_before, denied_now) -> list[Finding]:
         out = []
+        flagged = []
         for index, (src, dst) in enumerate(pairs):
             a, b = src.partition("/")[0], dst.partition("/")[0]
             if a == b or math.isnan(current[index]) or current[index] <= spec.forbidden_rate:
                 continue
             if not self._joined(stitches, src, dst):
-                out.append(Finding("forbidden_flow", [pair_text(src, dst)], float(current[index] / spec.forbidden_rate),
-                                   {"rule": "no stitch, policy or intent lets this pair cross",
-                                    "observedBps": _num(current[index])}))
+                flagged.append((index, src, dst))
+        # one event once: where the members that send it are known (the Linux driver's guard counts each
+        # member), they are named and the network's own sum is left out (its filter would block every member)
+        by_member = {(src.partition("/")[0], dst) for _, src, dst in flagged if "/" in src}
+        for index, src, dst in flagged:
+            if "/" not in src and (src, dst) in by_member:
+                continue
+            out.append(Finding("forbidden_flow", [pair_text(src, dst)], float(current[index] / spec.forbidden_rate),
+                               {"rule": "no stitch, policy or intent lets this pair cross",
+                                "observedBps": _num(current[index])}))
         for key, count in denied_now.items():
             before = denied_before.get(key)
             if before is None or count - before < spec.denied_packets:

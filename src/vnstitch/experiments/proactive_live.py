@@ -131,7 +131,10 @@ for index, rate in enumerate(rates):
     while gap is not None:
         now = time.time()
         while due <= now and due < end:
-            sock.sendto(index.to_bytes(4, "big") + count.to_bytes(4, "big") + pad, (dst, port))
+            try:   # a datagram the sender's own netfilter drops fails with EPERM: it goes on sending
+                sock.sendto(index.to_bytes(4, "big") + count.to_bytes(4, "big") + pad, (dst, port))
+            except OSError:
+                pass
             count, due = count + 1, due + gap
         if due >= end:
             break

@@ -39,7 +39,9 @@ class LinuxCountersSource:
         self.resets = 0
 
     def collect(self, now: float) -> list[Sample]:
-        current = self.driver.stitch_bytes()
+        # what members sent where no stitch leads (guard.py), then the stitches' counters
+        current = dict(self.driver.unstitched_bytes()) if hasattr(self.driver, "unstitched_bytes") else {}
+        current.update(self.driver.stitch_bytes())
         read_at = self.clock()
         if self._last_time is None or read_at <= self._last_time:
             if self._last_time is None:

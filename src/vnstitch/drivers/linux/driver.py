@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import ipaddress
 import logging
 import os
 import time
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from vnstitch.planning.observed import Observed, ObservedFilter, ObservedNetwork, ObservedStitch
-from vnstitch.drivers.linux import filters as filters_mod, nft, routing, stitch as stitch_mod, wireguard
+from vnstitch.drivers.linux import filters as filters_mod, guard, nft, routing, stitch as stitch_mod, wireguard
 from vnstitch.drivers.linux.probe import Prober, probe_target
 from vnstitch.drivers.linux.kernel import ENOENT, Namespaces, netns_exists, pid_alive
 from vnstitch.drivers.linux.layout import (
@@ -259,41 +260,71 @@ class LinuxDriver:
         self._hand_back_vm_routes(sop)
         return True
 
+    def _filter_vms(self, node: str, src: str) -> list[str]:
+        """The namespaces of the VMs on `node` whose address lies in `src`: their traffic leaves through
+        their own guard (guard.py) before the node sees it, so a filter on `src` sits there too."""
+        try:
+            source = ipaddress.ip_network(src, strict=False)
+        except ValueError:
+            return []
+        return sorted(self.lab.vm_ns(m["name"]) for net in self.state["networks"].values() for m in net["members"]
+                      if m["node"] == node and ipaddress.ip_address(m["address"]) in source)
+
     def _ensure_filter(self, op: EnsureFilter) -> bool:
-        """An anomaly's filter in the nftables of the node where its source attaches (drivers/linux/filters.py)."""
+        """An anomaly's filter in the nftables of the node where its source attaches (drivers/linux/filters.py),
+        and in front of the guard of each VM of that source on the node (what no stitch carries stops there)."""
         if op.node not in self.lab.nodes:
             raise DriverError(f"filter {op.filter}: node {op.node} is not in the lab", errno=ENOENT)
+        vms = self._filter_vms(op.node, op.src)
         record = {"node": op.node, "src": op.src, "dst": op.dst, "action": op.action, "rate_bps": op.rate_bps,
-                  "allow": [dataclasses.asdict(r) for r in op.allow]}
+                  "allow": [dataclasses.asdict(r) for r in op.allow], "vms": vms}
         old = self.state["filters"].get(op.filter)
         changed = False
-        if old is not None and old["node"] != op.node:
-            changed = filters_mod.remove_filter(self.lab.node_ns(old["node"]), op.filter)
+        if old is not None:
+            if old["node"] != op.node:
+                changed = filters_mod.remove_filter(self.lab.node_ns(old["node"]), op.filter)
+            for vm in set(old.get("vms", ())) - set(vms):
+                changed |= self._remove_vm_filter(vm, op.filter)
         changed |= filters_mod.ensure_filter(self.lab.node_ns(op.node), op.filter, op.src, op.dst, op.action,
                                              op.rate_bps, op.allow)
+        for vm in vms:
+            changed |= filters_mod.ensure_filter(vm, op.filter, op.src, op.dst, op.action, op.rate_bps, op.allow,
+                                                 table=guard.TABLE, chain=guard.CHAIN, base=guard.BASE)
         if old != record:
             self.state["filters"][op.filter] = record
             self._save()
         return changed
+
+    def _remove_vm_filter(self, vm: str, key: str) -> bool:
+        if not netns_exists(vm):
+            return False
+        return filters_mod.remove_filter(vm, key, table=guard.TABLE, chain=guard.CHAIN)
 
     def _remove_filter(self, key: str) -> bool:
         record = self.state["filters"].get(key)
         if record is None:
             return False
         filters_mod.remove_filter(self.lab.node_ns(record["node"]), key)
+        for vm in record.get("vms", ()):
+            self._remove_vm_filter(vm, key)
         del self.state["filters"][key]
         self._save()
         return True
 
     def filters(self) -> dict[str, ObservedFilter]:
-        """The anomaly filters this driver made, with what their counters dropped (one nft list per node)."""
+        """The anomaly filters this driver made, with what their counters dropped (one nft list per node and
+        per VM that holds one)."""
         self.state = self._load()
         counters: dict[str, dict[str, tuple[int, int]]] = {}
         out = {}
         for key, f in self.state["filters"].items():
-            if f["node"] not in counters:
-                counters[f["node"]] = filters_mod.filter_counters(self.lab.node_ns(f["node"]))
-            packets, size = counters[f["node"]].get(key, (0, 0))
+            packets = size = 0
+            places = [(self.lab.node_ns(f["node"]), filters_mod.TABLE)] + [(vm, guard.TABLE) for vm in f.get("vms", ())]
+            for ns, table in places:
+                if ns not in counters:
+                    counters[ns] = filters_mod.filter_counters(ns, table) if netns_exists(ns) else {}
+                p, b = counters[ns].get(key, (0, 0))
+                packets, size = packets + p, size + b
             out[key] = ObservedFilter(key, f["node"], f["src"], f["dst"], f["action"], f["rate_bps"],
                                       tuple(ServiceRule(**r) for r in f["allow"]), packets, size)
         return out
@@ -544,6 +575,30 @@ class LinuxDriver:
                 out[(key, src.network, dst.network)] = counter
                 if op.type == "direct" and src.member and dst.member:
                     out[(key, f"{src.network}/{src.member}", f"{dst.network}/{dst.member}")] = counter
+        return out
+
+    def unstitched_bytes(self) -> dict[tuple[str, str, str], tuple[str, int] | None]:
+        """(counter, src, dst) → (counter id, cumulative bytes) of what each member sent where no stitch leads
+        (its guard's per-destination counters, guard.py), by the network the destination lies in: for each
+        member as its network ("acme/blue") and as itself ("acme/blue/blue-1"). A destination in no known
+        network is left out. None where a member's guard cannot be read now."""
+        self.state = self._load()
+        networks = [(ipaddress.ip_network(net["cidr"], strict=False), key) for key, net in self.state["networks"].items()]
+        out: dict[tuple[str, str, str], tuple[str, int] | None] = {}
+        for key, net in self.state["networks"].items():
+            for member in net["members"]:
+                ns = self.lab.vm_ns(member["name"])
+                found = guard.unstitched_bytes(ns) if netns_exists(ns) else None
+                if found is None:
+                    continue
+                for address, size in found.items():
+                    ip = ipaddress.ip_address(address)
+                    dst = next((k for cidr, k in networks if ip in cidr), None)
+                    if dst is None or dst == key:
+                        continue
+                    counter = (f"{ns}#{address}", size)
+                    out[(f"guard:{ns}:{address}", key, dst)] = counter
+                    out[(f"guard:{ns}:{address}", f"{key}/{member['name']}", dst)] = counter
         return out
 
     def pair_bytes(self) -> dict[tuple[str, str], int]:

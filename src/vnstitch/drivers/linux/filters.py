@@ -50,9 +50,9 @@ def filter_rules(src: str, dst: str, action: str, rate_bps: float, allow: Sequen
     return rules
 
 
-def _rules(ns: str) -> list[dict] | None:
+def _rules(ns: str, table: str = TABLE) -> list[dict] | None:
     try:
-        out = nft.run(ns, f"list table inet {TABLE}\n", json_output=True, what="nft list anomaly filters")
+        out = nft.run(ns, f"list table inet {table}\n", json_output=True, what="nft list anomaly filters")
     except DriverError:
         return None
     return [item["rule"] for item in json.loads(out)["nftables"] if "rule" in item]
@@ -62,37 +62,39 @@ def _tagged(rules: list[dict], name: str) -> list[dict]:
     return [r for r in rules if r.get("comment", "").partition("#")[0] == name]
 
 
-def ensure_filter(ns: str, name: str, src: str, dst: str, action: str, rate_bps: float, allow: Sequence) -> bool:
-    """Add the filter's rules where they are missing or differ (old ones deleted in the same transaction)."""
+def ensure_filter(ns: str, name: str, src: str, dst: str, action: str, rate_bps: float, allow: Sequence,
+                  table: str = TABLE, chain: str = "forward", base: str = _BASE) -> bool:
+    """Add the filter's rules where they are missing or differ (old ones deleted in the same transaction).
+    By default in the node's forward chain; a VM's guard (guard.py) takes them in its `filters` chain."""
     if action not in ("drop", "limit"):
         raise DriverError(f"filter {name}: action must be drop or limit", errno=22)
     tag = f"{name}#{fingerprint(src, dst, action, rate_bps, allow)}"
     wanted = filter_rules(src, dst, action, rate_bps, allow)
-    rules = _rules(ns)
+    rules = _rules(ns, table)
     have = _tagged(rules or [], name)
     if have and len(have) == len(wanted) and all(r.get("comment") == tag for r in have):
         return False
-    script = _BASE if rules is None else ""
-    script += "".join(f"delete rule inet {TABLE} forward handle {r['handle']}\n" for r in have)
-    script += "".join(f'add rule inet {TABLE} forward {rule} comment "{tag}"\n' for rule in wanted)
+    script = base if rules is None else ""
+    script += "".join(f"delete rule inet {table} {chain} handle {r['handle']}\n" for r in have)
+    script += "".join(f'add rule inet {table} {chain} {rule} comment "{tag}"\n' for rule in wanted)
     nft.run(ns, script, what=f"nft filter {name}")
     return True
 
 
-def remove_filter(ns: str, name: str) -> bool:
+def remove_filter(ns: str, name: str, table: str = TABLE, chain: str = "forward") -> bool:
     """nft delete rule … for each of the filter's rules; False when it has none."""
-    have = _tagged(_rules(ns) or [], name)
+    have = _tagged(_rules(ns, table) or [], name)
     if not have:
         return False
-    nft.run(ns, "".join(f"delete rule inet {TABLE} forward handle {r['handle']}\n" for r in have),
+    nft.run(ns, "".join(f"delete rule inet {table} {chain} handle {r['handle']}\n" for r in have),
             what=f"nft remove filter {name}")
     return True
 
 
-def filter_counters(ns: str) -> dict[str, tuple[int, int]]:
-    """name → (packets, bytes) its counted drop took, for every filter in the node's table."""
+def filter_counters(ns: str, table: str = TABLE) -> dict[str, tuple[int, int]]:
+    """name → (packets, bytes) its counted drop took, for every filter in the namespace's table."""
     out: dict[str, tuple[int, int]] = {}
-    for rule in _rules(ns) or []:
+    for rule in _rules(ns, table) or []:
         name = rule.get("comment", "").partition("#")[0]
         if not name:
             continue

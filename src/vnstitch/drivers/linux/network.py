@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections import defaultdict
 
+from vnstitch.drivers.linux import guard
 from vnstitch.drivers.linux.kernel import (
     EEXIST, ENOENT, Namespaces, ifindex, kernel_errors, set_sysctls, tolerate,
 )
@@ -118,7 +119,7 @@ def _ensure_bridge(nss: Namespaces, lab: LabLayout, vnid: int, node: str, peers:
 
 def _ensure_member(nss: Namespaces, lab: LabLayout, op: EnsureNetwork, member, prefixlen: int) -> bool:
     vm_ns = lab.vm_ns(member.name)
-    changed = prepare_vm_namespace(nss, vm_ns)
+    changed = created = prepare_vm_namespace(nss, vm_ns)
     node_ipr = nss(lab.node_ns(member.node))
     vm_ipr = nss(vm_ns)
     port = member_ifname(lab.name, op.network, member.name)
@@ -144,6 +145,8 @@ def _ensure_member(nss: Namespaces, lab: LabLayout, op: EnsureNetwork, member, p
         changed |= ensure_link_up(vm_ipr, eth0, mtu=NETWORK_MTU)
         # ip -n VM addr add ADDRESS/PREFIX dev eth0
         changed |= ensure_address(vm_ipr, eth0, member.address, prefixlen)
+        # what no stitch carries: counted per destination and dropped as it leaves the VM (guard.py)
+        changed |= guard.ensure_guard(vm_ns, vm_ipr, eth0, fresh=created)
     return changed
 
 

@@ -213,3 +213,21 @@ def test_the_linux_filter_lets_allowed_flows_on_then_drops_or_polices_with_a_cou
     assert filter_rules("10.1.0.0/24", "10.3.0.0/24", "limit", 8e6, ())[-1] == \
         "ip saddr 10.1.0.0/24 ip daddr 10.3.0.0/24 limit rate over 1000 kbytes/second counter drop"
     assert fingerprint("a", "b", "drop", 0, allow) != fingerprint("a", "b", "limit", 1e6, allow)
+
+
+def test_a_flood_counted_per_member_is_one_anomaly_that_names_and_blocks_the_member(world):
+    """The Linux driver's guard reports what a member sends where no stitch leads twice: as the member's
+    traffic and in its network's sum. One event: the member is named, and only its address is blocked."""
+    world.warm()
+    for _ in range(2):
+        world.clock.now += INTERVAL
+        world.driver.carry(NORMAL, INTERVAL)
+        world.telemetry.insert(world.source.collect(world.clock.now))
+        world.telemetry.insert([Sample("acme", "blue", "green", world.clock.now, 200e6),
+                                Sample("acme", "blue/blue-1", "green", world.clock.now, 200e6)])
+        world.engine.step(world.clock.now)
+        world.reconciler.reconcile_once(world.clock.now)
+    flood, = world.anomalies("forbidden_flow")
+    assert flood.spec.pairs == ["blue/blue-1>green"], flood.spec.pairs
+    block, = flood.status.actions
+    assert (block.type, block.detail["src"], block.detail["dst"]) == ("block", "10.1.0.11/32", "10.3.0.0/24")

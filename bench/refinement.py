@@ -96,6 +96,52 @@ def part_calibration(model_names: list[str], workdir: Path, days: tuple[int, ...
     return out
 
 
+def part_retrain(model_names: list[str], workdir: Path, days: int = 14) -> dict:
+    """A retrain as the controller's trainer runs it (a child process at the lowest priority with one compute
+    thread; fit on all but the last 24 intervals, judged there against the champion, saved if it wins) on
+    `days` days × every pair of the bundled Abilene data: wall time per model, first with no champion,
+    then against the model it just made (so the judging is timed too)."""
+    import threading
+
+    from vnstitch.controller.proactive import ModelStore, Trainer
+    from vnstitch.forecast import load_bundled_abilene
+
+    series = load_bundled_abilene()
+    steps = min(series.n_steps, days * STEPS_PER_DAY)
+    values, observed = series.values_mbps[:steps], series.observed[:steps]
+    stamps = series.timestamps[:steps]
+    models = ModelStore(str(workdir / "retrain"))
+    done: dict[str, dict] = {}
+    finished = threading.Event()
+
+    def on_done(key: str, record: dict) -> None:
+        done[key] = record
+        finished.set()
+    trainer = Trainer(models, on_done)
+    out = {"intervals": steps, "pairs": len(series.pairs), "cpus": os.cpu_count()}
+    try:
+        for name in model_names:
+            row = {}
+            champion = ("", "")
+            for version, label in ((1, "first"), (2, "against the champion")):
+                finished.clear()
+                started = time.perf_counter()
+                trainer.submit(name, name, version, lambda: (values, observed, stamps), list(series.pairs),
+                               series.interval_seconds, 0.0, reason="bench", champion=champion, held_back=24)
+                finished.wait()
+                record = done[name].get("retrain", {})
+                row[label] = {"wall_s": round(time.perf_counter() - started, 1), "decision": record.get("decision"),
+                              "message": record.get("message", "")}
+                if record.get("decision") == "promoted":
+                    path = models.path_for(name, version)
+                    champion = (path, models.checksum(path))
+                print(name, label, json.dumps(row[label]), file=sys.stderr)
+            out[name] = row
+    finally:
+        trainer.close()
+    return out
+
+
 def _busiest_other(series, nodes, src: str, dst: str, start: int) -> str:
     values = series.values_mbps[start:start + STEPS_PER_DAY]
     return max((n for n in nodes if n not in (src, dst)),
@@ -159,7 +205,7 @@ def part_shift(model_name: str, workdir: Path, pair_text: str = "", factor: floa
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("auto", "shift", "calibration", "both"), default="both")
+    parser.add_argument("--part", choices=("auto", "shift", "calibration", "retrain", "both"), default="both")
     parser.add_argument("--kind", default="scale", choices=("scale", "new", "move"),
                         help="part shift: the pair × factor (scale), a pair that appears (new), or the source's "
                              "traffic to the pair's destination moving to its busiest other one (move)")
@@ -190,6 +236,8 @@ def main(argv=None) -> int:
     if args.part in ("shift", "both"):
         report["shift"] = {name: part_shift(name, args.workdir, args.pair, args.factor, args.kind)
                            for name in args.model.split(",")}
+    if args.part == "retrain":
+        report["retrain"] = part_retrain(args.models.split(","), args.workdir)
     if args.part == "calibration":
         report["calibration"] = part_calibration(args.model.split(","), args.workdir,
                                                  tuple(int(d) for d in args.days.split(",")))

@@ -84,8 +84,9 @@ def part_calibration(model_names: list[str], workdir: Path, days: tuple[int, ...
     for name in model_names:
         out[name] = {}
         for label, kwargs in settings.items():
-            config = ReplayConfig(start_step=start, steps=len(days) * STEPS_PER_DAY, strategies=("proactive",),
-                                  **kwargs)
+            config = ReplayConfig(start_step=start, strategies=("proactive",), **kwargs)
+            # to the end of the last day, less the forecast's horizon where that is the end of the data
+            config.steps = min(len(days) * STEPS_PER_DAY, inputs[0].n_steps - start - config.horizon)
             started = time.perf_counter()
             report = run_replay(config, model_name=name, model_path=str(workdir / f"{name}-before-day{days[0]}.npz"),
                                 show_progress=False, inputs=inputs, log=lambda *a: None)

@@ -26,7 +26,7 @@ from vnstitch.domain.forecastpolicy import ForecastPolicy
 from vnstitch.domain.registry import parse_resource
 from vnstitch.domain.stitch import State
 from vnstitch.errors import VnstitchError
-from vnstitch.forecast.calibration import calibrate_bands, calibrated_upper, online_update
+from vnstitch.forecast.calibration import calibrate_bands, online_update
 from vnstitch.forecast.discrepancy import (corrections, next_step_bands, out_of_bounds, rolling, score_interval,
                                            summary)
 from vnstitch.planning.allocator import AllocatorConfig, AllocatorState, Decision, Held, allocate
@@ -476,15 +476,11 @@ class ProactiveLoop:
                         bands[pair] = {**{k: v * factor for k, v in bands[pair].items()},
                                        "rawPointBps": bands[pair].get("rawPointBps", bands[pair]["pointBps"])}
         calibration = {}
-        if refine.calibrate:  # online: the published bands' misses move their offsets (and the sizing's)
+        if refine.calibrate:  # online: the published bands' misses move their offsets
             calibration = online_update((previous.get("discrepancy") or {}).get("calibration"), scored,
                                         refine.calibration_gain, refine.pair_calibration_gain,
                                         pairs={pair_key(p) for p in known})
-            raw_bands = {p: b for p, b in bands.items() if p in mean_bps}
-            bands, used = calibrate_bands(raw_bands, calibration)
-            for pair, entry in raw_bands.items():
-                upper_bps[pair] = calibrated_upper(upper_bps[pair], mean_bps[pair], entry, used[pair_key(pair)],
-                                                   spec.quantile)
+            bands, _ = calibrate_bands({p: b for p, b in bands.items() if p in mean_bps}, calibration)
         adjusted = self._adjust(refine, held, actual, per_pair, mean_bps, upper_bps) if refine.adjust else {}
         bound = out_of_bounds(overall, refine.min_samples, refine.min_coverage, refine.max_nmae)
         breach = policy.status.discrepancy.breach_intervals + 1 if bound else 0

@@ -32,8 +32,10 @@ class Refinement(Strict):
     max_nmae: float = Field(default=0.35, alias="maxNmae", gt=0)                # overall 1-step NMAE bound
     retrain_after: int = Field(default=6, alias="retrainAfter", ge=1)  # intervals outside the bounds
     held_back: int = Field(default=24, alias="heldBack", ge=2)  # intervals the challenger is judged on
-    # online calibration: the 80/90% bands (and the sizing quantile) widen or narrow after each interval so
-    # that their misses stay at 20%/10% under drift; the gains are in band widths per unit of miss rate
+    # online calibration: the published 80/90% bands widen or narrow after each interval so that their
+    # misses stay at 20%/10% under drift; the gains are in band widths per unit of miss rate. The sizing
+    # quantile is left to the model, the level correction and `adjust` (moving it with the two-sided band
+    # cost overloads in the replay: docs/BENCHMARKS.md)
     calibrate: bool = True
     calibration_gain: float = Field(default=0.5, alias="calibrationGain", ge=0.0, le=10.0)      # all pairs
     pair_calibration_gain: float = Field(default=0.02, alias="pairCalibrationGain", ge=0.0, le=1.0)  # each

@@ -211,15 +211,3 @@ def calibrate_bands(bands: dict, state: dict | None) -> tuple[dict, dict[str, di
         used[key] = theta
     return out, used
 
-
-def calibrated_upper(upper_bps: float, mean_bps: float, entry: dict, theta: dict[str, float], quantile: float) -> float:
-    """The sizing quantile moved with the band whose upper level is nearest to it (0.9: the 80% band's,
-    0.95: the 90% band's), by that band's θ of the next interval's width; never under the mean."""
-    band = min(ONLINE_BANDS, key=lambda b: abs((1 + ONLINE_BANDS[b]) / 2 - quantile))
-    lo, hi = entry.get(f"lo{band}Bps"), entry.get(f"hi{band}Bps")
-    t = theta.get(band, 0.0)
-    if lo is None or hi is None or t == 0.0:
-        return upper_bps
-    width = max(np.log1p(max(hi, 0.0) / 1e6) - np.log1p(max(lo, 0.0) / 1e6), 0.0)
-    moved = float(np.expm1(np.log1p(max(upper_bps, 0.0) / 1e6) + t * width) * 1e6)
-    return max(moved, mean_bps)

@@ -246,6 +246,9 @@ def test_flood_blocked_and_surge_given_capacity_then_both_removed(controlled, tm
 
     # detected within two intervals of the event's start, and not before its first interval was read (that
     # would be a false alarm that happens to name the right pair), acted on in the same pass
+    # and nothing else: no false alarm, and a blocked flood falling to nothing is not an outage
+    assert figures["anomalies"] == ["forbidden_flow:Ended:blue/blue-1>grey", "forbidden_flow:Ended:blue>green",
+                                    "surge:Ended:blue>red"], figures["anomalies"]
     for kind in ("flood", "floodUnstitched", "surge"):
         assert INTERVAL_S <= figures[kind]["detectedAfterS"] <= 2 * INTERVAL_S + 1.0, (kind, figures)
     assert surge_an.spec.pairs[0] == "blue>red"

@@ -141,7 +141,8 @@ class AnomalyEngine:
         findings: list[Finding] = []
         ready, message = False, "no pairs with telemetry"
         if pairs:
-            verdict, ready, message = self._score(spec, rates, pairs)
+            joined = np.array([self._joined(stitches, src, dst) for src, dst in pairs], bool)
+            verdict, ready, message = self._score(spec, rates, pairs, joined)
             findings += self._statistical(spec, verdict, rates, pairs, stitches, ready)
         denied_now = {s_key(s): int(s.status.measured.denied or 0) for s in stitches.values()
                       if s.status.measured.denied is not None}
@@ -155,16 +156,19 @@ class AnomalyEngine:
         self._write_status(record, policy, end, ready, message, len(pairs), denied_now)
         return run
 
-    def _score(self, spec, rates: np.ndarray, pairs: list[tuple[str, str]]):
+    def _score(self, spec, rates: np.ndarray, pairs: list[tuple[str, str]], joined: np.ndarray | None = None):
         """The detector's verdict on the last interval, fitted on the ones before (refitted every interval,
-        so nothing lives in memory); too little history is 'not ready', never an alarm."""
+        so nothing lives in memory); too little history is 'not ready', never an alarm. Only pairs a stitch
+        joins are scored: any traffic between the others is a forbidden flow (`_forbidden`), and a blocked
+        one falling to nothing is not an outage."""
         from vnstitch.anomaly.errors import AnomalyInputError
         from vnstitch.anomaly.registry import get_detector
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)   # a pair never observed: all-NaN
             typical = np.nanquantile(rates[:-1], 0.9, axis=0) if rates.shape[0] > 1 else np.full(rates.shape[1], np.nan)
-        columns = np.flatnonzero(np.nan_to_num(typical, nan=-1.0) >= max(spec.min_rate, 0.0))  # pairs worth scoring
+        worth = np.nan_to_num(typical, nan=-1.0) >= max(spec.min_rate, 0.0)
+        columns = np.flatnonzero(worth if joined is None else worth & joined)  # pairs worth scoring
         if columns.size == 0:
             return None, False, f"not ready: no history yet (needs {spec.min_history} intervals)"
         history = rates[:-1, columns] / 1e6

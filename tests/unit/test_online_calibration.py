@@ -103,3 +103,29 @@ def test_the_state_lives_in_the_store_so_a_new_leader_goes_on_from_it(world):
     run(again, reconciler, clock, telemetry, {p: 2e8 * (1 + i) for i, p in enumerate(PAIRS)})
     after = controller.store.get("PredictedGraph", "acme", "fc.current").value["discrepancy"]["calibration"]
     assert after["global"]["90"] == pytest.approx(before - 0.5 * 0.1, abs=1e-4), "one step on from the stored state"
+
+
+def test_a_pair_the_model_forecasts_nothing_for_is_forecast_from_its_recent_level(world):
+    """A pair that appeared after the model was fitted: no factor scales a forecast of zero, so its recent
+    level and range stand in (and the status says so) until the model knows it; the others are untouched."""
+    controller, telemetry, reconciler, clock = world
+    controller.apply([policy(refinement={"correctionWindow": 4, "adjust": False})])
+
+    def predictor(policy, pairs, history, observed, end):   # knows blue→red; red→blue is new to it
+        level = {p: (1e9 if p == ("blue", "red") else 0.0) for p in pairs}
+        bands = {p: {"pointBps": v, "lo80Bps": v * 0.9, "hi80Bps": v * 1.1, "lo90Bps": v * 0.85, "hi90Bps": v * 1.15}
+                 for p, v in level.items()}
+        return dict(level), {p: v * 1.1 for p, v in level.items()}, bands
+    loop = ProactiveLoop(controller, telemetry, train=False, predictor=predictor)
+    rng = np.random.default_rng(3)
+    hits = []
+    for _ in range(20):
+        run(loop, reconciler, clock, telemetry, {("blue", "red"): 1e9, ("red", "blue"): 5e8 * (1 + 0.05 * rng.normal())})
+        graph = controller.store.get("PredictedGraph", "acme", "fc.current").value
+        hits += [r["in90"] for r in graph["discrepancy"]["pairs"] if r["from"] == "red"]
+    status = controller.store.get("ForecastPolicy", "acme", "fc").value["status"]["discrepancy"]
+    assert status["unseen"] == ["red>blue"] and "red>blue" not in status["corrected"], status
+    assert hits[:2] == [False, False] and np.mean(hits[6:]) >= 0.85, hits
+    forecast = {(f["from"], f["to"]): f for f in graph["forecast"]}
+    assert 4.5e8 < forecast[("red", "blue")]["pointBps"] < 5.5e8 and forecast[("red", "blue")]["rawPointBps"] == 0
+    assert forecast[("blue", "red")]["pointBps"] == 1e9

@@ -28,6 +28,7 @@ from vnstitch.domain.stitch import State
 from vnstitch.errors import VnstitchError
 from vnstitch.forecast.calibration import calibrate_bands, online_update
 from vnstitch.forecast.discrepancy import (corrections, next_step_bands, out_of_bounds, rolling, score_interval,
+                                          unseen_levels,
                                            summary)
 from vnstitch.planning.allocator import AllocatorConfig, AllocatorState, Decision, Held, allocate
 from vnstitch.store import Compare, Delete, Put
@@ -464,7 +465,7 @@ class ProactiveLoop:
         scored = score_interval(list(previous.get("forecast") or []), actual)
         recent = self._window(key, tenant, record.name, step, max(refine.window, refine.correction_window), scored)
         overall, per_pair = rolling(recent[-refine.window:])
-        corrected = {}
+        corrected, stand_in = {}, []
         if refine.correct:  # the level the model misses lately (from its own, uncorrected point forecasts)
             corrected = corrections(recent[-refine.correction_window:], min(refine.min_samples,
                                                                           refine.correction_window // 2))
@@ -475,6 +476,19 @@ class ProactiveLoop:
                     if pair in bands:
                         bands[pair] = {**{k: v * factor for k, v in bands[pair].items()},
                                        "rawPointBps": bands[pair].get("rawPointBps", bands[pair]["pointBps"])}
+            # a pair the model forecasts nothing for while it carries traffic (new since the fit): its recent
+            # level and range stand in until the model knows it (no factor scales a forecast of zero)
+            unseen = unseen_levels(recent[-refine.correction_window:], min(refine.min_samples,
+                                                                            refine.correction_window // 2))
+            for pair, (level, low, high) in unseen.items():
+                if pair not in mean_bps:
+                    continue
+                stand_in.append(pair)
+                raw_point = bands.get(pair, {}).get("rawPointBps", bands.get(pair, {}).get("pointBps", mean_bps[pair]))
+                mean_bps[pair] = max(mean_bps[pair], level)
+                upper_bps[pair] = max(upper_bps[pair], high)
+                bands[pair] = {"pointBps": level, "lo80Bps": low, "hi80Bps": high, "lo90Bps": low * 0.9,
+                               "hi90Bps": high * 1.1, "rawPointBps": raw_point}
         calibration = {}
         if refine.calibrate:  # online: the published bands' misses move their offsets
             calibration = online_update((previous.get("discrepancy") or {}).get("calibration"), scored,
@@ -498,6 +512,7 @@ class ProactiveLoop:
         discrepancy = {**summary(overall, per_pair, refine.window, refine.min_samples), "breachIntervals": breach,
                        "adjusted": sorted(pair_key(p) for p in adjusted),
                        "corrected": {pair_key(p): round(f, 3) for p, f in sorted(corrected.items()) if p in mean_bps},
+                       "unseen": sorted(pair_key(p) for p in stand_in),
                        **({"calibration": {"global": calibration["global"]}} if calibration else {})}
         config = AllocatorConfig(quantile=spec.quantile, congestion_threshold=spec.congestion_threshold,
                                  terminate_after=spec.terminate_after,

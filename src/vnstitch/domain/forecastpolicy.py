@@ -116,6 +116,8 @@ class Discrepancy(Strict):
     breach_intervals: int = Field(default=0, alias="breachIntervals")  # in a row outside the bounds
     adjusted: list[str] = Field(default_factory=list)  # pairs resized from the observed rate this interval
     corrected: dict[str, float] = Field(default_factory=dict)  # pair → the factor its forecast was scaled by
+    # pairs the model forecasts nothing for while they carry traffic: forecast from their recent level
+    unseen: list[str] = Field(default_factory=list)
     # online calibration: {"global": {"80": θ, "90": θ}}, the offset (in band widths) every pair's band has
     # moved by; each pair's own offset is in the interval's predicted graph
     calibration: dict[str, dict[str, float]] = Field(default_factory=dict)

@@ -125,9 +125,29 @@ def corrections(intervals: Iterable[list[dict]], min_samples: int, dead_band: fl
     return out
 
 
+def unseen_levels(intervals: Iterable[list[dict]], min_samples: int, floor: float = 0.01) -> dict[Pair, tuple]:
+    """Pairs the model forecasts (next to) nothing for while they carry traffic (Σ its own point forecast ≤
+    `floor` × Σ actual over these intervals, e.g. a pair that appeared after the model was fitted): a level
+    correction cannot scale a forecast of zero, so these get (mean, lowest, highest) of their recent
+    actuals (bit/s) as their level and band until the model knows them."""
+    actual: dict[Pair, list[float]] = {}
+    raw: dict[Pair, float] = {}
+    for rows in intervals:
+        for row in rows:
+            pair = (row["from"], row["to"])
+            actual.setdefault(pair, []).append(row["actualBps"])
+            raw[pair] = raw.get(pair, 0.0) + row.get("rawPointBps", row["pointBps"])
+    out = {}
+    for pair, seen in actual.items():
+        total = sum(seen)
+        if len(seen) >= min_samples and total > 0 and raw[pair] <= floor * total:
+            out[pair] = (total / len(seen), min(seen), max(seen))
+    return out
+
+
 def summary(overall: Mapping, per_pair: Mapping[Pair, dict], window: int, min_samples: int) -> dict:
     """What the policy's status keeps: the overall figures and the worst pairs (camelCase, rounded)."""
     return {"window": window, **_rounded(overall), "worst": worst_pairs(per_pair, min_samples=min_samples)}
 
 
-__all__ = ["BANDS", "corrections", "next_step_bands", "out_of_bounds", "rolling", "score_interval", "summary", "worst_pairs"]
+__all__ = ["BANDS", "corrections", "unseen_levels", "next_step_bands", "out_of_bounds", "rolling", "score_interval", "summary", "worst_pairs"]

@@ -9,7 +9,7 @@ import json
 import time
 
 from tests.linux.test_service_rules import _listen, udp_echoes
-from vnstitch.planning.ops import EnsureFilter, RemoveFilter
+from vnstitch.planning.ops import EnsureFilter, EnsureNetwork, MemberPlacement, RemoveFilter
 
 GREEN_1 = "10.3.0.31"
 
@@ -42,6 +42,19 @@ def test_unstitched_traffic_is_dropped_at_the_vm_and_counted_per_destination_net
                                     "unstitched").stdout)
         assert not [e for i in listed["nftables"] for e in (i.get("set") or {}).get("elem", [])], \
             "green-1 neither got nor answered anything"
+
+        # a guard that cannot be read: its destinations are unreadable (None), not gone, so telemetry keeps
+        # their last count and gives no sample (neither zero nor the whole count again when it comes back)
+        assert lab.run("blue-1", "nft", "delete", "table", "inet", "vnstitch_guard").returncode == 0
+        gone = {k[1:]: v for k, v in lab.driver.unstitched_bytes().items() if k[0].endswith(f":{GREEN_1}")}
+        assert gone == {("acme/blue", "acme/green"): None, ("acme/blue/blue-1", "acme/green"): None}, gone
+        samples = {(s.src, s.dst) for s in source.collect(2.0)}
+        assert ("blue", "green") not in samples and ("blue/blue-1", "green") not in samples, samples
+        blue = lab.driver.state["networks"]["acme/blue"]
+        assert lab.driver.apply(EnsureNetwork("acme/blue", blue["vnid"], blue["cidr"], tuple(
+            MemberPlacement(m["name"], m["node"], m["address"]) for m in blue["members"]))) is True
+        assert "chain filters" in lab.run("blue-1", "nft", "list", "table", "inet", "vnstitch_guard").stdout, \
+            "re-applying the network puts the guard back"
 
         # a stitch between them: its traffic takes the stitch's route, not the guard, and is not counted there
         op = lab.stitch_op("bg", "segment", {"network": "blue"}, {"network": "green"}, encryption="none")

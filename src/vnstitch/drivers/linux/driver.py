@@ -88,6 +88,7 @@ class LinuxDriver:
         self.nss = Namespaces()
         self._procs: dict = {}
         self._uplink_bases: set[str] = set()   # node namespaces with the uplink rules (uplink.ensure_node_base)
+        self._guard_seen: dict[str, set[str]] = {}   # VM namespace → destinations its guard counted, last read
         self._new_ends: set[str] = set()       # wireguard-go started, its namespace's MTU not yet set
         self._state_file = StateFile(self.state_dir)
         self._stamp: tuple | None = None   # the state files as we last read or wrote them
@@ -581,7 +582,8 @@ class LinuxDriver:
         """(counter, src, dst) → (counter id, cumulative bytes) of what each member sent where no stitch leads
         (its guard's per-destination counters, guard.py), by the network the destination lies in: for each
         member as its network ("acme/blue") and as itself ("acme/blue/blue-1"). A destination in no known
-        network is left out. None where a member's guard cannot be read now."""
+        network is left out. Where a member's guard cannot be read now, the destinations it had at its last
+        reading are None (so telemetry keeps their last count instead of starting them again from zero)."""
         self.state = self._load()
         networks = [(ipaddress.ip_network(net["cidr"], strict=False), key) for key, net in self.state["networks"].items()]
         out: dict[tuple[str, str, str], tuple[str, int] | None] = {}
@@ -590,13 +592,15 @@ class LinuxDriver:
                 ns = self.lab.vm_ns(member["name"])
                 found = guard.unstitched_bytes(ns) if netns_exists(ns) else None
                 if found is None:
-                    continue
+                    found = dict.fromkeys(self._guard_seen.get(ns, ()))
+                else:
+                    self._guard_seen[ns] = set(found)
                 for address, size in found.items():
                     ip = ipaddress.ip_address(address)
                     dst = next((k for cidr, k in networks if ip in cidr), None)
                     if dst is None or dst == key:
                         continue
-                    counter = (f"{ns}#{address}", size)
+                    counter = None if size is None else (f"{ns}#{address}", size)
                     out[(f"guard:{ns}:{address}", key, dst)] = counter
                     out[(f"guard:{ns}:{address}", f"{key}/{member['name']}", dst)] = counter
         return out

@@ -259,3 +259,16 @@ def test_a_corrupt_artifact_in_use_is_refused_with_the_reason_and_never_loaded(w
     (result,) = run(restarted, reconciler, clock, telemetry, {("blue", "red"): 1e9})
     assert result.model == "baseline", "the tampered model is not used"
     assert "refused: it does not match its checksum" in status_of(controller)["message"]
+
+
+def test_the_level_correction_acts_only_on_a_miss_to_one_side_in_every_interval():
+    from vnstitch.forecast.discrepancy import corrections
+
+    def rows(pairs):
+        return [[{"from": "a", "to": "b", "actualBps": actual, "pointBps": point}] for actual, point in pairs]
+    doubled = rows([(2e9, 1e9)] * 4)
+    assert corrections(doubled, 4) == {("a", "b"): 2.0}
+    lagging = rows([(3e9, 1e9), (1e9, 3e9), (3e9, 1e9), (3e9, 3e9)])   # last value behind a swing: both sides
+    assert corrections(lagging, 4) == {}, "a model that misses to both sides is not scaled"
+    fell = rows([(0.5e9, 1e9)] * 3 + [(0.6e9, 1e9)])
+    assert corrections(fell, 4) == {("a", "b"): pytest.approx(0.525)}

@@ -104,23 +104,28 @@ def _rounded(figures: Mapping) -> dict:
 def corrections(intervals: Iterable[list[dict]], min_samples: int, dead_band: float = 0.1,
                 limits: tuple[float, float] = (0.25, 4.0)) -> dict[Pair, float]:
     """Per pair, Σ actual / Σ the model's own (uncorrected) point forecast over these intervals, where it
-    is off by more than `dead_band` (online level correction: a pair whose traffic doubled gets ×2 until the
-    model catches up); clamped to `limits`."""
+    is off by more than `dead_band` and to the same side in every one of them (online level correction: a
+    pair whose traffic doubled gets ×2 until the model catches up; a model that follows the level with a lag,
+    as last value does, misses to both sides and is left alone); clamped to `limits`."""
     actual: dict[Pair, float] = {}
     raw: dict[Pair, float] = {}
     count: dict[Pair, int] = {}
+    above: dict[Pair, int] = {}
     for rows in intervals:
         for row in rows:
             pair = (row["from"], row["to"])
+            point = row.get("rawPointBps", row["pointBps"])
             actual[pair] = actual.get(pair, 0.0) + row["actualBps"]
-            raw[pair] = raw.get(pair, 0.0) + row.get("rawPointBps", row["pointBps"])
+            raw[pair] = raw.get(pair, 0.0) + point
             count[pair] = count.get(pair, 0) + 1
+            above[pair] = above.get(pair, 0) + (row["actualBps"] > point)
     out = {}
     for pair, n in count.items():
         if n < min_samples or raw[pair] <= 0 or actual[pair] <= 0:
             continue
         ratio = actual[pair] / raw[pair]
-        if abs(ratio - 1.0) > dead_band:
+        persistent = above[pair] == n if ratio > 1 else above[pair] == 0
+        if abs(ratio - 1.0) > dead_band and persistent:
             out[pair] = min(max(ratio, limits[0]), limits[1])
     return out
 

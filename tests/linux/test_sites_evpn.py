@@ -155,3 +155,37 @@ def test_an_unknown_site_is_refused_at_start(sites):
                           sites.ns("a"), "--state-dir", os.path.join(sites.directory, "zz")],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode != 0 and "unknown site 'zz' (sites: a, b, c)" in out.stderr
+
+
+def test_route_managers_read_their_view_from_the_store_and_follow_what_is_applied(tmp_path):
+    """Without -f, a route manager's Sites and VirtualNetworks are the state store's (every tenant): what
+    `vnstitch apply` writes there is advertised, and a network that grows to a third site is followed."""
+    require_tier("sites", SitesLab.available())
+    name = f"e{os.getpid() % 10000}-{next(_counter)}"
+    lab = SitesLab(name, str(tmp_path / "sites"), ["a", "b", "c"])
+    store = f"sqlite://{tmp_path}/state.db"
+
+    nodes = [f"kind: Node\nmetadata: {{name: {site}-{i}}}\n" for site in lab.sites for i in (1, 2)]
+
+    def apply(*docs: str) -> None:   # the substrate's nodes, the Sites, the networks: one apply
+        done = subprocess.run([*vnstitch_argv(), "--store", store, "--create", "apply", "-f", "-"],
+                              input="---\n".join([*nodes, lab.site_documents(), *docs]), capture_output=True,
+                              text=True)
+        assert done.returncode == 0, done.stderr
+    try:
+        lab.build()
+        apply(blue({"va": "a", "vb": "b"}))
+        for site in lab.sites:
+            lab.start(site, store=store)
+        lab.attach_vm("va", "a", 100, "10.1.0.1")
+        lab.attach_vm("vb", "b", 100, "10.1.0.2")
+        converge(lab, {"a": [B], "b": [A], "c": None}, timeout_s=30)
+        assert lab.ping("va", "10.1.0.2", count=3), "a member at site a reaches one at site b"
+        apply(blue({"va": "a", "vb": "b", "vc": "c"}))   # blue appears at site c, through the store
+        took = converge(lab, {"a": [B, C], "b": [A, C], "c": [A, B]})
+        assert took < 5, f"{took:.2f}s from the apply to every site's flood entries"
+        assert all(lab.status(s)["configError"] is None for s in lab.sites)
+    finally:
+        lab.close()
+        assert lab.processes() == [], f"route managers or speakers left: {lab.processes()}"
+        assert leftovers(name) == [], f"sites lab {name} left {leftovers(name)}"

@@ -69,7 +69,9 @@ EXAMPLES = {
     "token list": "vnstitch token list",
     "token revoke": "vnstitch token revoke 3f2a9c",
     "audit": "vnstitch audit --since 1h --tenant acme -o json",
-    "route-manager": "sudo vnstitch route-manager --site site-a -f sites.yaml --netns site-a --state-dir /run/vnstitch/site-a",
+    "route-manager": "sudo vnstitch route-manager --site site-a -f sites.yaml --netns site-a --state-dir /run/vnstitch/site-a\n"
+                     "  sudo vnstitch --store sqlite:///var/lib/vnstitch/state.db route-manager --site site-a --netns site-a "
+                     "--state-dir /run/vnstitch/site-a   # the view from the store",
     "stitch": "vnstitch stitch rotate-keys blue-red --tenant acme",
     "stitch rotate-keys": "vnstitch stitch rotate-keys blue-red --tenant acme\n  vnstitch get stitch blue-red --tenant acme -o yaml",
     "telemetry": "vnstitch telemetry push abilene --shift-to-now --tenant backbone --network-prefix pop-",

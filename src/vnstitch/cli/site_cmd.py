@@ -12,12 +12,15 @@ def register(subparsers) -> argparse.ArgumentParser:
         description="Starts gobgpd in the site's namespace (listening on the Site's routeManagerAddress, eBGP "
                     "full mesh with the other Sites), advertises every VNID the site serves (a member on one of its "
                     "nodes) as an EVPN type-3 route with its VTEP and offered bandwidth, and programs VXLAN flood "
-                    "entries for the VNIDs other sites advertise too. Re-reads FILE when it changes (a bad file is "
-                    "logged and the last good one kept). SIGTERM withdraws the routes and stops the speaker. "
-                    "Needs root and gobgpd (Debian package gobgpd).")
+                    "entries for the VNIDs other sites advertise too. Its view is FILE (-f), re-read when it "
+                    "changes, or without -f the state store (--store, every tenant's Sites and VirtualNetworks, "
+                    "re-read when its revision moves: what `vnstitch apply` or the API writes reaches it); a bad "
+                    "view is logged and the last good one kept. SIGTERM withdraws the routes and stops the "
+                    "speaker. Needs root and gobgpd (Debian package gobgpd).")
     parser.add_argument("--site", required=True, help="this site's name (a Site in FILE; required)")
-    parser.add_argument("-f", "--file", required=True, dest="config",
-                        help="resource file with every Site and the VirtualNetworks (required)")
+    parser.add_argument("-f", "--file", dest="config", default="",
+                        help="resource file with every Site and the VirtualNetworks (default: none, the state "
+                             "store given by --store or $VNSTITCH_STORE)")
     parser.add_argument("--netns", required=True,
                         help="network namespace of the site's border node: speaker and VTEP run there (required)")
     parser.add_argument("--state-dir", required=True,
@@ -57,10 +60,16 @@ def cmd_route_manager(args) -> int:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
+    source = None
+    if not args.config:   # the store's Sites and VirtualNetworks
+        from vnstitch.cli.main import store_url
+        from vnstitch.sites.route_manager import StoreSource
+
+        source = StoreSource(store_url(args))
     manager = RouteManager(args.site, args.config, args.netns, args.state_dir,
                            Timers(args.hold_time, args.keepalive, args.connect_retry),
                            poll_interval_s=args.poll_interval, resync_interval_s=args.resync_interval,
-                           restart_delay_s=args.restart_delay)
+                           restart_delay_s=args.restart_delay, source=source)
     manager.install_signal_handlers()
     manager.run()
     return 0

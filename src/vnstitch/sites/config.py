@@ -73,9 +73,22 @@ def check_sites(sites: Iterable[Site], source: str | None = "input") -> dict[str
 
 def view_from_text(text: str, source: str = "input") -> SiteView:
     """Parse and cross-check; any problem is an InvalidInput naming the resource."""
+    return view_from_resources(parse_documents(text, source=source), source)
+
+
+def view_from_store(store, source: str = "the store") -> SiteView:
+    """Every Site and VirtualNetwork in a state store (all tenants), cross-checked as a file's would be."""
+    from vnstitch.domain.registry import parse_resource
+
+    records = [*store.list(Site.KIND), *store.list(VirtualNetwork.KIND)]
+    return view_from_resources([parse_resource(r.value) for r in records], source)
+
+
+def view_from_resources(resources: Iterable, source: str = "input") -> SiteView:
+    """Sites and VirtualNetworks, cross-checked; any problem is an InvalidInput naming the resource."""
     sites: dict[str, Site] = {}
     vnets: list[VirtualNetwork] = []
-    for res in parse_documents(text, source=source):
+    for res in resources:
         if isinstance(res, Site):
             if res.name in sites:
                 raise InvalidInput(f"{source}: Site '{res.name}' is given twice", field="metadata.name")

@@ -96,9 +96,11 @@ class SitesLab:
             handle.write(text)
         os.replace(self.config_path + ".tmp", self.config_path)
 
-    def start(self, site: str, *extra: str) -> subprocess.Popen:
+    def start(self, site: str, *extra: str, store: str | None = None) -> subprocess.Popen:
+        """The site's route manager, its view from the resource file (or from the state store `store`)."""
         log = open(os.path.join(self.directory, f"rm-{site}.log"), "ab")
-        proc = subprocess.Popen([*vnstitch_argv(), "route-manager", "--site", site, "-f", self.config_path,
+        view = ["--store", store, "route-manager"] if store else ["route-manager", "-f", self.config_path]
+        proc = subprocess.Popen([*vnstitch_argv(), *view, "--site", site,
                                  "--netns", self.ns(site), "--state-dir", self.state_dir(site), *extra],
                                 stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         log.close()

@@ -34,22 +34,73 @@ def read_view(path: str) -> SiteView:
         return view_from_text(handle.read(), source=path)
 
 
+class FileSource:
+    """The view from a resource file, re-read when its mtime or size change."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.name = path
+
+    def stamp(self):
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def read(self) -> SiteView:
+        return read_view(self.path)
+
+    def close(self) -> None:
+        pass
+
+
+class StoreSource:
+    """The view from the controller's state store (its Sites and VirtualNetworks, every tenant), re-read when
+    the store's revision moves: what `vnstitch apply` or the API writes reaches the route manager."""
+
+    def __init__(self, url: str):
+        from vnstitch.store import open_store
+
+        self.url = url
+        self.name = f"store {url}"
+        self.store = open_store(url)
+
+    def stamp(self):
+        try:
+            return self.store.revision()
+        except VnstitchError as exc:   # the store unreachable for now: nothing new to read
+            log.warning("route manager: %s: %s", self.name, exc)
+            return None
+
+    def read(self) -> SiteView:
+        from vnstitch.sites.config import view_from_store
+
+        return view_from_store(self.store, source=self.name)
+
+    def close(self) -> None:
+        self.store.close()
+
+
 @dataclass
 class RouteManager:
     site_name: str
-    config_path: str
+    config_path: str          # a resource file, or "" when `source` is given (e.g. a StoreSource)
     netns: str
     state_dir: str
     timers: Timers = field(default_factory=Timers)
     poll_interval_s: float = 0.05
     resync_interval_s: float = 1.0
     restart_delay_s: float = 1.0
+    source: object = None
 
     def __post_init__(self) -> None:
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
-        self.view = read_view(self.config_path)        # a bad file at start is an error (raised)
-        self.site = self.view.site(self.site_name)
+        if self.source is None:
+            self.source = FileSource(self.config_path)
         self._stamp = self._file_stamp()
+        self.view = self.source.read()                  # a bad view at start is an error (raised)
+        self.site = self.view.site(self.site_name)
         self.config_error: str | None = None
         self.speaker = Speaker(self.state_dir, self.netns)
         self.vtep = Vtep(self.netns, self.site.spec.vtep)
@@ -106,6 +157,7 @@ class RouteManager:
         except VnstitchError as exc:
             log.warning("site %s: flood entries on shutdown: %s", self.site_name, exc)
         self.vtep.close()
+        self.source.close()
         self._write_status(running=False)
 
     # one pass -----------------------------------------------------------------------------------
@@ -145,12 +197,8 @@ class RouteManager:
                         "fdb": {str(v): sorted(d) for v, d in sorted(decision.fdb.items())}}
         self._write_status(running=True)
 
-    def _file_stamp(self) -> tuple[int, int] | None:
-        try:
-            st = os.stat(self.config_path)
-        except OSError:
-            return None
-        return (st.st_mtime_ns, st.st_size)
+    def _file_stamp(self):
+        return self.source.stamp()
 
     def _reload(self) -> None:
         stamp = self._file_stamp()
@@ -158,15 +206,15 @@ class RouteManager:
             return
         self._stamp = stamp
         try:
-            view = read_view(self.config_path)
+            view = self.source.read()
             site = view.site(self.site_name)
         except (OSError, VnstitchError) as exc:
             self.config_error = str(exc)
-            log.error("site %s: %s is rejected, the last good view stays: %s", self.site_name, self.config_path, exc)
+            log.error("site %s: %s is rejected, the last good view stays: %s", self.site_name, self.source.name, exc)
             self._write_status(running=True)
             return
         self.view, self.site, self.config_error = view, site, None
-        log.info("site %s: reloaded %s", self.site_name, self.config_path)
+        log.info("site %s: reloaded %s", self.site_name, self.source.name)
 
     def _ensure_speaker(self) -> None:
         config = speaker_config(self.site, [s for n, s in self.view.sites.items() if n != self.site_name],
@@ -214,4 +262,4 @@ class RouteManager:
             log.warning("site %s: cannot write %s: %s", self.site_name, path, exc)
 
 
-__all__ = ["RouteManager", "Advert", "Timers"]
+__all__ = ["FileSource", "RouteManager", "StoreSource", "Advert", "Timers"]

@@ -71,9 +71,14 @@ def part_auto(models: list[str], threads: int, aggregate: int = 1, auto_pool: li
     return out
 
 
-def part_calibration(model_names: list[str], workdir: Path, days: tuple[int, ...] = (10, 11, 12, 13)) -> dict:
+SETTINGS = ("off", "calibration", "refinement + calibration")
+
+
+def part_calibration(model_names: list[str], workdir: Path, days: tuple[int, ...] = (10, 11, 12, 13),
+                     only: tuple[str, ...] = SETTINGS) -> dict:
     """One replay of `days` (×10, proactive) per model and setting: nothing, online calibration alone, and
-    the whole refinement (level correction, adjust, calibration); per day the published bands' coverage."""
+    the whole refinement (level correction, adjust, calibration); per day the published bands' coverage,
+    reserved/used and overloaded link-intervals."""
     from vnstitch.experiments.replay import ReplayConfig, load_inputs, run_replay
 
     inputs = load_inputs()
@@ -84,6 +89,8 @@ def part_calibration(model_names: list[str], workdir: Path, days: tuple[int, ...
     for name in model_names:
         out[name] = {}
         for label, kwargs in settings.items():
+            if label not in only:
+                continue
             config = ReplayConfig(start_step=start, strategies=("proactive",), **kwargs)
             # to the end of the last day, less the forecast's horizon where that is the end of the data
             config.steps = min(len(days) * STEPS_PER_DAY, inputs[0].n_steps - start - config.horizon)
@@ -93,7 +100,8 @@ def part_calibration(model_names: list[str], workdir: Path, days: tuple[int, ...
             summary = report["strategies"]["proactive"]
             out[name][label] = {**summary, "wall_s": round(time.perf_counter() - started, 1)}
             print(name, label, json.dumps({k: summary.get(k) for k in (
-                "coverage_by_day", "overloaded_link_intervals", "reserved_over_used")}), file=sys.stderr)
+                "coverage_by_day", "overloaded_link_intervals", "reserved_over_used", "reserved_over_used_by_day",
+                "overloaded_by_day")}), file=sys.stderr)
     return out
 
 
@@ -211,6 +219,8 @@ def main(argv=None) -> int:
                         help="part shift: the pair × factor (scale), a pair that appears (new), or the source's "
                              "traffic to the pair's destination moving to its busiest other one (move)")
     parser.add_argument("--days", default="10,11,12,13", help="part calibration: the replayed days")
+    parser.add_argument("--settings", default=",".join(SETTINGS),
+                        help="part calibration: which of " + ", ".join(SETTINGS) + " (default: all)")
     parser.add_argument("--models", default="last_value,seasonal_naive_day,seasonal_naive_week,ets,arima,auto",
                         help="models of part auto (default: the pool and auto; add gru,lstm for the neural ones)")
     parser.add_argument("--model", default="seasonal_naive_day,last_value",
@@ -241,7 +251,8 @@ def main(argv=None) -> int:
         report["retrain"] = part_retrain(args.models.split(","), args.workdir)
     if args.part == "calibration":
         report["calibration"] = part_calibration(args.model.split(","), args.workdir,
-                                                 tuple(int(d) for d in args.days.split(",")))
+                                                 tuple(int(d) for d in args.days.split(",")),
+                                                 tuple(x.strip() for x in args.settings.split(",")))
     report["wall_s"] = round(time.perf_counter() - started, 1)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -76,6 +76,9 @@ class StrategyResult:
     pair_coverage90_series: list[float | None] = field(default_factory=list)  # of the shifted pair (shift only)
     # per replayed day (of the data's interval): [hits, scored] of the published 80% and 90% bands
     band_hits: dict[str, list[list[int]]] = field(default_factory=lambda: {"80": [], "90": []})
+    # per replayed day: [reserved, used] bit/s-intervals of the held stitches, and overloaded link-intervals
+    day_reserved: list[list[float]] = field(default_factory=list)
+    day_overloaded: list[int] = field(default_factory=list)
 
     def coverage_by_day(self) -> dict[str, list[float | None]]:
         return {band: [round(h / n, 4) if n else None for h, n in days] for band, days in self.band_hits.items()}
@@ -97,6 +100,8 @@ class StrategyResult:
             "loop_ms_p50": round(float(np.percentile(loop, 50)), 2),
             "loop_ms_p99": round(float(np.percentile(loop, 99)), 2),
             **({"coverage_by_day": self.coverage_by_day()} if any(self.band_hits.values()) else {}),
+            **({"reserved_over_used_by_day": [round(r / u, 3) if u else None for r, u in self.day_reserved],
+                "overloaded_by_day": self.day_overloaded} if len(self.day_reserved) > 1 else {}),
         }
 
 
@@ -265,10 +270,16 @@ def run_strategy(name: str, demand_mbps: np.ndarray, nodes: list[str], topology,
             if delivered < offered * 0.999 or world.sim.path_latency(route) > latency_bound[pair]:
                 result.sla_violations += 1
         world.controller.refresh()
+        while len(result.day_reserved) <= day:
+            result.day_reserved.append([0.0, 0.0])
+            result.day_overloaded.append(0)
+        result.day_overloaded[day] += len(overloaded)
         for (a, b), held in loop.held(TENANT, POLICY).items():
             pair = (node_of(a), node_of(b))
             result.reserved_bps_intervals += held.total_bps
             result.used_bps_intervals += float(demand_mbps[step, index[pair[0]], index[pair[1]]]) * 1e6
+            result.day_reserved[day][0] += held.total_bps
+            result.day_reserved[day][1] += float(demand_mbps[step, index[pair[0]], index[pair[1]]]) * 1e6
             label = f"{pair[0]}->{pair[1]}"
             series = result.reserved_series.setdefault(label, [0.0] * config.steps)
             series[t] = held.total_bps / 1e6

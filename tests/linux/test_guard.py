@@ -6,6 +6,7 @@ that member sits in front of the guard with its own counter and goes when the fi
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 
 from tests.linux.test_service_rules import _listen, udp_echoes
@@ -14,12 +15,18 @@ from vnstitch.planning.ops import EnsureFilter, EnsureNetwork, MemberPlacement, 
 GREEN_1 = "10.3.0.31"
 
 
+def _run(lab, vm: str, *argv: str):
+    """A command in a VM namespace, also one the lab file does not list (another tenant's, made by a test)."""
+    return subprocess.run(["ip", "netns", "exec", lab.driver.lab.vm_ns(vm), *argv], capture_output=True, text=True,
+                          timeout=30)
+
+
 def _flood(lab, vm: str, address: str, port: int, count: int = 40) -> None:
     script = ("import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
               "for _ in range(int(sys.argv[3])):\n"
               "    try: s.sendto(b'x' * 100, (sys.argv[1], int(sys.argv[2])))\n"
               "    except OSError: pass\n")
-    assert lab.run(vm, "python3", "-c", script, address, str(port), str(count)).returncode == 0
+    assert _run(lab, vm, "python3", "-c", script, address, str(port), str(count)).returncode == 0
 
 
 def test_unstitched_traffic_is_dropped_at_the_vm_and_counted_per_destination_network(lab):
@@ -68,13 +75,20 @@ def test_unstitched_traffic_is_dropped_at_the_vm_and_counted_per_destination_net
 
 
 def test_a_filter_on_a_member_sits_in_front_of_its_guard_and_leaves_with_it(lab):
+    # another tenant with the same address space and a VM at blue-1's address on the same node: tenants'
+    # addresses may overlap, so neither acme's filter nor acme's networks may reach into it
+    other = EnsureNetwork("beta/blue", 2001, "10.1.0.0/24", (MemberPlacement("beta-1", "n1", "10.1.0.11"),))
+    assert lab.driver.apply(other) is True
     name = "acme/an-guard/0"
     block = EnsureFilter(name, "n1", "10.1.0.11/32", "10.3.0.0/24", "drop", reason="anomaly acme/an-guard")
     assert lab.driver.apply(block) is True and lab.driver.apply(block) is False   # idempotent
     listed = lab.run("blue-1", "nft", "list", "chain", "inet", "vnstitch_guard", "filters").stdout
     assert f'comment "{name}#' in listed, listed
-    other = lab.run("blue-2", "nft", "list", "table", "inet", "vnstitch_guard").stdout
-    assert "chain filters" in other and name not in other, "blue-2 is on n2, not the filter's source"
+    for vm in ("blue-2", "beta-1"):   # blue-2 is on n2; beta-1 is another tenant's VM at the same address
+        listed = _run(lab, vm, "nft", "list", "table", "inet", "vnstitch_guard").stdout
+        assert "chain filters" in listed and name not in listed, (vm, listed)
+    _flood(lab, "beta-1", GREEN_1, 9999, count=5)   # beta has no network at 10.3.0.0/24: nothing to report
+    assert not [k for k in lab.driver.unstitched_bytes() if "beta-1" in k[0]]
     before = lab.driver.unstitched_bytes()
     _flood(lab, "blue-1", GREEN_1, 9999, count=25)
     assert lab.driver.filters()[name].dropped_packets >= 25, "the filter's own counter took them"

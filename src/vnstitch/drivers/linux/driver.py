@@ -88,7 +88,7 @@ class LinuxDriver:
         self.nss = Namespaces()
         self._procs: dict = {}
         self._uplink_bases: set[str] = set()   # node namespaces with the uplink rules (uplink.ensure_node_base)
-        self._guard_seen: dict[str, set[str]] = {}   # VM namespace → destinations its guard counted, last read
+        self._guard_seen: dict[str, tuple] = {}   # VM namespace → (set handle, destinations) at its last reading
         self._new_ends: set[str] = set()       # wireguard-go started, its namespace's MTU not yet set
         self._state_file = StateFile(self.state_dir)
         self._stamp: tuple | None = None   # the state files as we last read or wrote them
@@ -261,22 +261,26 @@ class LinuxDriver:
         self._hand_back_vm_routes(sop)
         return True
 
-    def _filter_vms(self, node: str, src: str) -> list[str]:
-        """The namespaces of the VMs on `node` whose address lies in `src`: their traffic leaves through
-        their own guard (guard.py) before the node sees it, so a filter on `src` sits there too."""
+    def _filter_vms(self, key: str, node: str, src: str) -> list[str]:
+        """The namespaces of the filter's tenant's VMs on `node` whose address lies in `src` (tenants' address
+        spaces may overlap): their traffic leaves through their own guard (guard.py) before the node sees it,
+        so a filter on `src` sits there too. The filter's name starts with its tenant ("acme/…")."""
         try:
             source = ipaddress.ip_network(src, strict=False)
         except ValueError:
             return []
-        return sorted(self.lab.vm_ns(m["name"]) for net in self.state["networks"].values() for m in net["members"]
-                      if m["node"] == node and ipaddress.ip_address(m["address"]) in source)
+        tenant = key.partition("/")[0]
+        return sorted(self.lab.vm_ns(m["name"]) for name, net in self.state["networks"].items()
+                      if name.partition("/")[0] == tenant for m in net["members"]
+                      if m["node"] == node and ipaddress.ip_address(m["address"]) in source
+                      and netns_exists(self.lab.vm_ns(m["name"])))
 
     def _ensure_filter(self, op: EnsureFilter) -> bool:
         """An anomaly's filter in the nftables of the node where its source attaches (drivers/linux/filters.py),
         and in front of the guard of each VM of that source on the node (what no stitch carries stops there)."""
         if op.node not in self.lab.nodes:
             raise DriverError(f"filter {op.filter}: node {op.node} is not in the lab", errno=ENOENT)
-        vms = self._filter_vms(op.node, op.src)
+        vms = self._filter_vms(op.filter, op.node, op.src)
         record = {"node": op.node, "src": op.src, "dst": op.dst, "action": op.action, "rate_bps": op.rate_bps,
                   "allow": [dataclasses.asdict(r) for r in op.allow], "vms": vms}
         old = self.state["filters"].get(op.filter)
@@ -290,7 +294,8 @@ class LinuxDriver:
                                              op.rate_bps, op.allow)
         for vm in vms:
             changed |= filters_mod.ensure_filter(vm, op.filter, op.src, op.dst, op.action, op.rate_bps, op.allow,
-                                                 table=guard.TABLE, chain=guard.CHAIN, base=guard.BASE)
+                                                 table=guard.TABLE, chain=guard.CHAIN, base=guard.BASE,
+                                                 passed="return")
         if old != record:
             self.state["filters"][op.filter] = record
             self._save()
@@ -585,24 +590,33 @@ class LinuxDriver:
         network is left out. Where a member's guard cannot be read now, the destinations it had at its last
         reading are None (so telemetry keeps their last count instead of starting them again from zero)."""
         self.state = self._load()
-        networks = [(ipaddress.ip_network(net["cidr"], strict=False), key) for key, net in self.state["networks"].items()]
+        networks: dict[str, list] = {}   # tenant → [(cidr, network key)]: a member reaches its own tenant's only
+        for key, net in self.state["networks"].items():
+            networks.setdefault(key.partition("/")[0], []).append((ipaddress.ip_network(net["cidr"], strict=False), key))
         out: dict[tuple[str, str, str], tuple[str, int] | None] = {}
+        members = set()
         for key, net in self.state["networks"].items():
             for member in net["members"]:
                 ns = self.lab.vm_ns(member["name"])
-                found = guard.unstitched_bytes(ns) if netns_exists(ns) else None
-                if found is None:
-                    found = dict.fromkeys(self._guard_seen.get(ns, ()))
+                members.add(ns)
+                read = guard.unstitched_bytes(ns) if netns_exists(ns) else None
+                if read is None:   # unreadable now: what it had at its last reading, unread
+                    handle, found = self._guard_seen.get(ns, (None, {}))
+                    found = dict.fromkeys(found)
                 else:
-                    self._guard_seen[ns] = set(found)
+                    handle, found = read
+                    self._guard_seen[ns] = (handle, set(found))
                 for address, size in found.items():
                     ip = ipaddress.ip_address(address)
-                    dst = next((k for cidr, k in networks if ip in cidr), None)
+                    dst = next((k for cidr, k in networks.get(key.partition("/")[0], ()) if ip in cidr), None)
                     if dst is None or dst == key:
                         continue
-                    counter = None if size is None else (f"{ns}#{address}", size)
+                    # the set's handle in the id: a guard made again counts from zero, not from the old count
+                    counter = None if size is None else (f"{ns}#{handle}#{address}", size)
                     out[(f"guard:{ns}:{address}", key, dst)] = counter
                     out[(f"guard:{ns}:{address}", f"{key}/{member['name']}", dst)] = counter
+        for gone in set(self._guard_seen) - members:   # members removed since
+            del self._guard_seen[gone]
         return out
 
     def pair_bytes(self) -> dict[tuple[str, str], int]:

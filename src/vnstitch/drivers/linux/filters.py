@@ -33,15 +33,17 @@ def fingerprint(src: str, dst: str, action: str, rate_bps: float, allow: Sequenc
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
-def filter_rules(src: str, dst: str, action: str, rate_bps: float, allow: Sequence) -> list[str]:
-    """The allowed flows pass on to the stitches' chains; the rest is dropped (or policed) and counted."""
+def filter_rules(src: str, dst: str, action: str, rate_bps: float, allow: Sequence, passed: str = "accept") -> list[str]:
+    """The allowed flows pass on (`passed`: accept in the node's own table, whose next table holds the stitches'
+    chains; return in a VM's guard, whose own drop must still see them); the rest is dropped (or policed) and
+    counted."""
     match = f"ip saddr {src} ip daddr {dst}"
     rules = []
     for rule in allow:
         if rule.port is not None:
-            rules.append(f"{match} {rule.protocol} dport {rule.port} accept")
+            rules.append(f"{match} {rule.protocol} dport {rule.port} {passed}")
         else:
-            rules.append(f"{match} meta l4proto {rule.protocol} accept")
+            rules.append(f"{match} meta l4proto {rule.protocol} {passed}")
     if action == "limit":
         # what passes the rate goes on; the excess is counted and dropped
         rules.append(f"{match} limit rate over {max(1, int(rate_bps / 8 / 1000))} kbytes/second counter drop")
@@ -63,13 +65,13 @@ def _tagged(rules: list[dict], name: str) -> list[dict]:
 
 
 def ensure_filter(ns: str, name: str, src: str, dst: str, action: str, rate_bps: float, allow: Sequence,
-                  table: str = TABLE, chain: str = "forward", base: str = _BASE) -> bool:
+                  table: str = TABLE, chain: str = "forward", base: str = _BASE, passed: str = "accept") -> bool:
     """Add the filter's rules where they are missing or differ (old ones deleted in the same transaction).
     By default in the node's forward chain; a VM's guard (guard.py) takes them in its `filters` chain."""
     if action not in ("drop", "limit"):
         raise DriverError(f"filter {name}: action must be drop or limit", errno=22)
     tag = f"{name}#{fingerprint(src, dst, action, rate_bps, allow)}"
-    wanted = filter_rules(src, dst, action, rate_bps, allow)
+    wanted = filter_rules(src, dst, action, rate_bps, allow, passed)
     rules = _rules(ns, table)
     have = _tagged(rules or [], name)
     if have and len(have) == len(wanted) and all(r.get("comment") == tag for r in have):

@@ -77,14 +77,18 @@ def ensure_guard(ns: str, ipr, index: int, fresh: bool = False) -> bool:
     return True
 
 
-def unstitched_bytes(ns: str) -> dict[str, int] | None:
-    """Destination address → bytes the member sent there with no stitch to carry it (None: no guard)."""
+def unstitched_bytes(ns: str) -> tuple[int | None, dict[str, int]] | None:
+    """(the set's handle, destination address → bytes the member sent there with no stitch to carry it);
+    None: no guard to read. A guard made again has a new handle (its counts start from zero)."""
     try:
         out = nft.run(ns, f"list set inet {TABLE} {SET}\n", json_output=True, what="nft list guard set")
     except DriverError:
         return None
     found: dict[str, int] = {}
+    handle = None
     for item in json.loads(out)["nftables"]:
+        if "set" in item:
+            handle = item["set"].get("handle")
         for element in (item.get("set") or {}).get("elem") or []:
             elem = element.get("elem") if isinstance(element, dict) else None
             if not isinstance(elem, dict):
@@ -93,7 +97,7 @@ def unstitched_bytes(ns: str) -> dict[str, int] | None:
             counter = elem.get("counter") or {}
             if isinstance(address, str):
                 found[address] = int(counter.get("bytes", 0))
-    return found
+    return handle, found
 
 
 __all__ = ["BASE", "GUARD_GATEWAY", "TABLE", "ensure_guard", "unstitched_bytes"]

@@ -231,3 +231,19 @@ def test_a_flood_counted_per_member_is_one_anomaly_that_names_and_blocks_the_mem
     assert flood.spec.pairs == ["blue/blue-1>green"], flood.spec.pairs
     block, = flood.status.actions
     assert (block.type, block.detail["src"], block.detail["dst"]) == ("block", "10.1.0.11/32", "10.3.0.0/24")
+
+
+def test_members_that_do_not_account_for_their_networks_flood_leave_the_network_named(world):
+    """One member over the forbidden rate and others under it (5 Mbit/s of the network's sum is no named
+    member's): the network's finding stays beside the member's (its filter covers the others too)."""
+    world.warm()
+    for _ in range(2):
+        world.clock.now += INTERVAL
+        world.driver.carry(NORMAL, INTERVAL)
+        world.telemetry.insert(world.source.collect(world.clock.now))
+        world.telemetry.insert([Sample("acme", "blue", "green", world.clock.now, 200e6 + 5e6),
+                                Sample("acme", "blue/blue-1", "green", world.clock.now, 200e6)])
+        world.engine.step(world.clock.now)
+        world.reconciler.reconcile_once(world.clock.now)
+    assert sorted(a.spec.pairs[0] for a in world.anomalies("forbidden_flow")) == ["blue/blue-1>green",
+                                                                                 "blue>green"]

@@ -125,7 +125,35 @@ def test_a_pair_the_model_forecasts_nothing_for_is_forecast_from_its_recent_leve
         hits += [r["in90"] for r in graph["discrepancy"]["pairs"] if r["from"] == "red"]
     status = controller.store.get("ForecastPolicy", "acme", "fc").value["status"]["discrepancy"]
     assert status["unseen"] == ["red>blue"] and "red>blue" not in status["corrected"], status
-    assert hits[:2] == [False, False] and np.mean(hits[6:]) >= 0.85, hits
+    assert hits[:2] == [False, False] and np.mean(hits[6:]) >= 0.75, hits   # from none inside
     forecast = {(f["from"], f["to"]): f for f in graph["forecast"]}
     assert 4.5e8 < forecast[("red", "blue")]["pointBps"] < 5.5e8 and forecast[("red", "blue")]["rawPointBps"] == 0
     assert forecast[("blue", "red")]["pointBps"] == 1e9
+
+
+def test_a_band_of_no_width_does_not_move_the_shared_offset_and_the_bands_stay_nested():
+    from vnstitch.forecast.discrepancy import score_interval
+
+    expected = [{"from": "a", "to": "b", "pointBps": 0.0, "lo80Bps": 0.0, "hi80Bps": 0.0, "lo90Bps": 0.0, "hi90Bps": 0.0},
+                {"from": "b", "to": "a", "pointBps": 1e8, "lo80Bps": 0.9e8, "hi80Bps": 1.1e8, "lo90Bps": 0.8e8,
+                 "hi90Bps": 1.2e8}]
+    rows = score_interval(expected, {("a", "b"): 5e7, ("b", "a"): 1e8})
+    assert rows[0]["in90"] is False and rows[0]["flat90"] is True, "a miss, for coverage; not for calibration"
+    state = None
+    for _ in range(50):
+        state = online_update(state, rows, 0.5, 0.02)
+    assert state["global"]["90"] < 0, "only b→a counts: it always hits, so the band narrows"
+    assert "a>b" not in state["pairs"]
+    bands, _ = calibrate_bands({("b", "a"): dict(expected[1])}, {"global": {"80": 3.0, "90": -0.4}})
+    b = bands[("b", "a")]
+    assert b["lo90Bps"] <= b["lo80Bps"] < b["hi80Bps"] <= b["hi90Bps"], b
+
+
+def test_a_skipped_interval_keeps_the_calibration_state(world):
+    loop, _, graph = _replay(world, True, 0.05, sigma=0.12, intervals=30)
+    controller, telemetry, reconciler, clock = world
+    before = graph["discrepancy"]["calibration"]["global"]["90"]
+    clock.now += 2 * 300.0   # two intervals without a pass: no graph for the one before the next
+    run(loop, reconciler, clock, telemetry, {p: 2e8 * (1 + i) for i, p in enumerate(PAIRS)})
+    after = controller.store.get("PredictedGraph", "acme", "fc.current").value["discrepancy"]["calibration"]
+    assert after["global"]["90"] == pytest.approx(before, abs=0.1), "went on from the latest state, not from 0"

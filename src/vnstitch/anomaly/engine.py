@@ -170,6 +170,8 @@ class AnomalyEngine:
         worth = np.nan_to_num(typical, nan=-1.0) >= max(spec.min_rate, 0.0)
         columns = np.flatnonzero(worth if joined is None else worth & joined)  # pairs worth scoring
         if columns.size == 0:
+            if joined is not None and not joined.any():
+                return None, False, "not ready: no pair a stitch joins to score (forbidden flows are still found)"
             return None, False, f"not ready: no history yet (needs {spec.min_history} intervals)"
         history = rates[:-1, columns] / 1e6
         seen = ~np.isnan(history).all(axis=1)
@@ -238,9 +240,15 @@ class AnomalyEngine:
                 flagged.append((index, src, dst))
         # one event once: where the members that send it are known (the Linux driver's guard counts each
         # member), they are named and the network's own sum is left out (its filter would block every member)
-        by_member = {(src.partition("/")[0], dst) for _, src, dst in flagged if "/" in src}
+        # when they account for it; members each under the forbidden rate leave the network's finding in place
+        by_member: dict[tuple[str, str], float] = {}
         for index, src, dst in flagged:
-            if "/" not in src and (src, dst) in by_member:
+            if "/" in src:
+                key = (src.partition("/")[0], dst)
+                by_member[key] = by_member.get(key, 0.0) + float(current[index])
+        for index, src, dst in flagged:
+            if "/" not in src and (src, dst) in by_member \
+                    and by_member[(src, dst)] >= float(current[index]) - spec.forbidden_rate:
                 continue
             out.append(Finding("forbidden_flow", [pair_text(src, dst)], float(current[index] / spec.forbidden_rate),
                                {"rule": "no stitch, policy or intent lets this pair cross",

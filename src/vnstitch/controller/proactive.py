@@ -491,7 +491,10 @@ class ProactiveLoop:
                                "hi90Bps": high * 1.1, "rawPointBps": raw_point}
         calibration = {}
         if refine.calibrate:  # online: the published bands' misses move their offsets
-            calibration = online_update((previous.get("discrepancy") or {}).get("calibration"), scored,
+            state = (previous.get("discrepancy") or {}).get("calibration")
+            if state is None:   # no graph for the last interval (a skipped one, a failover): the latest there is
+                state = (self._graph(tenant, record.name, "current").get("discrepancy") or {}).get("calibration")
+            calibration = online_update(state, scored,
                                         refine.calibration_gain, refine.pair_calibration_gain,
                                         pairs={pair_key(p) for p in known})
             bands, _ = calibrate_bands({p: b for p, b in bands.items() if p in mean_bps}, calibration)
@@ -557,7 +560,7 @@ class ProactiveLoop:
         return run
 
     # refinement: the forecast against what happened -------------------------------------------
-    def _graph(self, tenant: str, policy: str, step: int) -> dict:
+    def _graph(self, tenant: str, policy: str, step: "int | str") -> dict:
         """Interval `step`'s predicted graph ({} when there is none): its forecast entries are what the next
         interval is scored on, its discrepancy carries the online calibration's state."""
         graph = self.controller.store.get(PREDICTED_KIND, tenant, f"{policy}.{step}")

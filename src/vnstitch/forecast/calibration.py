@@ -153,7 +153,7 @@ def conformal_offsets(series: TrafficSeries, origins: np.ndarray, quant: np.ndar
 # one indicator an interval), so a pair the model misses often widens on its own.
 
 ONLINE_BANDS = {"80": 0.8, "90": 0.9}
-GLOBAL_LIMITS = (-0.45, 25.0)  # a band narrowed by more than about half its width would invert
+GLOBAL_LIMITS = (-0.45, 10.0)  # a band narrowed by more than about half its width would invert
 PAIR_LIMITS = (-1.0, 10.0)
 
 
@@ -173,8 +173,9 @@ def online_update(state: dict | None, rows, gain: float, pair_gain: float, pairs
            if pairs is None or p in pairs}
     for band, coverage in ONLINE_BANDS.items():
         alpha = 1.0 - coverage
-        hits = [(f"{r['from']}>{r['to']}", bool(r[f"in{band}"])) for r in rows
-                if r.get(f"in{band}") is not None and (pairs is None or f"{r['from']}>{r['to']}" in pairs)]
+        hits = [(f"{r['from']}>{r['to']}", bool(r[f"in{band}"])) for r in rows   # a band of no width cannot
+                if r.get(f"in{band}") is not None and not r.get(f"flat{band}")      # be widened: left out
+                and (pairs is None or f"{r['from']}>{r['to']}" in pairs)]
         if not hits:
             continue
         missed = sum(1 for _, hit in hits if not hit) / len(hits)
@@ -207,6 +208,8 @@ def calibrate_bands(bands: dict, state: dict | None) -> tuple[dict, dict[str, di
             if lo is None or hi is None or t == 0.0:
                 continue
             new[f"lo{band}Bps"], new[f"hi{band}Bps"] = widen_band(lo, hi, t)
+        if all(k in new for k in ("lo80Bps", "hi80Bps", "lo90Bps", "hi90Bps")):   # the 90% band holds the 80%
+            new["lo90Bps"], new["hi90Bps"] = min(new["lo90Bps"], new["lo80Bps"]), max(new["hi90Bps"], new["hi80Bps"])
         out[pair] = new
         used[key] = theta
     return out, used

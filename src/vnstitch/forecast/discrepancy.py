@@ -50,6 +50,8 @@ def score_interval(expected: Iterable[Mapping], actual_bps: Mapping[Pair, float]
         for name in BANDS:
             lo, hi = entry.get(f"lo{name}Bps"), entry.get(f"hi{name}Bps")
             row[f"in{name}"] = None if lo is None or hi is None else bool(lo <= actual <= hi)
+            if lo is not None and hi is not None and hi <= lo:
+                row[f"flat{name}"] = True   # no width: online calibration cannot widen it (not counted there)
         rows.append(row)
     return rows
 

@@ -81,6 +81,8 @@ def part_calibration(model_names: list[str], workdir: Path, days: tuple[int, ...
     reserved/used and overloaded link-intervals."""
     from vnstitch.experiments.replay import ReplayConfig, load_inputs, run_replay
 
+    if list(days) != list(range(days[0], days[0] + len(days))):
+        raise SystemExit(f"--days must be consecutive (one replay covers them): got {','.join(map(str, days))}")
     inputs = load_inputs()
     start = days[0] * STEPS_PER_DAY
     out = {"days": list(days), "fit_before_step": start}
@@ -187,7 +189,9 @@ def part_shift(model_name: str, workdir: Path, pair_text: str = "", factor: floa
     for label, (shift, refine) in runs.items():
         config = ReplayConfig(start_step=start, steps=STEPS_PER_DAY, strategies=("proactive",), shift=shift,
                               refine=refine)
-        report = run_replay(config, model_name=model_name, model_path=str(workdir / f"{model_name}-before-day{day}.npz"),
+        # a shifted series is fitted afresh (a 'new' pair must be unseen by the model), under its own name
+        artifact = f"{model_name}-before-day{day}" + (f"-{kind}-{'-'.join(pair)}" if shift else "") + ".npz"
+        report = run_replay(config, model_name=model_name, model_path=str(workdir / artifact),
                             show_progress=False, inputs=inputs, log=lambda *a: None, with_series=True)
         series_of = report["series"]["proactive"]
         after = 72

@@ -17,7 +17,8 @@ def register(subparsers) -> argparse.ArgumentParser:
                     "re-read when its revision moves: what `vnstitch apply` or the API writes reaches it); a bad "
                     "view is logged and the last good one kept. SIGTERM withdraws the routes and stops the "
                     "speaker. Needs root and gobgpd (Debian package gobgpd).")
-    parser.add_argument("--site", required=True, help="this site's name (a Site in FILE; required)")
+    parser.add_argument("--site", required=True, help="this site's name (a Site of its view: FILE or the store; "
+                                                       "required)")
     parser.add_argument("-f", "--file", dest="config", default="",
                         help="resource file with every Site and the VirtualNetworks (default: none, the state "
                              "store given by --store or $VNSTITCH_STORE)")

@@ -50,7 +50,7 @@ class ReplayConfig:
     sla_latency_slack_s: float = 0.005
     interval_s: float = 300.0                  # the data's own interval
     refine: bool = False                       # the loop resizes from the observed rate when the forecast misses
-    calibrate: bool | None = None              # online calibration of the bands and the sizing (None: as refine)
+    calibrate: bool | None = None              # online calibration of the published bands (None: as refine)
     # an injected regime shift: (source node, destination node, first absolute step, factor[, kind[, to]]),
     # see shifted(); None: none
     shift: tuple | None = None

@@ -57,21 +57,50 @@ class FileSource:
 
 class StoreSource:
     """The view from the controller's state store (its Sites and VirtualNetworks, every tenant), re-read when
-    the store's revision moves: what `vnstitch apply` or the API writes reaches the route manager."""
+    one of them changed: what `vnstitch apply` or the API writes reaches the route manager. The store is
+    asked at most every `check_s` (each ask is a read of the store: on etcd a request), and only for
+    events of those two kinds, so the statuses and graphs the controller writes all the time cost nothing."""
 
-    def __init__(self, url: str):
+    KINDS = ("Site", "VirtualNetwork")
+
+    def __init__(self, url: str, check_s: float = 0.25):
         from vnstitch.store import open_store
 
         self.url = url
         self.name = f"store {url}"
         self.store = open_store(url)
+        self.check_s = check_s
+        self._checked = float("-inf")
+        self._revision = self.store.revision()
+        self._changes = 0        # the stamp: how many changes of those kinds were seen
+        self._unreachable = False
 
     def stamp(self):
+        now = time.monotonic()
+        if now - self._checked < self.check_s:
+            return self._changes
+        self._checked = now
+        from vnstitch.store.base import Compacted
+
         try:
-            return self.store.revision()
-        except VnstitchError as exc:   # the store unreachable for now: nothing new to read
-            log.warning("route manager: %s: %s", self.name, exc)
-            return None
+            revision = self.store.revision()
+            try:
+                events = self.store.events_since(self._revision, kinds=self.KINDS)
+            except Compacted:   # the history since the last look is gone: read the view again
+                events = [None]
+            revision = max([revision] + [e.revision for e in events if e is not None])
+        except VnstitchError as exc:   # unreachable for now: nothing new to read; said once per outage
+            if not self._unreachable:
+                log.warning("route manager: %s: %s (the last view stays)", self.name, exc)
+                self._unreachable = True
+            return self._changes
+        if self._unreachable:
+            log.info("route manager: %s is reachable again", self.name)
+            self._unreachable = False
+        if events:
+            self._changes += 1
+        self._revision = revision
+        return self._changes
 
     def read(self) -> SiteView:
         from vnstitch.sites.config import view_from_store
@@ -213,8 +242,10 @@ class RouteManager:
             log.error("site %s: %s is rejected, the last good view stays: %s", self.site_name, self.source.name, exc)
             self._write_status(running=True)
             return
+        changed = view != self.view or self.config_error is not None
         self.view, self.site, self.config_error = view, site, None
-        log.info("site %s: reloaded %s", self.site_name, self.source.name)
+        if changed:
+            log.info("site %s: reloaded %s", self.site_name, self.source.name)
 
     def _ensure_speaker(self) -> None:
         config = speaker_config(self.site, [s for n, s in self.view.sites.items() if n != self.site_name],

@@ -157,3 +157,28 @@ def test_a_skipped_interval_keeps_the_calibration_state(world):
     run(loop, reconciler, clock, telemetry, {p: 2e8 * (1 + i) for i, p in enumerate(PAIRS)})
     after = controller.store.get("PredictedGraph", "acme", "fc.current").value["discrepancy"]["calibration"]
     assert after["global"]["90"] == pytest.approx(before, abs=0.1), "went on from the latest state, not from 0"
+
+
+def test_a_band_of_no_width_on_a_busy_pair_gets_the_spread_of_its_recent_actuals(world):
+    """A model fitted while red→blue was idle follows its level but has no spread for it (band [x, x]): the
+    band takes the recent actuals' relative spread around the model's point, and the calibration goes on."""
+    controller, telemetry, reconciler, clock = world
+    controller.apply([policy(refinement={"correctionWindow": 6, "adjust": False})])
+    seen = {}
+
+    def predictor(policy, pairs, history, observed, end):   # last value, no spread for red→blue
+        last = {p: float(np.nan_to_num(history[-1, j])) if history.shape[0] else 0.0 for j, p in enumerate(pairs)}
+        bands = {p: {"pointBps": v, "lo80Bps": v, "hi80Bps": v, "lo90Bps": v, "hi90Bps": v} for p, v in last.items()}
+        return dict(last), dict(last), bands
+    loop = ProactiveLoop(controller, telemetry, train=False, predictor=predictor)
+    rng = np.random.default_rng(5)
+    hits = []
+    for _ in range(40):
+        run(loop, reconciler, clock, telemetry, {("red", "blue"): 5e8 * float(np.exp(rng.normal(0, 0.1)))})
+        graph = controller.store.get("PredictedGraph", "acme", "fc.current").value
+        hits += [r["in90"] for r in graph["discrepancy"]["pairs"] if r["from"] == "red"]
+        seen = controller.store.get("ForecastPolicy", "acme", "fc").value["status"]["discrepancy"]
+    assert "red>blue" in seen["unseen"], seen
+    assert not any(hits[:3]) and np.mean(hits[15:]) >= 0.75, hits
+    band = {(f["from"], f["to"]): f for f in graph["forecast"]}[("red", "blue")]
+    assert band["lo90Bps"] < band["pointBps"] < band["hi90Bps"], band

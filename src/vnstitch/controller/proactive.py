@@ -28,7 +28,7 @@ from vnstitch.domain.stitch import State
 from vnstitch.errors import VnstitchError
 from vnstitch.forecast.calibration import calibrate_bands, online_update
 from vnstitch.forecast.discrepancy import (corrections, next_step_bands, out_of_bounds, rolling, score_interval,
-                                          unseen_levels,
+                                          recent_levels, unseen_levels,
                                            summary)
 from vnstitch.planning.allocator import AllocatorConfig, AllocatorState, Decision, Held, allocate
 from vnstitch.store import Compare, Delete, Put
@@ -465,6 +465,10 @@ class ProactiveLoop:
         scored = score_interval(list(previous.get("forecast") or []), actual)
         recent = self._window(key, tenant, record.name, step, max(refine.window, refine.correction_window), scored)
         overall, per_pair = rolling(recent[-refine.window:])
+        for entry in bands.values():   # the model's own 90% band: what judges the model (retrain bounds)
+            if "lo90Bps" in entry and "hi90Bps" in entry:
+                entry.setdefault("rawLo90Bps", entry["lo90Bps"])
+                entry.setdefault("rawHi90Bps", entry["hi90Bps"])
         corrected, stand_in = {}, []
         if refine.correct:  # the level the model misses lately (from its own, uncorrected point forecasts)
             corrected = corrections(recent[-refine.correction_window:], min(refine.min_samples,
@@ -474,7 +478,7 @@ class ProactiveLoop:
                     mean_bps[pair] *= factor
                     upper_bps[pair] *= factor
                     if pair in bands:
-                        bands[pair] = {**{k: v * factor for k, v in bands[pair].items()},
+                        bands[pair] = {**{k: (v if k.startswith("raw") else v * factor) for k, v in bands[pair].items()},
                                        "rawPointBps": bands[pair].get("rawPointBps", bands[pair]["pointBps"])}
             # a pair the model forecasts nothing for while it carries traffic (new since the fit): its recent
             # level and range stand in until the model knows it (no factor scales a forecast of zero)
@@ -487,8 +491,21 @@ class ProactiveLoop:
                 raw_point = bands.get(pair, {}).get("rawPointBps", bands.get(pair, {}).get("pointBps", mean_bps[pair]))
                 mean_bps[pair] = max(mean_bps[pair], level)
                 upper_bps[pair] = max(upper_bps[pair], high)
-                bands[pair] = {"pointBps": level, "lo80Bps": low, "hi80Bps": high, "lo90Bps": low * 0.9,
+                bands[pair] = {**{k: v for k, v in bands.get(pair, {}).items() if k.startswith("raw")},
+                               "pointBps": level, "lo80Bps": low, "hi80Bps": high, "lo90Bps": low * 0.9,
                                "hi90Bps": high * 1.1, "rawPointBps": raw_point}
+            # a band of no width on a pair that carries traffic (the model saw it idle): the recent actuals'
+            # relative spread around the model's point, which the calibration can then widen or narrow
+            levels = recent_levels(recent[-refine.correction_window:], min(refine.min_samples,
+                                                                          refine.correction_window // 2))
+            for pair, (level, low, high) in levels.items():
+                band = bands.get(pair) or {}
+                if pair in unseen or "lo90Bps" not in band or band["hi90Bps"] > band["lo90Bps"] or level <= 0:
+                    continue   # only the model's own band of no width
+                point = band.get("pointBps", mean_bps.get(pair, 0.0))
+                stand_in.append(pair)
+                bands[pair] = {**bands[pair], "lo80Bps": point * low / level, "hi80Bps": point * high / level,
+                               "lo90Bps": point * low / level * 0.9, "hi90Bps": point * high / level * 1.1}
         calibration = {}
         if refine.calibrate:  # online: the published bands' misses move their offsets
             state = (previous.get("discrepancy") or {}).get("calibration")

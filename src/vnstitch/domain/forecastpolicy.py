@@ -101,6 +101,7 @@ class PairDiscrepancy(Strict):
     bias: float | None = None
     coverage80: float | None = None
     coverage90: float | None = None
+    model_coverage90: float | None = Field(default=None, alias="modelCoverage90")  # of the model's own band
 
 
 class Discrepancy(Strict):
@@ -113,10 +114,13 @@ class Discrepancy(Strict):
     bias: float | None = None        # Σ(forecast − actual) / Σ actual (> 0: over-forecast)
     coverage80: float | None = None  # share of actuals inside the 80% interval
     coverage90: float | None = None
+    # the model's own 90% band (before the level correction, stand-ins and calibration): the retrain bound
+    model_coverage90: float | None = Field(default=None, alias="modelCoverage90")
     breach_intervals: int = Field(default=0, alias="breachIntervals")  # in a row outside the bounds
     adjusted: list[str] = Field(default_factory=list)  # pairs resized from the observed rate this interval
     corrected: dict[str, float] = Field(default_factory=dict)  # pair → the factor its forecast was scaled by
-    # pairs the model forecasts nothing for while they carry traffic: forecast from their recent level
+    # pairs the model forecasts nothing for, or with a band of no width, while they carry traffic: forecast
+    # (or banded) from their recent actuals
     unseen: list[str] = Field(default_factory=list)
     # online calibration: {"global": {"80": θ, "90": θ}}, the offset (in band widths) every pair's band has
     # moved by; each pair's own offset is in the interval's predicted graph

@@ -52,6 +52,9 @@ def score_interval(expected: Iterable[Mapping], actual_bps: Mapping[Pair, float]
             row[f"in{name}"] = None if lo is None or hi is None else bool(lo <= actual <= hi)
             if lo is not None and hi is not None and hi <= lo:
                 row[f"flat{name}"] = True   # no width: online calibration cannot widen it (not counted there)
+        raw_lo, raw_hi = entry.get("rawLo90Bps"), entry.get("rawHi90Bps")
+        if raw_lo is not None and raw_hi is not None:   # the model's own band, before any refinement
+            row["rawIn90"] = bool(raw_lo <= actual <= raw_hi)
         rows.append(row)
     return rows
 
@@ -65,6 +68,9 @@ def _figures(rows: list[dict]) -> dict:
     for name in BANDS:
         hits = [r[f"in{name}"] for r in rows if r.get(f"in{name}") is not None]
         out[f"coverage{name}"] = sum(hits) / len(hits) if hits else None
+    raw = [r["rawIn90"] for r in rows if r.get("rawIn90") is not None]
+    if raw:   # the model's own 90% band (the published one may be refined: corrected, calibrated)
+        out["modelCoverage90"] = sum(raw) / len(raw)
     return out
 
 
@@ -84,6 +90,9 @@ def out_of_bounds(overall: Mapping, min_samples: int, min_coverage: float, max_n
     if overall.get("intervals", 0) < min_samples:
         return ""
     coverage, nmae = overall.get("coverage90"), overall.get("nmae")
+    model = overall.get("modelCoverage90")
+    if model is not None and model < min_coverage:   # the model's own band: refinement must not hide it
+        return f"rolling 90% coverage of the model's own band {model:.2f} < {min_coverage:g}"
     if coverage is not None and coverage < min_coverage:
         return f"rolling 90% coverage {coverage:.2f} < {min_coverage:g}"
     if nmae is not None and nmae > max_nmae:
@@ -152,9 +161,20 @@ def unseen_levels(intervals: Iterable[list[dict]], min_samples: int, floor: floa
     return out
 
 
+def recent_levels(intervals: Iterable[list[dict]], min_samples: int) -> dict[Pair, tuple]:
+    """(mean, lowest, highest) of each pair's actuals (bit/s) over these intervals, for pairs with at least
+    `min_samples` of them and some traffic: the spread a band of no width borrows (a model fitted while the
+    pair was idle has residual quantiles of 0, and no calibration can widen a band of no width)."""
+    seen: dict[Pair, list[float]] = {}
+    for rows in intervals:
+        for row in rows:
+            seen.setdefault((row["from"], row["to"]), []).append(row["actualBps"])
+    return {pair: (sum(v) / len(v), min(v), max(v)) for pair, v in seen.items() if len(v) >= min_samples and sum(v) > 0}
+
+
 def summary(overall: Mapping, per_pair: Mapping[Pair, dict], window: int, min_samples: int) -> dict:
     """What the policy's status keeps: the overall figures and the worst pairs (camelCase, rounded)."""
     return {"window": window, **_rounded(overall), "worst": worst_pairs(per_pair, min_samples=min_samples)}
 
 
-__all__ = ["BANDS", "corrections", "unseen_levels", "next_step_bands", "out_of_bounds", "rolling", "score_interval", "summary", "worst_pairs"]
+__all__ = ["BANDS", "corrections", "recent_levels", "unseen_levels", "next_step_bands", "out_of_bounds", "rolling", "score_interval", "summary", "worst_pairs"]

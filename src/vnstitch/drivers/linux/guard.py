@@ -2,8 +2,9 @@
 
 A member reaches its own network on-link and a stitched network through that stitch's gateway (routes
 the stitches program). Everything else takes the member's default route, via a next hop that exists
-nowhere (GUARD_GATEWAY, onlink), and the VM's output hook drops it before any neighbour lookup, so
-nothing of it reaches the wire. Each destination address it was sent to is an element of a dynamic
+nowhere (GUARD_GATEWAY, onlink), and the VM's output hook rejects it before any neighbour lookup (the
+sender learns at once, as from a router: ICMP administratively prohibited, "No route to host" for TCP),
+so nothing of it reaches the wire. Each destination address it was sent to is an element of a dynamic
 set with its own counter: telemetry reads them as the member's traffic to networks it may not reach
 (the anomaly engine's forbidden flows), and an anomaly's filter can sit in front of it (chain
 `filters`) with a counter of its own.
@@ -16,7 +17,7 @@ set with its own counter: telemetry reads them as the member's traffic to networ
         chain output {
             type filter hook output priority 0; policy accept;
             jump filters
-            rt ip nexthop 169.254.255.254 update @unstitched { ip daddr } drop
+            rt ip nexthop 169.254.255.254 update @unstitched { ip daddr } reject with icmpx type admin-prohibited
         }
     }
     EOF
@@ -44,7 +45,7 @@ BASE = f"""table inet {TABLE} {{
     chain output {{
         type filter hook output priority 0; policy accept;
         jump {CHAIN}
-        rt ip nexthop {GUARD_GATEWAY} update @{SET} {{ ip daddr }} drop
+        rt ip nexthop {GUARD_GATEWAY} update @{SET} {{ ip daddr }} reject with icmpx type admin-prohibited
     }}
 }}
 """

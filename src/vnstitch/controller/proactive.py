@@ -471,8 +471,8 @@ class ProactiveLoop:
                 entry.setdefault("rawHi90Bps", entry["hi90Bps"])
         corrected, stand_in = {}, []
         if refine.correct:  # the level the model misses lately (from its own, uncorrected point forecasts)
-            corrected = corrections(recent[-refine.correction_window:], min(refine.min_samples,
-                                                                          refine.correction_window // 2))
+            lately, samples = recent[-refine.correction_window:], min(refine.min_samples, refine.correction_window // 2)
+            corrected = corrections(lately, samples)
             for pair, factor in corrected.items():
                 if pair in mean_bps:
                     mean_bps[pair] *= factor
@@ -482,8 +482,8 @@ class ProactiveLoop:
                                        "rawPointBps": bands[pair].get("rawPointBps", bands[pair]["pointBps"])}
             # a pair the model forecasts nothing for while it carries traffic (new since the fit): its recent
             # level and range stand in until the model knows it (no factor scales a forecast of zero)
-            unseen = unseen_levels(recent[-refine.correction_window:], min(refine.min_samples,
-                                                                            refine.correction_window // 2))
+            levels = recent_levels(lately, samples)
+            unseen = unseen_levels(lately, levels)
             for pair, (level, low, high) in unseen.items():
                 if pair not in mean_bps:
                     continue
@@ -496,8 +496,6 @@ class ProactiveLoop:
                                "hi90Bps": high * 1.1, "rawPointBps": raw_point}
             # a band of no width on a pair that carries traffic (the model saw it idle): the recent actuals'
             # relative spread around the model's point, which the calibration can then widen or narrow
-            levels = recent_levels(recent[-refine.correction_window:], min(refine.min_samples,
-                                                                          refine.correction_window // 2))
             for pair, (level, low, high) in levels.items():
                 band = bands.get(pair) or {}
                 if pair in unseen or "lo90Bps" not in band or band["hi90Bps"] > band["lo90Bps"] or level <= 0:

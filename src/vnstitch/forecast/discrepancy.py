@@ -141,35 +141,31 @@ def corrections(intervals: Iterable[list[dict]], min_samples: int, dead_band: fl
     return out
 
 
-def unseen_levels(intervals: Iterable[list[dict]], min_samples: int, floor: float = 0.01) -> dict[Pair, tuple]:
-    """Pairs the model forecasts (next to) nothing for while they carry traffic (Σ its own point forecast ≤
-    `floor` × Σ actual over these intervals, e.g. a pair that appeared after the model was fitted): a level
-    correction cannot scale a forecast of zero, so these get (mean, lowest, highest) of their recent
-    actuals (bit/s) as their level and band until the model knows them."""
-    actual: dict[Pair, list[float]] = {}
-    raw: dict[Pair, float] = {}
-    for rows in intervals:
-        for row in rows:
-            pair = (row["from"], row["to"])
-            actual.setdefault(pair, []).append(row["actualBps"])
-            raw[pair] = raw.get(pair, 0.0) + row.get("rawPointBps", row["pointBps"])
-    out = {}
-    for pair, seen in actual.items():
-        total = sum(seen)
-        if len(seen) >= min_samples and total > 0 and raw[pair] <= floor * total:
-            out[pair] = (total / len(seen), min(seen), max(seen))
-    return out
-
-
 def recent_levels(intervals: Iterable[list[dict]], min_samples: int) -> dict[Pair, tuple]:
     """(mean, lowest, highest) of each pair's actuals (bit/s) over these intervals, for pairs with at least
-    `min_samples` of them and some traffic: the spread a band of no width borrows (a model fitted while the
-    pair was idle has residual quantiles of 0, and no calibration can widen a band of no width)."""
+    `min_samples` of them and some traffic: what stands in for a pair the model does not know (below), and
+    the spread a band of no width borrows (a model fitted while the pair was idle has residual quantiles of
+    0, and no calibration can widen a band of no width)."""
     seen: dict[Pair, list[float]] = {}
     for rows in intervals:
         for row in rows:
             seen.setdefault((row["from"], row["to"]), []).append(row["actualBps"])
     return {pair: (sum(v) / len(v), min(v), max(v)) for pair, v in seen.items() if len(v) >= min_samples and sum(v) > 0}
+
+
+def unseen_levels(intervals: Iterable[list[dict]], levels: Mapping[Pair, tuple], floor: float = 0.01) -> dict[Pair, tuple]:
+    """Of `levels` (recent_levels over the same intervals), the pairs the model forecasts (next to) nothing
+    for while they carry traffic (Σ its own point forecast ≤ `floor` × Σ actual, e.g. a pair that appeared
+    after the model was fitted): a level correction cannot scale a forecast of zero, so their recent level
+    and range stand in until the model knows them."""
+    raw: dict[Pair, float] = {}
+    count: dict[Pair, int] = {}
+    for rows in intervals:
+        for row in rows:
+            pair = (row["from"], row["to"])
+            raw[pair] = raw.get(pair, 0.0) + row.get("rawPointBps", row["pointBps"])
+            count[pair] = count.get(pair, 0) + 1
+    return {pair: level for pair, level in levels.items() if raw.get(pair, 0.0) <= floor * level[0] * count[pair]}
 
 
 def summary(overall: Mapping, per_pair: Mapping[Pair, dict], window: int, min_samples: int) -> dict:

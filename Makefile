@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --upgrade pip
 	# The CPU build of torch first, so nothing later pulls a CUDA build.
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[forecast,plots,api,linux,etcd,anomaly,test]'
+	$(PIP) install -q -e '.[forecast,plots,api,linux,etcd,anomaly,sites,test]'
 	touch $(STAMP)
 
 demo: $(STAMP)

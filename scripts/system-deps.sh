@@ -15,7 +15,31 @@ for pkg in $PACKAGES; do
     fi
 done
 
+# gobgpd's gRPC API definitions (its .proto files, from Debian's golang-github-osrg-gobgp-dev of the same
+# version as gobgpd), unpacked without that package's Go dependencies: the route manager compiles its
+# client from them (src/vnstitch/sites/gobgp_api.py). Root only; quiet when they are already there.
+GOBGP_API_DIR=/usr/local/share/vnstitch/gobgp-api
+gobgp_api() {
+    [ "$(id -u)" = "0" ] || return 0
+    version=$(dpkg-query -W -f='${source:Version}' gobgpd 2>/dev/null) || return 0
+    if [ -f "$GOBGP_API_DIR/gobgp.proto" ] && [ "$(cat "$GOBGP_API_DIR/VERSION" 2>/dev/null)" = "$version" ]; then
+        return 0
+    fi
+    work=$(mktemp -d)
+    if ! (cd "$work" && apt-get download -qq "golang-github-osrg-gobgp-dev=$version" >/dev/null 2>&1); then
+        apt-get update -qq >/dev/null
+        (cd "$work" && apt-get download -qq "golang-github-osrg-gobgp-dev=$version" >/dev/null)
+    fi
+    dpkg-deb -x "$work"/golang-github-osrg-gobgp-dev_*.deb "$work/x"
+    mkdir -p "$GOBGP_API_DIR"
+    cp "$work"/x/usr/share/gocode/src/github.com/osrg/gobgp/api/*.proto "$GOBGP_API_DIR/"
+    echo "$version" > "$GOBGP_API_DIR/VERSION"
+    rm -rf "$work"
+    echo "system-deps: gobgpd $version's API definitions are in $GOBGP_API_DIR" >&2
+}
+
 if [ -z "$missing" ]; then
+    gobgp_api
     exit 0
 fi
 
@@ -47,3 +71,4 @@ if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
     # and gobgpd's own service: the sites tests start one speaker per site in their namespaces.
     systemctl disable --now gobgpd >/dev/null 2>&1 || true
 fi
+gobgp_api

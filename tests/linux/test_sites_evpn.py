@@ -12,6 +12,10 @@ import pytest
 
 from tests.linux.conftest import leftovers
 from tests.tiers import require_tier
+from vnstitch.sites.config import tenant_tag, view_from_text
+from vnstitch.sites.dataplane import Vtep
+from vnstitch.sites.evpn import Advert, decode_rib, own_adverts
+from vnstitch.sites.gobgp import Speaker, Timers, speaker_config
 from vnstitch.sites.lab import SitesLab, vnstitch_argv
 
 A, B, C = "10.250.0.1", "10.250.0.2", "10.250.0.3"
@@ -148,6 +152,84 @@ def test_bad_input_is_rejected_and_logged_and_nothing_working_changes(sites):
     assert "rejected route" in lab.log("a") and "out of range" in lab.log("a")
     assert lab.flood("a", 100) == [B] and lab.flood("b", 100) == [A], "nothing that worked changed"
     assert lab.ping("va", "10.1.0.2", count=2)
+
+    # The route manager reads its RIB through gobgpd's gRPC API; what it decodes there is what the CLI's
+    # JSON says, for these odd routes too.
+    speaker = Speaker(lab.state_dir("a"), lab.ns("a"))
+    try:
+        assert speaker.api_mode() == "grpc", speaker.api_error
+        by_api = speaker.evpn_routes()
+        by_cli = decode_rib(speaker.evpn_rib())
+    finally:
+        speaker.close()
+    assert len(by_api[0]) >= 6 and sorted(by_api[0], key=repr) == sorted(by_cli[0], key=repr) and by_api[1] == by_cli[1]
+
+
+def test_routes_announced_through_the_api_are_the_ones_the_cli_would_make(tmp_path):
+    """On a speaker of its own: adverts announced by gRPC (one call for many) decode as the same advert added by
+    `gobgp global rib add` does, by the API's reader and by the CLI's JSON alike; a withdraw by gRPC removes
+    exactly those."""
+    require_tier("sites", SitesLab.available())
+    lab = SitesLab(f"g{os.getpid() % 10000}-{next(_counter)}", str(tmp_path / "api"), ["a"])
+    speaker = None
+    try:
+        lab.build()
+        site = view_from_text(lab.site_documents()).site("a")
+        speaker = Speaker(lab.state_dir("a"), lab.ns("a"))
+        os.makedirs(lab.state_dir("a"), exist_ok=True)
+        speaker.start(speaker_config(site, [], Timers()))
+        assert speaker.api_mode() == "grpc", speaker.api_error
+        by_api = [Advert(vni, A, site.spec.as_number, 2500, tenant_tag("acme")) for vni in (501, 502, 503)]
+        by_cli = Advert(504, A, site.spec.as_number, 2500, tenant_tag("acme"))
+        assert speaker.announce(by_api) == "grpc"
+        speaker.cli(["global", "rib", "-a", "evpn", "add", *by_cli.add_args()])
+        routes, others = speaker.evpn_routes()
+        assert own_adverts(routes, site) == {*by_api, by_cli} and others == []
+        assert sorted(routes, key=repr) == sorted(decode_rib(speaker.evpn_rib())[0], key=repr)
+        one = {r.etag: r for r in routes}
+        assert (one[501].local, one[501].pmsi_label, one[501].pmsi_endpoint, one[501].large) == \
+            (one[504].local, 501, A, ((site.spec.as_number, 1, 2500), (site.spec.as_number, 2, tenant_tag("acme"))))
+        speaker.announce(by_api, withdraw=True)
+        assert own_adverts(speaker.evpn_routes()[0], site) == {by_cli}
+    finally:
+        if speaker is not None:
+            speaker.stop()
+            speaker.close()
+        lab.close()
+
+
+def test_many_vnids_are_made_in_batches_and_what_is_lost_is_put_back(tmp_path):
+    """Vtep.ensure_all / sync_floods: 40 VNIDs made by iproute2's batch mode and read back; a second pass
+    changes nothing; a device deleted and an entry removed by hand are put back one by one."""
+    require_tier("sites", SitesLab.available())
+    ns = f"vns-vb{os.getpid() % 10000}-{next(_counter)}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    vtep = Vtep(ns, "10.250.9.1")
+    try:
+        vnids = set(range(3000, 3040))
+        links = vtep.links()
+        assert vtep.ensure_all(vnids, links) == vnids
+        floods = vtep.floods(links)
+        wanted = {v: {"10.250.9.2", "10.250.9.3"} for v in vnids}
+        assert vtep.sync_floods(wanted, floods, links) == vnids
+        fresh = vtep.links()
+        for vnid in vnids:
+            br, vx = fresh[f"br{vnid}"], fresh[f"vx{vnid}"]
+            assert (br["kind"], vx["kind"], br["mtu"], vx["mtu"], vx["master"], br["up"], vx["up"]) == \
+                ("bridge", "vxlan", 1450, 1450, br["index"], True, True)
+        assert vtep.floods(fresh) == {v: ["10.250.9.2", "10.250.9.3"] for v in vnids}
+        assert vtep.ensure_all(vnids, fresh) == set() and vtep.sync_floods(wanted, vtep.floods(fresh), fresh) == set()
+        subprocess.run(["ip", "-n", ns, "link", "del", "vx3007"], check=True)
+        subprocess.run(["bridge", "-n", ns, "fdb", "del", "00:00:00:00:00:00", "dev", "vx3011", "dst", "10.250.9.3"],
+                       check=True)
+        links = vtep.links()
+        assert vtep.ensure_all(vnids, links) == {3007}
+        floods = vtep.floods(links)
+        assert vtep.sync_floods(wanted, floods, links) == {3007, 3011}
+        assert vtep.floods(vtep.links()) == {v: ["10.250.9.2", "10.250.9.3"] for v in vnids}
+    finally:
+        vtep.close()
+        subprocess.run(["ip", "netns", "del", ns], check=False)
 
 
 def test_an_unknown_site_is_refused_at_start(sites):

@@ -146,3 +146,16 @@ def test_the_speaker_peers_with_every_other_site_over_evpn_with_fast_timers():
     assert 'router-id = "10.250.0.1"' in text and 'local-address-list = ["10.250.0.1"]' in text
     assert text.count("[[neighbors]]") == 2 and text.index("10.250.0.2") < text.index("10.250.0.3")
     assert "peer-as = 65103" in text and "hold-time = 3" in text and 'afi-safi-name = "l2vpn-evpn"' in text
+
+
+def test_without_gobgps_api_definitions_the_reason_says_where_they_come_from(tmp_path, monkeypatch):
+    from vnstitch.errors import DriverError
+    from vnstitch.sites import gobgp_api
+
+    monkeypatch.setenv("VNSTITCH_GOBGP_PROTO", str(tmp_path))
+    (tmp_path / "gobgp.proto").write_text("")   # one of the three is not enough
+    with pytest.raises(DriverError) as caught:
+        gobgp_api.proto_dir()
+    message = str(caught.value)
+    assert "gobgp.proto, attribute.proto, capability.proto" in message and str(tmp_path) in message
+    assert "scripts/system-deps.sh" in message and "VNSTITCH_GOBGP_PROTO" in message

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Iterable
 
 from vnstitch.domain.registry import parse_documents
@@ -39,7 +40,11 @@ class SiteView:
         return self.sites[name]
 
     def site_of_as(self, as_number: int) -> Site | None:
-        return next((s for s in self.sites.values() if s.spec.as_number == as_number), None)
+        return self._by_as.get(as_number)
+
+    @cached_property
+    def _by_as(self) -> dict[int, Site]:   # asked once per route of each pass
+        return {s.spec.as_number: s for s in self.sites.values()}
 
     def served_by(self, site: str) -> dict[int, Served]:
         return {vnid: n for vnid, n in self.networks.items() if site in n.sites}

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from vnstitch.drivers.linux.kernel import EEXIST, ENODEV, ENOENT, Namespaces, ifindex, in_netns, kernel_errors, tolerate
+from vnstitch.drivers.linux.kernel import (EEXIST, ENODEV, ENOENT, Namespaces, ifindex, in_netns, kernel_errors,
+                                           run_batch, tolerate)
 from vnstitch.drivers.linux.layout import NETWORK_MTU, NETWORK_VXLAN_PORT, bridge_ifname, vxlan_ifname
 
 ZERO_MAC = "00:00:00:00:00:00"
+BATCH_FROM = 8   # from this many changes at once, iproute2's batch mode (ensure_all, sync_floods)
 
 
 def _bridged_frames_skip_iptables() -> None:
@@ -17,6 +19,11 @@ def _bridged_frames_skip_iptables() -> None:
                 handle.write("0")
         except FileNotFoundError:
             pass
+
+
+def _link(msg) -> dict:
+    return {"index": msg["index"], "kind": msg.get(("IFLA_LINKINFO", "IFLA_INFO_KIND")), "mtu": msg.get("IFLA_MTU"),
+            "master": msg.get("IFLA_MASTER"), "up": bool(msg["flags"] & 1)}
 
 
 class Vtep:
@@ -33,49 +40,103 @@ class Vtep:
     def close(self) -> None:
         self.nss.close()
 
-    def vnids(self) -> set[int]:
-        """The VNIDs with a vx<VNID> device here."""
-        found = set()
-        for msg in self.ipr.get_links():
-            name = msg.get("IFLA_IFNAME") or ""
-            if name.startswith("vx") and name[2:].isdigit() and msg.get(("IFLA_LINKINFO", "IFLA_INFO_KIND")) == "vxlan":
-                found.add(int(name[2:]))
-        return found
+    def links(self) -> dict[str, dict]:
+        """One dump of the namespace's links (ip -d link show): name → index, kind, mtu, master, up."""
+        with kernel_errors(f"ip link show in {self.netns}"):
+            return {msg.get("IFLA_IFNAME") or "": _link(msg) for msg in self.ipr.get_links()}
 
-    def ensure(self, vnid: int) -> bool:
-        """br<VNID> and vx<VNID> (VNI, local VTEP, UDP 4789, learning) enslaved to it, both up."""
+    def vnids(self, links: dict[str, dict] | None = None) -> set[int]:
+        """The VNIDs with a vx<VNID> device here."""
+        return {int(name[2:]) for name, link in (self.links() if links is None else links).items()
+                if name.startswith("vx") and name[2:].isdigit() and link["kind"] == "vxlan"}
+
+    def ensure(self, vnid: int, links: dict[str, dict] | None = None) -> bool:
+        """br<VNID> and vx<VNID> (VNI, local VTEP, UDP 4789, learning) enslaved to it, both up. `links` (from
+        links()) spares the lookups: a pass over many VNIDs asks the kernel once, and only for what differs;
+        it is updated in place with what this changed."""
         ipr, changed = self.ipr, False
         bridge, vxlan = bridge_ifname(vnid), vxlan_ifname(vnid)
+        links = self.links() if links is None else links
         with kernel_errors(f"VTEP for VNI {vnid} in {self.netns}"):
-            br = ifindex(ipr, bridge)
-            if br is None:
+            # Made with their MTU, master and state in the one request (two calls and a read each, not four).
+            if bridge not in links:
                 with tolerate(EEXIST):
-                    ipr.link("add", ifname=bridge, kind="bridge")   # ip link add brVNID type bridge
-                br, changed = ifindex(ipr, bridge), True
+                    # ip link add brVNID mtu 1450 up type bridge
+                    ipr.link("add", ifname=bridge, kind="bridge", mtu=NETWORK_MTU, state="up")
                 in_netns(self.netns, _bridged_frames_skip_iptables)
-            vx = ifindex(ipr, vxlan)
-            if vx is None:
-                # ip link add vxVNID type vxlan id VNID local VTEP dstport 4789 learning
+                links[bridge] = _link(ipr.link("get", ifname=bridge)[0])
+                changed = True
+            if vxlan not in links:
                 with tolerate(EEXIST):
+                    # ip link add vxVNID mtu 1450 master brVNID up type vxlan id VNID local VTEP dstport 4789 learning
                     ipr.link("add", ifname=vxlan, kind="vxlan", vxlan_id=vnid, vxlan_local=self.local,
-                             vxlan_port=NETWORK_VXLAN_PORT, vxlan_learning=1)
-                vx, changed = ifindex(ipr, vxlan), True
-            for index, master in ((br, None), (vx, br)):
-                msg = ipr.link("get", index=index)[0]
+                             vxlan_port=NETWORK_VXLAN_PORT, vxlan_learning=1, mtu=NETWORK_MTU,
+                             master=links[bridge]["index"], state="up")
+                links[vxlan] = _link(ipr.link("get", ifname=vxlan)[0])
+                changed = True
+            br = links[bridge]["index"]
+            for name, master in ((bridge, None), (vxlan, br)):
+                link = links[name]
                 wanted: dict = {}
-                if msg.get("IFLA_MTU") != NETWORK_MTU:
+                if link["mtu"] != NETWORK_MTU:
                     wanted["mtu"] = NETWORK_MTU
-                if master is not None and msg.get("IFLA_MASTER") != master:
+                if master is not None and link["master"] != master:
                     wanted["master"] = master
-                if not msg["flags"] & 1:
+                if not link["up"]:
                     wanted["state"] = "up"
                 if wanted:
-                    ipr.link("set", index=index, **wanted)   # ip link set dev X [mtu 1450] [master brVNID] up
+                    # ip link set dev X [mtu 1450] [master brVNID] up
+                    ipr.link("set", index=link["index"], **wanted)
+                    links[name] = _link(ipr.link("get", index=link["index"])[0])
                     changed = True
         return changed
 
-    def remove(self, vnid: int) -> bool:
-        """ip link del vxVNID; ip link del brVNID"""
+    def ensure_all(self, vnids, links: dict[str, dict]) -> set[int]:
+        """ensure() for many VNIDs. When many have neither device yet, those are made first by iproute2's
+        batch mode (kernel.run_batch: 1,000 devices in 0.3 s, against 7 ms a VNID through pyroute2), the
+        links are read back once, and ensure() puts right, one request at a time, whatever the batch did not
+        make. Returns the VNIDs changed."""
+        vnids = sorted(vnids)
+        fresh = [v for v in vnids if bridge_ifname(v) not in links and vxlan_ifname(v) not in links]
+        changed: set[int] = set()
+        if len(fresh) >= BATCH_FROM:
+            lines = []
+            for vnid in fresh:
+                br, vx = bridge_ifname(vnid), vxlan_ifname(vnid)
+                lines += [f"link add {br} mtu {NETWORK_MTU} type bridge",
+                          f"link add {vx} mtu {NETWORK_MTU} type vxlan id {vnid} local {self.local} "
+                          f"dstport {NETWORK_VXLAN_PORT} learning",
+                          f"link set {vx} master {br} up", f"link set {br} up"]
+            run_batch(self.netns, "ip", lines)
+            in_netns(self.netns, _bridged_frames_skip_iptables)
+            links.clear()
+            links.update(self.links())
+            changed.update(v for v in fresh if bridge_ifname(v) in links or vxlan_ifname(v) in links)
+        changed.update(v for v in vnids if self.ensure(v, links))
+        return changed
+
+    def sync_floods(self, wanted: dict[int, set[str]], floods: dict[int, list[str]],
+                    links: dict[str, dict]) -> set[int]:
+        """sync_flood() for many VNIDs (`floods` from floods(), updated in place). When many entries are
+        missing, they are appended by `bridge -batch` first and the FDB read back once. Returns the VNIDs
+        whose entries changed."""
+        appends = [(vnid, dst) for vnid, dsts in sorted(wanted.items()) if vxlan_ifname(vnid) in links
+                   for dst in sorted(dsts - set(floods.get(vnid, [])))]
+        changed: set[int] = set()
+        if len(appends) >= BATCH_FROM:
+            run_batch(self.netns, "bridge", [f"fdb append {ZERO_MAC} dev {vxlan_ifname(vnid)} dst {dst}"
+                                             for vnid, dst in appends])
+            floods.clear()
+            floods.update(self.floods(links))
+            changed.update(vnid for vnid, _ in appends)
+        for vnid, dsts in sorted(wanted.items()):
+            if self.sync_flood(vnid, dsts, floods.get(vnid, []), links):
+                changed.add(vnid)
+            floods[vnid] = sorted(dsts) if vxlan_ifname(vnid) in links else []
+        return changed
+
+    def remove(self, vnid: int, links: dict[str, dict] | None = None) -> bool:
+        """ip link del vxVNID; ip link del brVNID (and out of `links`, when given)"""
         changed = False
         with kernel_errors(f"remove VTEP for VNI {vnid} in {self.netns}"):
             for name in (vxlan_ifname(vnid), bridge_ifname(vnid)):
@@ -84,32 +145,45 @@ class Vtep:
                     with tolerate(ENOENT, ENODEV):
                         self.ipr.link("del", index=index)   # ip link del NAME
                     changed = True
+                if links is not None:
+                    links.pop(name, None)
         return changed
 
     def flood(self, vnid: int) -> list[str]:
         """The remote VTEPs of vx<VNID>'s 00:00:00:00:00:00 entries, one per entry (so duplicates show)."""
-        vx = ifindex(self.ipr, vxlan_ifname(vnid))
-        if vx is None:
-            return []
-        with kernel_errors(f"bridge fdb show dev {vxlan_ifname(vnid)}"):
-            # bridge fdb show dev vxVNID
-            return sorted(e.get("NDA_DST") for e in self.ipr.fdb("dump", ifindex=vx)
-                          if e.get("NDA_LLADDR") == ZERO_MAC and e.get("NDA_DST"))
+        return self.floods().get(vnid, [])
 
-    def sync_flood(self, vnid: int, wanted: set[str]) -> bool:
+    def floods(self, links: dict[str, dict] | None = None) -> dict[int, list[str]]:
+        """Every vx<VNID>'s flood entries from one dump of the namespace's FDB (bridge fdb show): VNID →
+        remote VTEPs, one per entry, sorted."""
+        links = self.links() if links is None else links
+        by_index = {link["index"]: vnid for vnid in self.vnids(links) for link in (links[vxlan_ifname(vnid)],)}
+        found: dict[int, list[str]] = {vnid: [] for vnid in by_index.values()}
+        with kernel_errors(f"bridge fdb show in {self.netns}"):
+            for entry in self.ipr.fdb("dump"):   # bridge fdb show
+                vnid = by_index.get(entry.get("ifindex"))
+                if vnid is not None and entry.get("NDA_LLADDR") == ZERO_MAC and entry.get("NDA_DST"):
+                    found[vnid].append(entry.get("NDA_DST"))
+        return {vnid: sorted(dsts) for vnid, dsts in found.items()}
+
+    def sync_flood(self, vnid: int, wanted: set[str], present: list[str] | None = None,
+                   links: dict[str, dict] | None = None) -> bool:
         """One flood entry per remote VTEP in `wanted` (the kernel keeps one per dst: an append of a present
-        one is a no-op); the entries of withdrawn VTEPs go, with the MACs learned behind them."""
-        vx = ifindex(self.ipr, vxlan_ifname(vnid))
-        if vx is None:
+        one is a no-op); the entries of withdrawn VTEPs go, with the MACs learned behind them. `present`
+        (from floods()) and `links` spare the dumps."""
+        links = self.links() if links is None else links
+        link = links.get(vxlan_ifname(vnid))
+        if link is None:
             return False
+        vx = link["index"]
         changed = False
         with kernel_errors(f"FDB of {vxlan_ifname(vnid)} in {self.netns}"):
-            present = set(self.flood(vnid))
-            for dst in sorted(wanted - present):
+            present_set = set(self.floods(links).get(vnid, []) if present is None else present)
+            for dst in sorted(wanted - present_set):
                 # bridge fdb append 00:00:00:00:00:00 dev vxVNID dst REMOTE_VTEP
                 self.ipr.fdb("append", ifindex=vx, lladdr=ZERO_MAC, dst=dst)
                 changed = True
-            gone = present - wanted
+            gone = present_set - wanted
             for dst in sorted(gone):
                 with tolerate(ENOENT):
                     # bridge fdb del 00:00:00:00:00:00 dev vxVNID dst REMOTE_VTEP

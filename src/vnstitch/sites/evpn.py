@@ -39,9 +39,12 @@ class Advert:
         args = ["multicast", self.vtep, "etag", str(self.vni), "rd", self.rd]
         if self.as_number <= 65535:
             args += ["rt", f"{self.as_number}:{self.vni}"]
-        return args + ["encap", "vxlan", "pmsi", "ingress-repl", str(self.vni), self.vtep, "large-community",
-                       f"{self.as_number}:{BANDWIDTH_TAG}:{self.bandwidth_mbps},"
-                       f"{self.as_number}:{TENANT_TAG}:{self.tenant_tag}"]
+        large = ",".join(f"{self.as_number}:{tag}:{value}" for tag, value in self.large_communities())
+        return args + ["encap", "vxlan", "pmsi", "ingress-repl", str(self.vni), self.vtep, "large-community", large]
+
+    def large_communities(self) -> list[tuple[int, int]]:
+        """(LocalData1, LocalData2) of the large communities `<AS>:1:<Mbit/s>` and `<AS>:2:<tenant tag>`."""
+        return [(BANDWIDTH_TAG, self.bandwidth_mbps), (TENANT_TAG, self.tenant_tag)]
 
     def del_args(self) -> list[str]:
         """gobgp global rib -a evpn del …"""
@@ -164,6 +167,8 @@ def decide(routes: list[Route], others: list[tuple[str, str]], view: SiteView, l
             learned.add(verdict)
         elif isinstance(verdict, str):
             rejected.add((route.key, verdict))
-    served = view.served_by(local.name)
-    fdb = {vnid: frozenset(item.vtep for item in learned if item.vni == vnid) for vnid in served}
+    by_vni: dict[int, set[str]] = {}
+    for item in learned:
+        by_vni.setdefault(item.vni, set()).add(item.vtep)
+    fdb = {vnid: frozenset(by_vni.get(vnid, ())) for vnid in view.served_by(local.name)}
     return Decision(tuple(sorted(learned)), tuple(sorted(rejected)), fdb)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -13,6 +14,9 @@ from dataclasses import dataclass
 from vnstitch.domain.site import Site
 from vnstitch.drivers.linux.kernel import pid_alive
 from vnstitch.errors import DriverError
+
+log = logging.getLogger("vnstitch.route_manager")
+CLI_WORKERS = 4   # `gobgp` CLI calls at once when the gRPC API is not there
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,8 @@ class Speaker:
         self.pid_path = os.path.join(directory, "gobgpd.pid")
         self.log_path = os.path.join(directory, "gobgpd.log")
         self.process: subprocess.Popen | None = None
+        self._api = None                      # gobgp_api.Api once loaded (its channel survives restarts)
+        self.api_error: str | None = None     # why the gRPC API cannot be used here, once known
         for tool in ("gobgpd", "gobgp"):
             if shutil.which(tool) is None:
                 raise DriverError(f"{tool} not found (apt-get install gobgpd; scripts/system-deps.sh)")
@@ -136,6 +142,69 @@ class Speaker:
         if check and proc.returncode != 0:
             raise DriverError(f"gobgp {' '.join(args)}: {(proc.stderr or proc.stdout).strip()}")
         return proc
+
+    def announce(self, adverts, withdraw: bool = False) -> str:
+        """Add (or withdraw) every advert: all in one call of gobgpd's gRPC API (sites/gobgp_api.py), or, where
+        that API cannot be loaded (said once in the log), one `gobgp global rib -a evpn add|del` each, up to
+        CLI_WORKERS at once. Returns how: "grpc" or "cli"."""
+        adverts = list(adverts)
+        if not adverts:
+            return self.api_mode()
+        api = self._get_api()
+        if api is not None:
+            api.announce(adverts, withdraw)
+            return "grpc"
+        verb = "del" if withdraw else "add"
+        commands = [["global", "rib", "-a", "evpn", verb, *(a.del_args() if withdraw else a.add_args())]
+                    for a in adverts]
+        if len(commands) == 1:
+            self.cli(commands[0])
+            return "cli"
+        from concurrent.futures import ThreadPoolExecutor
+
+        def attempt(command: list[str]) -> DriverError | None:
+            try:
+                self.cli(command)
+            except DriverError as exc:
+                return exc
+            return None
+
+        with ThreadPoolExecutor(max_workers=CLI_WORKERS, thread_name_prefix="gobgp-cli") as pool:
+            failures = [exc for exc in pool.map(attempt, commands) if exc is not None]
+        if failures:
+            raise DriverError(f"{len(failures)} of {len(commands)} gobgp {verb} commands failed; the first: "
+                              f"{failures[0]}")
+        return "cli"
+
+    def close(self) -> None:
+        """Close the gRPC channel (the speaker itself: stop())."""
+        if self._api is not None:
+            self._api.close()
+            self._api = None
+
+    def api_mode(self) -> str:
+        return "grpc" if self._get_api() is not None else "cli"
+
+    def _get_api(self):
+        if self._api is None and self.api_error is None:
+            from vnstitch.sites import gobgp_api
+
+            try:
+                self._api = gobgp_api.Api(self.socket_path)
+            except DriverError as exc:
+                self.api_error = str(exc)
+                log.warning("gobgpd's gRPC API is not used (%s): routes are added by the gobgp CLI, one fork each",
+                            exc)
+        return self._api
+
+    def evpn_routes(self) -> tuple[list, list[tuple[str, str]]]:
+        """The RIB's EVPN routes, decoded (evpn.decode_rib): by the gRPC API (ListPath), else the CLI's JSON."""
+        api = self._get_api()
+        if api is not None:
+            return api.evpn_routes()
+        from vnstitch.sites.evpn import decode_rib
+
+        return decode_rib(self.evpn_rib())
 
     def evpn_rib(self) -> dict:
         """gobgp global rib -a evpn -j"""

@@ -6,7 +6,7 @@ two neighbouring sites (VNID i at sites i mod S and i+1 mod S), one route manage
   all N networks (one atomic rename); the time until every site has, for each VNID it serves, its bridge,
   its VXLAN device and exactly one flood entry, to the other serving site's VTEP. The speakers' and route
   managers' CPU seconds over that time and their memory (RSS, peak RSS) are read from /proc.
-- idle: the same processes' CPU over `--idle` seconds once converged (a route manager's pass every second).
+- idle: the same processes' CPU over `--idle` seconds once converged (a route manager's full pass every 5 s).
 - one more: with all N in place, one network added at two sites: the time until both flood to each other
   (`--trials` times).
 - static: the same kernel state (bridges, VXLAN devices, flood entries) written by iproute2 in fresh

@@ -20,22 +20,31 @@ done
 # client from them (src/vnstitch/sites/gobgp_api.py). Root only; quiet when they are already there.
 GOBGP_API_DIR=/usr/local/share/vnstitch/gobgp-api
 gobgp_api() {
-    [ "$(id -u)" = "0" ] || return 0
+    if [ "$(id -u)" != "0" ]; then
+        echo "system-deps: not root: gobgpd's API definitions are not unpacked (the route manager then uses the gobgp CLI)" >&2
+        return 0
+    fi
     version=$(dpkg-query -W -f='${source:Version}' gobgpd 2>/dev/null) || return 0
     if [ -f "$GOBGP_API_DIR/gobgp.proto" ] && [ "$(cat "$GOBGP_API_DIR/VERSION" 2>/dev/null)" = "$version" ]; then
         return 0
     fi
     work=$(mktemp -d)
     if ! (cd "$work" && apt-get download -qq "golang-github-osrg-gobgp-dev=$version" >/dev/null 2>&1); then
-        apt-get update -qq >/dev/null
-        (cd "$work" && apt-get download -qq "golang-github-osrg-gobgp-dev=$version" >/dev/null)
+        apt-get update -qq >/dev/null 2>&1 || true
+        if ! (cd "$work" && apt-get download -qq "golang-github-osrg-gobgp-dev=$version" >/dev/null 2>&1); then
+            echo "system-deps: cannot download golang-github-osrg-gobgp-dev=$version: the route manager will use the gobgp CLI (slower)" >&2
+            rm -rf "$work"
+            return 0
+        fi
     fi
-    dpkg-deb -x "$work"/golang-github-osrg-gobgp-dev_*.deb "$work/x"
-    mkdir -p "$GOBGP_API_DIR"
-    cp "$work"/x/usr/share/gocode/src/github.com/osrg/gobgp/api/*.proto "$GOBGP_API_DIR/"
-    echo "$version" > "$GOBGP_API_DIR/VERSION"
+    if dpkg-deb -x "$work"/golang-github-osrg-gobgp-dev_*.deb "$work/x" && mkdir -p "$GOBGP_API_DIR" &&
+        cp "$work"/x/usr/share/gocode/src/github.com/osrg/gobgp/api/*.proto "$GOBGP_API_DIR/"; then
+        echo "$version" > "$GOBGP_API_DIR/VERSION"
+        echo "system-deps: gobgpd $version's API definitions are in $GOBGP_API_DIR" >&2
+    else
+        echo "system-deps: could not unpack gobgpd's API definitions: the route manager will use the gobgp CLI" >&2
+    fi
     rm -rf "$work"
-    echo "system-deps: gobgpd $version's API definitions are in $GOBGP_API_DIR" >&2
 }
 
 if [ -z "$missing" ]; then

@@ -93,15 +93,28 @@ def test_a_network_at_two_sites_reaches_across_and_follows_membership(sites):
 
 def test_a_killed_site_is_withdrawn_and_converges_on_return(sites):
     lab = sites
+    assert {p["site"]: p["state"] for p in lab.status("a")["peers"]} == {"b": "established", "c": "established"}
     lab.kill("b")    # route manager and speaker SIGKILLed: nothing is withdrawn by b itself
     took = converge(lab, {"a": []}, timeout_s=HOLD_S + 1)
     assert "[ip:10.250.0.2]" not in lab.gobgp("a", "global", "rib", "-a", "evpn").stdout
     assert not lab.ping("va", "10.1.0.2", wait_s=0.5)
+    # A peer that does not answer is reported: in the status at once, in the log after 3 hold times.
+    deadline = time.monotonic() + 3 * HOLD_S + 8
+    while "peer site b (10.250.0.2, AS 65102) does not answer" not in lab.log("a"):
+        assert time.monotonic() < deadline, lab.log("a")
+        time.sleep(0.2)
+    down = {p["site"]: p for p in lab.status("a")["peers"]}
+    assert down["b"]["state"] != "established" and down["b"]["downForS"] >= 3 * HOLD_S
+    assert down["c"]["state"] == "established"
     lab.start("b")
     converge(lab, {"a": [B], "b": [A]}, timeout_s=30)
     assert lab.flood("a", 100) == [B] and lab.flood("b", 100) == [A], "no duplicate entry after the return"
     assert lab.ping("va", "10.1.0.2", count=3)
     assert took <= HOLD_S + 1
+    deadline = time.monotonic() + 10
+    while "peer site b (10.250.0.2) answers again" not in lab.log("a"):
+        assert time.monotonic() < deadline, lab.log("a")
+        time.sleep(0.2)
 
     # A site cut off without a word (its link down: no TCP FIN): the hold timer withdraws it.
     subprocess.run(["ip", "-n", lab.ns("b"), "link", "set", "eth0", "down"], check=True)
@@ -158,11 +171,17 @@ def test_bad_input_is_rejected_and_logged_and_nothing_working_changes(sites):
     speaker = Speaker(lab.state_dir("a"), lab.ns("a"))
     try:
         assert speaker.api_mode() == "grpc", speaker.api_error
-        by_api = speaker.evpn_routes()
-        by_cli = decode_rib(speaker.evpn_rib())
+        deadline = time.monotonic() + 5
+        while True:   # two reads a moment apart: retried while a route manager changes the RIB in between
+            by_api = speaker.evpn_routes()
+            by_cli = decode_rib(speaker.evpn_rib())
+            if sorted(by_api[0], key=repr) == sorted(by_cli[0], key=repr) and by_api[1] == by_cli[1]:
+                break
+            assert time.monotonic() < deadline, (by_api, by_cli)
+            time.sleep(0.1)
     finally:
         speaker.close()
-    assert len(by_api[0]) >= 6 and sorted(by_api[0], key=repr) == sorted(by_cli[0], key=repr) and by_api[1] == by_cli[1]
+    assert len(by_api[0]) >= 6
 
 
 def test_routes_announced_through_the_api_are_the_ones_the_cli_would_make(tmp_path):

@@ -159,3 +159,18 @@ def test_without_gobgps_api_definitions_the_reason_says_where_they_come_from(tmp
     message = str(caught.value)
     assert "gobgp.proto, attribute.proto, capability.proto" in message and str(tmp_path) in message
     assert "scripts/system-deps.sh" in message and "VNSTITCH_GOBGP_PROTO" in message
+
+
+def test_a_speaker_without_grpc_installed_falls_back_to_the_cli_and_says_why(tmp_path, monkeypatch):
+    """The route manager must not die of a missing extra: the API is refused with the reason, once."""
+    import sys as _sys
+
+    from vnstitch.sites import gobgp_api
+    from vnstitch.sites.gobgp import Speaker
+
+    monkeypatch.setattr(gobgp_api, "_modules", None)
+    monkeypatch.setitem(_sys.modules, "grpc", None)          # `import grpc` raises ImportError
+    monkeypatch.setattr("shutil.which", lambda tool: f"/usr/bin/{tool}")
+    speaker = Speaker(str(tmp_path), "vns-none")
+    assert speaker.api_mode() == "cli" and speaker.peers() is None
+    assert "pip install 'vnstitch[sites]'" in speaker.api_error

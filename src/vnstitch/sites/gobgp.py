@@ -59,7 +59,7 @@ class Speaker:
         self.pid_path = os.path.join(directory, "gobgpd.pid")
         self.log_path = os.path.join(directory, "gobgpd.log")
         self.process: subprocess.Popen | None = None
-        self._api = None                      # gobgp_api.Api once loaded (its channel survives restarts)
+        self._api = None                      # gobgp_api.Api once loaded (a new one per speaker start)
         self.api_error: str | None = None     # why the gRPC API cannot be used here, once known
         for tool in ("gobgpd", "gobgp"):
             if shutil.which(tool) is None:
@@ -86,6 +86,7 @@ class Speaker:
             os.unlink(self.socket_path)
         except FileNotFoundError:
             pass
+        self.close()   # a fresh gRPC channel for the new speaker (no reconnect backoff left from the old one)
         log = open(self.log_path, "ab")
         # ip netns exec NS gobgpd -f CONF -t toml --api-hosts unix://SOCK --pprof-disable -p -l info
         self.process = subprocess.Popen(
@@ -191,7 +192,7 @@ class Speaker:
 
             try:
                 self._api = gobgp_api.Api(self.socket_path)
-            except DriverError as exc:
+            except (DriverError, ImportError, OSError) as exc:
                 self.api_error = str(exc)
                 log.warning("gobgpd's gRPC API is not used (%s): routes are added by the gobgp CLI, one fork each",
                             exc)
@@ -205,6 +206,11 @@ class Speaker:
         from vnstitch.sites.evpn import decode_rib
 
         return decode_rib(self.evpn_rib())
+
+    def peers(self) -> list[dict] | None:
+        """The neighbors and their session states (gobgp_api.Api.peers); None without the gRPC API."""
+        api = self._get_api()
+        return api.peers() if api is not None else None
 
     def evpn_rib(self) -> dict:
         """gobgp global rib -a evpn -j"""

@@ -14,6 +14,7 @@ import hashlib
 import importlib
 import ipaddress
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -65,26 +66,36 @@ def load() -> tuple:
             raise DriverError(f"GoBGP's gRPC API needs grpcio, grpcio-tools and protobuf ({exc.name} is missing): "
                               "pip install 'vnstitch[sites]'") from None
         source = proto_dir()
-        digest = hashlib.sha256()
+        import google.protobuf
+        import grpc_tools
+
+        digest = hashlib.sha256(f"{google.protobuf.__version__} {getattr(grpc_tools, '__version__', '')}".encode())
         for name in PROTO_FILES:
             with open(os.path.join(source, name), "rb") as handle:
                 digest.update(handle.read())
         target = os.path.join(_cache_root(), f"gobgp-api-{digest.hexdigest()[:16]}")
         if not os.path.isfile(os.path.join(target, "gobgp_pb2_grpc.py")):
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            work = tempfile.mkdtemp(prefix=".gobgp-api-", dir=os.path.dirname(target))
-            include = os.path.join(os.path.dirname(protoc.__file__), "_proto")   # google/protobuf/*.proto
-            # python -m grpc_tools.protoc -I SOURCE -I INCLUDE --python_out=W --grpc_python_out=W *.proto
-            status = protoc.main(["protoc", f"-I{source}", f"-I{include}", f"--python_out={work}",
-                                  f"--grpc_python_out={work}", *(os.path.join(source, n) for n in PROTO_FILES)])
-            if status != 0:
-                raise DriverError(f"grpc_tools.protoc could not compile GoBGP's API in {source} (status {status})")
             try:
-                os.rename(work, target)
-            except OSError:       # another process made it first
-                pass
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                work = tempfile.mkdtemp(prefix=".gobgp-api-", dir=os.path.dirname(target))
+            except OSError as exc:
+                raise DriverError(f"cannot write the GoBGP API stubs under {os.path.dirname(target)}: "
+                                  f"{exc.strerror or exc} (set VNSTITCH_CACHE_DIR)") from None
+            try:
+                include = os.path.join(os.path.dirname(protoc.__file__), "_proto")   # google/protobuf/*.proto
+                # python -m grpc_tools.protoc -I SOURCE -I INCLUDE --python_out=W --grpc_python_out=W *.proto
+                status = protoc.main(["protoc", f"-I{source}", f"-I{include}", f"--python_out={work}",
+                                      f"--grpc_python_out={work}", *(os.path.join(source, n) for n in PROTO_FILES)])
+                if status != 0:
+                    raise DriverError(f"grpc_tools.protoc could not compile GoBGP's API in {source} (status {status})")
+                try:
+                    os.rename(work, target)
+                except OSError:       # another process made it first
+                    pass
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
         if target not in sys.path:
-            sys.path.insert(0, target)   # the generated gobgp_pb2_grpc imports gobgp_pb2 by its bare name
+            sys.path.append(target)   # the generated gobgp_pb2_grpc imports gobgp_pb2 by its bare name
         try:
             modules = tuple(importlib.import_module(name) for name in ("gobgp_pb2", "attribute_pb2", "gobgp_pb2_grpc"))
         except Exception as exc:   # generated code that does not load: say so, never half-work
@@ -97,9 +108,9 @@ class Api:
     """A gRPC channel to one gobgpd's unix socket."""
 
     def __init__(self, socket_path: str, timeout_s: float = 10.0):
+        self.gobgp, self.attribute, stubs, self._any = load()   # first: it says why when grpc is missing
         import grpc
 
-        self.gobgp, self.attribute, stubs, self._any = load()
         self._grpc = grpc
         self.socket_path, self.timeout_s = socket_path, timeout_s
         self.channel = grpc.insecure_channel(f"unix://{socket_path}")
@@ -201,3 +212,19 @@ class Api:
                 attr.Unpack(message)
                 nexthop = message.next_hops[0] if message.next_hops else None
         return nexthop == "0.0.0.0", tuple(as_path), label, endpoint, tuple(large)
+
+    def peers(self) -> list[dict]:
+        """Every configured neighbor: address, AS, description and session state (`established`, `active`,
+        `idle`, …), from one ListPeer call."""
+        g = self.gobgp
+        try:
+            found = []
+            for response in self.stub.ListPeer(g.ListPeerRequest(), timeout=self.timeout_s):
+                conf, state = response.peer.conf, response.peer.state
+                found.append({"address": conf.neighbor_address, "asn": conf.peer_asn,
+                              "description": conf.description,
+                              "state": g.PeerState.SessionState.Name(state.session_state).lower()})
+        except self._grpc.RpcError as exc:
+            raise DriverError(f"gobgpd API on {self.socket_path}: list the peers: {exc.code().name}: "
+                              f"{exc.details()}") from None
+        return sorted(found, key=lambda p: p["address"])

@@ -21,7 +21,8 @@ from vnstitch.errors import DriverError
 
 # pyroute2 makes a namespace (and opens a socket in one) in a forked child and waits 2 s for its answer; on
 # two loaded cores a fork of a large process took longer ("no response from the child"), so wait longer.
-pyroute2_config.default_communicate_timeout = max(pyroute2_config.default_communicate_timeout, 15)
+if hasattr(pyroute2_config, "default_communicate_timeout"):   # pyroute2 ≥ 0.9
+    pyroute2_config.default_communicate_timeout = max(pyroute2_config.default_communicate_timeout, 15)
 
 NETNS_DIR = "/var/run/netns"
 SIOCGIFINDEX = 0x8933
@@ -252,8 +253,11 @@ def run_batch(ns: str, tool: str, lines: list[str]) -> subprocess.CompletedProce
     carrying on past a failing one. For bulk changes only: pyroute2 spends about 1 ms of Python encoding
     each message (2 ms with its answer), iproute2 about 0.1 ms. The caller reads the result back from the
     kernel and makes what is still missing one request at a time through pyroute2, where errors are told."""
-    return subprocess.run([tool, "-n", ns, "-force", "-batch", "-"], input="\n".join(lines) + "\n",
-                          capture_output=True, text=True)
+    try:
+        return subprocess.run([tool, "-n", ns, "-force", "-batch", "-"], input="\n".join(lines) + "\n",
+                              capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise DriverError(f"{tool} -batch in {ns}: {exc}", errno=errno_codes.EIO) from None
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.002) -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+
 from vnstitch.drivers.linux.kernel import (EEXIST, ENODEV, ENOENT, Namespaces, ifindex, in_netns, kernel_errors,
                                            run_batch, tolerate)
 from vnstitch.drivers.linux.layout import NETWORK_MTU, NETWORK_VXLAN_PORT, bridge_ifname, vxlan_ifname
+from vnstitch.errors import DriverError
 
 ZERO_MAC = "00:00:00:00:00:00"
 BATCH_FROM = 8   # from this many changes at once, iproute2's batch mode (ensure_all, sync_floods)
@@ -41,9 +45,27 @@ class Vtep:
         self.nss.close()
 
     def links(self) -> dict[str, dict]:
-        """One dump of the namespace's links (ip -d link show): name → index, kind, mtu, master, up."""
-        with kernel_errors(f"ip link show in {self.netns}"):
-            return {msg.get("IFLA_IFNAME") or "": _link(msg) for msg in self.ipr.get_links()}
+        """One read of the namespace's links (`ip -d -j link show`): name → index, kind, mtu, master, up.
+        Read by iproute2, not pyroute2: decoding a dump of 2,000 links took pyroute2 1.6 s, `ip -j` 0.1 s."""
+        found = self._json(["ip", "-n", self.netns, "-d", "-j", "link", "show"])
+        index = {link.get("ifname"): link.get("ifindex") for link in found}
+        return {link.get("ifname") or "": {"index": link.get("ifindex"),
+                                           "kind": (link.get("linkinfo") or {}).get("info_kind"),
+                                           "mtu": link.get("mtu"), "master": index.get(link.get("master")),
+                                           "up": "UP" in (link.get("flags") or ())}
+                for link in found}
+
+    def _json(self, argv: list[str]) -> list[dict]:
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise DriverError(f"{' '.join(argv)}: {exc}") from None
+        if out.returncode != 0:
+            raise DriverError(f"{' '.join(argv)}: {(out.stderr or out.stdout).strip() or 'exit ' + str(out.returncode)}")
+        try:
+            return json.loads(out.stdout or "[]")
+        except ValueError as exc:
+            raise DriverError(f"{' '.join(argv)}: unreadable output ({exc})") from None
 
     def vnids(self, links: dict[str, dict] | None = None) -> set[int]:
         """The VNIDs with a vx<VNID> device here."""
@@ -154,16 +176,15 @@ class Vtep:
         return self.floods().get(vnid, [])
 
     def floods(self, links: dict[str, dict] | None = None) -> dict[int, list[str]]:
-        """Every vx<VNID>'s flood entries from one dump of the namespace's FDB (bridge fdb show): VNID →
-        remote VTEPs, one per entry, sorted."""
+        """Every vx<VNID>'s flood entries from one read of the namespace's FDB (`bridge -j fdb show`, by
+        iproute2 for the reason links() is): VNID → remote VTEPs, one per entry, sorted."""
         links = self.links() if links is None else links
-        by_index = {link["index"]: vnid for vnid in self.vnids(links) for link in (links[vxlan_ifname(vnid)],)}
-        found: dict[int, list[str]] = {vnid: [] for vnid in by_index.values()}
-        with kernel_errors(f"bridge fdb show in {self.netns}"):
-            for entry in self.ipr.fdb("dump"):   # bridge fdb show
-                vnid = by_index.get(entry.get("ifindex"))
-                if vnid is not None and entry.get("NDA_LLADDR") == ZERO_MAC and entry.get("NDA_DST"):
-                    found[vnid].append(entry.get("NDA_DST"))
+        by_name = {vxlan_ifname(vnid): vnid for vnid in self.vnids(links)}
+        found: dict[int, list[str]] = {vnid: [] for vnid in by_name.values()}
+        for entry in self._json(["bridge", "-n", self.netns, "-j", "fdb", "show"]):
+            vnid = by_name.get(entry.get("ifname"))
+            if vnid is not None and entry.get("mac") == ZERO_MAC and entry.get("dst"):
+                found[vnid].append(entry["dst"])
         return {vnid: sorted(dsts) for vnid, dsts in found.items()}
 
     def sync_flood(self, vnid: int, wanted: set[str], present: list[str] | None = None,

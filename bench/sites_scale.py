@@ -114,11 +114,6 @@ def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.05) -
     return time.monotonic()
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
-
-
 def processes(lab: SitesLab) -> dict[str, int]:
     found = {}
     for site in lab.sites:

@@ -67,7 +67,7 @@ def test_a_bad_site_is_refused_naming_the_field(spec, message):
     ("---\n".join([THREE, site("d", 4, routeManagerAddress="10.250.0.2", asNumber=65200)]),
      "sites 'b' and 'd' both use 10.250.0.2"),
     ("---\n".join([THREE, site("a", 9)]), "Site 'a' is given twice"),
-    ("---\n".join([THREE, "kind: Node\nmetadata: {name: n}\n"]), "Site and VirtualNetwork resources only"),
+    ("---\n".join([THREE, "kind: Node\nmetadata: {name: n}\n"]), "Site, VirtualNetwork and SiteStitch resources only"),
     ("---\n".join([THREE, net("blue", 16777216, ["a-1"])]), "spec.vnid: must be ≤ 16777215"),
 ])
 def test_a_view_that_does_not_hold_together_is_refused(text, message):

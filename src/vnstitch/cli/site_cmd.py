@@ -12,7 +12,9 @@ def register(subparsers) -> argparse.ArgumentParser:
         description="Starts gobgpd in the site's namespace (listening on the Site's routeManagerAddress, eBGP "
                     "full mesh with the other Sites), advertises every VNID the site serves (a member on one of its "
                     "nodes) as an EVPN type-3 route with its VTEP and offered bandwidth, and programs VXLAN flood "
-                    "entries for the VNIDs other sites advertise too. Its view is FILE (-f), re-read when it "
+                    "entries for the VNIDs other sites advertise too. SiteStitches from its networks to networks "
+                    "only other sites serve are negotiated (candidates ranked by AS path, latency, bandwidth), "
+                    "consented to by the owning site's route manager (its consent API) and carried by WireGuard. Its view is FILE (-f), re-read when it "
                     "changes, or without -f the state store (--store, every tenant's Sites and VirtualNetworks, "
                     "re-read when its revision moves: what `vnstitch apply` or the API writes reaches it); a bad "
                     "view is logged and the last good one kept. SIGTERM withdraws the routes and stops the "
@@ -43,6 +45,12 @@ def register(subparsers) -> argparse.ArgumentParser:
                         help="seconds between BGP connection attempts (default: 1)")
     parser.add_argument("--restart-delay", type=float, default=1.0,
                         help="seconds to wait before restarting a speaker that died (default: 1)")
+    parser.add_argument("--consent-port", type=int, default=7179,
+                        help="TCP port of the consent API on the route-manager address, where other sites ask "
+                             "for stitches to this site's networks (default: 7179; the same at every site)")
+    parser.add_argument("--consent-lease", type=float, default=30.0,
+                        help="seconds a consent given to another site lasts unless it asks again (it does each "
+                             "pass); then its tunnel end here is removed (default: 30)")
     parser.set_defaults(func=cmd_route_manager)
     return parser
 
@@ -56,7 +64,9 @@ def cmd_route_manager(args) -> int:
 
     if args.hold_time != 0 and args.hold_time < 3:
         raise InvalidInput("a BGP hold time is 0 or at least 3 seconds (RFC 4271)", field="--hold-time")
-    for flag in ("poll_interval", "resync_interval", "kernel_resync"):
+    if not 1 <= args.consent_port <= 65535:
+        raise InvalidInput("a TCP port is 1..65535", field="--consent-port")
+    for flag in ("poll_interval", "resync_interval", "kernel_resync", "consent_lease"):
         if getattr(args, flag) <= 0:
             raise InvalidInput("must be > 0", field="--" + flag.replace("_", "-"))
     logger = logging.getLogger("vnstitch.route_manager")
@@ -74,7 +84,8 @@ def cmd_route_manager(args) -> int:
     manager = RouteManager(args.site, args.config, args.netns, args.state_dir,
                            Timers(args.hold_time, args.keepalive, args.connect_retry),
                            poll_interval_s=args.poll_interval, resync_interval_s=args.resync_interval,
-                           restart_delay_s=args.restart_delay, kernel_resync_s=args.kernel_resync, source=source)
+                           restart_delay_s=args.restart_delay, kernel_resync_s=args.kernel_resync, source=source,
+                           consent_port=args.consent_port, consent_lease_s=args.consent_lease)
     manager.install_signal_handlers()
     manager.run()
     return 0

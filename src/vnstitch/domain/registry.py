@@ -13,7 +13,7 @@ from vnstitch.domain.anomaly import Anomaly, AnomalyPolicy
 from vnstitch.domain.forecastpolicy import ForecastPolicy
 from vnstitch.domain.intent import Intent, Proposal
 from vnstitch.domain.resources import API_VERSION, USER_INPUT, Resource, invalid_from_pydantic
-from vnstitch.domain.site import Site
+from vnstitch.domain.site import Site, SiteStitch
 from vnstitch.domain.stitch import Stitch
 from vnstitch.domain.substrate import Link, Node
 from vnstitch.domain.vnet import VirtualNetwork
@@ -22,13 +22,14 @@ from vnstitch.errors import InvalidInput
 KINDS: dict[str, type[Resource]] = {cls.KIND: cls for cls in (Node, Link, VirtualNetwork, Stitch, ForecastPolicy,
                                                                Intent, Proposal, AnomalyPolicy, Anomaly)}
 KINDS[Site.KIND] = Site  # issue 14: sites and their route managers (docs/SITES.md)
+KINDS[SiteStitch.KIND] = SiteStitch  # issue 14: stitches across sites, negotiated by the route managers
 _ALIASES = {
     **{cls.KIND.lower(): cls for cls in KINDS.values()},
     **{cls.PLURAL: cls for cls in KINDS.values()},
     "node": Node, "nodes": Node, "link": Link, "links": Link,
     "vnet": VirtualNetwork, "vnets": VirtualNetwork, "network": VirtualNetwork, "networks": VirtualNetwork,
     "stitch": Stitch, "forecastpolicy": ForecastPolicy, "fp": ForecastPolicy, "intent": Intent,
-    "proposal": Proposal, "anomalypolicy": AnomalyPolicy, "ap": AnomalyPolicy, "anomaly": Anomaly,
+    "proposal": Proposal, "sitestitch": SiteStitch, "anomalypolicy": AnomalyPolicy, "ap": AnomalyPolicy, "anomaly": Anomaly,
 }
 
 

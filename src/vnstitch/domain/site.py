@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from vnstitch.domain.resources import NAME_PATTERN, BandwidthBps, Resource, Strict
+from vnstitch.domain.resources import NAME_PATTERN, BandwidthBps, DurationSeconds, Resource, Strict
 
 AS_TRANS = 23456          # RFC 6793: stands for a 4-byte AS on 2-byte speakers, never a real AS
 AS_MAX = 2**32 - 1
@@ -86,3 +86,48 @@ class Site(Resource):
     NAMESPACED = False
     kind: Literal["Site"] = "Site"
     spec: SiteSpec
+
+
+class SiteStitchEnd(Strict):
+    network: str = Field(pattern=NAME_PATTERN)
+    tenant: str | None = None   # default: the stitch's tenant
+
+
+class SiteStitchSpec(Strict):
+    """A stitch from a network this site serves to one only other sites serve (docs/SITES.md, "Stitches
+    across sites"): the site to use is negotiated from the learned adverts, the owning site asked for
+    consent, and the traffic carried by an encrypted tunnel between the two border nodes."""
+
+    from_: SiteStitchEnd = Field(alias="from")
+    to: SiteStitchEnd
+    bandwidth: BandwidthBps = Field(gt=0)
+    max_latency: DurationSeconds | None = Field(default=None, gt=0, alias="maxLatency")   # between the sites
+    tunnel: Literal["wireguard"] = "wireguard"   # the only kind across sites for now (docs/SITES.md)
+
+
+class SiteStitch(Resource):
+    KIND = "SiteStitch"
+    PLURAL = "sitestitches"
+    kind: Literal["SiteStitch"] = "SiteStitch"
+    spec: SiteStitchSpec
+
+    @model_validator(mode="after")
+    def _own_from(self) -> "SiteStitch":
+        tenant = self.metadata.tenant
+        if self.spec.from_.tenant not in (None, tenant):
+            raise ValueError(f"spec.from.tenant: a site stitch starts at a network of its own tenant ('{tenant}')")
+        if (self.spec.to.tenant or tenant) == tenant and self.spec.to.network == self.spec.from_.network:
+            raise ValueError("spec.to: a network cannot be stitched to itself")
+        return self
+
+    @property
+    def key(self) -> str:
+        return f"{self.metadata.tenant}/{self.metadata.name}"
+
+    @property
+    def from_key(self) -> str:
+        return f"{self.metadata.tenant}/{self.spec.from_.network}"
+
+    @property
+    def to_key(self) -> str:
+        return f"{self.spec.to.tenant or self.metadata.tenant}/{self.spec.to.network}"

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Iterable
 
 from vnstitch.domain.registry import parse_documents
-from vnstitch.domain.site import Site
+from vnstitch.domain.site import Site, SiteStitch
 from vnstitch.domain.vnet import VirtualNetwork
 from vnstitch.errors import InvalidInput
 
@@ -32,6 +32,8 @@ class Served:
 class SiteView:
     sites: dict[str, Site]
     networks: dict[int, Served]     # VNID → network
+    vnets: dict[str, VirtualNetwork] = field(default_factory=dict)     # 'tenant/name' → the resource
+    stitches: dict[str, SiteStitch] = field(default_factory=dict)      # 'tenant/name' → stitch across sites
 
     def site(self, name: str) -> Site:
         if name not in self.sites:
@@ -82,17 +84,19 @@ def view_from_text(text: str, source: str = "input") -> SiteView:
 
 
 def view_from_store(store, source: str = "the store") -> SiteView:
-    """Every Site and VirtualNetwork in a state store (all tenants), cross-checked as a file's would be."""
+    """Every Site, VirtualNetwork and SiteStitch in a state store (all tenants), cross-checked as a file's would be."""
     from vnstitch.domain.registry import parse_resource
 
-    records = [*store.list(Site.KIND), *store.list(VirtualNetwork.KIND)]
+    records = [*store.list(Site.KIND), *store.list(VirtualNetwork.KIND), *store.list(SiteStitch.KIND)]
     return view_from_resources([parse_resource(r.value) for r in records], source)
 
 
 def view_from_resources(resources: Iterable, source: str = "input") -> SiteView:
-    """Sites and VirtualNetworks, cross-checked; any problem is an InvalidInput naming the resource."""
+    """Sites, VirtualNetworks and SiteStitches, cross-checked; any problem is an InvalidInput naming the
+    resource. (A stitch naming a network that is not there is not an error of the view: its status says so.)"""
     sites: dict[str, Site] = {}
     vnets: list[VirtualNetwork] = []
+    stitches: dict[str, SiteStitch] = {}
     for res in resources:
         if isinstance(res, Site):
             if res.name in sites:
@@ -100,9 +104,13 @@ def view_from_resources(resources: Iterable, source: str = "input") -> SiteView:
             sites[res.name] = res
         elif isinstance(res, VirtualNetwork):
             vnets.append(res)
+        elif isinstance(res, SiteStitch):
+            if res.key in stitches:
+                raise InvalidInput(f"{source}: SiteStitch '{res.key}' is given twice", field="metadata.name")
+            stitches[res.key] = res
         else:
-            raise InvalidInput(f"{source}: a route manager reads Site and VirtualNetwork resources only "
-                               f"(got {res.KIND} '{res.name}')", field="kind")
+            raise InvalidInput(f"{source}: a route manager reads Site, VirtualNetwork and SiteStitch resources "
+                               f"only (got {res.KIND} '{res.name}')", field="kind")
     node_site = check_sites(sites.values(), source)
     networks: dict[int, Served] = {}
     for vnet in vnets:
@@ -118,4 +126,5 @@ def view_from_resources(resources: Iterable, source: str = "input") -> SiteView:
                                    f"Site lists", field=f"spec.members[{index}].node")
             at.add(node_site[member.node])
         networks[vnid] = Served(vnid, vnet.metadata.tenant, vnet.name, frozenset(at))
-    return SiteView(sites, networks)
+    by_key = {f"{v.metadata.tenant}/{v.name}": v for v in vnets}
+    return SiteView(sites, networks, by_key, stitches)

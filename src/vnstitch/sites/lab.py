@@ -130,6 +130,25 @@ class SitesLab:
         vm_ipr.addr("add", index=eth0, address=address, prefixlen=24)   # ip -n VM addr add ADDRESS/24 dev eth0
         vm_ipr.link("set", index=eth0, mtu=NETWORK_MTU, state="up")
 
+    def route(self, vm: str, cidr: str) -> None:
+        """ip -n VM route add CIDR dev eth0: the far network on-link (its site's border answers ARP for it)."""
+        vm_ipr = self.nss(self.vm_ns(vm))
+        address, _, length = cidr.partition("/")
+        vm_ipr.route("add", dst=address, dst_len=int(length), oif=ifindex(vm_ipr, "eth0"), scope=253)
+
+    def tunnel_pids(self, site: str) -> dict[str, int]:
+        """The wireguard-go ends of the site's stitches across sites: device → pid (sites/tunnels.py files)."""
+        directory = os.path.join(self.state_dir(site), "tunnels")
+        found = {}
+        for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+            if name.endswith(".pid"):
+                try:
+                    with open(os.path.join(directory, name)) as handle:
+                        found[name[:-4]] = int(handle.read())
+                except (OSError, ValueError):
+                    pass
+        return found
+
     # observing -------------------------------------------------------------------------------
     def flood(self, site: str, vnid: int) -> list[str] | None:
         """bridge -n SITE fdb show dev vxVNID: the 00:00:00:00:00:00 dsts, one per entry; None: no device."""
@@ -218,6 +237,9 @@ class SitesLab:
             pid = self.speaker_pid(site)
             if pid_alive(pid, "gobgpd"):
                 os.kill(pid, signal.SIGKILL)
+            for ifname, pid in self.tunnel_pids(site).items():   # route managers keep their tunnels: not a lab
+                if pid_alive(pid, ifname):
+                    os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 3
         while self.processes() and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -29,6 +29,8 @@ from vnstitch.drivers.linux.layout import vxlan_ifname
 from vnstitch.sites.dataplane import Vtep
 from vnstitch.sites.evpn import Advert, adverts, decide, own_adverts
 from vnstitch.sites.gobgp import Speaker, Timers, speaker_config
+from vnstitch.sites.consent import CONSENT_PORT
+from vnstitch.sites.stitching import LEASE_S, Stitcher
 
 log = logging.getLogger("vnstitch.route_manager")
 
@@ -60,12 +62,12 @@ class FileSource:
 
 
 class StoreSource:
-    """The view from the controller's state store (its Sites and VirtualNetworks, every tenant), re-read when
-    one of them changed: what `vnstitch apply` or the API writes reaches the route manager. The store is
+    """The view from the controller's state store (its Sites, VirtualNetworks and SiteStitches, every
+    tenant), re-read when one of them changed: what `vnstitch apply` or the API writes reaches the route manager. The store is
     asked at most every `check_s` (each ask is a read of the store: on etcd a request), and only for
-    events of those two kinds, so the statuses and graphs the controller writes all the time cost nothing."""
+    events of those kinds, so the statuses and graphs the controller writes all the time cost nothing."""
 
-    KINDS = ("Site", "VirtualNetwork")
+    KINDS = ("Site", "VirtualNetwork", "SiteStitch")
 
     def __init__(self, url: str, check_s: float = 0.25):
         from vnstitch.store import open_store
@@ -127,6 +129,8 @@ class RouteManager:
     restart_delay_s: float = 1.0
     kernel_resync_s: float = 30.0
     source: object = None
+    consent_port: int = CONSENT_PORT
+    consent_lease_s: float = LEASE_S
 
     def __post_init__(self) -> None:
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
@@ -150,6 +154,10 @@ class RouteManager:
         self._vx_index: dict[int, int] = {}    # VNID → its vx device's index at the last pass
         self._silent: dict[str, float] = {}    # peer site → when its session was first seen not established
         self._reported: set[str] = set()       # peer sites logged as not answering
+        self.stitcher = Stitcher(self.site_name, self.netns, self.state_dir, self.consent_port, self.consent_lease_s)
+        self.stitcher.view, self.stitcher.site = self.view, self.site
+        self.stitcher.on_change = self.wake.set
+        self._serving = False
 
     # lifecycle ----------------------------------------------------------------------------------
     def run(self) -> None:
@@ -165,6 +173,7 @@ class RouteManager:
                     continue
                 last_pass = time.monotonic()
                 try:
+                    self._serve_consents()
                     self.step()
                 except VnstitchError as exc:
                     self._kernel = None
@@ -192,6 +201,7 @@ class RouteManager:
         self.speaker.stop()
         self.speaker.close()
         self._stop_monitor()
+        self.stitcher.close()   # the consent API stops; the tunnels stay (like the VXLAN devices)
         try:
             links = self.vtep.links()
             for vnid, present in self.vtep.floods(links).items():
@@ -239,8 +249,9 @@ class RouteManager:
             self.vtep.remove(vnid, links)     # the network left this site
             floods.pop(vnid, None)
             log.info("site %s: VNI %d left the site: its VTEP device is removed", self.site_name, vnid)
+        self.stitcher.step(self.view, self.site, routes)
         peers = self._watch_peers()
-        self._status = {"advertised": [a.__dict__ for a in sorted(wanted)], "peers": peers,
+        self._status = {**self.stitcher.snapshot(), "advertised": [a.__dict__ for a in sorted(wanted)], "peers": peers,
                         "learned": [item.__dict__ for item in decision.learned],
                         "rejected": [{"route": k, "reason": r} for k, r in decision.rejected],
                         "fdb": {str(v): sorted(d) for v, d in sorted(decision.fdb.items())},
@@ -271,6 +282,20 @@ class RouteManager:
                 log.warning("site %s: peer site %s (%s, AS %d) does not answer: its session has been %s for "
                             "%.0f s", self.site_name, site, peer["address"], peer["asn"], peer["state"], now - since)
         return peers
+
+    def _serve_consents(self) -> None:
+        """The consent API on the route-manager address, once it can bind (retried each pass until then)."""
+        if self._serving:
+            return
+        try:
+            self.stitcher.serve(self.site.spec.route_manager_address)
+        except (OSError, VnstitchError) as exc:
+            log.error("site %s: the consent API cannot listen on %s:%d: %s", self.site_name,
+                      self.site.spec.route_manager_address, self.consent_port, exc)
+            return
+        self._serving = True
+        log.info("site %s: consent API on %s:%d", self.site_name, self.site.spec.route_manager_address,
+                 self.consent_port)
 
     def _kernel_snapshot(self) -> tuple[dict, dict]:
         """The VTEP's links and flood entries: read from the kernel every `kernel_resync_s` (two reads, 0.15 s
@@ -307,6 +332,11 @@ class RouteManager:
         config = speaker_config(self.site, [s for n, s in self.view.sites.items() if n != self.site_name],
                                 self.timers)
         if self.speaker.alive() and config == self._peers_config:
+            if self._monitor is not None and self._monitor.poll() is not None:   # e.g. started before the API was up
+                log.info("site %s: the RIB monitor ended (exit %s): started again", self.site_name,
+                         self._monitor.returncode)
+                self._stop_monitor()
+                self._monitor = self.speaker.monitor(self.wake.set)
             return
         now = time.monotonic()
         if self._peers_config and config == self._peers_config:   # it died: wait a little, then restart

@@ -1,0 +1,252 @@
+"""Encrypted tunnels between sites: one WireGuard device per stitch across sites in each border namespace
+(docs/SITES.md, "Stitches across sites").
+
+This kernel has no WireGuard module, so each end is a `wireguard-go` process (own session: it outlives a
+route-manager restart, which adopts it by its UAPI socket) whose TUN and UDP socket are in the site's
+namespace. Its private key is a 0600 file in the route manager's state dir, never in argv.
+
+The border node routes between the local network's bridge and the tunnel: the far network's prefix is
+routed into the tunnel, the bridge answers ARP for it (proxy ARP, so members need only an on-link route),
+and an nftables table of the namespace forwards exactly the pairs of prefixes of live tunnels (policy drop:
+nothing else is routed between tenants' bridges, the hub and the tunnels, and nothing from a bridge reaches
+the border itself).
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import os
+import subprocess
+import zlib
+from dataclasses import dataclass
+
+from vnstitch.drivers.linux import keys, nft, wireguard
+from vnstitch.drivers.linux.kernel import Namespaces, in_netns, pid_alive, set_sysctls
+from vnstitch.drivers.linux.layout import bridge_ifname
+from vnstitch.errors import DriverError, VnstitchError
+
+PREFIX = "ws"
+TABLE = "vnstitch_sites"
+PORT_BASE, PORT_SPAN = 40000, 20000   # the ends' UDP ports (the border's other sockets are TCP: BGP, consent API)
+KEEPALIVE_S = 5   # both ends keep their NAT/conntrack state and notice a dead peer's handshakes
+
+
+def tunnel_ifname(netns: str, site: str, stitch_key: str) -> str:
+    """ws + 8 hex digits: unique on the machine, as wireguard-go's UAPI socket path is (/var/run/wireguard)."""
+    return f"{PREFIX}{zlib.crc32(f'{netns}|{site}|{stitch_key}'.encode()):08x}"
+
+
+@dataclass(frozen=True)
+class Route:
+    """What one tunnel carries: the local network's prefix on its bridge, the far prefix in the tunnel."""
+
+    ifname: str
+    vnid: int           # the local network's VNID (its bridge br<VNID>)
+    local_cidr: str
+    remote_cidr: str
+
+
+def tunnel_port(ifname: str) -> int:
+    """The end's UDP port: PORT_BASE + the name's hash mod PORT_SPAN (both ends of a stitch differ by name)."""
+    return PORT_BASE + zlib.crc32(ifname.encode()) % PORT_SPAN
+
+
+def anycast_mac(vnid: int) -> str:
+    """The MAC every site's routing bridge of a VNID answers ARP with (a distributed anycast gateway, as EVPN
+    does, RFC 9135): a member's cached entry stays right when its stitch moves to another site's border."""
+    return f"02:76:73:{vnid >> 16 & 0xff:02x}:{vnid >> 8 & 0xff:02x}:{vnid & 0xff:02x}"
+
+
+def public_key_hex(text: str) -> str:
+    """A WireGuard public key as given (base64 of 32 bytes) → hex for the UAPI; ValueError otherwise."""
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (ValueError, TypeError):
+        raise ValueError("the public key is not base64") from None
+    if len(raw) != 32:
+        raise ValueError("the public key is not 32 bytes")
+    return raw.hex()
+
+
+def overlap(a: str, b: str) -> bool:
+    return ipaddress.ip_network(a).overlaps(ipaddress.ip_network(b))
+
+
+class SiteTunnels:
+    """The WireGuard ends of one site's border namespace."""
+
+    def __init__(self, netns: str, state_dir: str):
+        self.netns = netns
+        self.dir = os.path.join(state_dir, "tunnels")
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        self.nss = Namespaces()
+        self._base_done = False
+        self._routes: dict[str, Route] = {}   # ifname → what it carries (the nftables table is made from it)
+        self._table: str | None = None
+
+    # paths ------------------------------------------------------------------------------------
+    def _path(self, ifname: str, ext: str) -> str:
+        return os.path.join(self.dir, f"{ifname}.{ext}")
+
+    def present(self) -> set[str]:
+        """The tunnels this route manager made (a key file each), whether or not their process still runs."""
+        return {name[:-4] for name in os.listdir(self.dir) if name.startswith(PREFIX) and name.endswith(".key")}
+
+    # one end ------------------------------------------------------------------------------------
+    def identity(self, ifname: str) -> tuple[str, int]:
+        """The end's public key (base64) and UDP port, without starting anything: the key is made and kept
+        in a 0600 file on first use, the port derived from the name (PORT_BASE + a hash; wireguard-go
+        reports a port taken by something else when it is configured)."""
+        private = keys.read_private_key(self._path(ifname, "key"))
+        if private is None:
+            private = keys.generate_private_key()
+            keys.write_private_key(self._path(ifname, "key"), private)
+        return keys.to_base64(keys.public_key(private)), tunnel_port(ifname)
+
+    def _up(self, ifname: str) -> bytes:
+        """wireguard-go running for the end (started or adopted), its device up; returns the private key."""
+        private = keys.read_private_key(self._path(ifname, "key"))
+        if private is None:
+            raise DriverError(f"the key of {ifname} is gone ({self._path(ifname, 'key')})")
+        pid = wireguard.socket_pid(ifname)
+        if pid is None:
+            self._start(ifname)
+        elif _read_int(self._path(ifname, "pid")) != pid:   # adopted (an earlier run's): recorded for teardown
+            with open(self._path(ifname, "pid"), "w") as handle:
+                handle.write(str(pid))
+        index = self.nss.index(self.netns, ifname)
+        if index is None:
+            raise DriverError(f"wireguard-go for {ifname} answers but its device is not in {self.netns}")
+        self.nss(self.netns).link("set", index=index, state="up", mtu=wireguard.TUNNEL_MTU)  # ip link set IF up mtu 1420
+        return private
+
+    def _start(self, ifname: str) -> None:
+        """ip netns exec NS wireguard-go -f IF, in its own session (it outlives the route manager)."""
+        stale = wireguard.socket_path(ifname)
+        if os.path.exists(stale):
+            os.unlink(stale)
+        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LOG_LEVEL": "error",
+               "WG_PROCESS_FOREGROUND": "1", wireguard.NETNS_ENV: self.netns}
+        log = open(self._path(ifname, "log"), "ab")
+        try:
+            proc = in_netns(self.netns, lambda: subprocess.Popen(
+                ["wireguard-go", "-f", ifname], env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True))
+        except OSError as exc:
+            raise DriverError(f"cannot start wireguard-go for {ifname}: {exc.strerror}", errno=exc.errno) from exc
+        finally:
+            log.close()
+        with open(self._path(ifname, "pid"), "w") as handle:
+            handle.write(str(proc.pid))
+        wireguard.wait_ready(ifname, proc, timeout_s=5.0, log_path=self._path(ifname, "log"))
+
+    def connect(self, route: Route, peer_public_b64: str, endpoint: str) -> None:
+        """The end's one peer (the other site's end) and the routing through the border node:
+        wg set IF peer PUB endpoint E allowed-ips REMOTE persistent-keepalive 5
+        ip link set brVNID address ANYCAST; ip route replace REMOTE dev IF; ip route replace LOCAL dev brVNID;
+        proxy ARP on brVNID;
+        then the forwarding table of every live tunnel."""
+        public_hex = public_key_hex(peer_public_b64)
+        private = self._up(route.ifname)
+        config = wireguard.read_config(route.ifname)
+        peer = config["peer"]
+        if (config["private_key"], config["listen_port"], peer["public_key"], peer["endpoint"], peer["allowed_ips"]) \
+                != (private.hex(), tunnel_port(route.ifname), public_hex, endpoint, [route.remote_cidr]):
+            wireguard.configure(route.ifname, private.hex(), tunnel_port(route.ifname), public_hex, endpoint,
+                                [route.remote_cidr], keepalive_s=KEEPALIVE_S)
+        self._base()
+        ipr = self.nss(self.netns)
+        bridge = bridge_ifname(route.vnid)
+        tunnel_index, bridge_index = self.nss.index(self.netns, route.ifname), self.nss.index(self.netns, bridge)
+        if tunnel_index is None or bridge_index is None:
+            raise DriverError(f"{route.ifname} or {bridge} is missing in {self.netns}")
+        mac = anycast_mac(route.vnid)
+        if self.nss(self.netns).get_links(bridge_index)[0].get_attr("IFLA_ADDRESS") != mac:
+            ipr.link("set", index=bridge_index, address=mac)   # ip link set brVNID address MAC
+        remote, local = ipaddress.ip_network(route.remote_cidr), ipaddress.ip_network(route.local_cidr)
+        ipr.route("replace", dst=str(remote.network_address), dst_len=remote.prefixlen, oif=tunnel_index)
+        ipr.route("replace", dst=str(local.network_address), dst_len=local.prefixlen, oif=bridge_index,
+                  scope=253)   # scope link: the members are on the bridge
+        set_sysctls(self.netns, {f"net.ipv4.conf.{bridge}.proxy_arp": 1, f"net.ipv4.neigh.{bridge}.proxy_delay": 0})
+        self._routes[route.ifname] = route
+        self._write_table()
+
+    def remove(self, ifname: str) -> None:
+        """Stop the end's wireguard-go (its device and routes go with it), forget its key and its rules."""
+        pid = wireguard.socket_pid(ifname) or _read_int(self._path(ifname, "pid"))
+        if pid is not None and pid_alive(pid, ifname):
+            wireguard.stop(pid, ifname)
+        index = self.nss.index(self.netns, ifname) if self._netns_alive() else None
+        if index is not None:
+            self.nss(self.netns).link("del", index=index)   # ip link del IF (what a dead process left)
+        for ext in ("key", "pid", "log"):
+            try:
+                os.unlink(self._path(ifname, ext))
+            except FileNotFoundError:
+                pass
+        if self._routes.pop(ifname, None) is not None:
+            self._write_table()
+
+    def stop_all(self) -> None:
+        """Every end this route manager made: for a lab's teardown (a route manager keeps them on restart)."""
+        for ifname in sorted(self.present()):
+            try:
+                self.remove(ifname)
+            except VnstitchError:
+                pass
+
+    def _netns_alive(self) -> bool:
+        return os.path.exists(os.path.join("/run/netns", self.netns))
+
+    # the border's forwarding ------------------------------------------------------------------------
+    def _base(self) -> None:
+        if not self._base_done:
+            set_sysctls(self.netns, {"net.ipv4.ip_forward": 1})
+            self._base_done = True
+
+    def _write_table(self) -> None:
+        """One nftables transaction: the table made anew with a forward rule pair per live tunnel (policy
+        drop) and no IP from a tenant's bridge to the border itself."""
+        rules = []
+        for route in sorted(self._routes.values(), key=lambda r: r.ifname):
+            bridge = bridge_ifname(route.vnid)
+            rules.append(f'iifname "{bridge}" oifname "{route.ifname}" ip saddr {route.local_cidr} '
+                         f'ip daddr {route.remote_cidr} accept')
+            rules.append(f'iifname "{route.ifname}" oifname "{bridge}" ip saddr {route.remote_cidr} '
+                         f'ip daddr {route.local_cidr} accept')
+        body = "\n".join(f"    {r}" for r in rules)
+        table = (f"table inet {TABLE} {{\n  chain forward {{\n    type filter hook forward priority 0; policy drop;\n"
+                 f"{body}\n  }}\n  chain input {{\n    type filter hook input priority 0; policy accept;\n"
+                 f'    iifname "br*" meta nfproto ipv4 drop\n  }}\n}}\n')
+        if table == self._table:
+            return
+        nft.run(self.netns, f"table inet {TABLE}\ndelete table inet {TABLE}\n{table}", what="site tunnels' table")
+        self._table = table
+
+    def status(self) -> dict[str, dict]:
+        out = {}
+        for ifname in sorted(self.present()):
+            entry: dict = {"running": wireguard.socket_pid(ifname) is not None}
+            if entry["running"]:
+                try:
+                    handshakes = wireguard.peers(ifname)
+                    entry["handshake"] = max((h["handshake"][0] for h in handshakes.values()), default=0)
+                except VnstitchError as exc:
+                    entry["error"] = str(exc)
+            out[ifname] = entry
+        return out
+
+    def close(self) -> None:
+        self.nss.close()
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as handle:
+            return int(handle.read())
+    except (OSError, ValueError):
+        return None
+
+
+__all__ = ["Route", "SiteTunnels", "anycast_mac", "overlap", "public_key_hex", "tunnel_ifname", "tunnel_port"]

@@ -67,3 +67,22 @@ def test_apply_names_the_kinds_it_takes_in_plain_words(api):
     assert answer.status_code == 422, answer.text
     assert answer.json()["field"] == "items[0]"
     assert "kind 'Proposal' cannot be given here; kinds: Node, Link, Site" in answer.json()["message"], answer.text
+
+
+def test_a_member_applies_a_site_stitch_for_the_route_managers_and_its_network_must_exist(api):
+    from tests.api.payloads import vnet
+    from vnstitch.sites.config import view_from_store
+
+    site_stitch = {"kind": "SiteStitch", "metadata": {"name": "blue-green"},
+                   "spec": {"from": {"network": "blue"}, "to": {"network": "green", "tenant": "globex"},
+                            "bandwidth": "100Mbps"}}
+    missing = api.call("member", "POST", "/v1/apply", json={"items": [site_stitch]})
+    assert missing.status_code == 422 and missing.json()["field"] == "spec.from.network", missing.text
+    assert "unknown network 'blue' in tenant 'acme'" in missing.json()["message"]
+    bare = {**site_stitch, "spec": {**site_stitch["spec"], "bandwidth": 100}}
+    assert api.call("member", "POST", "/v1/apply", json={"items": [bare]}).status_code == 422
+    blue = {"kind": "VirtualNetwork", **vnet("blue", 100, "10.1.0.0/24", [])}
+    applied = api.call("member", "POST", "/v1/apply", json={"items": [blue, site_stitch]})
+    assert applied.status_code == 200, applied.text
+    view = view_from_store(api.app.state.ctx.store)
+    assert list(view.stitches) == ["acme/blue-green"] and view.stitches["acme/blue-green"].spec.bandwidth == 1e8

@@ -10,7 +10,7 @@ from vnstitch.domain.anomaly import AnomalyPolicy
 from vnstitch.domain.forecastpolicy import ForecastPolicy
 from vnstitch.domain.intent import Intent
 from vnstitch.domain.resources import API_VERSION, NAME_PATTERN, BandwidthBps, DurationSeconds, Strict
-from vnstitch.domain.site import Site
+from vnstitch.domain.site import Site, SiteStitch
 from vnstitch.domain.stitch import Endpoint, Stitch, Transition
 from vnstitch.domain.substrate import Link, Node
 from vnstitch.domain.vnet import Policy, VirtualNetwork
@@ -108,7 +108,8 @@ class AvailabilityAnswer(BaseModel):
 
 
 # apply: several resources, all or nothing -------------------------------------------------------
-AnyResource = Annotated[Union[Node, Link, Site, VirtualNetwork, Stitch, ForecastPolicy, Intent, AnomalyPolicy],
+AnyResource = Annotated[Union[Node, Link, Site, SiteStitch, VirtualNetwork, Stitch, ForecastPolicy, Intent,
+                              AnomalyPolicy],
                         Field(discriminator="kind")]
 
 

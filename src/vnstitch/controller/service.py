@@ -34,6 +34,7 @@ KIND_ORDER = {"Node": 0, "Link": 1, "VirtualNetwork": 2, "Stitch": 3, "ForecastP
 CACHED_KINDS = ("Node", "Link", "VirtualNetwork", "Stitch", "ForecastPolicy", "Intent", "Proposal", "AnomalyPolicy",
                 "Anomaly", LEDGER_KIND)
 KIND_ORDER["Site"], CACHED_KINDS = 20, CACHED_KINDS + ("Site",)  # issue 14 (docs/SITES.md)
+KIND_ORDER["SiteStitch"], CACHED_KINDS = 21, CACHED_KINDS + ("SiteStitch",)  # read by the route managers
 MAX_TXN_RETRIES = 20
 
 
@@ -596,7 +597,8 @@ class Controller:
         stage = {"Node": self._stage_node, "Link": self._stage_link, "ForecastPolicy": self._stage_forecast_policy,
                  "VirtualNetwork": self._stage_vnet, "Stitch": self._stage_stitch, "Intent": self._stage_intent,
                  "Proposal": self._stage_proposal, "AnomalyPolicy": self._stage_anomaly_policy,
-                 "Anomaly": self._stage_anomaly, "Site": self._stage_site}[res.KIND]  # a Site: as given
+                 "Anomaly": self._stage_anomaly, "Site": self._stage_site,
+                 "SiteStitch": self._stage_site_stitch}[res.KIND]
         current = batch.read(res.KIND, res.namespace, res.name)
         new_value = stage(batch, res, current, now)
         if new_value is None:
@@ -643,6 +645,15 @@ class Controller:
                 others.append(Site.model_validate(value))
         check_sites([*others, site], source=None)
         return self._envelope(site, current, now)
+
+    def _stage_site_stitch(self, batch: _Batch, stitch, current: dict | None, now: float) -> dict | None:
+        """A stitch across sites as given, once its `from` is a network of its tenant: the route managers
+        negotiate it and record the outcome in their status (docs/SITES.md); `to` may be another tenant's
+        network that this store does not hold (an owning site's), so it is not looked up here."""
+        if self._vnet(batch, stitch.namespace, stitch.spec.from_.network) is None:
+            raise InvalidInput(f"unknown network '{stitch.spec.from_.network}' in tenant '{stitch.namespace}'",
+                               field="spec.from.network")
+        return self._envelope(stitch, current, now)
 
     def _stage_forecast_policy(self, batch: _Batch, policy, current: dict | None, now: float) -> dict | None:
         """A policy's spec as given (its status stays: only the proactive loop writes it)."""

@@ -125,7 +125,7 @@ def check_request(body: dict, peer_ip: str, view: SiteView, local: Site) -> tupl
     try:
         check_side(target, req["from"]["tenant"], req["from"]["network"], req["labels"], True, "spec.to")
     except PolicyDenied as exc:
-        return 403, str(exc), req
+        return 403, exc.message, req
     if req["bandwidthBps"] > local.spec.offered_bandwidth:
         return 403, (f"site {local.name} offers {bandwidth_text(local.spec.offered_bandwidth)} per network, "
                      f"{bandwidth_text(req['bandwidthBps'])} asked"), req
@@ -278,7 +278,7 @@ class Stitcher:
         try:
             check_side(own, far.metadata.tenant, far.metadata.name, dict(far.metadata.labels), True, "spec.from")
         except PolicyDenied as exc:
-            return self._fail(key, "Refused", f"{exc} (site {site.name})")
+            return self._fail(key, "Refused", f"{exc.message} (site {site.name}'s own policy)")
         found = candidates(routes, view, site, far.spec.vnid)
         if not found:
             reason = f"no site advertises {stitch.to_key} (VNI {far.spec.vnid})"

@@ -100,8 +100,9 @@ def iperf_mbps(lab: SitesLab, client: str, server: str, address: str) -> float:
     try:
         for _ in range(50):
             out = run_in(lab.vm_ns(client), ["iperf3", "-c", address, "-t", "2", "-J"], check=False)
-            if out.returncode == 0:
-                return json.loads(out.stdout)["end"]["sum_received"]["bits_per_second"] / 1e6
+            received = json.loads(out.stdout or "{}").get("end", {}).get("sum_received") if out.returncode == 0 else None
+            if received:
+                return received["bits_per_second"] / 1e6
             time.sleep(0.1)   # the server is not listening yet
         raise AssertionError(f"iperf3 to {address} failed: {out.stdout[-400:]} {out.stderr[-400:]}")
     finally:

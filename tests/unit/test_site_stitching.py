@@ -149,3 +149,15 @@ def test_site_documents_with_a_site_stitch_still_read():
     view = view_from_text(text)
     assert "globex/ghost" not in view.vnets and list(view.stitches) == ["acme/blue-green"], \
         "a stitch to a network the view lacks is the stitch's failure (its status), not the view's"
+
+
+def test_of_the_sites_serving_from_the_first_live_one_initiates_and_the_others_stand_by(tmp_path):
+    from vnstitch.sites.stitching import Stitcher
+
+    view = view_from_text("---\n".join([THREE, net("blue", 100, ["a-1", "b-1"]), green(), stitch()]))
+    stitcher = Stitcher("b", "vns-none", str(tmp_path))
+    stitcher.step(view, view.site("b"), [], live={"a", "c"})
+    assert stitcher.status["acme/blue-green"]["state"] == "Standby"
+    assert stitcher.status["acme/blue-green"]["site"] == "a"
+    assert stitcher.tunnels.present() == set(), "a standing-by site makes no tunnel end"
+    stitcher.close()

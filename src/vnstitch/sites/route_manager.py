@@ -249,7 +249,7 @@ class RouteManager:
             self.vtep.remove(vnid, links)     # the network left this site
             floods.pop(vnid, None)
             log.info("site %s: VNI %d left the site: its VTEP device is removed", self.site_name, vnid)
-        self.stitcher.step(self.view, self.site, routes)
+        self.stitcher.step(self.view, self.site, routes, {item.site for item in decision.learned})
         peers = self._watch_peers()
         self._status = {**self.stitcher.snapshot(), "advertised": [a.__dict__ for a in sorted(wanted)], "peers": peers,
                         "learned": [item.__dict__ for item in decision.learned],

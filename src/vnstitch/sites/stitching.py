@@ -196,7 +196,7 @@ class Stitcher:
                 return 403, {"accepted": False, "reason": clash, "site": site.name}
             try:
                 public, port = self.tunnels.identity(ifname)
-                self.tunnels.connect(route, req["publicKey"], req["endpoint"])
+                self.tunnels.connect(route, req["publicKey"], req["endpoint"], initiator=False)
             except VnstitchError as exc:
                 log.error("site %s: tunnel for %s: %s", self.site_name, key, exc)
                 return 500, {"accepted": False, "reason": f"site {site.name} cannot build its end: {exc}"}
@@ -215,17 +215,21 @@ class Stitcher:
                      "leaseS": self.lease_s}
 
     def _clash(self, route: TunnelRoute, key: str) -> str | None:
-        """Another tunnel here whose prefixes overlap this one's (one routing table: no VRF in this kernel)."""
-        mine = {route.local_cidr, route.remote_cidr}
-        for other_key, record in {**self.consents, **{k: v for k, v in self.active.items()}}.items():
+        """Another tunnel here whose prefixes overlap this one's (one routing table: no VRF in this kernel), or
+        None. The same stitch asked by another site (its initiator changed: the first one's adverts went)
+        takes over: the old consent is dropped."""
+        stitch = key.split("|", 1)[-1]
+        for other_key, record in sorted({**self.consents, **self.active}.items()):
             other = record.get("route")
             if other_key == key or not other or other.get("ifname") == route.ifname:
                 continue
-            if other["remote_cidr"] != route.remote_cidr and overlap(other["remote_cidr"], route.remote_cidr):
-                return (f"{route.remote_cidr} overlaps {other['remote_cidr']}, which another stitch at site "
-                        f"{self.site_name} already routes (one routing table per border node)")
-            if any(overlap(other["remote_cidr"], c) for c in mine if c == route.local_cidr):
-                return f"{route.local_cidr} overlaps {other['remote_cidr']}, routed by another stitch"
+            if other_key.split("|", 1)[-1] == stitch and other_key in self.consents:
+                self._drop(other_key, f"site {key.split('|', 1)[0]} took the stitch over")
+                continue
+            for mine in (route.remote_cidr, route.local_cidr):
+                if overlap(other["remote_cidr"], mine):
+                    return (f"{mine} overlaps {other['remote_cidr']}, which stitch {other_key} already routes at "
+                            f"site {self.site_name} (one routing table per border node: one stitch per prefix)")
         return None
 
     def _drop(self, key: str, why: str) -> bool:
@@ -241,7 +245,11 @@ class Stitcher:
         return True
 
     # each pass ------------------------------------------------------------------------------------
-    def step(self, view: SiteView, site: Site, routes: list[Route]) -> None:
+    def step(self, view: SiteView, site: Site, routes: list[Route], live: set[str] | frozenset = frozenset()) -> None:
+        """One pass: consents judged again and expired, then each stitch from a network served here negotiated.
+        `live`: the sites whose adverts this site hears. Of the sites serving a stitch's `from`, the first by
+        name that is live (or this one) initiates it, the others stand by (two would give the consenting site
+        two routes for one prefix); if the initiator's adverts go, the next one takes over."""
         self.view, self.site = view, site
         self.recheck(view, site)
         self._expire()
@@ -253,6 +261,14 @@ class Stitcher:
             served = view.networks.get(own.spec.vnid) if own is not None else None
             if own is not None and (served is None or site.name not in served.sites):
                 continue    # another site's stitch (each site serving `from` makes its own)
+            initiator = min(s for s in served.sites if s == site.name or s in live) if served else site.name
+            if initiator != site.name:
+                if key in self.active:
+                    self._end(key, f"site {initiator} initiates it")
+                status[key] = {"state": "Standby", "site": initiator,
+                               "message": f"site {initiator} initiates this stitch ({stitch.from_key} is served "
+                                          f"there too); this site takes over if its adverts go"}
+                continue
             wanted[key] = stitch
             status[key] = self._negotiate(stitch, view, site, routes)
         for key in sorted(set(self.active) - set(wanted)):
@@ -316,7 +332,7 @@ class Stitcher:
                     clash = self._clash(route, key)
                     if clash:
                         raise ValueError(clash)
-                    self.tunnels.connect(route, str(answer["publicKey"]), str(answer["endpoint"]))
+                    self.tunnels.connect(route, str(answer["publicKey"]), str(answer["endpoint"]), initiator=True)
             except (KeyError, TypeError, ValueError, VnstitchError) as exc:
                 answers.append(f"site {cand.site}: consented, but {exc}")
                 continue

@@ -15,14 +15,16 @@ the border itself).
 from __future__ import annotations
 
 import base64
+import errno as errno_codes
 import ipaddress
+import json
 import os
 import subprocess
 import zlib
 from dataclasses import dataclass
 
 from vnstitch.drivers.linux import keys, nft, wireguard
-from vnstitch.drivers.linux.kernel import Namespaces, in_netns, pid_alive, set_sysctls
+from vnstitch.drivers.linux.kernel import Namespaces, in_netns, pid_alive, set_sysctls, tolerate, wait_until
 from vnstitch.drivers.linux.layout import bridge_ifname
 from vnstitch.errors import DriverError, VnstitchError
 
@@ -58,6 +60,12 @@ def anycast_mac(vnid: int) -> str:
     return f"02:76:73:{vnid >> 16 & 0xff:02x}:{vnid >> 8 & 0xff:02x}:{vnid & 0xff:02x}"
 
 
+def site_mac(netns: str, vnid: int) -> str:
+    """A bridge's own MAC when it routes no tunnel: locally administered, unique per namespace and VNID."""
+    digest = zlib.crc32(f"{netns}|{vnid}".encode())
+    return f"02:76:74:{digest >> 16 & 0xff:02x}:{digest >> 8 & 0xff:02x}:{digest & 0xff:02x}"
+
+
 def public_key_hex(text: str) -> str:
     """A WireGuard public key as given (base64 of 32 bytes) → hex for the UAPI; ValueError otherwise."""
     try:
@@ -83,6 +91,12 @@ class SiteTunnels:
         self.nss = Namespaces()
         self._base_done = False
         self._routes: dict[str, Route] = {}   # ifname → what it carries (the nftables table is made from it)
+        for ifname in self.present():          # an earlier run's (kept across restarts beside the key)
+            try:
+                with open(self._path(ifname, "route")) as handle:
+                    self._routes[ifname] = Route(**json.load(handle))
+            except (OSError, ValueError, TypeError):
+                pass
         self._table: str | None = None
 
     # paths ------------------------------------------------------------------------------------
@@ -141,9 +155,11 @@ class SiteTunnels:
             handle.write(str(proc.pid))
         wireguard.wait_ready(ifname, proc, timeout_s=5.0, log_path=self._path(ifname, "log"))
 
-    def connect(self, route: Route, peer_public_b64: str, endpoint: str) -> None:
+    def connect(self, route: Route, peer_public_b64: str, endpoint: str, initiator: bool) -> None:
         """The end's one peer (the other site's end) and the routing through the border node:
-        wg set IF peer PUB endpoint E allowed-ips REMOTE persistent-keepalive 5
+        wg set IF peer PUB endpoint E allowed-ips REMOTE persistent-keepalive 5 (0 at the consenting end: it
+        is built first, and a handshake it sent to an end not yet listening would hold the first packets
+        for wireguard-go's 5 s retry; the initiator's end starts the handshake as soon as it is configured)
         ip link set brVNID address ANYCAST; ip route replace REMOTE dev IF; ip route replace LOCAL dev brVNID;
         proxy ARP on brVNID;
         then the forwarding table of every live tunnel."""
@@ -154,7 +170,8 @@ class SiteTunnels:
         if (config["private_key"], config["listen_port"], peer["public_key"], peer["endpoint"], peer["allowed_ips"]) \
                 != (private.hex(), tunnel_port(route.ifname), public_hex, endpoint, [route.remote_cidr]):
             wireguard.configure(route.ifname, private.hex(), tunnel_port(route.ifname), public_hex, endpoint,
-                                [route.remote_cidr], keepalive_s=KEEPALIVE_S)
+                                [route.remote_cidr], keepalive_s=KEEPALIVE_S if initiator else 0)
+        self._wait_bound(route.ifname)
         self._base()
         ipr = self.nss(self.netns)
         bridge = bridge_ifname(route.vnid)
@@ -169,8 +186,31 @@ class SiteTunnels:
         ipr.route("replace", dst=str(local.network_address), dst_len=local.prefixlen, oif=bridge_index,
                   scope=253)   # scope link: the members are on the bridge
         set_sysctls(self.netns, {f"net.ipv4.conf.{bridge}.proxy_arp": 1, f"net.ipv4.neigh.{bridge}.proxy_delay": 0})
+        if self._routes.get(route.ifname) != route:
+            with open(self._path(route.ifname, "route"), "w") as handle:
+                json.dump(route.__dict__, handle)
         self._routes[route.ifname] = route
         self._write_table()
+
+    def _wait_bound(self, ifname: str, timeout_s: float = 2.0) -> None:
+        """Until wireguard-go listens on the end's UDP port: it takes the device up (and binds) from its own
+        netlink event, after the UAPI call returned; a handshake arriving before that is lost, and its sender
+        waits its 5 s retry. So a consent is answered, and the initiator's first packet sent, once it listens."""
+        port = f"{tunnel_port(ifname):04X}"
+
+        def read() -> list[str]:   # /proc/net/udp{,6} of the thread's namespace: local_address is HEXIP:HEXPORT
+            lines = []
+            for name in ("udp", "udp6"):
+                try:
+                    with open(f"/proc/thread-self/net/{name}") as handle:
+                        lines += handle.read().splitlines()[1:]
+                except OSError:
+                    pass
+            return lines
+
+        def bound() -> bool:
+            return any(len(f := line.split()) > 1 and f[1].rsplit(":", 1)[-1] == port for line in in_netns(self.netns, read))
+        wait_until(bound, timeout_s, f"wireguard-go {ifname} to listen on UDP {tunnel_port(ifname)}", interval_s=0.005)
 
     def remove(self, ifname: str) -> None:
         """Stop the end's wireguard-go (its device and routes go with it), forget its key and its rules."""
@@ -180,13 +220,30 @@ class SiteTunnels:
         index = self.nss.index(self.netns, ifname) if self._netns_alive() else None
         if index is not None:
             self.nss(self.netns).link("del", index=index)   # ip link del IF (what a dead process left)
-        for ext in ("key", "pid", "log"):
+        for ext in ("key", "pid", "log", "route"):
             try:
                 os.unlink(self._path(ifname, ext))
             except FileNotFoundError:
                 pass
-        if self._routes.pop(ifname, None) is not None:
+        gone = self._routes.pop(ifname, None)
+        if gone is not None:
             self._write_table()
+            if self._netns_alive() and not any(r.vnid == gone.vnid for r in self._routes.values()):
+                self._unroute_bridge(gone)
+
+    def _unroute_bridge(self, route: Route) -> None:
+        """The VNID's last tunnel here is gone: its bridge stops answering ARP and takes back a MAC of this
+        site's own (a bridge keeping the anycast MAC would swallow the frames members send to the gateway
+        that another site's border still is)."""
+        bridge = bridge_ifname(route.vnid)
+        index = self.nss.index(self.netns, bridge)
+        if index is None:
+            return
+        set_sysctls(self.netns, {f"net.ipv4.conf.{bridge}.proxy_arp": 0})
+        local = ipaddress.ip_network(route.local_cidr)
+        with tolerate(errno_codes.ESRCH, errno_codes.ENOENT):   # ip route del LOCAL dev brVNID
+            self.nss(self.netns).route("del", dst=str(local.network_address), dst_len=local.prefixlen, oif=index)
+        self.nss(self.netns).link("set", index=index, address=site_mac(self.netns, route.vnid))
 
     def stop_all(self) -> None:
         """Every end this route manager made: for a lab's teardown (a route manager keeps them on restart)."""

@@ -1,6 +1,7 @@
 """The residual detector's sustained-change parts on data whose answer is known: the window scan sees a
-level shift too small for one interval, the outage test names a pair that falls to zero (and not one that
-always does), detrended PCA stops alarming after a pair's new level is an hour old."""
+level shift too small for one interval, keeps quiet on a short history's noise and transients yet still sees
+a surge, the outage test names a pair that falls to zero (and not one that always does), detrended PCA stops
+alarming after a pair's new level is an hour old."""
 
 from __future__ import annotations
 
@@ -45,6 +46,42 @@ def test_window_scan_catches_a_small_level_shift_without_cusum():
     first = scores[hits[0]]
     assert first.pairs[0] == 6 and first.kind in ("level_shift", "ramp")
     assert first.evidence["scan_pairs"][0] == 6
+
+
+def passes_before(values: np.ndarray, first: int, last: int):
+    """The anomaly engine's way on a short history: refit on all intervals before each one, then score it."""
+    stamps = np.datetime64(0, "s") + (np.arange(values.shape[0]) * 300).astype("timedelta64[s]")
+    for n in range(first, last):
+        yield n, get_detector("residual", min_history_steps=first).fit(values[:n], stamps[:n]).score(values[n])
+
+
+def test_short_history_transient_is_no_level_shift_when_it_straddles_a_window_edge():
+    # a fifth of one interval's traffic counted in the interval before (a late counter read); 12 or 24
+    # intervals on, that pair straddles the edge of a scan window, a statistic none of the ~25 a
+    # 60-interval history gives had shown (before the fix: 8 level shifts here, as in the anomaly lab)
+    rng = np.random.default_rng(7)
+    calm = 400 * rng.lognormal(0, 0.002, (65, 1))
+    alarms = []
+    for late in range(34, 52):
+        values = calm.copy()
+        values[late] *= 1.2
+        values[late + 1] *= 0.8
+        alarms += [(late, n, s.kind) for n, s in passes_before(values, 60, 64) if s.alarm]
+    assert alarms == []
+    values = calm.copy()
+    values[64] *= 2.4                              # the scan still votes: a surge is seen on its first interval
+    (_, surge), = passes_before(values, 64, 65)
+    assert surge.alarm and surge.evidence["scan_pairs"] == [0] and surge.kind == "ramp"
+
+
+def test_short_history_scan_keeps_quiet_on_heavy_tailed_noise():
+    # 120 fits on 60 to 63 intervals of 8 pairs: the empirical 0.999 tail of ~25 statistics is about their
+    # maximum, which fresh heavy-tailed noise had exceeded twice over on 2 of these 960 pairs and intervals
+    alarms = []
+    for seed in range(30):
+        logs = 4 + 0.05 * np.random.default_rng(seed).standard_t(3, (64, 8))
+        alarms += [(seed, n, s.kind) for n, s in passes_before(np.expm1(logs), 60, 64) if s.alarm]
+    assert alarms == []
 
 
 def test_outage_test_names_a_pair_that_never_fell_to_zero_and_spares_one_that_often_does():

@@ -23,6 +23,13 @@ def push(api, rates, at):
     assert response.status_code == 200, response.text
 
 
+def into_an_interval() -> float:
+    """Sleep until the next moment 0.3 of the way into a control interval (a sample pushed then lands well
+    before the loop reads its interval); that moment."""
+    time.sleep((0.3 - time.time() / INTERVAL % 1) % 1 * INTERVAL or INTERVAL)
+    return time.time()
+
+
 def forecast_stitches(api):
     items = api.call("member", "GET", "/v1/stitches").json()["items"]
     return [s for s in items if s["spec"]["origin"] == "forecast" and s["status"]["state"] != "TERMINATED"]
@@ -52,8 +59,9 @@ def test_the_running_controller_stitches_a_rising_pair_from_pushed_telemetry(mak
     while not all(s["status"]["state"] == "ACTIVE" for s in forecast_stitches(api)):
         assert time.monotonic() < deadline, forecast_stitches(api)
         time.sleep(0.1)
-    stitch = forecast_stitches(api)[0]
-    assert stitch["metadata"]["annotations"]["vnstitch.io/pair"] == "web>db"
+    stitches = forecast_stitches(api)  # every part is the rising pair's: the constant one needs none
+    assert {s["metadata"]["annotations"]["vnstitch.io/pair"] for s in stitches} == {"web>db"}, stitches
+    stitch = stitches[0]
     assert "forecast p90" in stitch["metadata"]["annotations"]["vnstitch.io/reason"]
 
     status = api.call("reader", "GET", "/v1/forecastpolicies/fc").json()["status"]
@@ -69,6 +77,30 @@ def test_the_running_controller_stitches_a_rising_pair_from_pushed_telemetry(mak
     first = api.call("reader", "GET", "/v1/predictedgraph", params={"at": last_run - 2.5 * INTERVAL})
     assert first.json()["spec"]["step"] < status["lastStep"], "the kept history answers for an earlier time"
     assert api.call("other", "GET", "/v1/forecastpolicies/fc", params={"tenant": "acme"}).status_code == 404
+
+
+def test_an_interval_without_telemetry_does_not_stitch_a_constant_pair(make_api):
+    """A gap in the history the baseline is fitted on is missing data, not a forecast error of the whole
+    rate: the constant pair's p90 stays near its 100 Mbit/s, and no pair is stitched."""
+    api = make_api(reconcile=True, proactive=True, tick_s=0.2, reconcile_min_interval_s=0.05)
+    for doc in (vnet("web", 100, "10.0.0.0/24", [("w1", "NYCMng", "10.0.0.1")]),
+                vnet("db", 101, "10.1.0.0/24", [("d1", "LOSAng", "10.1.0.1")])):
+        api.call("member", "POST", "/v1/virtualnetworks", json=doc).raise_for_status()
+    assert api.call("member", "POST", "/v1/forecastpolicies", json=policy()).status_code == 201
+    rates = {("web", "db"): 2e9, ("db", "web"): 1e8}
+    push(api, rates, into_an_interval())
+    time.sleep(INTERVAL)
+    pushed = into_an_interval()  # two intervals on: the one between gets no sample
+    push(api, rates, pushed)
+    deadline = time.monotonic() + 10
+    while (api.call("reader", "GET", "/v1/forecastpolicies/fc").json()["status"].get("lastStep") or 0) \
+            < int(pushed // INTERVAL) + 1:  # the interval holding the second sample has run
+        assert time.monotonic() < deadline, api.call("reader", "GET", "/v1/forecastpolicies/fc").json()["status"]
+        time.sleep(0.1)
+    graph = api.call("reader", "GET", "/v1/predictedgraph").json()["spec"]
+    upper = {(f["from"], f["to"]): f["upperBps"] for f in graph["forecast"]}
+    assert upper[("db", "web")] < 2e8 and upper[("web", "db")] < 4e9, graph["forecast"]
+    assert graph["decisions"] == [] and forecast_stitches(api) == []
 
 
 def test_bad_policies_and_suggestions_over_the_api(make_api):

@@ -54,7 +54,9 @@ class ResidualQuantileModel(Forecaster):
                                     series.timestamps[lo:origin + 1], self.max_horizon)
             stop = min(series.n_steps, origin + 1 + self.max_horizon)
             actual = log_vals[origin + 1:stop]
-            ok = series.observed[origin + 1:stop]
+            # only forecasts predict() would make: a context without an observed value (a gap) has a point
+            # of 0, and its "error" (the whole rate) would widen every pair's band by orders of magnitude
+            ok = series.observed[origin + 1:stop] & series.observed[lo:origin + 1].any(axis=0)
             residuals[i, :stop - origin - 1] = np.where(ok, actual - point.T[:stop - origin - 1], np.nan)
         flat = residuals.transpose(1, 0, 2).reshape(self.max_horizon, -1)
         pooled = np.nan_to_num(nan_quantiles(flat, self.quantile_levels, axis=1).T)  # (steps, levels)

@@ -73,3 +73,22 @@ def test_a_document_read_back_parses_to_the_same_time():
 
 def test_name_output():
     assert render("stitches", [_stitch()], "name") == "stitch/blue-red"
+
+
+def test_every_kind_has_its_own_table_and_sites_show_with_units():
+    from vnstitch.cli.output import HEADERS, WIDE
+    from vnstitch.domain.registry import KINDS
+
+    assert set(KINDS) <= set(HEADERS) and set(KINDS) <= set(WIDE), "a kind without columns fell back to NAME/AGE"
+    site = parse_resource({"kind": "Site", "metadata": {"name": "east", "creationTimestamp": CREATED},
+                           "spec": {"nodes": ["n1", "n2"], "borderNode": "n1", "asNumber": 65001,
+                                    "routeManagerAddress": "192.0.2.1", "offeredBandwidth": "2Gbps"}})
+    lines = render("Site", [site], "wide", now=NOW).splitlines()
+    assert lines[1].split() == ["east", "65001", "192.0.2.1", "n1", "2", "trusted", "2", "Gbps", "1m30s",
+                                "192.0.2.1", "2026-12-01T20:42:00Z"]
+    stitch = parse_resource({"kind": "SiteStitch", "metadata": {"name": "bg", "tenant": "acme",
+                                                                "creationTimestamp": CREATED},
+                             "spec": {"from": {"network": "blue"}, "to": {"network": "green", "tenant": "globex"},
+                                      "bandwidth": "100Mbps", "maxLatency": "20ms"}})
+    assert render("SiteStitch", [stitch], "wide", now=NOW).splitlines()[1].split() == \
+        ["acme", "bg", "blue", "globex/green", "100", "Mbps", "wireguard", "1m30s", "20ms", "2026-12-01T20:42:00Z"]

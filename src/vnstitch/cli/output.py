@@ -133,6 +133,17 @@ def _row(kind: str, obj: dict, wide: bool, now: float) -> list[str]:
                "yes" if status.get("ready") else "no", str(status.get("open", 0)), status.get("message", "") or "-"]
         return row + [format_duration(spec.get("interval")), str(spec.get("minHistory", "-")),
                       _stamp(status.get("lastEnd")), _created(meta)] if wide else row
+    if kind == "Site":
+        row = [meta["name"], str(spec["asNumber"]), spec["routeManagerAddress"], spec["borderNode"],
+               str(len(spec.get("nodes", []))), spec.get("trustLevel", "trusted"),
+               format_bandwidth(float(spec.get("offeredBandwidth", 0))), age]
+        return row + [spec.get("tunnelAddress") or spec["routeManagerAddress"], _created(meta)] if wide else row
+    if kind == "SiteStitch":
+        def site_end(e):
+            return "/".join(x for x in (e.get("tenant"), e["network"]) if x)
+        row = [meta.get("tenant", ""), meta["name"], site_end(spec["from"]), site_end(spec["to"]),
+               format_bandwidth(float(spec.get("bandwidth", 0))), spec.get("tunnel", "wireguard"), age]
+        return row + [format_duration(spec.get("maxLatency")), _created(meta)] if wide else row
     return [meta["name"], age]
 
 
@@ -155,6 +166,8 @@ HEADERS = {
     "Proposal": ["TENANT", "NAME", "FROM INTENT", "GROUP", "NETWORK", "SERVICES", "STATE", "AGE"],
     "Anomaly": ["TENANT", "NAME", "KIND", "PAIRS", "SCORE", "STATE", "ACTIONS", "START", "END"],
     "AnomalyPolicy": ["TENANT", "NAME", "MODE", "DETECTOR", "READY", "OPEN", "MESSAGE"],
+    "Site": ["NAME", "AS", "ROUTE MANAGER", "BORDER", "NODES", "TRUST", "OFFERED", "AGE"],
+    "SiteStitch": ["TENANT", "NAME", "FROM", "TO", "BANDWIDTH", "TUNNEL", "AGE"],
 }
 WIDE = {
     "ForecastPolicy": ["INTERVAL", "HORIZON", "QUANTILE", "LAST RUN", "CREATED"],
@@ -166,6 +179,8 @@ WIDE = {
     "Proposal": ["REASON", "LAST BY"],
     "Anomaly": ["POLICY", "DETECTOR", "LINKS", "INTERVALS", "MESSAGE"],
     "AnomalyPolicy": ["INTERVAL", "MIN HISTORY", "LAST END", "CREATED"],
+    "Site": ["VTEP", "CREATED"],
+    "SiteStitch": ["MAX LATENCY", "CREATED"],   # its outcome is in the route managers' status.json
 }
 
 
@@ -209,7 +224,7 @@ def render(kind: str, objects: list, fmt: str, single: bool = False, now: float 
     dicts = [o.to_dict() for o in objects]  # unix seconds: the AGE column is arithmetic on them
     now = time.time() if now is None else now
     wide = fmt == "wide"
-    head = HEADERS[cls.KIND] + (WIDE[cls.KIND] if wide else [])
+    head = HEADERS.get(cls.KIND, ["NAME", "AGE"]) + (WIDE.get(cls.KIND, []) if wide else [])
     rows = [head] + [_row(cls.KIND, d, wide, now) for d in dicts]
     if len(rows) == 1:
         return f"No {cls.PLURAL} found."

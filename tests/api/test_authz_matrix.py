@@ -100,6 +100,15 @@ def setup_site(api, who):
     _admin(api, "POST", "/v1/sites", json=site_body(who))
 
 
+def site_stitch(name, bandwidth="100Mbps"):
+    return {"kind": "SiteStitch", "metadata": {"name": name},
+            "spec": {"from": {"network": "web"}, "to": {"network": "green", "tenant": "globex"}, "bandwidth": bandwidth}}
+
+
+def setup_site_stitch(api, who):
+    _admin(api, "POST", "/v1/sitestitches?tenant=acme", json=site_stitch(f"ss-{who}"))
+
+
 def forecast_policy(name, horizon=2):
     return {"kind": "ForecastPolicy", "metadata": {"name": name}, "spec": {"networks": ["web", "db"], "horizon": horizon}}
 
@@ -189,6 +198,14 @@ ROUTES = [
     Route("POST", "/v1/availability", tenant_read(),
           body=lambda who: {"from": {"network": "web"}, "to": {"network": "db"}, "bandwidth": "1Gbps"}),
     Route("GET", "/v1/predictedgraph", tenant_read()),
+    Route("GET", "/v1/sitestitches", tenant_read()),
+    Route("POST", "/v1/sitestitches", tenant_write(201), body=lambda who: site_stitch(f"new-{who}")),
+    Route("GET", "/v1/sitestitches/ss-{who}", tenant_read(), setup=setup_site_stitch),
+    Route("PUT", "/v1/sitestitches/ss-{who}", tenant_write(), setup=setup_site_stitch,
+          body=lambda who: site_stitch(f"ss-{who}", bandwidth="200Mbps")),
+    Route("PATCH", "/v1/sitestitches/ss-{who}", tenant_write(), headers=MERGE, setup=setup_site_stitch,
+          body=lambda who: {"spec": {"bandwidth": "300Mbps"}}),
+    Route("DELETE", "/v1/sitestitches/ss-{who}", tenant_write(), setup=setup_site_stitch),
     Route("GET", "/v1/forecastpolicies", tenant_read()),
     Route("POST", "/v1/forecastpolicies", tenant_write(201), body=lambda who: forecast_policy(f"new-{who}")),
     Route("GET", "/v1/forecastpolicies/fp-{who}", tenant_read(), setup=setup_policy),

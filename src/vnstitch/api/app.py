@@ -125,10 +125,11 @@ def create_app(settings: Settings, store: Store | None = None, driver=None,
     install_error_handlers(app)
     from vnstitch.api.routes import (
         anomalies, apply, audit, availability, forecastpolicies, intents, layout, links, nodes, plan, policies,
-        predicted, sites, stitches, system, telemetry as telemetry_routes, virtualnetworks,
+        predicted, sites, sitestitches, stitches, system, telemetry as telemetry_routes, virtualnetworks,
     )
 
-    for module in (system, virtualnetworks, stitches, policies, nodes, links, layout, sites, availability, apply,
+    for module in (system, virtualnetworks, stitches, policies, nodes, links, layout, sites, sitestitches, availability,
+                   apply,
                    predicted, plan, telemetry_routes, forecastpolicies, audit, anomalies):
         app.include_router(module.router)
     for intent_router in (intents.router, intents.probes, intents.parses, intents.proposals, intents.vngraph,

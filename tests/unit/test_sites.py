@@ -174,3 +174,37 @@ def test_a_speaker_without_grpc_installed_falls_back_to_the_cli_and_says_why(tmp
     speaker = Speaker(str(tmp_path), "vns-none")
     assert speaker.api_mode() == "cli" and speaker.peers() is None
     assert "pip install 'vnstitch[sites]'" in speaker.api_error
+
+
+def test_a_speaker_whose_api_lacks_a_call_falls_back_to_the_cli_for_good(tmp_path, monkeypatch):
+    """gobgpd answering UNIMPLEMENTED (another GoBGP version than the stubs') is not a failed pass: the CLI
+    takes over, once and with the reason."""
+    from vnstitch.sites.gobgp import Speaker
+    from vnstitch.sites.gobgp_api import ApiUnimplemented
+
+    class OldSpeakerApi:
+        closed = False
+
+        def announce(self, adverts, withdraw=False):
+            raise ApiUnimplemented("gobgpd API on sock: announce 1 route(s): UNIMPLEMENTED: unknown method")
+
+        def close(self):
+            self.closed = True
+
+    speaker = Speaker(str(tmp_path), "vns-none")
+    api = speaker._api = OldSpeakerApi()
+    used = []
+    monkeypatch.setattr(speaker, "cli", lambda args: used.append(args))
+    advert = adverts(VIEW, VIEW.site("a")).pop()
+    assert speaker.announce([advert]) == "cli" and used == [["global", "rib", "-a", "evpn", "add", *advert.add_args()]]
+    assert "UNIMPLEMENTED" in speaker.api_error and api.closed and speaker.api_mode() == "cli"
+
+
+def test_an_own_route_is_withdrawn_when_its_destination_goes_not_when_its_attributes_change():
+    from vnstitch.sites.evpn import Advert, stale
+
+    old = Advert(100, "10.250.0.1", 65101, 1000, 7)
+    assert stale({old}, {Advert(100, "10.250.0.1", 65101, 2000, 7)}) == [], "re-added with the new bandwidth"
+    moved = Advert(100, "10.250.0.9", 65101, 1000, 7)
+    assert stale({old}, {moved}) == [old], "a new tunnel address: the old destination is withdrawn"
+    assert stale({old, Advert(200, "10.250.0.1", 65101, 1000, 7)}, {old}) == [Advert(200, "10.250.0.1", 65101, 1000, 7)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 
 from vnstitch.drivers.linux.kernel import (EEXIST, ENODEV, ENOENT, Namespaces, ifindex, in_netns, kernel_errors,
@@ -10,8 +11,18 @@ from vnstitch.drivers.linux.kernel import (EEXIST, ENODEV, ENOENT, Namespaces, i
 from vnstitch.drivers.linux.layout import NETWORK_MTU, NETWORK_VXLAN_PORT, bridge_ifname, vxlan_ifname
 from vnstitch.errors import DriverError
 
+log = logging.getLogger("vnstitch.route_manager")
 ZERO_MAC = "00:00:00:00:00:00"
 BATCH_FROM = 8   # from this many changes at once, iproute2's batch mode (ensure_all, sync_floods)
+
+
+def _told(result, netns: str, tool: str, lines: int) -> None:
+    """A batch's failures logged (the first and how many); what they missed is made one request at a time."""
+    errors = [line for line in (result.stderr or "").splitlines() if line.strip()]
+    if result.returncode != 0 or errors:
+        log.warning("%s -batch in %s: %d message(s) on %d line(s), the first: %s (what is missing is made again, "
+                    "one request at a time)", tool, netns, len(errors), lines, errors[0] if errors else
+                    f"exit {result.returncode}")
 
 
 def _bridged_frames_skip_iptables() -> None:
@@ -129,7 +140,7 @@ class Vtep:
                           f"link add {vx} mtu {NETWORK_MTU} type vxlan id {vnid} local {self.local} "
                           f"dstport {NETWORK_VXLAN_PORT} learning",
                           f"link set {vx} master {br} up", f"link set {br} up"]
-            run_batch(self.netns, "ip", lines)
+            _told(run_batch(self.netns, "ip", lines), self.netns, "ip", len(lines))
             in_netns(self.netns, _bridged_frames_skip_iptables)
             links.clear()
             links.update(self.links())
@@ -146,8 +157,8 @@ class Vtep:
                    for dst in sorted(dsts - set(floods.get(vnid, [])))]
         changed: set[int] = set()
         if len(appends) >= BATCH_FROM:
-            run_batch(self.netns, "bridge", [f"fdb append {ZERO_MAC} dev {vxlan_ifname(vnid)} dst {dst}"
-                                             for vnid, dst in appends])
+            _told(run_batch(self.netns, "bridge", [f"fdb append {ZERO_MAC} dev {vxlan_ifname(vnid)} dst {dst}"
+                                                   for vnid, dst in appends]), self.netns, "bridge", len(appends))
             floods.clear()
             floods.update(self.floods(links))
             changed.update(vnid for vnid, _ in appends)

@@ -80,6 +80,14 @@ def adverts(view: SiteView, site: Site) -> set[Advert]:
             for vnid, net in view.served_by(site.name).items()}
 
 
+def stale(present: set[Advert], wanted: set[Advert]) -> list[Advert]:
+    """Own routes to withdraw: those whose destination (VNI and VTEP: the RD, tag and originator) no wanted
+    advert has. One whose attributes changed (bandwidth, tenant) is replaced by adding it again; withdrawing the
+    old one after that would remove the new."""
+    keys = {(w.vni, w.vtep) for w in wanted}
+    return sorted(a for a in present - wanted if (a.vni, a.vtep) not in keys)
+
+
 def decode_rib(rib: dict | None) -> tuple[list[Route], list[tuple[str, str]]]:
     """The type-3 paths of a RIB dump, and (key, reason) for destinations of other types."""
     routes, other = [], []

@@ -153,8 +153,12 @@ class Speaker:
             return self.api_mode()
         api = self._get_api()
         if api is not None:
-            api.announce(adverts, withdraw)
-            return "grpc"
+            try:
+                api.announce(adverts, withdraw)
+                return "grpc"
+            except DriverError as exc:
+                if not self._unimplemented(exc):
+                    raise
         verb = "del" if withdraw else "add"
         commands = [["global", "rib", "-a", "evpn", verb, *(a.del_args() if withdraw else a.add_args())]
                     for a in adverts]
@@ -202,7 +206,11 @@ class Speaker:
         """The RIB's EVPN routes, decoded (evpn.decode_rib): by the gRPC API (ListPath), else the CLI's JSON."""
         api = self._get_api()
         if api is not None:
-            return api.evpn_routes()
+            try:
+                return api.evpn_routes()
+            except DriverError as exc:
+                if not self._unimplemented(exc):
+                    raise
         from vnstitch.sites.evpn import decode_rib
 
         return decode_rib(self.evpn_rib())
@@ -210,7 +218,23 @@ class Speaker:
     def peers(self) -> list[dict] | None:
         """The neighbors and their session states (gobgp_api.Api.peers); None without the gRPC API."""
         api = self._get_api()
-        return api.peers() if api is not None else None
+        try:
+            return api.peers() if api is not None else None
+        except DriverError as exc:
+            if not self._unimplemented(exc):
+                raise
+            return None
+
+    def _unimplemented(self, exc: DriverError) -> bool:
+        """True (and the CLI used from now on, said once) when the speaker lacks an API call the stubs have."""
+        from vnstitch.sites.gobgp_api import ApiUnimplemented
+
+        if not isinstance(exc, ApiUnimplemented):
+            return False
+        self.api_error = str(exc)
+        log.warning("gobgpd's gRPC API is not used from now on (%s): routes go through the gobgp CLI", exc)
+        self.close()
+        return True
 
     def evpn_rib(self) -> dict:
         """gobgp global rib -a evpn -j"""

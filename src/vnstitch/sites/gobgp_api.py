@@ -35,6 +35,10 @@ _lock = threading.Lock()
 _modules: tuple | None = None
 
 
+class ApiUnimplemented(DriverError):
+    """gobgpd answered UNIMPLEMENTED: its API lacks a call these stubs have (another GoBGP version)."""
+
+
 def proto_dir() -> str:
     """The directory with gobgpd's .proto files: $VNSTITCH_GOBGP_PROTO, else the places listed above."""
     candidates = [os.environ["VNSTITCH_GOBGP_PROTO"]] if os.environ.get("VNSTITCH_GOBGP_PROTO") else list(PROTO_DIRS)
@@ -116,6 +120,12 @@ class Api:
         self.channel = grpc.insecure_channel(f"unix://{socket_path}")
         self.stub = stubs.GobgpApiStub(self.channel)
 
+    def _error(self, what: str, exc) -> DriverError:
+        """A failed call as a DriverError; Unimplemented (a speaker without that call) as ApiUnimplemented,
+        which has the caller fall back to the CLI for good."""
+        cls = ApiUnimplemented if exc.code() == self._grpc.StatusCode.UNIMPLEMENTED else DriverError
+        return cls(f"gobgpd API on {self.socket_path}: {what}: {exc.code().name}: {exc.details()}")
+
     def close(self) -> None:
         self.channel.close()
 
@@ -156,8 +166,7 @@ class Api:
             self.stub.AddPathStream(iter(requests), timeout=self.timeout_s)
         except self._grpc.RpcError as exc:
             verb = "withdraw" if withdraw else "announce"
-            raise DriverError(f"gobgpd API on {self.socket_path}: {verb} {len(paths)} route(s): "
-                              f"{exc.code().name}: {exc.details()}") from None
+            raise self._error(f"{verb} {len(paths)} route(s)", exc) from None
 
     def evpn_routes(self) -> tuple[list, list[tuple[str, str]]]:
         """The global RIB's EVPN paths as evpn.decode_rib gives them from the CLI's JSON: (type-3 Routes,
@@ -182,8 +191,7 @@ class Api:
                     routes.append(Route(destination.prefix, int(nlri.ethernet_tag), nlri.ip_address,
                                         *self._attributes(path.pattrs)))
         except self._grpc.RpcError as exc:
-            raise DriverError(f"gobgpd API on {self.socket_path}: list the EVPN routes: {exc.code().name}: "
-                              f"{exc.details()}") from None
+            raise self._error("list the EVPN routes", exc) from None
         return routes, others
 
     def _attributes(self, pattrs) -> tuple:
@@ -225,6 +233,5 @@ class Api:
                               "description": conf.description,
                               "state": g.PeerState.SessionState.Name(state.session_state).lower()})
         except self._grpc.RpcError as exc:
-            raise DriverError(f"gobgpd API on {self.socket_path}: list the peers: {exc.code().name}: "
-                              f"{exc.details()}") from None
+            raise self._error("list the peers", exc) from None
         return sorted(found, key=lambda p: p["address"])

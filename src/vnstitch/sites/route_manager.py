@@ -27,7 +27,7 @@ from vnstitch.errors import VnstitchError
 from vnstitch.sites.config import SiteView, view_from_text
 from vnstitch.drivers.linux.layout import vxlan_ifname
 from vnstitch.sites.dataplane import Vtep
-from vnstitch.sites.evpn import Advert, adverts, decide, own_adverts
+from vnstitch.sites.evpn import Advert, adverts, decide, own_adverts, stale
 from vnstitch.sites.gobgp import Speaker, Timers, speaker_config
 from vnstitch.sites.consent import CONSENT_PORT
 from vnstitch.sites.stitching import LEASE_S, Stitcher
@@ -232,8 +232,7 @@ class RouteManager:
         for advert in sorted(wanted - present):
             log.info("site %s: advertised VNI %d (VTEP %s, %d Mbit/s)", self.site_name, advert.vni, advert.vtep,
                      advert.bandwidth_mbps)
-        wanted_vnis = {w.vni for w in wanted}
-        gone = [advert for advert in sorted(present - wanted) if advert.vni not in wanted_vnis]
+        gone = stale(present, wanted)   # a new VTEP address: the old destination goes too
         self.speaker.announce(gone, withdraw=True)
         for advert in gone:
             log.info("site %s: withdrew VNI %d", self.site_name, advert.vni)

@@ -78,6 +78,9 @@ def test_a_network_at_two_sites_reaches_across_and_follows_membership(sites):
         assert time.monotonic() < deadline, rib
         time.sleep(0.05)
     assert "[etag:100][ip:10.250.0.1]" in rib and "65101:1:1000" in rib, "the offered bandwidth rides along"
+    assert "[type:Prefix][rd:10.250.0.1:100][etag:0][prefix:10.1.0.0/24]" in rib, "blue's subnet, as a type-5 route"
+    assert status["advertisedPrefixes"] == [{"vni": 100, "prefix": "10.1.0.0/24"}]
+    assert {"vni": 100, "prefix": "10.1.0.0/24", "site": "b", "bandwidth_mbps": 1000} in status["learnedPrefixes"]
 
     lab.write_config(blue({"va": "a", "vb": "b", "vc": "c"}))   # blue appears at site c
     took = converge(lab, {"a": [B, C], "b": [A, C], "c": [A, B]})

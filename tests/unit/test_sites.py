@@ -80,15 +80,20 @@ def test_an_unknown_site_lists_the_known_ones():
 
 
 def test_a_site_advertises_what_its_nodes_serve_with_vtep_bandwidth_and_tenant():
-    [advert] = adverts(VIEW, VIEW.sites["a"])
+    advert, subnet = sorted(adverts(VIEW, VIEW.sites["a"]))
     assert advert.add_args() == ["multicast", "10.250.0.1", "etag", "100", "rd", "10.250.0.1:100", "rt", "65101:100",
                                  "encap", "vxlan", "pmsi", "ingress-repl", "100", "10.250.0.1", "large-community",
                                  f"65101:1:2500,65101:2:{tenant_tag('acme')}"]
+    assert subnet.add_args() == ["prefix", "10.1.0.0/24", "gw", "10.250.0.1", "etag", "0", "label", "100", "rd",
+                                 "10.250.0.1:100", "rt", "65101:100", "encap", "vxlan", "large-community",
+                                 f"65101:1:2500,65101:2:{tenant_tag('acme')}"], "the subnet, as a type-5 route"
+    assert subnet.del_args() == subnet.add_args()[:10]
     assert adverts(VIEW, VIEW.sites["c"]) == set()
+    assert len(adverts(VIEW, VIEW.sites["a"], prefixes=False)) == 1
 
 
 def rib_path(vni: int, vtep: str, as_path: list[int], large: list[tuple[int, int, int]], label: int | None = None,
-             nexthop: str = "10.250.0.9", route_type: int = 3) -> dict:
+             nexthop: str = "10.250.0.9", route_type: int = 3, prefix: str = "") -> dict:
     attrs = [{"type": 1, "value": 2}, {"type": 14, "nexthop": nexthop, "afi": 25, "safi": 70}]
     if as_path:
         attrs.append({"type": 2, "as_paths": [{"segment_type": 2, "num": len(as_path), "asns": as_path}]})
@@ -96,8 +101,10 @@ def rib_path(vni: int, vtep: str, as_path: list[int], large: list[tuple[int, int
         attrs.append({"type": 22, "tunnel-type": 6, "label": label, "tunnel-id": vtep})
     if large:
         attrs.append({"type": 32, "value": [{"ASN": a, "LocalData1": b, "LocalData2": c} for a, b, c in large]})
-    return {"nlri": {"type": route_type, "value": {"rd": {"type": 1, "admin": vtep, "assigned": vni % 65536},
-                                                   "etag": vni, "ip": vtep}}, "attrs": attrs, "best": True}
+    value = {"rd": {"type": 1, "admin": vtep, "assigned": vni % 65536}, "etag": vni, "ip": vtep}
+    if route_type == 5:
+        value = {"rd": value["rd"], "esi": "single-homed", "etag": 0, "prefix": prefix, "gateway": vtep, "label": vni}
+    return {"nlri": {"type": route_type, "value": value}, "attrs": attrs, "best": True}
 
 
 ACME = tenant_tag("acme")
@@ -129,10 +136,10 @@ def test_routes_are_judged_and_the_good_ones_become_flood_entries():
         "untagged": "VNI 100 from site c carries no tenant tag (65103:2:…)",
         "vtep": "VTEP 10.250.0.99 is not site c's tunnel address 10.250.0.3",
         "label": "PMSI label 101 differs from the Ethernet tag 100 (site c)",
-        "macadv": "EVPN route type 2 is not used (only type 3)",
+        "macadv": "EVPN route type 2 is not used (only types 3 and 5)",
     }
     [own] = own_adverts(routes, VIEW.sites["a"])
-    assert own == next(iter(adverts(VIEW, VIEW.sites["a"])))
+    assert own == min(adverts(VIEW, VIEW.sites["a"])), "the type-3 one (the RIB here holds no type 5)"
 
 
 def test_a_route_from_a_site_that_does_not_serve_the_vnid_here_programs_nothing():
@@ -208,3 +215,24 @@ def test_an_own_route_is_withdrawn_when_its_destination_goes_not_when_its_attrib
     moved = Advert(100, "10.250.0.9", 65101, 1000, 7)
     assert stale({old}, {moved}) == [old], "a new tunnel address: the old destination is withdrawn"
     assert stale({old, Advert(200, "10.250.0.1", 65101, 1000, 7)}, {old}) == [Advert(200, "10.250.0.1", 65101, 1000, 7)]
+
+
+def test_type_5_subnets_are_learned_and_a_wrong_or_malformed_prefix_is_rejected():
+    good = rib_path(100, "10.250.0.2", [65102], [(65102, 1, 1000), (65102, 2, ACME)], route_type=5,
+                    prefix="10.1.0.0/24")
+    wrong = rib_path(100, "10.250.0.2", [65102], [(65102, 1, 1000), (65102, 2, ACME)], route_type=5,
+                     prefix="10.9.0.0/24")
+    bad = rib_path(100, "10.250.0.2", [65102], [(65102, 1, 1000), (65102, 2, ACME)], route_type=5,
+                   prefix="10.1.0.7/24")
+    routes, others = decode_rib({"good": [good], "wrong": [wrong], "bad": [bad]})
+    assert others == [] and {r.prefix for r in routes} == {"10.1.0.0/24", "10.9.0.0/24", "10.1.0.7/24"}
+    decision = decide(routes, others, VIEW, VIEW.sites["a"])
+    assert [(p.vni, p.prefix, p.site, p.bandwidth_mbps) for p in decision.prefixes] == [(100, "10.1.0.0/24", "b", 1000)]
+    reasons = dict(decision.rejected)
+    assert reasons["wrong"] == "site b advertises 10.9.0.0/24 for VNI 100, but acme/blue is 10.1.0.0/24"
+    assert reasons["bad"] == "prefix '10.1.0.7/24' for VNI 100 is not a network address (site b)"
+    assert decision.fdb == {100: frozenset()}, "a subnet is no flood entry"
+    local = rib_path(100, "10.250.0.1", [], [(65101, 1, 2500), (65101, 2, ACME)], route_type=5, nexthop="0.0.0.0",
+                     prefix="10.1.0.0/24")
+    own = own_adverts(decode_rib({"own": [local]})[0], VIEW.sites["a"])
+    assert own == {a for a in adverts(VIEW, VIEW.sites["a"]) if a.prefix}, "our own subnet route is ours"

@@ -135,11 +135,19 @@ class Api:
         return packed
 
     def path(self, advert, withdraw: bool = False):
-        """An EVPN type-3 route as `gobgp global rib -a evpn add multicast …` builds it (sites/evpn.py)."""
+        """An EVPN type-3 route as `gobgp global rib -a evpn add multicast …` builds it, or (a prefix) a type-5
+        one as `… add prefix …` does (sites/evpn.py)."""
         g, a, pack = self.gobgp, self.attribute, self._pack
         family = g.Family(afi=g.Family.AFI_L2VPN, safi=g.Family.SAFI_EVPN)
         rd = pack(a.RouteDistinguisherIPAddress(admin=advert.vtep, assigned=advert.vni % 65536))
-        nlri = pack(a.EVPNInclusiveMulticastEthernetTagRoute(rd=rd, ethernet_tag=advert.vni, ip_address=advert.vtep))
+        if advert.prefix:
+            network = ipaddress.ip_network(advert.prefix)
+            nlri = pack(a.EVPNIPPrefixRoute(rd=rd, esi=a.EthernetSegmentIdentifier(), ethernet_tag=0,
+                                            ip_prefix=str(network.network_address), ip_prefix_len=network.prefixlen,
+                                            gw_address=advert.vtep, label=advert.vni))
+        else:
+            nlri = pack(a.EVPNInclusiveMulticastEthernetTagRoute(rd=rd, ethernet_tag=advert.vni,
+                                                                  ip_address=advert.vtep))
         communities = [pack(a.EncapExtended(tunnel_type=ENCAP_VXLAN))]
         if advert.as_number <= 65535:   # route target AS:VNI (a 2-octet AS specific community, sub-type 2)
             communities.append(pack(a.TwoOctetAsSpecificExtended(is_transitive=True, sub_type=2,
@@ -149,9 +157,10 @@ class Api:
         attrs = [pack(a.OriginAttribute(origin=ORIGIN_INCOMPLETE)),
                  pack(a.MpReachNLRIAttribute(family=family, next_hops=["0.0.0.0"], nlris=[nlri])),
                  pack(a.ExtendedCommunitiesAttribute(communities=communities)),
-                 pack(a.PmsiTunnelAttribute(flags=0, type=PMSI_INGRESS_REPLICATION, label=advert.vni,
-                                            id=ipaddress.ip_address(advert.vtep).packed)),
                  pack(a.LargeCommunitiesAttribute(communities=large))]
+        if not advert.prefix:
+            attrs.insert(3, pack(a.PmsiTunnelAttribute(flags=0, type=PMSI_INGRESS_REPLICATION, label=advert.vni,
+                                                       id=ipaddress.ip_address(advert.vtep).packed)))
         return g.Path(nlri=nlri, pattrs=attrs, family=family, is_withdraw=withdraw)
 
     def announce(self, adverts, withdraw: bool = False) -> None:
@@ -181,10 +190,18 @@ class Api:
             for response in self.stub.ListPath(request, timeout=self.timeout_s):
                 destination = response.destination
                 for path in destination.paths:
+                    if path.nlri.Is(a.EVPNIPPrefixRoute.DESCRIPTOR):   # the VNI is its label (evpn.Route)
+                        prefix = a.EVPNIPPrefixRoute()
+                        path.nlri.Unpack(prefix)
+                        local, as_path, _, _, large = self._attributes(path.pattrs)
+                        routes.append(Route(destination.prefix, int(prefix.label), prefix.gw_address, local, as_path,
+                                            int(prefix.label), prefix.gw_address, large,
+                                            f"{prefix.ip_prefix}/{prefix.ip_prefix_len}"))
+                        continue
                     if not path.nlri.Is(a.EVPNInclusiveMulticastEthernetTagRoute.DESCRIPTOR):
                         kind = path.nlri.TypeName().rsplit(".", 1)[-1]
-                        others.append((destination.prefix,
-                                       f"EVPN route type {EVPN_ROUTE_TYPES.get(kind, kind)} is not used (only type 3)"))
+                        others.append((destination.prefix, f"EVPN route type {EVPN_ROUTE_TYPES.get(kind, kind)} is "
+                                                           "not used (only types 3 and 5)"))
                         continue
                     nlri = a.EVPNInclusiveMulticastEthernetTagRoute()
                     path.nlri.Unpack(nlri)

@@ -230,12 +230,16 @@ class RouteManager:
         self._vx_index = {v: links[vxlan_ifname(v)]["index"] for v in served if vxlan_ifname(v) in links}
         self.speaker.announce(sorted(wanted - present))
         for advert in sorted(wanted - present):
-            log.info("site %s: advertised VNI %d (VTEP %s, %d Mbit/s)", self.site_name, advert.vni, advert.vtep,
-                     advert.bandwidth_mbps)
+            if advert.prefix:
+                log.info("site %s: advertised subnet %s of VNI %d", self.site_name, advert.prefix, advert.vni)
+            else:
+                log.info("site %s: advertised VNI %d (VTEP %s, %d Mbit/s)", self.site_name, advert.vni, advert.vtep,
+                         advert.bandwidth_mbps)
         gone = stale(present, wanted)   # a new VTEP address: the old destination goes too
         self.speaker.announce(gone, withdraw=True)
         for advert in gone:
-            log.info("site %s: withdrew VNI %d", self.site_name, advert.vni)
+            log.info("site %s: withdrew %s", self.site_name,
+                     f"subnet {advert.prefix} of VNI {advert.vni}" if advert.prefix else f"VNI {advert.vni}")
         decision = decide(routes, others, self.view, self.site)
         for key, reason in decision.rejected:
             if (key, reason) not in self._logged:
@@ -248,10 +252,19 @@ class RouteManager:
             self.vtep.remove(vnid, links)     # the network left this site
             floods.pop(vnid, None)
             log.info("site %s: VNI %d left the site: its VTEP device is removed", self.site_name, vnid)
-        self.stitcher.step(self.view, self.site, routes, {item.site for item in decision.learned})
+        stitch_error = None
+        try:   # a stitch's trouble is the stitch's: the adverts, flood entries and status above still stand
+            self.stitcher.step(self.view, self.site, routes, {item.site for item in decision.learned})
+        except Exception as exc:   # noqa: BLE001 (logged with its traceback, recorded; the next pass tries again)
+            stitch_error = f"{type(exc).__name__}: {exc}"
+            log.exception("site %s: stitches across sites: %s", self.site_name, stitch_error)
         peers = self._watch_peers()
-        self._status = {**self.stitcher.snapshot(), "advertised": [a.__dict__ for a in sorted(wanted)], "peers": peers,
-                        "learned": [item.__dict__ for item in decision.learned],
+        self._status = {**self.stitcher.snapshot(), "stitchError": stitch_error,
+                        "advertised": [{k: v for k, v in a.__dict__.items() if k != "prefix"}
+                                       for a in sorted(wanted) if not a.prefix],
+                        "advertisedPrefixes": [{"vni": a.vni, "prefix": a.prefix} for a in sorted(wanted) if a.prefix],
+                        "peers": peers, "learned": [item.__dict__ for item in decision.learned],
+                        "learnedPrefixes": [item.__dict__ for item in decision.prefixes],
                         "rejected": [{"route": k, "reason": r} for k, r in decision.rejected],
                         "fdb": {str(v): sorted(d) for v, d in sorted(decision.fdb.items())},
                         "speakerApi": self.speaker.api_mode(), "speakerApiError": self.speaker.api_error}

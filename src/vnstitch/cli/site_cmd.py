@@ -66,6 +66,9 @@ def cmd_route_manager(args) -> int:
         raise InvalidInput("a BGP hold time is 0 or at least 3 seconds (RFC 4271)", field="--hold-time")
     if not 1 <= args.consent_port <= 65535:
         raise InvalidInput("a TCP port is 1..65535", field="--consent-port")
+    if args.consent_lease <= 2 * args.resync_interval:
+        raise InvalidInput(f"must be more than twice --resync-interval ({args.resync_interval:g} s): a consent is "
+                           "renewed once a pass", field="--consent-lease")
     for flag in ("poll_interval", "resync_interval", "kernel_resync", "consent_lease"):
         if getattr(args, flag) <= 0:
             raise InvalidInput("must be > 0", field="--" + flag.replace("_", "-"))

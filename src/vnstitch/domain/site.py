@@ -90,7 +90,7 @@ class Site(Resource):
 
 class SiteStitchEnd(Strict):
     network: str = Field(pattern=NAME_PATTERN)
-    tenant: str | None = None   # default: the stitch's tenant
+    tenant: str | None = Field(default=None, pattern=NAME_PATTERN)   # default: the stitch's tenant
 
 
 class SiteStitchSpec(Strict):

@@ -36,6 +36,29 @@ def _in(netns: str | None, fn):
     return in_netns(netns, fn) if netns else fn()
 
 
+MAX_CONNECTIONS = 16   # requests answered at once; more are closed at once (a peer's pass asks a few)
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    """A thread per request, at most MAX_CONNECTIONS of them."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request, client_address):
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
 class ConsentServer:
     """A threading HTTP server on (address, port) in `netns`, each request answered by `handler`."""
 
@@ -58,9 +81,14 @@ class ConsentServer:
             def _handle(self, method: str) -> None:
                 url = urlsplit(self.path)
                 body: dict = {}
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY:
-                    self._answer(413, {"accepted": False, "reason": f"a request is at most {MAX_BODY} bytes"})
+                try:
+                    length = int(self.headers.get("Content-Length") or 0)
+                except ValueError:
+                    length = -1
+                if length < 0 or length > MAX_BODY:
+                    self.close_connection = True
+                    self._answer(413 if length > MAX_BODY else 400,
+                                 {"accepted": False, "reason": f"Content-Length must be 0..{MAX_BODY}"})
                     return
                 if length:
                     try:
@@ -91,7 +119,7 @@ class ConsentServer:
             def log_message(self, format: str, *args) -> None:   # noqa: A002 (http.server's signature)
                 log.debug("consent API: %s %s", self.client_address[0], format % args)
 
-        self.httpd = ThreadingHTTPServer((address, port), _Request, bind_and_activate=False)
+        self.httpd = _BoundedServer((address, port), _Request, bind_and_activate=False)
         self.httpd.socket.close()
         self.httpd.socket = sock
         self.httpd.server_address = sock.getsockname()
@@ -107,11 +135,13 @@ class ConsentServer:
 
 
 def call(netns: str | None, address: str, port: int, method: str, path: str, body: dict | None = None,
-         timeout_s: float = 2.0) -> tuple[int | None, dict, float]:
-    """One request from the site's namespace: (status or None when unreachable, answer, seconds taken)."""
+         timeout_s: float = 2.0, source: str | None = None) -> tuple[int | None, dict, float]:
+    """One request from the site's namespace (from address `source`, this site's route-manager address, which
+    the peer checks): (status or None when unreachable, answer, seconds taken)."""
     started = time.monotonic()
     try:
-        sock = _in(netns, lambda: socket.create_connection((address, port), timeout=timeout_s))
+        sock = _in(netns, lambda: socket.create_connection((address, port), timeout=timeout_s,
+                                                           source_address=(source, 0) if source else None))
     except OSError as exc:
         return None, {"reason": f"{address}:{port} does not answer ({exc.strerror or exc})"}, time.monotonic() - started
     conn = http.client.HTTPConnection(address, port, timeout=timeout_s)

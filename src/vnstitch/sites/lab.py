@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 
+from vnstitch.drivers.linux import wireguard
 from vnstitch.drivers.linux.kernel import Namespaces, ifindex, pid_alive, run_in
 from vnstitch.drivers.linux.layout import NETWORK_MTU, bridge_ifname
 
@@ -240,6 +241,10 @@ class SitesLab:
             for ifname, pid in self.tunnel_pids(site).items():   # route managers keep their tunnels: not a lab
                 if pid_alive(pid, ifname):
                     os.kill(pid, signal.SIGKILL)
+                try:
+                    os.unlink(wireguard.socket_path(ifname))
+                except OSError:
+                    pass
         deadline = time.monotonic() + 3
         while self.processes() and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -158,6 +158,7 @@ class RouteManager:
         self.stitcher.view, self.stitcher.site = self.view, self.site
         self.stitcher.on_change = self.wake.set
         self._serving = False
+        self._speaker_started_at = float("-inf")
 
     # lifecycle ----------------------------------------------------------------------------------
     def run(self) -> None:
@@ -252,13 +253,17 @@ class RouteManager:
             self.vtep.remove(vnid, links)     # the network left this site
             floods.pop(vnid, None)
             log.info("site %s: VNI %d left the site: its VTEP device is removed", self.site_name, vnid)
+        peers = self._watch_peers()
+        # The speaker (re)started a short while ago and not every session is up: routes may be missing that
+        # are not gone, so a stitch in use is not given up for them yet.
+        settling = (time.monotonic() - self._speaker_started_at < max(10.0, 3 * self.timers.hold_time_s)
+                    and (peers is None or any(p["state"] != "established" for p in peers)))
         stitch_error = None
         try:   # a stitch's trouble is the stitch's: the adverts, flood entries and status above still stand
-            self.stitcher.step(self.view, self.site, routes, {item.site for item in decision.learned})
+            self.stitcher.step(self.view, self.site, routes, {item.site for item in decision.learned}, settling)
         except Exception as exc:   # noqa: BLE001 (logged with its traceback, recorded; the next pass tries again)
             stitch_error = f"{type(exc).__name__}: {exc}"
             log.exception("site %s: stitches across sites: %s", self.site_name, stitch_error)
-        peers = self._watch_peers()
         self._status = {**self.stitcher.snapshot(), "stitchError": stitch_error,
                         "advertised": [{k: v for k, v in a.__dict__.items() if k != "prefix"}
                                        for a in sorted(wanted) if not a.prefix],
@@ -297,8 +302,11 @@ class RouteManager:
 
     def _serve_consents(self) -> None:
         """The consent API on the route-manager address, once it can bind (retried each pass until then)."""
-        if self._serving:
+        if self._serving and self.stitcher.address == self.site.spec.route_manager_address:
             return
+        if self._serving:   # the Site's address changed: listen on the new one
+            self.stitcher.close_server()
+            self._serving = False
         try:
             self.stitcher.serve(self.site.spec.route_manager_address)
         except (OSError, VnstitchError) as exc:
@@ -362,6 +370,7 @@ class RouteManager:
         self._speaker_died_at = None
         self._stop_monitor()
         pid = self.speaker.start(config)
+        self._speaker_started_at = time.monotonic()
         self._peers_config = config
         self._monitor = self.speaker.monitor(self.wake.set)
         log.info("site %s: gobgpd %d listens on %s in %s", self.site_name, pid, self.site.spec.route_manager_address,

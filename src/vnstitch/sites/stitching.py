@@ -222,6 +222,7 @@ class Stitcher:
         self._rtt: dict[str, tuple[float, float | None]] = {}        # site → (measured at, seconds)
         self._server: consent.ConsentServer | None = None
         self._ends: set[str] = set()             # the ends of this pass's own stitches
+        self._pending: dict[str, int] = {}       # ends being built by a consent request (or swept) right now
         self._refusals: dict[str, str] = {}      # consent key → the reason last logged
         self._was: dict[str, str] = {}           # stitch key → the site it used before it ended
         self.on_change = lambda: None            # the route manager's wake-up: status.json shows a new consent
@@ -274,19 +275,26 @@ class Stitcher:
         route = TunnelRoute(ifname, target.spec.vnid, target.spec.cidr, req["from"]["cidr"])
         with self.lock:
             clash, holder = self._clash(route, key)
+            if not clash:
+                self._pending[ifname] = self._pending.get(ifname, 0) + 1   # the pass's sweep leaves it alone
         if clash:
             return (409 if holder else 403), {"accepted": False, "reason": clash, "site": site.name}
         try:
             public, port = self.tunnels.identity(ifname)
             self.tunnels.connect(route, req["publicKey"], req["endpoint"], initiator=False)
+            with self.lock:
+                fresh = key not in self.consents
+                self.consents[key] = {**req, "labels": {}, "ifname": ifname, "route": route.__dict__,
+                                      "expires": time.time() + self.lease_s}
+                _write(self._consents_path, self.consents)
         except VnstitchError as exc:
             log.error("site %s: tunnel for %r: %s", self.site_name, key, exc)
             return 500, {"accepted": False, "reason": f"site {site.name} cannot build its end: {exc}"}
-        with self.lock:
-            fresh = key not in self.consents
-            self.consents[key] = {**req, "labels": {}, "ifname": ifname, "route": route.__dict__,
-                                  "expires": time.time() + self.lease_s}
-            _write(self._consents_path, self.consents)
+        finally:
+            with self.lock:
+                self._pending[ifname] -= 1
+                if not self._pending[ifname]:
+                    del self._pending[ifname]
         if holder:   # the stitch's initiator changed (the first one's adverts went): its consent goes
             self._drop(holder, f"site {asker.name} took the stitch over")
         self._refusals.pop(key, None)
@@ -369,10 +377,17 @@ class Stitcher:
         for key in sorted(set(self.active) - set(wanted)):
             self._end(key, "the stitch was deleted or its network left the site")
         self.status = status
-        with self.lock:
-            named = {r["ifname"] for r in self.consents.values()} | {r["ifname"] for r in self.active.values()}
-        for ifname in sorted(self.tunnels.present() - named - self._ends):   # keys of stitches that are gone
-            self.tunnels.remove(ifname)
+        for ifname in sorted(self.tunnels.present() - self._ends):   # keys of stitches that are gone
+            with self.lock:   # not one a consent names, nor one a request is building right now
+                named = {r["ifname"] for r in self.consents.values()} | {r["ifname"] for r in self.active.values()}
+                if ifname in named or ifname in self._pending:
+                    continue
+                self._pending[ifname] = 1
+            try:
+                self.tunnels.remove(ifname)
+            finally:
+                with self.lock:
+                    self._pending.pop(ifname, None)
 
     def _negotiate(self, stitch: SiteStitch, view: SiteView, site: Site, routes: list[Route]) -> dict:
         key = stitch.key

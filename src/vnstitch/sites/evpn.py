@@ -116,10 +116,12 @@ def stale(present: set[Advert], wanted: set[Advert]) -> list[Advert]:
 
 
 def decode_rib(rib: dict | None) -> tuple[list[Route], list[tuple[str, str]]]:
-    """The type-3 and type-5 paths of a RIB dump, and (key, reason) for destinations of other types."""
+    """The best type-3 and type-5 paths of a RIB dump, and (key, reason) for destinations of other types."""
     routes, other = [], []
     for key, paths in (rib or {}).items():
         for path in paths or ():
+            if not path.get("best", True):   # the others decode to the same destination, a longer AS path
+                continue
             nlri = path.get("nlri", {})
             if nlri.get("type") not in (3, 5):
                 other.append((key, f"EVPN route type {nlri.get('type')} is not used (only types 3 and 5)"))

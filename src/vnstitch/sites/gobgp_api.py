@@ -190,6 +190,8 @@ class Api:
             for response in self.stub.ListPath(request, timeout=self.timeout_s):
                 destination = response.destination
                 for path in destination.paths:
+                    if not path.best:   # the others decode to the same destination, with a longer AS path
+                        continue
                     if path.nlri.Is(a.EVPNIPPrefixRoute.DESCRIPTOR):   # the VNI is its label (evpn.Route)
                         prefix = a.EVPNIPPrefixRoute()
                         path.nlri.Unpack(prefix)

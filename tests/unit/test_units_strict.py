@@ -100,6 +100,9 @@ UNIT_FIELDS = [  # every bandwidth and duration field a resource file may hold
      "spec.maxLatency"),
     ("Site", "spec: {nodes: [n], borderNode: n, asNumber: 65001, routeManagerAddress: 10.0.0.1, "
              "offeredBandwidth: 5}", "spec.offeredBandwidth"),
+    ("SiteStitch", "spec: {from: {network: a}, to: {network: b, tenant: t}, bandwidth: 5}", "spec.bandwidth"),
+    ("SiteStitch", "spec: {from: {network: a}, to: {network: b, tenant: t}, bandwidth: 5Mbps, maxLatency: 0.02}",
+     "spec.maxLatency"),
 ]
 
 

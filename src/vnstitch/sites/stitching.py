@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass
 
 from vnstitch.domain.policy import check_side
+from vnstitch.drivers.linux.layout import write_json
 from vnstitch.domain.site import Site, SiteStitch
 from vnstitch.errors import PolicyDenied, VnstitchError
 from vnstitch.sites import consent
@@ -585,10 +586,7 @@ def _read(path: str, required: tuple[str, ...]) -> dict:
 def _write(path: str, data: dict) -> None:
     """Atomically, 0600 (the records name peers' keys and endpoints); a failure is logged, the records stay."""
     try:
-        fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=1, sort_keys=True)
-        os.replace(path + ".tmp", path)
+        write_json(path, data)
     except OSError as exc:
         log.warning("cannot write %s: %s", path, exc)
 

@@ -127,12 +127,10 @@ class SiteTunnels:
             if private is None:
                 private = keys.generate_private_key()
                 keys.write_private_key(self._path(ifname, "key"), private)
-            return keys.to_base64(keys.public_key(private)), self._port(ifname)
+            return keys.to_base64(keys.public_key(private)), self.port(ifname)
 
     def port(self, ifname: str) -> int:
-        return _read_int(self._path(ifname, "port")) or self._port(ifname)
-
-    def _port(self, ifname: str) -> int:
+        """The end's UDP port: the one kept beside its key, else the first free one (then kept)."""
         port = _read_int(self._path(ifname, "port"))
         if port:
             return port
@@ -315,14 +313,6 @@ class SiteTunnels:
             self.nss(self.netns).route("del", dst=str(local.network_address), dst_len=local.prefixlen, oif=index)
         with kernel_errors(f"ip link set {bridge} address"):
             self.nss(self.netns).link("set", index=index, address=site_mac(self.netns, route.vnid))
-
-    def stop_all(self) -> None:
-        """Every end this route manager made: for a lab's teardown (a route manager keeps them on restart)."""
-        for ifname in sorted(self.present()):
-            try:
-                self.remove(ifname)
-            except VnstitchError:
-                pass
 
     def _netns_alive(self) -> bool:
         return os.path.exists(os.path.join("/run/netns", self.netns))
